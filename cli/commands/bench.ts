@@ -1,0 +1,29 @@
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { benchE2e } from '../bench/e2e.js';
+import { gbps } from '../bench/stats.js';
+
+function positiveInt(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError('expected a whole number of at least 1');
+  return n;
+}
+
+export function benchCommand(): Command {
+  const bench = new Command('bench').description('measure encapsulation throughput');
+  bench
+    .command('e2e')
+    .description('pod-to-pod TCP throughput through miniflannel and kernel VXLAN, in namespaces (needs root, iperf3)')
+    .addOption(new Option('--repeats <n>', 'measurements per path; medians are reported').default(3).argParser(positiveInt))
+    .addOption(new Option('--seconds <n>', 'length of each iperf3 run').default(10).argParser(positiveInt))
+    .addOption(new Option('--streams <n>', 'parallel TCP streams').default(1).argParser(positiveInt))
+    .addHelpText('after', '\nExample:\n  sudo miniflannel bench e2e --repeats 5 --seconds 10')
+    .action(async (opts: { repeats: number; seconds: number; streams: number }) => {
+      const result = await benchE2e({ ...opts, log: (line) => process.stderr.write(`${line}\n`) });
+      process.stdout.write(`\npod-to-pod TCP, ${opts.streams} stream(s), median of ${opts.repeats} x ${opts.seconds} s\n`);
+      for (const p of result.paths) {
+        process.stdout.write(`  ${p.name.padEnd(14)} ${gbps(p.medianBitsPerSecond).padStart(7)} Gbit/s   runs: ${p.runsBitsPerSecond.map(gbps).join(', ')}\n`);
+      }
+      process.stdout.write(`  miniflannel / kernel VXLAN = ${result.ratioToVxlan.toFixed(3)}\n`);
+    });
+  return bench;
+}

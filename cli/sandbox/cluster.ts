@@ -1,0 +1,134 @@
+/**
+ * A sandbox cluster in network namespaces, for tests, benchmarks and the
+ * `miniflannel sandbox` command:
+ *
+ *          underlay namespace: bridge br0, 198.18.0.254/24 (Redis lives here)
+ *            |                 |                 |
+ *   node n1 eth0       node n2 eth0       node n3 eth0      198.18.0.1, .2, .3 /24
+ *     cni0 bridge        cni0 bridge        cni0 bridge     pods attached by the CNI bridge plugin
+ *      pod p1 ...         pod p1 ...         pod p1 ...
+ *
+ * Addresses come from 198.18.0.0/15, the benchmarking range, and exist only
+ * inside the namespaces; nothing is added to the root namespace.
+ */
+import { mkdir, rm } from 'node:fs/promises';
+import path from 'node:path';
+import { Netns, runPrefix } from './netns.js';
+import { cniAdd, cniDel, type CniRuntime } from './cni.js';
+
+export const UNDERLAY_SUBNET = '198.18.0.0/24';
+export const UNDERLAY_GATEWAY = '198.18.0.254';
+
+export interface SandboxOptions {
+  /** Workspace for host-local IPAM state, configs and logs; removed on destroy. */
+  workDir: string;
+  /** Namespace name prefix; defaults to this process's run prefix. */
+  prefix?: string;
+  /** MTU of the underlay links. */
+  underlayMtu?: number;
+}
+
+export interface SandboxNode {
+  readonly index: number;
+  readonly ns: Netns;
+  /** Underlay address, e.g. 198.18.0.1. */
+  readonly underlayIp: string;
+  readonly workDir: string;
+  readonly pods: Pod[];
+}
+
+export interface Pod {
+  readonly ns: Netns;
+  readonly node: SandboxNode;
+  /** The pod's address, without prefix length. */
+  readonly ip: string;
+  readonly conflist: Parameters<typeof cniAdd>[0];
+  readonly runtime: CniRuntime;
+}
+
+export class Sandbox {
+  readonly nodes: SandboxNode[] = [];
+  private readonly prefix: string;
+  private readonly underlayMtu: number;
+
+  private constructor(
+    readonly underlay: Netns,
+    readonly options: SandboxOptions,
+  ) {
+    this.prefix = options.prefix ?? runPrefix();
+    this.underlayMtu = options.underlayMtu ?? 1500;
+  }
+
+  static async create(options: SandboxOptions): Promise<Sandbox> {
+    const prefix = options.prefix ?? runPrefix();
+    await mkdir(options.workDir, { recursive: true });
+    const underlay = await Netns.create(`${prefix}ul`);
+    const sandbox = new Sandbox(underlay, options);
+    try {
+      await underlay.ip('link', 'add', 'br0', 'type', 'bridge');
+      await underlay.ip('link', 'set', 'br0', 'mtu', String(sandbox.underlayMtu), 'up');
+      await underlay.ip('addr', 'add', `${UNDERLAY_GATEWAY}/24`, 'dev', 'br0');
+    } catch (err) {
+      await sandbox.destroy();
+      throw err;
+    }
+    return sandbox;
+  }
+
+  /** Adds a node namespace wired to the underlay bridge. */
+  async addNode(): Promise<SandboxNode> {
+    const index = this.nodes.length + 1;
+    const name = `${this.prefix}n${index}`;
+    const ns = await Netns.create(name);
+    const node: SandboxNode = {
+      index,
+      ns,
+      underlayIp: `198.18.0.${index}`,
+      workDir: path.join(this.options.workDir, `n${index}`),
+      pods: [],
+    };
+    this.nodes.push(node);
+    await mkdir(node.workDir, { recursive: true });
+    const port = `n${index}`;
+    await this.underlay.ip('link', 'add', port, 'mtu', String(this.underlayMtu), 'type', 'veth', 'peer', 'name', 'eth0', 'netns', name);
+    await this.underlay.ip('link', 'set', port, 'master', 'br0', 'up');
+    await ns.ip('link', 'set', 'eth0', 'mtu', String(this.underlayMtu), 'up');
+    await ns.ip('addr', 'add', `${node.underlayIp}/24`, 'dev', 'eth0');
+    return node;
+  }
+
+  /** Creates a pod namespace on `node` and networks it by calling the CNI plugins with `conflist`, as kubelet does. */
+  async addPod(node: SandboxNode, conflist: Pod['conflist']): Promise<Pod> {
+    const ns = await Netns.create(`${node.ns.name}p${node.pods.length + 1}`);
+    // The plugins act on the namespace they run in: the node's, where the bridge goes.
+    const runtime: CniRuntime = { containerId: ns.name, netns: ns.path, ifName: 'eth0', launcher: ['ip', 'netns', 'exec', node.ns.name] };
+    try {
+      const result = await cniAdd(conflist, runtime);
+      const address = result.ips?.[0]?.address;
+      if (!address) throw new Error(`CNI ADD for ${ns.name} returned no address: ${JSON.stringify(result)}`);
+      const pod: Pod = { ns, node, ip: address.split('/')[0]!, conflist, runtime };
+      node.pods.push(pod);
+      return pod;
+    } catch (err) {
+      await ns.destroy();
+      throw err;
+    }
+  }
+
+  async removePod(pod: Pod): Promise<void> {
+    await cniDel(pod.conflist, pod.runtime).catch(() => undefined);
+    await pod.ns.destroy();
+    pod.node.pods.splice(pod.node.pods.indexOf(pod), 1);
+  }
+
+  /** Deletes every namespace of the sandbox and its workspace; safe to call twice. */
+  async destroy(): Promise<void> {
+    for (const node of this.nodes) {
+      for (const pod of node.pods) await pod.ns.destroy();
+      await node.ns.destroy();
+    }
+    this.nodes.length = 0;
+    await this.underlay.destroy();
+    await rm(this.options.workDir, { recursive: true, force: true });
+  }
+}

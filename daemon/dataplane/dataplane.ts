@@ -1,0 +1,175 @@
+/**
+ * The data plane: a TUN device and a packet transport, joined by the peer
+ * table. It knows nothing of leases or Redis; the daemon's wiring feeds it
+ * peers with setPeers().
+ */
+import type { Logger } from 'pino';
+import type { TunDevice } from '../tun/index.js';
+import type { DatagramBatch, PacketTransport } from '../transport/index.js';
+import { formatCidr, type Cidr } from '../net/ipv4.js';
+import { Counters, type CountersSnapshot } from './counters.js';
+import { CODE_FRAGMENTATION_NEEDED, CODE_NET_UNREACHABLE, ICMP_ERROR_MAX, RateLimiter, mayAnswerWithError, writeDestinationUnreachable } from './icmp.js';
+import { dontFragment, totalLength } from './ipv4-packet.js';
+import type { PacketBatch } from './packet-batch.js';
+import { PeerTable, type Peer } from './peer-table.js';
+import { routeEgress } from './send.js';
+import { checkIngress } from './receive.js';
+
+export interface DataPlaneOptions {
+  tun: TunDevice;
+  transport: PacketTransport;
+  /** This node's subnet: the only destinations ingress delivers to. */
+  localSubnet: Cidr;
+  /** This node's overlay address (the TUN's), the source of ICMP errors. */
+  overlayAddress: number;
+  /** Largest IP packet that fits one UDP datagram on the underlay: underlay MTU - 28. */
+  maxPacket: number;
+  logger: Logger;
+  /** ICMP errors written back into the TUN per second at most. */
+  icmpRatePerSecond?: number;
+  /** Packets per batch the TUN and transport deliver at most; sizes the scratch arrays. */
+  batchSize?: number;
+}
+
+const defaults = {
+  icmpRatePerSecond: 100,
+  batchSize: 64,
+} as const;
+
+/** A reusable batch over some other batch's buffer, for writing a subset of it. */
+class WriteBatch implements PacketBatch {
+  buffer: Buffer;
+  readonly offsets: Uint32Array;
+  readonly lengths: Uint32Array;
+  count = 0;
+
+  constructor(capacity: number, buffer: Buffer = Buffer.alloc(0)) {
+    this.buffer = buffer;
+    this.offsets = new Uint32Array(capacity);
+    this.lengths = new Uint32Array(capacity);
+  }
+
+  push(offset: number, length: number): void {
+    this.offsets[this.count] = offset;
+    this.lengths[this.count] = length;
+    this.count++;
+  }
+}
+
+export class DataPlane {
+  private readonly counters = new Counters();
+  private peers: PeerTable;
+  private readonly icmpLimiter: RateLimiter;
+  private readonly icmpReplies: WriteBatch;
+  private readonly deliveries: WriteBatch;
+  private readonly log: Logger;
+
+  constructor(private readonly options: DataPlaneOptions) {
+    this.peers = new PeerTable(options.localSubnet.prefixLength);
+    const batchSize = options.batchSize ?? defaults.batchSize;
+    this.icmpLimiter = new RateLimiter(options.icmpRatePerSecond ?? defaults.icmpRatePerSecond, batchSize);
+    this.icmpReplies = new WriteBatch(batchSize, Buffer.alloc(batchSize * ICMP_ERROR_MAX));
+    this.deliveries = new WriteBatch(batchSize);
+    this.log = options.logger.child({ component: 'dataplane' });
+  }
+
+  /** Replaces the whole peer table at once; the next batch sees the new one. */
+  setPeers(peers: Iterable<Peer>): void {
+    const next = new PeerTable(this.options.localSubnet.prefixLength, peers);
+    this.log.info({ peers: [...next.peers()].map((p) => `${formatCidr(p.subnet)}=${p.endpoint.address}:${p.endpoint.port}`) }, 'peer table replaced');
+    this.peers = next;
+  }
+
+  get peerTable(): PeerTable {
+    return this.peers;
+  }
+
+  start(onFatal: (err: Error) => void): void {
+    const { tun, transport } = this.options;
+    tun.start((batch) => this.forwardFromTun(batch), onFatal);
+    transport.start((batch) => this.deliverToTun(batch), onFatal);
+    this.log.info({ tun: tun.name, port: transport.port, subnet: formatCidr(this.options.localSubnet) }, 'data plane started');
+  }
+
+  async stop(): Promise<void> {
+    this.options.tun.close();
+    await this.options.transport.close();
+    this.log.info({ counters: this.snapshot() }, 'data plane stopped');
+  }
+
+  snapshot(): CountersSnapshot {
+    const snapshot = this.counters.snapshot();
+    snapshot.udpSendErrors = this.options.transport.sendErrors;
+    return snapshot;
+  }
+
+  private forwardFromTun(batch: PacketBatch): void {
+    const { transport, maxPacket } = this.options;
+    const { buffer, offsets, lengths, count } = batch;
+    const counters = this.counters;
+    const peers = this.peers;
+    counters.tunPacketsRead += count;
+    for (let i = 0; i < count; i++) {
+      const offset = offsets[i]!;
+      const verdict = routeEgress(buffer, offset, lengths[i]!, peers, maxPacket);
+      if (typeof verdict !== 'string') {
+        const length = totalLength(buffer, offset);
+        if (transport.send(buffer, offset, length, verdict.endpoint)) {
+          counters.udpPacketsSent++;
+          counters.udpBytesSent += length;
+        } else {
+          counters.egressDrops['send-queue-full']++;
+        }
+        continue;
+      }
+      counters.egressDrops[verdict]++;
+      if (verdict === 'no-route') {
+        this.answerWithError(buffer, offset, CODE_NET_UNREACHABLE, 0);
+      } else if (verdict === 'too-big' && dontFragment(buffer, offset)) {
+        this.answerWithError(buffer, offset, CODE_FRAGMENTATION_NEEDED, maxPacket);
+      }
+    }
+    transport.flush();
+    this.flushIcmpReplies();
+  }
+
+  private answerWithError(buffer: Buffer, offset: number, code: number, nextHopMtu: number): void {
+    if (!mayAnswerWithError(buffer, offset) || !this.icmpLimiter.tryTake()) return;
+    const replies = this.icmpReplies;
+    const at = replies.count * ICMP_ERROR_MAX;
+    const length = writeDestinationUnreachable(replies.buffer, at, buffer, offset, code, this.options.overlayAddress, nextHopMtu);
+    replies.push(at, length);
+  }
+
+  private flushIcmpReplies(): void {
+    if (this.icmpReplies.count === 0) return;
+    this.counters.icmpErrorsSent += this.options.tun.write(this.icmpReplies);
+    this.icmpReplies.count = 0;
+  }
+
+  private deliverToTun(batch: DatagramBatch): void {
+    const { localSubnet, tun } = this.options;
+    const { buffer, offsets, lengths, sourceIps, sourcePorts, count } = batch;
+    const counters = this.counters;
+    const peers = this.peers;
+    const deliveries = this.deliveries;
+    deliveries.buffer = buffer;
+    deliveries.count = 0;
+    counters.udpPacketsReceived += count;
+    for (let i = 0; i < count; i++) {
+      const offset = offsets[i]!;
+      const reason = checkIngress(buffer, offset, lengths[i]!, sourceIps[i]!, sourcePorts[i]!, peers, localSubnet);
+      if (reason === null) {
+        deliveries.push(offset, totalLength(buffer, offset));
+      } else {
+        counters.ingressDrops[reason]++;
+      }
+    }
+    if (deliveries.count === 0) return;
+    const written = tun.write(deliveries);
+    counters.tunPacketsWritten += written;
+    counters.ingressDrops['tun-write-failed'] += deliveries.count - written;
+    // Bytes are counted for the batch as a whole; a failed write is rare enough not to track per packet.
+    for (let i = 0; i < deliveries.count; i++) counters.tunBytesWritten += deliveries.lengths[i]!;
+  }
+}

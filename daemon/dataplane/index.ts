@@ -1,0 +1,7 @@
+export { DataPlane } from './dataplane.js';
+export type { DataPlaneOptions } from './dataplane.js';
+export { PeerTable } from './peer-table.js';
+export type { Peer } from './peer-table.js';
+export type { CountersSnapshot, EgressDropReason, IngressDropReason } from './counters.js';
+export { egressDropReasons, ingressDropReasons } from './counters.js';
+export type { PacketBatch } from './packet-batch.js';

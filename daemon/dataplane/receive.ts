@@ -1,0 +1,35 @@
+/**
+ * Ingress: UDP -> TUN.
+ *   1. UDP receive: a batch of datagrams, each with its sender's endpoint.
+ *   2. Sender: it must be a known peer's endpoint; a stranger's datagram is dropped.
+ *   3. Check: the payload is a well-formed IPv4 packet.
+ *   4. Spoofing: the inner source lies in that peer's subnet, the inner destination in ours.
+ *   5. Deliver: accepted packets are written to the TUN in one batch; the kernel routes them to the pod.
+ */
+import { cidrContains as contains, type Cidr } from '../net/ipv4.js';
+import type { IngressDropReason } from './counters.js';
+import { checkIPv4, destinationAddress, sourceAddress } from './ipv4-packet.js';
+import type { PeerTable } from './peer-table.js';
+
+/**
+ * Decides whether the datagram payload at buf[offset, offset+length), sent
+ * from senderIp:senderPort, may be delivered to this node's pods: `null` if
+ * so, else why not.
+ */
+export function checkIngress(
+  buf: Buffer,
+  offset: number,
+  length: number,
+  senderIp: number,
+  senderPort: number,
+  peers: PeerTable,
+  localSubnet: Cidr,
+): IngressDropReason | null {
+  const peer = peers.fromEndpoint(senderIp, senderPort);
+  if (peer === undefined) return 'unknown-sender';
+  const malformed = checkIPv4(buf, offset, length);
+  if (malformed !== null) return malformed;
+  if (!contains(peer.subnet, sourceAddress(buf, offset))) return 'spoofed-source';
+  if (!contains(localSubnet, destinationAddress(buf, offset))) return 'wrong-destination';
+  return null;
+}

@@ -1,0 +1,47 @@
+/**
+ * The daemon's HTTP endpoint: liveness, readiness and a JSON status for
+ * `miniflannel status` and the tests.
+ */
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Logger } from 'pino';
+
+export interface StatusSource {
+  ready(): boolean;
+  status(): unknown;
+}
+
+export interface HttpServer {
+  readonly port: number;
+  close(): Promise<void>;
+}
+
+export async function startHttpServer(source: StatusSource, options: { host: string; port: number; logger: Logger }): Promise<HttpServer> {
+  const server = http.createServer((req, res) => {
+    const send = (code: number, body: string, type = 'text/plain; charset=utf-8') => {
+      res.writeHead(code, { 'content-type': type });
+      res.end(body);
+    };
+    const url = new URL(req.url ?? '/', 'http://localhost');
+    switch (url.pathname) {
+      case '/healthz':
+        return send(200, 'ok\n');
+      case '/readyz':
+        return source.ready() ? send(200, 'ready\n') : send(503, 'not ready\n');
+      case '/status':
+        return send(200, `${JSON.stringify(source.status(), null, 2)}\n`, 'application/json');
+      default:
+        return send(404, 'not found\n');
+    }
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(options.port, options.host, () => resolve());
+  });
+  const port = (server.address() as AddressInfo).port;
+  options.logger.info({ host: options.host, port }, 'http server listening');
+  return {
+    port,
+    close: () => new Promise((resolve) => server.close(() => resolve())),
+  };
+}

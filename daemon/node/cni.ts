@@ -1,0 +1,58 @@
+/**
+ * The CNI network config this node's pods get: the standard `bridge` plugin
+ * with `host-local` addresses from this node's subnet, then `portmap`. With
+ * it, kubelet gives pods addresses with no CNI plugin of miniflannel's own.
+ */
+import { rename, writeFile, mkdir } from 'node:fs/promises';
+import path from 'node:path';
+
+export const CNI_VERSION = '1.0.0';
+export const CNI_CONFLIST_NAME = '10-miniflannel.conflist';
+
+export interface CniNetwork {
+  /** This node's subnet, e.g. 10.244.3.0/24. */
+  subnet: string;
+  /** The whole cluster network, e.g. 10.244.0.0/16: pods get a route to it. */
+  network: string;
+  /** Pod interface MTU: the TUN's, so pod packets fit the overlay. */
+  mtu: number;
+  /** Linux bridge the pods hang off. */
+  bridge?: string;
+  /** Where host-local records assigned addresses; its own default when unset. */
+  ipamDataDir?: string;
+}
+
+export function cniConflist(net: CniNetwork): Record<string, unknown> {
+  return {
+    cniVersion: CNI_VERSION,
+    name: 'miniflannel',
+    plugins: [
+      {
+        type: 'bridge',
+        bridge: net.bridge ?? 'cni0',
+        isGateway: true,
+        isDefaultGateway: true,
+        // The node masquerades (--ip-masq) with rules that spare the cluster network;
+        // the bridge plugin's own masquerading would also hide pod addresses from peers.
+        ipMasq: false,
+        hairpinMode: true,
+        mtu: net.mtu,
+        ipam: {
+          type: 'host-local',
+          ranges: [[{ subnet: net.subnet }]],
+          routes: [{ dst: net.network }],
+          ...(net.ipamDataDir ? { dataDir: net.ipamDataDir } : {}),
+        },
+      },
+      { type: 'portmap', capabilities: { portMappings: true } },
+    ],
+  };
+}
+
+/** Writes the file through a temporary name and a rename, so kubelet never reads half of it. */
+export async function writeFileAtomic(file: string, contents: string): Promise<void> {
+  await mkdir(path.dirname(file), { recursive: true });
+  const temporary = `${file}.${process.pid}.tmp`;
+  await writeFile(temporary, contents, { mode: 0o644 });
+  await rename(temporary, file);
+}

@@ -1,0 +1,51 @@
+/**
+ * The underlay: the node's real interface, whose address peers send to and
+ * whose MTU bounds every datagram.
+ */
+import { networkInterfaces } from 'node:os';
+import { readFile } from 'node:fs/promises';
+
+/** IPv4 + UDP headers that wrap every overlay packet on the wire. */
+export const ENCAPSULATION_OVERHEAD = 28;
+
+export interface Underlay {
+  iface: string;
+  address: string;
+  mtu: number;
+}
+
+export class UnderlayError extends Error {
+  override name = 'UnderlayError';
+}
+
+/** The interface holding the default route, as flannel picks when --iface is not given. */
+async function defaultRouteInterface(): Promise<string> {
+  const routes = await readFile('/proc/net/route', 'utf8');
+  for (const line of routes.split('\n').slice(1)) {
+    const [iface, destination] = line.split('\t');
+    if (iface && destination === '00000000') return iface;
+  }
+  throw new UnderlayError('no default route to pick an underlay interface from; pass --iface or --public-ip');
+}
+
+function interfaceWithAddress(address: string): string | undefined {
+  for (const [name, addresses] of Object.entries(networkInterfaces())) {
+    if (addresses?.some((a) => a.family === 'IPv4' && a.address === address)) return name;
+  }
+  return undefined;
+}
+
+/**
+ * Resolves the underlay from --iface and --public-ip: either may be given;
+ * with neither, the default route's interface. The public IP may belong to
+ * another interface (behind NAT, say) only when --iface names the interface.
+ */
+export async function resolveUnderlay(options: { iface?: string; publicIp?: string }): Promise<Underlay> {
+  const iface = options.iface ?? (options.publicIp ? interfaceWithAddress(options.publicIp) : undefined) ?? (await defaultRouteInterface());
+  const addresses = networkInterfaces()[iface];
+  if (!addresses) throw new UnderlayError(`underlay interface ${iface} does not exist; check --iface`);
+  const address = options.publicIp ?? addresses.find((a) => a.family === 'IPv4' && !a.internal)?.address;
+  if (!address) throw new UnderlayError(`underlay interface ${iface} has no IPv4 address; pass --public-ip`);
+  const mtu = Number((await readFile(`/sys/class/net/${iface}/mtu`, 'utf8')).trim());
+  return { iface, address, mtu };
+}

@@ -1,0 +1,147 @@
+/**
+ * PacketTransport over node:dgram: portable, one syscall per datagram.
+ *
+ * Sending: dgram may hold on to a buffer until the kernel takes it, so each
+ * datagram is copied into a staging buffer that is never rewritten; a full
+ * staging buffer is replaced, not reused, and the old one is freed once
+ * dgram lets go of it. That is one allocation per ~256 KiB, not per packet.
+ *
+ * Receiving: dgram emits one message at a time; they are gathered into a
+ * batch and handed on once the event loop has drained the socket
+ * (setImmediate runs right after the poll phase), or when the batch is full.
+ */
+import dgram from 'node:dgram';
+import { tryParseIPv4 } from '../net/ipv4.js';
+import type { DatagramBatch, Endpoint, PacketTransport } from './index.js';
+
+export interface DgramTransportOptions {
+  /** Address to bind; 0.0.0.0 for all. */
+  bindAddress: string;
+  /** UDP port to bind (flannel's UDP backend uses 8285). */
+  port: number;
+  /** Datagrams handed on per batch at most. */
+  batchSize?: number;
+  /** Socket receive and send buffer sizes; the kernel caps them at net.core.[rw]mem_max. */
+  socketBufferBytes?: number;
+  /** Datagrams dgram may queue in user space before sends are dropped. */
+  maxQueuedSends?: number;
+}
+
+const defaults = {
+  batchSize: 64,
+  socketBufferBytes: 4 * 1024 * 1024,
+  maxQueuedSends: 1024,
+} as const;
+
+const STAGING_BYTES = 256 * 1024;
+const MAX_DATAGRAM = 65536;
+
+export async function openDgramTransport(options: DgramTransportOptions): Promise<PacketTransport> {
+  // An address literal needs no DNS; answering synchronously also spares
+  // every send the deferral that dns.lookup adds.
+  const socket = dgram.createSocket({
+    type: 'udp4',
+    lookup: (hostname, _options, callback) => (callback as (e: null, a: string, f: number) => void)(null, hostname, 4),
+  });
+  await new Promise<void>((resolve, reject) => {
+    socket.once('error', reject);
+    socket.bind(options.port, options.bindAddress, () => {
+      socket.off('error', reject);
+      resolve();
+    });
+  });
+  return new DgramTransport(socket, options);
+}
+
+class DgramTransport implements PacketTransport {
+  readonly port: number;
+  sendErrors = 0;
+  private staging = Buffer.allocUnsafeSlow(STAGING_BYTES);
+  private stagingUsed = 0;
+  private congested = false;
+  private readonly maxQueuedSends: number;
+  private readonly batch: DatagramBatch & { count: number };
+  private flushScheduled = false;
+  private onBatch: ((batch: DatagramBatch) => void) | undefined;
+
+  constructor(
+    private readonly socket: dgram.Socket,
+    options: DgramTransportOptions,
+  ) {
+    this.port = socket.address().port;
+    const bufferBytes = options.socketBufferBytes ?? defaults.socketBufferBytes;
+    socket.setRecvBufferSize(bufferBytes);
+    socket.setSendBufferSize(bufferBytes);
+    this.maxQueuedSends = options.maxQueuedSends ?? defaults.maxQueuedSends;
+    const batchSize = options.batchSize ?? defaults.batchSize;
+    const offsets = new Uint32Array(batchSize);
+    for (let i = 0; i < batchSize; i++) offsets[i] = i * MAX_DATAGRAM;
+    this.batch = {
+      buffer: Buffer.allocUnsafeSlow(batchSize * MAX_DATAGRAM),
+      offsets,
+      lengths: new Uint32Array(batchSize),
+      sourceIps: new Uint32Array(batchSize),
+      sourcePorts: new Uint16Array(batchSize),
+      count: 0,
+    };
+  }
+
+  start(onBatch: (batch: DatagramBatch) => void, onError: (err: Error) => void): void {
+    this.onBatch = onBatch;
+    this.socket.on('message', (message, remote) => this.gather(message, remote));
+    // Without a send callback, dgram reports a failed send here.
+    this.socket.on('error', (err) => {
+      this.sendErrors++;
+      if ((err as NodeJS.ErrnoException).syscall !== 'send') onError(err);
+    });
+  }
+
+  private gather(message: Buffer, remote: dgram.RemoteInfo): void {
+    const batch = this.batch;
+    const i = batch.count;
+    message.copy(batch.buffer, batch.offsets[i]);
+    batch.lengths[i] = message.length;
+    batch.sourceIps[i] = tryParseIPv4(remote.address);
+    batch.sourcePorts[i] = remote.port;
+    batch.count = i + 1;
+    if (batch.count === batch.lengths.length) {
+      this.deliver();
+    } else if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      setImmediate(() => this.deliver());
+    }
+  }
+
+  private deliver(): void {
+    this.flushScheduled = false;
+    if (this.batch.count === 0) return;
+    try {
+      this.onBatch?.(this.batch);
+    } finally {
+      this.batch.count = 0;
+    }
+  }
+
+  send(buffer: Buffer, offset: number, length: number, to: Endpoint): boolean {
+    if (this.congested) return false;
+    if (this.stagingUsed + length > this.staging.length) {
+      this.staging = Buffer.allocUnsafeSlow(Math.max(STAGING_BYTES, length));
+      this.stagingUsed = 0;
+    }
+    const at = this.stagingUsed;
+    buffer.copy(this.staging, at, offset, offset + length);
+    this.stagingUsed = at + length;
+    this.socket.send(this.staging, at, length, to.port, to.address);
+    return true;
+  }
+
+  flush(): void {
+    // dgram queues in user space without limit once the kernel's buffer is
+    // full; checking once per batch bounds that queue to one batch past the limit.
+    this.congested = this.socket.getSendQueueCount() > this.maxQueuedSends;
+  }
+
+  close(): Promise<void> {
+    return new Promise((resolve) => this.socket.close(() => resolve()));
+  }
+}

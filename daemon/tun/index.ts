@@ -1,0 +1,106 @@
+/**
+ * The TUN device: the kernel side of the data plane.
+ *
+ * Packets the kernel routes into the device arrive in batches; packets
+ * written to it are delivered by the kernel as if they came off a wire.
+ */
+import { getSystemErrorName } from 'node:util';
+import type { PacketBatch } from '../dataplane/packet-batch.js';
+import { loadNative, type NativeTunDevice } from './native.js';
+
+export interface TunDevice {
+  readonly name: string;
+  /**
+   * Starts delivering packets. `onBatch` gets each wake-up's packets in one
+   * call; the batch is reused afterwards. `onError` is called once if reading
+   * stops for good (the interface was deleted, say).
+   */
+  start(onBatch: (batch: PacketBatch) => void, onError: (err: Error) => void): void;
+  /** Writes packets; returns how many the kernel accepted. */
+  write(batch: PacketBatch): number;
+  /** Stops reading and releases the fd; the kernel deletes the interface. */
+  close(): void;
+}
+
+export interface TunOptions {
+  /** Interface name, e.g. `flannel0`. */
+  name: string;
+  /** Packets read per wake-up at most. */
+  batchSize?: number;
+  /** Bytes reserved per packet in the read arena; a longer packet is truncated (and then fails validation). */
+  slotSize?: number;
+}
+
+const defaults = {
+  batchSize: 64,
+  slotSize: 65535,
+} as const;
+
+export interface InterfaceSetup {
+  mtu: number;
+  address: string;
+  prefixLength: number;
+}
+
+class NativeTun implements TunDevice {
+  private readonly device: NativeTunDevice;
+  private readonly arena: Buffer;
+  private readonly batch: PacketBatch & { count: number };
+  private readonly slotSize: number;
+
+  constructor(options: TunOptions) {
+    const batchSize = options.batchSize ?? defaults.batchSize;
+    const slotSize = options.slotSize ?? defaults.slotSize;
+    const { TunDevice } = loadNative();
+    this.device = new TunDevice(options.name);
+    this.arena = Buffer.allocUnsafeSlow(batchSize * slotSize);
+    const offsets = new Uint32Array(batchSize);
+    for (let i = 0; i < batchSize; i++) offsets[i] = i * slotSize;
+    this.batch = { buffer: this.arena, offsets, lengths: new Uint32Array(batchSize), count: 0 };
+    this.slotSize = slotSize;
+  }
+
+  get name(): string {
+    return this.device.name;
+  }
+
+  configure(setup: InterfaceSetup): void {
+    this.device.setMtu(setup.mtu);
+    this.device.setIPv4(setup.address, setup.prefixLength);
+    this.device.setUp();
+  }
+
+  start(onBatch: (batch: PacketBatch) => void, onError: (err: Error) => void): void {
+    const batch = this.batch;
+    this.device.startReading(this.arena, this.slotSize, batch.lengths, (count, errno) => {
+      if (count > 0) {
+        batch.count = count;
+        onBatch(batch);
+      }
+      if (errno !== 0) onError(new Error(`${getSystemErrorName(errno)}: reading ${this.device.name} stopped`));
+    });
+  }
+
+  write(batch: PacketBatch): number {
+    return this.device.writeBatch(batch.buffer, batch.offsets, batch.lengths, batch.count);
+  }
+
+  close(): void {
+    this.device.close();
+  }
+}
+
+/**
+ * Creates a TUN interface in the caller's network namespace, sets its MTU
+ * and IPv4 address, and brings it up. Needs CAP_NET_ADMIN.
+ */
+export function openTun(options: TunOptions & InterfaceSetup): TunDevice {
+  const tun = new NativeTun(options);
+  try {
+    tun.configure(options);
+  } catch (err) {
+    tun.close();
+    throw err;
+  }
+  return tun;
+}

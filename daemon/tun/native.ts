@@ -1,0 +1,39 @@
+// Loads the project's own N-API addon (native/*.cc, built by node-gyp during
+// `npm ci`). The addon's raw shape is declared here once; everything else
+// goes through the typed wrappers beside this file.
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+import path from 'node:path';
+
+export interface NativeTunDevice {
+  readonly name: string;
+  readonly fd: number;
+  setMtu(mtu: number): void;
+  setIPv4(address: string, prefixLength: number): void;
+  setUp(): void;
+  startReading(arena: Buffer, slotSize: number, lengths: Uint32Array, onBatch: (count: number, errno: number) => void): void;
+  stopReading(): void;
+  writeBatch(buffer: Buffer, offsets: Uint32Array, lengths: Uint32Array, count: number): number;
+  close(): void;
+}
+
+interface NativeAddon {
+  TunDevice: new (name: string) => NativeTunDevice;
+}
+
+// dist/daemon/tun/native.js -> <package root>/build/Release/
+const packageRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
+const addonPath = path.join(packageRoot, 'build', 'Release', 'miniflannel_native.node');
+
+let addon: NativeAddon | undefined;
+
+export function loadNative(): NativeAddon {
+  if (!addon) {
+    try {
+      addon = createRequire(import.meta.url)(addonPath) as NativeAddon;
+    } catch (err) {
+      throw new Error(`the native TUN binding is not built (${addonPath}); run \`npm ci\` or \`npm rebuild\``, { cause: err });
+    }
+  }
+  return addon;
+}

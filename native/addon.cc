@@ -1,0 +1,10 @@
+#include <napi.h>
+
+#include "tun_device.h"
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  miniflannel::TunDevice::Init(env, exports);
+  return exports;
+}
+
+NODE_API_MODULE(miniflannel_native, Init)

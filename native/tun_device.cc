@@ -1,0 +1,348 @@
+#include "tun_device.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <linux/if.h>
+#include <linux/if_tun.h>
+#include <netinet/in.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "errors.h"
+
+namespace miniflannel {
+
+namespace {
+
+constexpr const char* kCloneDevice = "/dev/net/tun";
+
+// Interface ioctls (MTU, address, flags) need some AF_INET socket to be
+// issued on; a short-lived one keeps no extra fd open between calls.
+int InterfaceIoctl(unsigned long request, struct ifreq* ifr) {
+  int sock = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (sock < 0) return errno;
+  int result = ioctl(sock, request, ifr) < 0 ? errno : 0;
+  close(sock);
+  return result;
+}
+
+std::string PermissionHint(int err, const std::string& what) {
+  if (err == EPERM || err == EACCES) return what + " requires CAP_NET_ADMIN";
+  return what;
+}
+
+bool ParseIPv4(const std::string& text, in_addr* out) {
+  return inet_pton(AF_INET, text.c_str(), out) == 1;
+}
+
+}  // namespace
+
+void TunDevice::Init(Napi::Env env, Napi::Object exports) {
+  Napi::Function ctor = DefineClass(
+      env, "TunDevice",
+      {
+          InstanceAccessor<&TunDevice::Name>("name"),
+          InstanceAccessor<&TunDevice::Fd>("fd"),
+          InstanceMethod<&TunDevice::SetMtu>("setMtu"),
+          InstanceMethod<&TunDevice::SetIPv4>("setIPv4"),
+          InstanceMethod<&TunDevice::SetUp>("setUp"),
+          InstanceMethod<&TunDevice::StartReading>("startReading"),
+          InstanceMethod<&TunDevice::StopReading>("stopReading"),
+          InstanceMethod<&TunDevice::WriteBatch>("writeBatch"),
+          InstanceMethod<&TunDevice::Close>("close"),
+      });
+  exports.Set("TunDevice", ctor);
+}
+
+TunDevice::TunDevice(const Napi::CallbackInfo& info) : Napi::ObjectWrap<TunDevice>(info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsString()) {
+    Napi::TypeError::New(env, "TunDevice(name): name must be a string").ThrowAsJavaScriptException();
+    return;
+  }
+  std::string requested = info[0].As<Napi::String>().Utf8Value();
+  if (requested.size() >= IFNAMSIZ) {
+    ThrowErrno(env, EINVAL, "TUN name '" + requested + "' is longer than " + std::to_string(IFNAMSIZ - 1) + " bytes");
+    return;
+  }
+
+  int fd = open(kCloneDevice, O_RDWR | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) {
+    int err = errno;
+    ThrowErrno(env, err, PermissionHint(err, std::string("opening ") + kCloneDevice));
+    return;
+  }
+
+  struct ifreq ifr;
+  memset(&ifr, 0, sizeof(ifr));
+  ifr.ifr_flags = IFF_TUN | IFF_NO_PI;
+  strncpy(ifr.ifr_name, requested.c_str(), IFNAMSIZ - 1);
+  if (ioctl(fd, TUNSETIFF, &ifr) < 0) {
+    int err = errno;
+    close(fd);
+    std::string what = "creating TUN device '" + requested + "'";
+    if (err == EBUSY) what += ": the name is taken by a device in use";
+    ThrowErrno(env, err, PermissionHint(err, what));
+    return;
+  }
+  fd_ = fd;
+  name_ = ifr.ifr_name;
+  // Lives as long as the device: a batch callback may close the device, and
+  // the context must survive until that callback returns.
+  async_context_ = new Napi::AsyncContext(env, "miniflannel:tun");
+}
+
+TunDevice::~TunDevice() {
+  Release();
+  delete async_context_;
+}
+
+bool TunDevice::EnsureOpen(Napi::Env env) {
+  if (fd_ >= 0) return true;
+  ThrowErrno(env, EBADF, "TUN device is closed");
+  return false;
+}
+
+Napi::Value TunDevice::Name(const Napi::CallbackInfo& info) {
+  return Napi::String::New(info.Env(), name_);
+}
+
+Napi::Value TunDevice::Fd(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), fd_);
+}
+
+Napi::Value TunDevice::SetMtu(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!EnsureOpen(env)) return env.Undefined();
+  if (info.Length() < 1 || !info[0].IsNumber()) {
+    Napi::TypeError::New(env, "setMtu(mtu): mtu must be a number").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  struct ifreq ifr;
+  memset(&ifr, 0, sizeof(ifr));
+  strncpy(ifr.ifr_name, name_.c_str(), IFNAMSIZ - 1);
+  ifr.ifr_mtu = info[0].As<Napi::Number>().Int32Value();
+  if (int err = InterfaceIoctl(SIOCSIFMTU, &ifr)) {
+    ThrowErrno(env, err, PermissionHint(err, "setting MTU " + std::to_string(ifr.ifr_mtu) + " on " + name_));
+  }
+  return env.Undefined();
+}
+
+Napi::Value TunDevice::SetIPv4(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!EnsureOpen(env)) return env.Undefined();
+  if (info.Length() < 2 || !info[0].IsString() || !info[1].IsNumber()) {
+    Napi::TypeError::New(env, "setIPv4(address, prefixLength): expected a string and a number")
+        .ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  std::string text = info[0].As<Napi::String>().Utf8Value();
+  int prefix = info[1].As<Napi::Number>().Int32Value();
+  struct sockaddr_in addr;
+  memset(&addr, 0, sizeof(addr));
+  addr.sin_family = AF_INET;
+  if (!ParseIPv4(text, &addr.sin_addr) || prefix < 0 || prefix > 32) {
+    ThrowErrno(env, EINVAL, "'" + text + "/" + std::to_string(prefix) + "' is not an IPv4 address and prefix length");
+    return env.Undefined();
+  }
+
+  struct ifreq ifr;
+  memset(&ifr, 0, sizeof(ifr));
+  strncpy(ifr.ifr_name, name_.c_str(), IFNAMSIZ - 1);
+  memcpy(&ifr.ifr_addr, &addr, sizeof(addr));
+  if (int err = InterfaceIoctl(SIOCSIFADDR, &ifr)) {
+    ThrowErrno(env, err, PermissionHint(err, "setting address " + text + " on " + name_));
+    return env.Undefined();
+  }
+
+  struct sockaddr_in mask;
+  memset(&mask, 0, sizeof(mask));
+  mask.sin_family = AF_INET;
+  mask.sin_addr.s_addr = prefix == 0 ? 0 : htonl(0xffffffffu << (32 - prefix));
+  memcpy(&ifr.ifr_netmask, &mask, sizeof(mask));
+  if (int err = InterfaceIoctl(SIOCSIFNETMASK, &ifr)) {
+    ThrowErrno(env, err, PermissionHint(err, "setting netmask /" + std::to_string(prefix) + " on " + name_));
+  }
+  return env.Undefined();
+}
+
+Napi::Value TunDevice::SetUp(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!EnsureOpen(env)) return env.Undefined();
+  struct ifreq ifr;
+  memset(&ifr, 0, sizeof(ifr));
+  strncpy(ifr.ifr_name, name_.c_str(), IFNAMSIZ - 1);
+  if (int err = InterfaceIoctl(SIOCGIFFLAGS, &ifr)) {
+    ThrowErrno(env, err, "reading flags of " + name_);
+    return env.Undefined();
+  }
+  ifr.ifr_flags |= IFF_UP | IFF_RUNNING;
+  if (int err = InterfaceIoctl(SIOCSIFFLAGS, &ifr)) {
+    ThrowErrno(env, err, PermissionHint(err, "setting " + name_ + " up"));
+  }
+  return env.Undefined();
+}
+
+// startReading(arena: Buffer, slotSize: number, lengths: Uint32Array,
+//              onBatch: (count: number, errno: number) => void)
+Napi::Value TunDevice::StartReading(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!EnsureOpen(env)) return env.Undefined();
+  if (reading_) {
+    ThrowErrno(env, EBUSY, name_ + " is already being read");
+    return env.Undefined();
+  }
+  if (info.Length() < 4 || !info[0].IsBuffer() || !info[1].IsNumber() || !info[2].IsTypedArray() ||
+      !info[3].IsFunction() || info[2].As<Napi::TypedArray>().TypedArrayType() != napi_uint32_array) {
+    Napi::TypeError::New(env, "startReading(arena, slotSize, lengths: Uint32Array, onBatch)")
+        .ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  auto arena = info[0].As<Napi::Buffer<uint8_t>>();
+  auto lengths = info[2].As<Napi::Uint32Array>();
+  int64_t slot_size = info[1].As<Napi::Number>().Int64Value();
+  if (slot_size <= 0 || lengths.ElementLength() == 0 ||
+      static_cast<size_t>(slot_size) * lengths.ElementLength() > arena.Length()) {
+    ThrowErrno(env, EINVAL, "read arena must hold lengths.length slots of slotSize bytes");
+    return env.Undefined();
+  }
+
+  uv_loop_t* loop = nullptr;
+  if (napi_get_uv_event_loop(env, &loop) != napi_ok) {
+    ThrowErrno(env, EINVAL, "no event loop");
+    return env.Undefined();
+  }
+  poll_ = new uv_poll_t;
+  if (int err = uv_poll_init(loop, poll_, fd_)) {
+    delete poll_;
+    poll_ = nullptr;
+    ThrowErrno(env, -err, "watching " + name_ + " on the event loop");
+    return env.Undefined();
+  }
+  poll_->data = this;
+
+  arena_ref_ = Napi::Reference<Napi::Buffer<uint8_t>>::New(arena, 1);
+  lengths_ref_ = Napi::Reference<Napi::Uint32Array>::New(lengths, 1);
+  arena_ = arena.Data();
+  lengths_ = lengths.Data();
+  slot_size_ = static_cast<size_t>(slot_size);
+  slots_ = lengths.ElementLength();
+  on_batch_ = Napi::Persistent(info[3].As<Napi::Function>());
+
+  uv_poll_start(poll_, UV_READABLE, &TunDevice::OnReadable);
+  reading_ = true;
+  // A device being read must outlive its JS handle going out of scope.
+  Ref();
+  return env.Undefined();
+}
+
+void TunDevice::OnReadable(uv_poll_t* handle, int status, int events) {
+  static_cast<TunDevice*>(handle->data)->DrainBatch(status);
+}
+
+void TunDevice::DrainBatch(int status) {
+  size_t count = 0;
+  int error = status < 0 ? -status : 0;
+  while (error == 0 && count < slots_) {
+    ssize_t n = read(fd_, arena_ + count * slot_size_, slot_size_);
+    if (n >= 0) {
+      lengths_[count++] = static_cast<uint32_t>(n);
+    } else if (errno == EINTR) {
+      continue;
+    } else if (errno == EAGAIN) {
+      break;
+    } else {
+      error = errno;
+    }
+  }
+  if (count == 0 && error == 0) return;
+
+  Napi::Env env = on_batch_.Env();
+  Napi::HandleScope scope(env);
+  Napi::Function on_batch = on_batch_.Value();
+  napi_value result;
+  napi_value args[2] = {Napi::Number::New(env, static_cast<double>(count)), Napi::Number::New(env, -error)};
+  napi_status call = napi_make_callback(env, *async_context_, Value(), on_batch, 2, args, &result);
+  // A hard read error (the interface was deleted under us, say) would make
+  // a level-triggered poll spin, so reading stops here.
+  if (error != 0) StopPolling();
+  if (call == napi_pending_exception) {
+    napi_value exception;
+    napi_get_and_clear_last_exception(env, &exception);
+    napi_fatal_exception(env, exception);
+  }
+}
+
+void TunDevice::StopPolling() {
+  if (!reading_) return;
+  reading_ = false;
+  uv_poll_stop(poll_);
+  uv_close(reinterpret_cast<uv_handle_t*>(poll_), [](uv_handle_t* h) { delete reinterpret_cast<uv_poll_t*>(h); });
+  poll_ = nullptr;
+  on_batch_.Reset();
+  arena_ref_.Reset();
+  lengths_ref_.Reset();
+  arena_ = nullptr;
+  lengths_ = nullptr;
+  Unref();
+}
+
+Napi::Value TunDevice::StopReading(const Napi::CallbackInfo& info) {
+  StopPolling();
+  return info.Env().Undefined();
+}
+
+// writeBatch(buffer, offsets: Uint32Array, lengths: Uint32Array, count) -> packets written
+// TUN takes one packet per write(2); a packet the kernel refuses is skipped,
+// and the caller counts the difference as dropped.
+Napi::Value TunDevice::WriteBatch(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!EnsureOpen(env)) return env.Undefined();
+  if (info.Length() < 4 || !info[0].IsBuffer() || !info[1].IsTypedArray() || !info[2].IsTypedArray() ||
+      !info[3].IsNumber()) {
+    Napi::TypeError::New(env, "writeBatch(buffer, offsets: Uint32Array, lengths: Uint32Array, count)")
+        .ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  auto buffer = info[0].As<Napi::Buffer<uint8_t>>();
+  auto offsets = info[1].As<Napi::Uint32Array>();
+  auto lengths = info[2].As<Napi::Uint32Array>();
+  size_t count = info[3].As<Napi::Number>().Uint32Value();
+  if (count > offsets.ElementLength() || count > lengths.ElementLength()) {
+    ThrowErrno(env, EINVAL, "writeBatch count exceeds the offsets or lengths array");
+    return env.Undefined();
+  }
+  const uint8_t* base = buffer.Data();
+  size_t size = buffer.Length();
+  uint32_t written = 0;
+  for (size_t i = 0; i < count; i++) {
+    size_t offset = offsets[i];
+    size_t length = lengths[i];
+    if (offset > size || length > size - offset) continue;
+    ssize_t n;
+    do {
+      n = write(fd_, base + offset, length);
+    } while (n < 0 && errno == EINTR);
+    if (n >= 0) written++;
+  }
+  return Napi::Number::New(env, written);
+}
+
+void TunDevice::Release() {
+  StopPolling();
+  if (fd_ >= 0) {
+    close(fd_);
+    fd_ = -1;
+  }
+}
+
+Napi::Value TunDevice::Close(const Napi::CallbackInfo& info) {
+  Release();
+  return info.Env().Undefined();
+}
+
+}  // namespace miniflannel

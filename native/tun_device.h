@@ -1,0 +1,61 @@
+// TunDevice: a Linux TUN interface (IFF_TUN | IFF_NO_PI) driven by the Node
+// event loop.
+//
+// Why not the threadpool: a read per packet through libuv's worker threads
+// costs a thread hop and a JS callback for every packet. Here readiness is
+// watched with uv_poll on the loop thread; on each wake-up up to `slots`
+// packets are read into an arena that JS owns, and JS gets one call per batch
+// with the packet count. Packet i lives at arena[i * slotSize], its length in
+// lengths[i]. The arena is reused on the next wake-up, so JS must finish with
+// (or copy) a batch before its callback returns.
+#pragma once
+
+#include <napi.h>
+#include <uv.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+namespace miniflannel {
+
+class TunDevice : public Napi::ObjectWrap<TunDevice> {
+ public:
+  static void Init(Napi::Env env, Napi::Object exports);
+  explicit TunDevice(const Napi::CallbackInfo& info);
+  ~TunDevice() override;
+
+ private:
+  Napi::Value Name(const Napi::CallbackInfo& info);
+  Napi::Value Fd(const Napi::CallbackInfo& info);
+  Napi::Value SetMtu(const Napi::CallbackInfo& info);
+  Napi::Value SetIPv4(const Napi::CallbackInfo& info);
+  Napi::Value SetUp(const Napi::CallbackInfo& info);
+  Napi::Value StartReading(const Napi::CallbackInfo& info);
+  Napi::Value StopReading(const Napi::CallbackInfo& info);
+  Napi::Value WriteBatch(const Napi::CallbackInfo& info);
+  Napi::Value Close(const Napi::CallbackInfo& info);
+
+  static void OnReadable(uv_poll_t* handle, int status, int events);
+  void DrainBatch(int status);
+  void StopPolling();
+  void Release();
+  bool EnsureOpen(Napi::Env env);
+
+  int fd_ = -1;
+  std::string name_;
+  uv_poll_t* poll_ = nullptr;
+  bool reading_ = false;
+
+  // The read arena and lengths are JS-owned; the references pin them.
+  Napi::Reference<Napi::Buffer<uint8_t>> arena_ref_;
+  Napi::Reference<Napi::Uint32Array> lengths_ref_;
+  uint8_t* arena_ = nullptr;
+  uint32_t* lengths_ = nullptr;
+  size_t slot_size_ = 0;
+  size_t slots_ = 0;
+  Napi::FunctionReference on_batch_;
+  Napi::AsyncContext* async_context_ = nullptr;
+};
+
+}  // namespace miniflannel

@@ -1,0 +1,37 @@
+// Test namespaces: named with this run's prefix, stale ones from dead runs
+// removed first, and all of them deleted when the test file ends, on failure too.
+import { after } from 'node:test';
+import { mkdtemp } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { Netns, removeStaleNamespaces, runPrefix } from '../../cli/sandbox/netns.js';
+import { Sandbox } from '../../cli/sandbox/cluster.js';
+
+let counter = 0;
+
+/** A fresh, uniquely named namespace, deleted after the current test file. */
+export async function testNamespace(): Promise<Netns> {
+  await removeStaleNamespaces();
+  const ns = await Netns.create(`${runPrefix()}t${++counter}`);
+  after(() => ns.destroy());
+  return ns;
+}
+
+/**
+ * A sandbox cluster with `nodes` nodes. The caller destroys it in its
+ * `after` hook (after stopping what runs in it). Node 20 runs top-level
+ * hooks as soon as they are registered, so one `before` must create it and
+ * start what depends on it, in order.
+ */
+export async function createTestSandbox(nodes: number): Promise<Sandbox> {
+  await removeStaleNamespaces();
+  const workDir = await mkdtemp(path.join(tmpdir(), 'miniflannel-test-'));
+  const sandbox = await Sandbox.create({ workDir, prefix: `${runPrefix()}s${++counter}` });
+  try {
+    for (let i = 0; i < nodes; i++) await sandbox.addNode();
+  } catch (err) {
+    await sandbox.destroy();
+    throw err;
+  }
+  return sandbox;
+}

@@ -1,0 +1,143 @@
+// Two nodes in namespaces on a 198.18.0.0/24 underlay, each running the real
+// miniflanneld with static peers, each with a pod made by the real CNI
+// bridge plugin. A third namespace on the underlay plays a peer, and a
+// stranger, with hand-made datagrams.
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { createInterface } from 'node:readline';
+import { cniConflist } from '../../daemon/node/cni.js';
+import type { Pod, Sandbox, SandboxNode } from '../../cli/sandbox/cluster.js';
+import { createTestSandbox } from '../harness/namespaces.js';
+import { startDaemon, waitFor, type RunningDaemon } from '../../cli/sandbox/daemon.js';
+import { compiledTest } from '../harness/paths.js';
+import { ipv4Packet } from '../harness/packets.js';
+import { run, stopProcess } from '../../cli/sandbox/exec.js';
+
+const NETWORK = '10.244.0.0/16';
+const TUN_MTU = 1500 - 28;
+const subnetOf = (node: SandboxNode) => `10.244.${node.index}.0/24`;
+const conflistFor = (node: SandboxNode, mtu = TUN_MTU) =>
+  cniConflist({ subnet: subnetOf(node), network: NETWORK, mtu, ipamDataDir: `${node.workDir}/ipam` }) as any;
+
+let sandbox: Sandbox;
+const daemons: RunningDaemon[] = [];
+const pods: Pod[] = [];
+let player: SandboxNode; // node 3: no daemon; the test speaks for it
+
+before(async () => {
+  sandbox = await createTestSandbox(3);
+  const [n1, n2, n3] = sandbox.nodes as [SandboxNode, SandboxNode, SandboxNode];
+  player = n3;
+  const peerArgs = (node: SandboxNode) =>
+    sandbox.nodes.filter((n) => n !== node).flatMap((n) => ['--static-peer', `${subnetOf(n)}=${n.underlayIp}`]);
+  for (const node of [n1, n2]) {
+    daemons.push(
+      await startDaemon(node, ['--iface', 'eth0', '--static-network', NETWORK, '--static-subnet', subnetOf(node), ...peerArgs(node)]),
+    );
+    pods.push(await sandbox.addPod(node, conflistFor(node)));
+  }
+});
+
+after(async () => {
+  for (const daemon of daemons) await daemon.stop();
+  if (!sandbox) return;
+  const prefix = sandbox.underlay.name.replace(/ul$/, '');
+  await sandbox.destroy();
+  const left = (await run(['ip', 'netns', 'list'])).split('\n').filter((line) => line.startsWith(prefix));
+  assert.deepEqual(left, [], 'namespaces left behind');
+  for (const daemon of daemons) assert.notEqual(daemon.process.exitCode ?? daemon.process.signalCode, null, 'daemon still running');
+});
+
+test('pods on different nodes ping each other', async () => {
+  const [p1, p2] = pods as [Pod, Pod];
+  await p1.ns.exec(['ping', '-c', '3', '-i', '0.2', '-W', '2', p2.ip]);
+  await p2.ns.exec(['ping', '-c', '3', '-i', '0.2', '-W', '2', p1.ip]);
+});
+
+test('a 64 MB TCP transfer arrives intact', async () => {
+  const [p1, p2] = pods as [Pod, Pod];
+  const script = compiledTest('harness/tcp-transfer.js');
+  const receiver = p2.ns.spawn([process.execPath, script, 'receive', p2.ip, '5001']);
+  try {
+    const lines = createInterface({ input: receiver.stdout! });
+    const iterator = lines[Symbol.asyncIterator]();
+    assert.equal((await iterator.next()).value, 'listening');
+    const sent = JSON.parse(await p1.ns.exec([process.execPath, script, 'send', p2.ip, '5001', String(64 * 1024 * 1024)]));
+    const received = JSON.parse((await iterator.next()).value);
+    assert.equal(sent.bytes, 64 * 1024 * 1024);
+    assert.equal(received.bytes, sent.bytes);
+    assert.equal(received.sha256, sent.sha256);
+  } finally {
+    await stopProcess(receiver);
+  }
+});
+
+test('an unleased destination gets ICMP net unreachable from the node', async () => {
+  const outcome = await pods[0]!.ns.execForOutcome(['ping', '-c', '1', '-W', '2', '10.244.99.1']);
+  assert.notEqual(outcome.exitCode, 0);
+  assert.match(outcome.stdout, /From 10\.244\.1\.0 .*Destination Net Unreachable/);
+  const status = await daemons[0]!.status();
+  assert.ok(status.counters.egressDrops['no-route'] >= 1);
+  assert.ok(status.counters.icmpErrorsSent >= 1);
+});
+
+test('MTU-sized packets pass; a larger one with DF gets fragmentation needed', async () => {
+  const [p1, p2] = pods as [Pod, Pod];
+  await p1.ns.exec(['ping', '-c', '2', '-i', '0.2', '-W', '2', '-M', 'do', '-s', String(TUN_MTU - 28), p2.ip]);
+  // A pod whose own link is wider than the overlay learns the overlay's MTU from the network.
+  const wide = await sandbox.addPod(sandbox.nodes[0]!, conflistFor(sandbox.nodes[0]!, 1500));
+  const outcome = await wide.ns.execForOutcome(['ping', '-c', '2', '-i', '0.2', '-W', '2', '-M', 'do', '-s', String(1500 - 28), p2.ip]);
+  assert.notEqual(outcome.exitCode, 0);
+  assert.match(outcome.stdout + outcome.stderr, new RegExp(`mtu ?= ?${TUN_MTU}`));
+});
+
+/** A UDP packet for the pod listener, with the given inner addresses, as a hex datagram payload. */
+function innerUdp(source: string, destination: string, text: string): string {
+  const body = Buffer.from(text);
+  const udp = Buffer.alloc(8 + body.length);
+  udp.writeUInt16BE(4000, 0);
+  udp.writeUInt16BE(6000, 2);
+  udp.writeUInt16BE(udp.length, 4);
+  body.copy(udp, 8);
+  return ipv4Packet({ source, destination, payload: udp }).toString('hex');
+}
+
+test('only a known peer speaking for its own subnet reaches a pod', async () => {
+  const target = pods[1]!; // on node 2, whose static peers include node 3's address
+  const probe = compiledTest('harness/udp-probe.js');
+  const listener = target.ns.spawn([process.execPath, probe, 'listen', target.ip, '6000']);
+  const received: string[] = [];
+  try {
+    const lines = createInterface({ input: listener.stdout! });
+    lines.on('line', (line) => line !== 'listening' && received.push(JSON.parse(line)));
+    await once(lines, 'line');
+    const before = (await daemons[1]!.status()).counters;
+    const send = (bindPort: string, ...payloads: string[]) =>
+      player.ns.exec([process.execPath, probe, 'send', player.underlayIp, bindPort, '198.18.0.2', '8285', ...payloads]);
+
+    await send('9999', innerUdp('10.244.3.5', target.ip, 'from-a-stranger-port'));
+    await send('8285', innerUdp('10.244.1.5', target.ip, 'spoofed-source'), innerUdp('10.244.3.5', '10.244.1.9', 'wrong-destination'));
+    await send('8285', innerUdp('10.244.3.5', target.ip, 'legitimate'));
+    await waitFor('the legitimate datagram', async () => received.includes('legitimate'));
+    const afterCounters = (await daemons[1]!.status()).counters;
+
+    assert.deepEqual(received, ['legitimate']);
+    const delta = (reason: string) => afterCounters.ingressDrops[reason] - before.ingressDrops[reason];
+    assert.equal(delta('unknown-sender'), 1);
+    assert.equal(delta('spoofed-source'), 1);
+    assert.equal(delta('wrong-destination'), 1);
+  } finally {
+    await stopProcess(listener);
+  }
+});
+
+test('the counters add up', async () => {
+  for (const daemon of daemons) {
+    const c = (await daemon.status()).counters;
+    const sum = (drops: Record<string, number>) => Object.values(drops).reduce((a, b) => a + b, 0);
+    assert.equal(c.tunPacketsRead, c.udpPacketsSent + sum(c.egressDrops));
+    assert.equal(c.udpPacketsReceived, c.tunPacketsWritten + sum(c.ingressDrops));
+    assert.ok(c.udpPacketsSent > 1000 && c.tunPacketsWritten > 1000);
+  }
+});
