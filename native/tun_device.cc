@@ -58,7 +58,8 @@ void TunDevice::Init(Napi::Env env, Napi::Object exports) {
   exports.Set("TunDevice", ctor);
 }
 
-TunDevice::TunDevice(const Napi::CallbackInfo& info) : Napi::ObjectWrap<TunDevice>(info) {
+TunDevice::TunDevice(const Napi::CallbackInfo& info)
+    : Napi::ObjectWrap<TunDevice>(info), poller_(info.Env(), "miniflannel:tun") {
   Napi::Env env = info.Env();
   if (info.Length() < 1 || !info[0].IsString()) {
     Napi::TypeError::New(env, "TunDevice(name): name must be a string").ThrowAsJavaScriptException();
@@ -91,15 +92,9 @@ TunDevice::TunDevice(const Napi::CallbackInfo& info) : Napi::ObjectWrap<TunDevic
   }
   fd_ = fd;
   name_ = ifr.ifr_name;
-  // Lives as long as the device: a batch callback may close the device, and
-  // the context must survive until that callback returns.
-  async_context_ = new Napi::AsyncContext(env, "miniflannel:tun");
 }
 
-TunDevice::~TunDevice() {
-  Release();
-  delete async_context_;
-}
+TunDevice::~TunDevice() { Release(); }
 
 bool TunDevice::EnsureOpen(Napi::Env env) {
   if (fd_ >= 0) return true;
@@ -192,7 +187,7 @@ Napi::Value TunDevice::SetUp(const Napi::CallbackInfo& info) {
 Napi::Value TunDevice::StartReading(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (!EnsureOpen(env)) return env.Undefined();
-  if (reading_) {
+  if (poller_.active()) {
     ThrowErrno(env, EBUSY, name_ + " is already being read");
     return env.Undefined();
   }
@@ -210,89 +205,34 @@ Napi::Value TunDevice::StartReading(const Napi::CallbackInfo& info) {
     ThrowErrno(env, EINVAL, "read arena must hold lengths.length slots of slotSize bytes");
     return env.Undefined();
   }
-
-  uv_loop_t* loop = nullptr;
-  if (napi_get_uv_event_loop(env, &loop) != napi_ok) {
-    ThrowErrno(env, EINVAL, "no event loop");
-    return env.Undefined();
-  }
-  poll_ = new uv_poll_t;
-  if (int err = uv_poll_init(loop, poll_, fd_)) {
-    delete poll_;
-    poll_ = nullptr;
-    ThrowErrno(env, -err, "watching " + name_ + " on the event loop");
-    return env.Undefined();
-  }
-  poll_->data = this;
-
-  arena_ref_ = Napi::Reference<Napi::Buffer<uint8_t>>::New(arena, 1);
-  lengths_ref_ = Napi::Reference<Napi::Uint32Array>::New(lengths, 1);
   arena_ = arena.Data();
   lengths_ = lengths.Data();
   slot_size_ = static_cast<size_t>(slot_size);
   slots_ = lengths.ElementLength();
-  on_batch_ = Napi::Persistent(info[3].As<Napi::Function>());
-
-  uv_poll_start(poll_, UV_READABLE, &TunDevice::OnReadable);
-  reading_ = true;
-  // A device being read must outlive its JS handle going out of scope.
-  Ref();
+  if (int err = poller_.Start(fd_, Value(), this, &TunDevice::Drain, info[3].As<Napi::Function>(), {arena, lengths})) {
+    poller_.Stop();
+    ThrowErrno(env, -err, "watching " + name_ + " on the event loop");
+  }
   return env.Undefined();
 }
 
-void TunDevice::OnReadable(uv_poll_t* handle, int status, int events) {
-  static_cast<TunDevice*>(handle->data)->DrainBatch(status);
-}
-
-void TunDevice::DrainBatch(int status) {
+size_t TunDevice::Drain(void* self, int* error) {
+  auto* tun = static_cast<TunDevice*>(self);
   size_t count = 0;
-  int error = status < 0 ? -status : 0;
-  while (error == 0 && count < slots_) {
-    ssize_t n = read(fd_, arena_ + count * slot_size_, slot_size_);
+  while (count < tun->slots_) {
+    ssize_t n = read(tun->fd_, tun->arena_ + count * tun->slot_size_, tun->slot_size_);
     if (n >= 0) {
-      lengths_[count++] = static_cast<uint32_t>(n);
-    } else if (errno == EINTR) {
-      continue;
-    } else if (errno == EAGAIN) {
+      tun->lengths_[count++] = static_cast<uint32_t>(n);
+    } else if (errno != EINTR) {
+      if (errno != EAGAIN) *error = errno;
       break;
-    } else {
-      error = errno;
     }
   }
-  if (count == 0 && error == 0) return;
-
-  Napi::Env env = on_batch_.Env();
-  Napi::HandleScope scope(env);
-  Napi::Function on_batch = on_batch_.Value();
-  napi_value result;
-  napi_value args[2] = {Napi::Number::New(env, static_cast<double>(count)), Napi::Number::New(env, -error)};
-  napi_status call = napi_make_callback(env, *async_context_, Value(), on_batch, 2, args, &result);
-  // A hard read error (the interface was deleted under us, say) would make
-  // a level-triggered poll spin, so reading stops here.
-  if (error != 0) StopPolling();
-  if (call == napi_pending_exception) {
-    napi_value exception;
-    napi_get_and_clear_last_exception(env, &exception);
-    napi_fatal_exception(env, exception);
-  }
-}
-
-void TunDevice::StopPolling() {
-  if (!reading_) return;
-  reading_ = false;
-  uv_poll_stop(poll_);
-  uv_close(reinterpret_cast<uv_handle_t*>(poll_), [](uv_handle_t* h) { delete reinterpret_cast<uv_poll_t*>(h); });
-  poll_ = nullptr;
-  on_batch_.Reset();
-  arena_ref_.Reset();
-  lengths_ref_.Reset();
-  arena_ = nullptr;
-  lengths_ = nullptr;
-  Unref();
+  return count;
 }
 
 Napi::Value TunDevice::StopReading(const Napi::CallbackInfo& info) {
-  StopPolling();
+  poller_.Stop();
   return info.Env().Undefined();
 }
 
@@ -333,7 +273,7 @@ Napi::Value TunDevice::WriteBatch(const Napi::CallbackInfo& info) {
 }
 
 void TunDevice::Release() {
-  StopPolling();
+  poller_.Stop();
   if (fd_ >= 0) {
     close(fd_);
     fd_ = -1;

@@ -11,11 +11,14 @@
 #pragma once
 
 #include <napi.h>
-#include <uv.h>
+
+#include <memory>
 
 #include <cstddef>
 #include <cstdint>
 #include <string>
+
+#include "batch_poller.h"
 
 namespace miniflannel {
 
@@ -36,26 +39,19 @@ class TunDevice : public Napi::ObjectWrap<TunDevice> {
   Napi::Value WriteBatch(const Napi::CallbackInfo& info);
   Napi::Value Close(const Napi::CallbackInfo& info);
 
-  static void OnReadable(uv_poll_t* handle, int status, int events);
-  void DrainBatch(int status);
-  void StopPolling();
+  static size_t Drain(void* self, int* error);
   void Release();
   bool EnsureOpen(Napi::Env env);
 
   int fd_ = -1;
   std::string name_;
-  uv_poll_t* poll_ = nullptr;
-  bool reading_ = false;
+  BatchPoller poller_;
 
-  // The read arena and lengths are JS-owned; the references pin them.
-  Napi::Reference<Napi::Buffer<uint8_t>> arena_ref_;
-  Napi::Reference<Napi::Uint32Array> lengths_ref_;
+  // Read targets, owned by JS and pinned by the poller while reading.
   uint8_t* arena_ = nullptr;
   uint32_t* lengths_ = nullptr;
   size_t slot_size_ = 0;
   size_t slots_ = 0;
-  Napi::FunctionReference on_batch_;
-  Napi::AsyncContext* async_context_ = nullptr;
 };
 
 }  // namespace miniflannel

@@ -45,6 +45,7 @@ function zeroed<K extends string>(keys: readonly K[]): Record<K, number> {
 export class Counters {
   tunPacketsRead = 0;
   udpPacketsSent = 0;
+  /** Bytes handed to the socket, including the few a full socket buffer then refused. */
   udpBytesSent = 0;
   /** Send failures the socket reported after accepting a datagram (e.g. EMSGSIZE, ENETUNREACH). */
   udpSendErrors = 0;

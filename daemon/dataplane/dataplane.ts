@@ -129,7 +129,9 @@ export class DataPlane {
         this.answerWithError(buffer, offset, CODE_FRAGMENTATION_NEEDED, maxPacket);
       }
     }
-    transport.flush();
+    const refused = transport.flush();
+    counters.udpPacketsSent -= refused;
+    counters.egressDrops['send-queue-full'] += refused;
     this.flushIcmpReplies();
   }
 

@@ -11,6 +11,7 @@ import { DataPlane, type CountersSnapshot, type Peer } from '../dataplane/index.
 import type { DaemonConfig } from '../flags.js';
 import { formatCidr, formatIPv4, parseIPv4 } from '../net/ipv4.js';
 import { openDgramTransport } from '../transport/dgram.js';
+import { openMmsgTransport } from '../transport/mmsg.js';
 import { openTun } from '../tun/index.js';
 import { startHttpServer } from '../http/server.js';
 import { acceptLocalSource, routeNetworkInto } from './routes.js';
@@ -26,14 +27,15 @@ export async function startNode(config: DaemonConfig, logger: Logger): Promise<R
   const subnet = config.staticSubnet!;
   const underlay = await resolveUnderlay(config);
   const mtu = underlay.mtu - ENCAPSULATION_OVERHEAD;
-  logger.info({ underlay, subnet: formatCidr(subnet), network: formatCidr(network), mtu }, 'starting');
+  logger.info({ underlay, subnet: formatCidr(subnet), network: formatCidr(network), mtu, transport: config.transport }, 'starting');
 
   const tun = openTun({ name: config.tunName, mtu, address: formatIPv4(subnet.network), prefixLength: 32 });
   let transport;
   try {
     await routeNetworkInto(formatCidr(network), tun.name);
     await acceptLocalSource(tun.name);
-    transport = await openDgramTransport({ bindAddress: underlay.address, port: config.port });
+    const bind = { bindAddress: underlay.address, port: config.port };
+    transport = config.transport === 'mmsg' ? openMmsgTransport(bind) : await openDgramTransport(bind);
   } catch (err) {
     tun.close();
     throw err;

@@ -135,10 +135,11 @@ class DgramTransport implements PacketTransport {
     return true;
   }
 
-  flush(): void {
+  flush(): number {
     // dgram queues in user space without limit once the kernel's buffer is
     // full; checking once per batch bounds that queue to one batch past the limit.
     this.congested = this.socket.getSendQueueCount() > this.maxQueuedSends;
+    return 0;
   }
 
   close(): Promise<void> {

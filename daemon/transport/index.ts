@@ -29,14 +29,14 @@ export interface PacketTransport {
    */
   start(onBatch: (batch: DatagramBatch) => void, onError: (err: Error) => void): void;
   /**
-   * Sends buffer[offset, offset+length) to `to`. The transport copies or
-   * sends the bytes before returning, so the caller may reuse `buffer`.
-   * Returns false when the datagram was dropped because the send queue is full.
+   * Queues buffer[offset, offset+length) for `to`. It is sent no later than
+   * the next flush(); until then the caller must leave those bytes alone.
+   * Returns false if the datagram was dropped because the socket is backed up.
    */
   send(buffer: Buffer, offset: number, length: number, to: Endpoint): boolean;
-  /** Marks the end of a batch of sends, so a batching transport can transmit. */
-  flush(): void;
-  /** Datagrams the socket failed to send after `send` accepted them. */
+  /** Sends what is queued. Returns how many queued datagrams the kernel refused (a full socket buffer, say). */
+  flush(): number;
+  /** Datagrams the socket reported failing after they were accepted (node:dgram reports these late). */
   readonly sendErrors: number;
   close(): Promise<void>;
 }

@@ -6,7 +6,7 @@
  */
 import { getSystemErrorName } from 'node:util';
 import type { PacketBatch } from '../dataplane/packet-batch.js';
-import { loadNative, type NativeTunDevice } from './native.js';
+import { loadNative, type NativeTunDevice } from '../native.js';
 
 export interface TunDevice {
   readonly name: string;

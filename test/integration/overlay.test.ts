@@ -31,9 +31,10 @@ before(async () => {
   player = n3;
   const peerArgs = (node: SandboxNode) =>
     sandbox.nodes.filter((n) => n !== node).flatMap((n) => ['--static-peer', `${subnetOf(n)}=${n.underlayIp}`]);
-  for (const node of [n1, n2]) {
+  // Node 1 uses the batched native transport, node 2 node:dgram: the two must interoperate on the wire.
+  for (const [node, transport] of [[n1, 'mmsg'], [n2, 'dgram']] as const) {
     daemons.push(
-      await startDaemon(node, ['--iface', 'eth0', '--static-network', NETWORK, '--static-subnet', subnetOf(node), ...peerArgs(node)]),
+      await startDaemon(node, ['--iface', 'eth0', '--transport', transport, '--static-network', NETWORK, '--static-subnet', subnetOf(node), ...peerArgs(node)]),
     );
     pods.push(await sandbox.addPod(node, conflistFor(node)));
   }

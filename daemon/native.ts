@@ -17,12 +17,27 @@ export interface NativeTunDevice {
   close(): void;
 }
 
-interface NativeAddon {
-  TunDevice: new (name: string) => NativeTunDevice;
+export interface NativeUdpSocket {
+  readonly port: number;
+  startReading(
+    arena: Buffer,
+    slotSize: number,
+    lengths: Uint32Array,
+    sourceIps: Uint32Array,
+    sourcePorts: Uint16Array,
+    onBatch: (count: number, errno: number) => void,
+  ): void;
+  sendBatch(buffer: Buffer, offsets: Uint32Array, lengths: Uint32Array, ips: Uint32Array, ports: Uint16Array, count: number): number;
+  close(): void;
 }
 
-// dist/daemon/tun/native.js -> <package root>/build/Release/
-const packageRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
+interface NativeAddon {
+  TunDevice: new (name: string) => NativeTunDevice;
+  UdpSocket: new (bindAddress: string, port: number, bufferBytes: number) => NativeUdpSocket;
+}
+
+// dist/daemon/native.js -> <package root>/build/Release/
+const packageRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const addonPath = path.join(packageRoot, 'build', 'Release', 'miniflannel_native.node');
 
 let addon: NativeAddon | undefined;
