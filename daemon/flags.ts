@@ -22,6 +22,7 @@ export interface DaemonConfig {
   tunName: string;
   port: number;
   transport: 'mmsg' | 'dgram';
+  tunOffload: boolean;
   healthzIp: string;
   healthzPort: number;
   logLevel: string;
@@ -74,6 +75,7 @@ export function daemonCommand(): Command {
     .addOption(new Option('--tun-name <name>', 'name of the TUN device').env(env('TUN_NAME')).default('flannel0'))
     .addOption(new Option('--port <port>', 'UDP port of the overlay').env(env('PORT')).default(8285).argParser(portArg))
     .addOption(new Option('--transport <kind>', 'UDP I/O: mmsg (batched recvmmsg/sendmmsg, native) or dgram (node:dgram, portable)').env(env('TRANSPORT')).default('mmsg').choices(['mmsg', 'dgram']))
+    .addOption(new Option('--tun-offload <on|off>', 'TCP segmentation offload on the TUN: read 64 KiB TCP super-packets and cut them in user space').env(env('TUN_OFFLOAD')).default('on').choices(['on', 'off']))
     .addOption(new Option('--healthz-ip <ip>', 'address of the health, readiness and status endpoint').env(env('HEALTHZ_IP')).default('0.0.0.0').argParser(ipArg))
     .addOption(new Option('--healthz-port <port>', 'port of the health, readiness and status endpoint (0 picks one)').env(env('HEALTHZ_PORT')).default(8286).argParser((v) => (v === '0' ? 0 : portArg(v))))
     .addOption(new Option('--log-level <level>', 'log level').env(env('LOG_LEVEL')).default('info').choices(['trace', 'debug', 'info', 'warn', 'error', 'fatal']))
@@ -94,6 +96,7 @@ export function parseDaemonFlags(argv: string[]): DaemonConfig {
     tunName: o.tunName,
     port: Number(o.port),
     transport: o.transport,
+    tunOffload: o.tunOffload === 'on',
     healthzIp: o.healthzIp,
     healthzPort: Number(o.healthzPort),
     logLevel: o.logLevel,

@@ -22,6 +22,7 @@ export interface NativeUdpSocket {
   startReading(
     arena: Buffer,
     slotSize: number,
+    offsets: Uint32Array,
     lengths: Uint32Array,
     sourceIps: Uint32Array,
     sourcePorts: Uint16Array,
@@ -32,8 +33,12 @@ export interface NativeUdpSocket {
 }
 
 interface NativeAddon {
-  TunDevice: new (name: string) => NativeTunDevice;
+  TunDevice: new (name: string, offload: boolean) => NativeTunDevice;
   UdpSocket: new (bindAddress: string, port: number, bufferBytes: number) => NativeUdpSocket;
+  /** The TUN offload cutter alone (virtio_net_hdr + packet in, MTU-sized packets out); null if it refuses the frame. */
+  segmentFrame(frame: Buffer, slotSize: number): Buffer[] | null;
+  /** The TUN offload joiner alone: the frames (virtio_net_hdr + packet) it would write. Rewrites `buffer` as the writer does. */
+  joinPackets(buffer: Buffer, offsets: Uint32Array, lengths: Uint32Array, count: number): Buffer[];
 }
 
 // dist/daemon/native.js -> <package root>/build/Release/

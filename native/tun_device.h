@@ -1,5 +1,5 @@
 // TunDevice: a Linux TUN interface (IFF_TUN | IFF_NO_PI) driven by the Node
-// event loop.
+// event loop, optionally with TCP segmentation offload (see offload.h).
 //
 // Why not the threadpool: a read per packet through libuv's worker threads
 // costs a thread hop and a JS callback for every packet. Here readiness is
@@ -13,6 +13,7 @@
 #include <napi.h>
 
 #include <memory>
+#include <vector>
 
 #include <cstddef>
 #include <cstdint>
@@ -43,9 +44,20 @@ class TunDevice : public Napi::ObjectWrap<TunDevice> {
   void Release();
   bool EnsureOpen(Napi::Env env);
 
+  uint32_t WritePlain(const uint8_t* base, const uint32_t* offsets, const uint32_t* lengths, size_t count);
+  uint32_t WriteCoalesced(uint8_t* base, const uint32_t* offsets, const uint32_t* lengths, size_t count);
+  size_t DrainPlain(int* error);
+  size_t DrainOffloaded(int* error);
+
   int fd_ = -1;
   std::string name_;
   BatchPoller poller_;
+  // With offloads (IFF_VNET_HDR), reads come whole into `scratch_` and are
+  // cut into slots; a super-packet that does not fit the rest of a batch
+  // waits there for the next one.
+  bool offload_ = false;
+  std::vector<uint8_t> scratch_;
+  size_t scratch_length_ = 0;
 
   // Read targets, owned by JS and pinned by the poller while reading.
   uint8_t* arena_ = nullptr;

@@ -1,10 +1,12 @@
 #include "udp_socket.h"
 
 #include <arpa/inet.h>
+#include <netinet/udp.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
+#include <algorithm>
 #include <string>
 
 #include "errors.h"
@@ -12,6 +14,11 @@
 namespace miniflannel {
 
 namespace {
+
+// Datagrams one GSO send or GRO receive carries at most (UDP_MAX_SEGMENTS on older kernels).
+constexpr size_t kMaxSegments = 64;
+constexpr size_t kMaxGsoBytes = 65000;
+constexpr size_t kControlSpace = CMSG_SPACE(sizeof(int));
 
 // Asks for `bytes` of socket buffer; as root the *FORCE variants pass the
 // net.core.[rw]mem_max cap, which is small by default and would drop bursts.
@@ -69,6 +76,8 @@ UdpSocket::UdpSocket(const Napi::CallbackInfo& info)
   sockaddr_in bound;
   socklen_t bound_len = sizeof(bound);
   getsockname(fd, reinterpret_cast<sockaddr*>(&bound), &bound_len);
+  int on = 1;
+  gro_ = setsockopt(fd, SOL_UDP, UDP_GRO, &on, sizeof(on)) == 0;
   fd_ = fd;
   port_ = ntohs(bound.sin_port);
 }
@@ -77,8 +86,8 @@ UdpSocket::~UdpSocket() { Release(); }
 
 Napi::Value UdpSocket::Port(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), port_); }
 
-// startReading(arena: Buffer, slotSize, lengths: Uint32Array, sourceIps: Uint32Array,
-//              sourcePorts: Uint16Array, onBatch: (count, errno) => void)
+// startReading(arena: Buffer, slotSize, offsets: Uint32Array, lengths: Uint32Array,
+//              sourceIps: Uint32Array, sourcePorts: Uint16Array, onBatch: (count, errno) => void)
 Napi::Value UdpSocket::StartReading(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (fd_ < 0) {
@@ -89,39 +98,46 @@ Napi::Value UdpSocket::StartReading(const Napi::CallbackInfo& info) {
     ThrowErrno(env, EBUSY, "UDP socket is already being read");
     return env.Undefined();
   }
-  if (info.Length() < 6 || !info[0].IsBuffer() || !info[1].IsNumber() || !info[2].IsTypedArray() ||
-      !info[3].IsTypedArray() || !info[4].IsTypedArray() || !info[5].IsFunction()) {
-    Napi::TypeError::New(env, "startReading(arena, slotSize, lengths, sourceIps, sourcePorts, onBatch)")
+  if (info.Length() < 7 || !info[0].IsBuffer() || !info[1].IsNumber() || !info[2].IsTypedArray() ||
+      !info[3].IsTypedArray() || !info[4].IsTypedArray() || !info[5].IsTypedArray() || !info[6].IsFunction()) {
+    Napi::TypeError::New(env, "startReading(arena, slotSize, offsets, lengths, sourceIps, sourcePorts, onBatch)")
         .ThrowAsJavaScriptException();
     return env.Undefined();
   }
   auto arena = info[0].As<Napi::Buffer<uint8_t>>();
-  auto lengths = info[2].As<Napi::Uint32Array>();
-  auto ips = info[3].As<Napi::Uint32Array>();
-  auto ports = info[4].As<Napi::Uint16Array>();
+  auto offsets = info[2].As<Napi::Uint32Array>();
+  auto lengths = info[3].As<Napi::Uint32Array>();
+  auto ips = info[4].As<Napi::Uint32Array>();
+  auto ports = info[5].As<Napi::Uint16Array>();
   int64_t slot_size = info[1].As<Napi::Number>().Int64Value();
-  size_t slots = lengths.ElementLength();
-  if (slot_size <= 0 || slots == 0 || ips.ElementLength() < slots || ports.ElementLength() < slots ||
-      static_cast<size_t>(slot_size) * slots > arena.Length()) {
-    ThrowErrno(env, EINVAL, "read arena and arrays must hold lengths.length datagrams of slotSize bytes");
+  size_t entries = lengths.ElementLength();
+  size_t slots = slot_size > 0 ? arena.Length() / static_cast<size_t>(slot_size) : 0;
+  // Room for every datagram of every message, even when GRO packs each one full.
+  size_t messages = std::min(slots, gro_ ? entries / kMaxSegments : entries);
+  if (messages == 0 || offsets.ElementLength() < entries || ips.ElementLength() < entries ||
+      ports.ElementLength() < entries) {
+    ThrowErrno(env, EINVAL, "read arena and arrays are too small for one batch");
     return env.Undefined();
   }
   arena_ = arena.Data();
   slot_size_ = static_cast<size_t>(slot_size);
+  entries_ = entries;
+  offsets_ = offsets.Data();
   lengths_ = lengths.Data();
   source_ips_ = ips.Data();
   source_ports_ = ports.Data();
-  recv_msgs_.assign(slots, mmsghdr{});
-  recv_iovs_.assign(slots, iovec{});
-  recv_addrs_.assign(slots, sockaddr_in{});
-  for (size_t i = 0; i < slots; i++) {
+  recv_msgs_.assign(messages, mmsghdr{});
+  recv_iovs_.assign(messages, iovec{});
+  recv_addrs_.assign(messages, sockaddr_in{});
+  recv_control_.assign(messages * kControlSpace, 0);
+  for (size_t i = 0; i < messages; i++) {
     recv_iovs_[i] = {arena_ + i * slot_size_, slot_size_};
     recv_msgs_[i].msg_hdr.msg_iov = &recv_iovs_[i];
     recv_msgs_[i].msg_hdr.msg_iovlen = 1;
     recv_msgs_[i].msg_hdr.msg_name = &recv_addrs_[i];
   }
-  if (int err = poller_.Start(fd_, Value(), this, &UdpSocket::Drain, info[5].As<Napi::Function>(),
-                              {arena, lengths, ips, ports})) {
+  if (int err = poller_.Start(fd_, Value(), this, &UdpSocket::Drain, info[6].As<Napi::Function>(),
+                              {arena, offsets, lengths, ips, ports})) {
     poller_.Stop();
     ThrowErrno(env, -err, "watching the UDP socket on the event loop");
   }
@@ -130,11 +146,16 @@ Napi::Value UdpSocket::StartReading(const Napi::CallbackInfo& info) {
 
 size_t UdpSocket::Drain(void* self, int* error) {
   auto* sock = static_cast<UdpSocket*>(self);
-  size_t slots = sock->recv_msgs_.size();
-  for (size_t i = 0; i < slots; i++) sock->recv_msgs_[i].msg_hdr.msg_namelen = sizeof(sockaddr_in);
+  size_t messages = sock->recv_msgs_.size();
+  for (size_t i = 0; i < messages; i++) {
+    msghdr& hdr = sock->recv_msgs_[i].msg_hdr;
+    hdr.msg_namelen = sizeof(sockaddr_in);
+    hdr.msg_control = sock->gro_ ? sock->recv_control_.data() + i * kControlSpace : nullptr;
+    hdr.msg_controllen = sock->gro_ ? kControlSpace : 0;
+  }
   int n;
   do {
-    n = recvmmsg(sock->fd_, sock->recv_msgs_.data(), static_cast<unsigned>(slots), MSG_DONTWAIT, nullptr);
+    n = recvmmsg(sock->fd_, sock->recv_msgs_.data(), static_cast<unsigned>(messages), MSG_DONTWAIT, nullptr);
   } while (n < 0 && errno == EINTR);
   if (n < 0) {
     // ICMP errors queued on the socket (port unreachable from a peer that
@@ -143,13 +164,32 @@ size_t UdpSocket::Drain(void* self, int* error) {
     if (errno != EAGAIN && errno != ECONNREFUSED && errno != EHOSTUNREACH && errno != ENETUNREACH) *error = errno;
     return 0;
   }
+  size_t count = 0;
   for (int i = 0; i < n; i++) {
-    const sockaddr_in& from = sock->recv_addrs_[i];
-    sock->lengths_[i] = sock->recv_msgs_[i].msg_len;
-    sock->source_ips_[i] = ntohl(from.sin_addr.s_addr);
-    sock->source_ports_[i] = ntohs(from.sin_port);
+    const msghdr& hdr = sock->recv_msgs_[i].msg_hdr;
+    size_t length = sock->recv_msgs_[i].msg_len;
+    size_t segment = length;
+    for (cmsghdr* c = CMSG_FIRSTHDR(&hdr); c != nullptr; c = CMSG_NXTHDR(const_cast<msghdr*>(&hdr), c)) {
+      if (c->cmsg_level == SOL_UDP && c->cmsg_type == UDP_GRO) {
+        int size;
+        memcpy(&size, CMSG_DATA(c), sizeof(size));
+        if (size > 0) segment = static_cast<size_t>(size);
+      }
+    }
+    uint32_t ip = ntohl(sock->recv_addrs_[i].sin_addr.s_addr);
+    uint16_t port = ntohs(sock->recv_addrs_[i].sin_port);
+    size_t base = static_cast<size_t>(i) * sock->slot_size_;
+    // GRO coalesces only datagrams of one flow, so one sender for the whole message.
+    for (size_t at = 0; at < length || (length == 0 && at == 0); at += segment) {
+      sock->offsets_[count] = static_cast<uint32_t>(base + at);
+      sock->lengths_[count] = static_cast<uint32_t>(std::min(segment, length - at));
+      sock->source_ips_[count] = ip;
+      sock->source_ports_[count] = port;
+      count++;
+      if (length == 0) break;
+    }
   }
-  return static_cast<size_t>(n);
+  return count;
 }
 
 // sendBatch(buffer, offsets: Uint32Array, lengths: Uint32Array, ips: Uint32Array,
@@ -179,40 +219,79 @@ Napi::Value UdpSocket::SendBatch(const Napi::CallbackInfo& info) {
     send_msgs_.resize(count);
     send_iovs_.resize(count);
     send_addrs_.resize(count);
+    send_control_.resize(count * kControlSpace);
   }
+  // Group runs for GSO: same peer, same size (the last may be shorter), within the limits.
   size_t size = buffer.Length();
-  size_t valid = 0;
-  for (size_t i = 0; i < count; i++) {
+  size_t messages = 0;
+  std::vector<uint16_t> group_sizes;
+  group_sizes.reserve(count);
+  for (size_t i = 0; i < count;) {
     size_t offset = offsets[i];
     size_t length = lengths[i];
-    if (offset > size || length > size - offset) continue;
-    sockaddr_in& to = send_addrs_[valid];
+    if (offset > size || length > size - offset || length == 0) {
+      i++;
+      continue;
+    }
+    size_t group_start_iov = i;
+    size_t group = 1;
+    size_t bytes = length;
+    if (gso_) {
+      while (i + group < count && group < kMaxSegments) {
+        size_t next_offset = offsets[i + group];
+        size_t next_length = lengths[i + group];
+        if (ips[i + group] != ips[i] || ports[i + group] != ports[i] || next_length > length || next_length == 0 ||
+            next_offset > size || next_length > size - next_offset || bytes + next_length > kMaxGsoBytes) {
+          break;
+        }
+        bytes += next_length;
+        group++;
+        if (next_length < length) break;  // A shorter datagram can only end a run.
+      }
+    }
+    for (size_t k = 0; k < group; k++) {
+      send_iovs_[group_start_iov + k] = {buffer.Data() + offsets[i + k], lengths[i + k]};
+    }
+    sockaddr_in& to = send_addrs_[messages];
     memset(&to, 0, sizeof(to));
     to.sin_family = AF_INET;
     to.sin_addr.s_addr = htonl(ips[i]);
     to.sin_port = htons(ports[i]);
-    send_iovs_[valid] = {buffer.Data() + offset, length};
-    mmsghdr& msg = send_msgs_[valid];
+    mmsghdr& msg = send_msgs_[messages];
     memset(&msg, 0, sizeof(msg));
     msg.msg_hdr.msg_name = &to;
     msg.msg_hdr.msg_namelen = sizeof(to);
-    msg.msg_hdr.msg_iov = &send_iovs_[valid];
-    msg.msg_hdr.msg_iovlen = 1;
-    valid++;
+    msg.msg_hdr.msg_iov = &send_iovs_[group_start_iov];
+    msg.msg_hdr.msg_iovlen = group;
+    if (group > 1) {
+      msg.msg_hdr.msg_control = send_control_.data() + messages * kControlSpace;
+      msg.msg_hdr.msg_controllen = CMSG_SPACE(sizeof(uint16_t));
+      cmsghdr* c = CMSG_FIRSTHDR(&msg.msg_hdr);
+      c->cmsg_level = SOL_UDP;
+      c->cmsg_type = UDP_SEGMENT;
+      c->cmsg_len = CMSG_LEN(sizeof(uint16_t));
+      uint16_t segment = static_cast<uint16_t>(length);
+      memcpy(CMSG_DATA(c), &segment, sizeof(segment));
+    }
+    group_sizes.push_back(static_cast<uint16_t>(group));
+    messages++;
+    i += group;
   }
   size_t next = 0;
   size_t sent = 0;
-  while (next < valid) {
-    int n = sendmmsg(fd_, send_msgs_.data() + next, static_cast<unsigned>(valid - next), MSG_DONTWAIT);
+  while (next < messages) {
+    int n = sendmmsg(fd_, send_msgs_.data() + next, static_cast<unsigned>(messages - next), MSG_DONTWAIT);
     if (n > 0) {
+      for (int k = 0; k < n; k++) sent += group_sizes[next + k];
       next += static_cast<size_t>(n);
-      sent += static_cast<size_t>(n);
     } else if (errno == EINTR) {
       continue;
     } else if (errno == EAGAIN || errno == ENOBUFS) {
       break;  // The socket buffer is full: the rest are dropped, as a full NIC queue would.
     } else {
-      next++;  // The kernel refused this one datagram (EMSGSIZE, say); the rest still go.
+      // A device without checksum offload refuses UDP GSO (EIO): send singly from now on.
+      if (group_sizes[next] > 1 && (errno == EIO || errno == EINVAL || errno == ENOPROTOOPT)) gso_ = false;
+      next++;  // The kernel refused this message (EMSGSIZE, say); the rest still go.
     }
   }
   return Napi::Number::New(env, static_cast<double>(sent));

@@ -27,13 +27,11 @@ export interface DataPlaneOptions {
   logger: Logger;
   /** ICMP errors written back into the TUN per second at most. */
   icmpRatePerSecond?: number;
-  /** Packets per batch the TUN and transport deliver at most; sizes the scratch arrays. */
-  batchSize?: number;
 }
 
 const defaults = {
   icmpRatePerSecond: 100,
-  batchSize: 64,
+  icmpBurst: 64,
 } as const;
 
 /** A reusable batch over some other batch's buffer, for writing a subset of it. */
@@ -66,10 +64,10 @@ export class DataPlane {
 
   constructor(private readonly options: DataPlaneOptions) {
     this.peers = new PeerTable(options.localSubnet.prefixLength);
-    const batchSize = options.batchSize ?? defaults.batchSize;
-    this.icmpLimiter = new RateLimiter(options.icmpRatePerSecond ?? defaults.icmpRatePerSecond, batchSize);
-    this.icmpReplies = new WriteBatch(batchSize, Buffer.alloc(batchSize * ICMP_ERROR_MAX));
-    this.deliveries = new WriteBatch(batchSize);
+    this.icmpLimiter = new RateLimiter(options.icmpRatePerSecond ?? defaults.icmpRatePerSecond, defaults.icmpBurst);
+    const egressBatch = options.tun.batchCapacity;
+    this.icmpReplies = new WriteBatch(egressBatch, Buffer.alloc(egressBatch * ICMP_ERROR_MAX));
+    this.deliveries = new WriteBatch(options.transport.batchCapacity);
     this.log = options.logger.child({ component: 'dataplane' });
   }
 

@@ -27,9 +27,9 @@ export async function startNode(config: DaemonConfig, logger: Logger): Promise<R
   const subnet = config.staticSubnet!;
   const underlay = await resolveUnderlay(config);
   const mtu = underlay.mtu - ENCAPSULATION_OVERHEAD;
-  logger.info({ underlay, subnet: formatCidr(subnet), network: formatCidr(network), mtu, transport: config.transport }, 'starting');
+  logger.info({ underlay, subnet: formatCidr(subnet), network: formatCidr(network), mtu, transport: config.transport, tunOffload: config.tunOffload }, 'starting');
 
-  const tun = openTun({ name: config.tunName, mtu, address: formatIPv4(subnet.network), prefixLength: 32 });
+  const tun = openTun({ name: config.tunName, offload: config.tunOffload, mtu, address: formatIPv4(subnet.network), prefixLength: 32 });
   let transport;
   try {
     await routeNetworkInto(formatCidr(network), tun.name);

@@ -86,6 +86,10 @@ class DgramTransport implements PacketTransport {
     };
   }
 
+  get batchCapacity(): number {
+    return this.batch.lengths.length;
+  }
+
   start(onBatch: (batch: DatagramBatch) => void, onError: (err: Error) => void): void {
     this.onBatch = onBatch;
     this.socket.on('message', (message, remote) => this.gather(message, remote));

@@ -22,6 +22,8 @@ export interface DatagramBatch extends PacketBatch {
 export interface PacketTransport {
   /** The bound UDP port. */
   readonly port: number;
+  /** Datagrams one received batch holds at most. */
+  readonly batchCapacity: number;
   /**
    * Starts receiving. `onBatch` gets the datagrams of one wake-up in one
    * call; the batch is reused afterwards. `onError` reports socket errors

@@ -1,6 +1,7 @@
 /**
  * PacketTransport over the native UdpSocket: recvmmsg and sendmmsg, one
- * syscall per batch each way, and no copy on the way out.
+ * syscall per batch each way, UDP GSO and GRO where the kernel offers them,
+ * and no copy on the way out.
  *
  * Sending: send() only notes where the packet is; flush() hands the whole
  * batch to sendmmsg straight from the caller's buffer (the TUN read arena),
@@ -16,22 +17,27 @@ export interface MmsgTransportOptions {
   bindAddress: string;
   /** UDP port to bind (flannel's UDP backend uses 8285). */
   port: number;
-  /** Datagrams per recvmmsg and per sendmmsg at most. */
-  batchSize?: number;
+  /** Messages per recvmmsg at most; with UDP GRO each may hold up to 64 datagrams. */
+  messagesPerRead?: number;
   /** Socket receive and send buffer sizes; as root the kernel's cap does not apply. */
   socketBufferBytes?: number;
 }
 
 const defaults = {
-  batchSize: 64,
+  messagesPerRead: 16,
   socketBufferBytes: 8 * 1024 * 1024,
 } as const;
 
-const MAX_DATAGRAM = 65536;
+const MAX_MESSAGE = 65536;
+/** Datagrams UDP GRO coalesces into one message at most. */
+const GRO_SEGMENTS = 64;
+/** Datagrams handed to one sendmmsg at most. */
+const SEND_BATCH = 256;
 
 export function openMmsgTransport(options: MmsgTransportOptions): PacketTransport {
   const { UdpSocket } = loadNative();
-  return new MmsgTransport(new UdpSocket(options.bindAddress, options.port, options.socketBufferBytes ?? defaults.socketBufferBytes), options.batchSize ?? defaults.batchSize);
+  const socket = new UdpSocket(options.bindAddress, options.port, options.socketBufferBytes ?? defaults.socketBufferBytes);
+  return new MmsgTransport(socket, options.messagesPerRead ?? defaults.messagesPerRead);
 }
 
 class MmsgTransport implements PacketTransport {
@@ -48,22 +54,25 @@ class MmsgTransport implements PacketTransport {
 
   constructor(
     private readonly socket: NativeUdpSocket,
-    batchSize: number,
+    messagesPerRead: number,
   ) {
-    const offsets = new Uint32Array(batchSize);
-    for (let i = 0; i < batchSize; i++) offsets[i] = i * MAX_DATAGRAM;
+    const entries = messagesPerRead * GRO_SEGMENTS;
     this.received = {
-      buffer: Buffer.allocUnsafeSlow(batchSize * MAX_DATAGRAM),
-      offsets,
-      lengths: new Uint32Array(batchSize),
-      sourceIps: new Uint32Array(batchSize),
-      sourcePorts: new Uint16Array(batchSize),
+      buffer: Buffer.allocUnsafeSlow(messagesPerRead * MAX_MESSAGE),
+      offsets: new Uint32Array(entries),
+      lengths: new Uint32Array(entries),
+      sourceIps: new Uint32Array(entries),
+      sourcePorts: new Uint16Array(entries),
       count: 0,
     };
-    this.offsets = new Uint32Array(batchSize);
-    this.lengths = new Uint32Array(batchSize);
-    this.ips = new Uint32Array(batchSize);
-    this.ports = new Uint16Array(batchSize);
+    this.offsets = new Uint32Array(SEND_BATCH);
+    this.lengths = new Uint32Array(SEND_BATCH);
+    this.ips = new Uint32Array(SEND_BATCH);
+    this.ports = new Uint16Array(SEND_BATCH);
+  }
+
+  get batchCapacity(): number {
+    return this.received.lengths.length;
   }
 
   get port(): number {
@@ -72,8 +81,8 @@ class MmsgTransport implements PacketTransport {
 
   start(onBatch: (batch: DatagramBatch) => void, onError: (err: Error) => void): void {
     const batch = this.received;
-    const { buffer, lengths, sourceIps, sourcePorts } = batch;
-    this.socket.startReading(buffer, MAX_DATAGRAM, lengths, sourceIps, sourcePorts, (count, errno) => {
+    const { buffer, offsets, lengths, sourceIps, sourcePorts } = batch;
+    this.socket.startReading(buffer, MAX_MESSAGE, offsets, lengths, sourceIps, sourcePorts, (count, errno) => {
       if (count > 0) {
         batch.count = count;
         onBatch(batch);

@@ -10,13 +10,18 @@ import { loadNative, type NativeTunDevice } from '../native.js';
 
 export interface TunDevice {
   readonly name: string;
+  /** Packets one batch holds at most. */
+  readonly batchCapacity: number;
   /**
    * Starts delivering packets. `onBatch` gets each wake-up's packets in one
    * call; the batch is reused afterwards. `onError` is called once if reading
    * stops for good (the interface was deleted, say).
    */
   start(onBatch: (batch: PacketBatch) => void, onError: (err: Error) => void): void;
-  /** Writes packets; returns how many the kernel accepted. */
+  /**
+   * Writes packets; returns how many the kernel accepted. With offload it
+   * may join segments of one TCP flow and rewrite the headers in `batch`.
+   */
   write(batch: PacketBatch): number;
   /** Stops reading and releases the fd; the kernel deletes the interface. */
   close(): void;
@@ -25,15 +30,18 @@ export interface TunDevice {
 export interface TunOptions {
   /** Interface name, e.g. `flannel0`. */
   name: string;
-  /** Packets read per wake-up at most. */
+  /**
+   * TCP segmentation offload: the kernel hands over TCP super-packets of up
+   * to 64 KiB, which the binding cuts into MTU-sized packets (native/offload.h).
+   */
+  offload?: boolean;
+  /** Packets per batch at most; with offload a batch must hold a cut super-packet. */
   batchSize?: number;
-  /** Bytes reserved per packet in the read arena; a longer packet is truncated (and then fails validation). */
-  slotSize?: number;
 }
 
 const defaults = {
-  batchSize: 64,
-  slotSize: 65535,
+  offload: true,
+  batchSize: { plain: 64, offload: 256 },
 } as const;
 
 export interface InterfaceSetup {
@@ -48,11 +56,13 @@ class NativeTun implements TunDevice {
   private readonly batch: PacketBatch & { count: number };
   private readonly slotSize: number;
 
-  constructor(options: TunOptions) {
-    const batchSize = options.batchSize ?? defaults.batchSize;
-    const slotSize = options.slotSize ?? defaults.slotSize;
+  constructor(options: TunOptions & InterfaceSetup) {
+    const offload = options.offload ?? defaults.offload;
+    const batchSize = options.batchSize ?? (offload ? defaults.batchSize.offload : defaults.batchSize.plain);
+    // Every packet the kernel routes here fits the MTU (with offload, after cutting).
+    const slotSize = options.mtu;
     const { TunDevice } = loadNative();
-    this.device = new TunDevice(options.name);
+    this.device = new TunDevice(options.name, offload);
     this.arena = Buffer.allocUnsafeSlow(batchSize * slotSize);
     const offsets = new Uint32Array(batchSize);
     for (let i = 0; i < batchSize; i++) offsets[i] = i * slotSize;
@@ -62,6 +72,10 @@ class NativeTun implements TunDevice {
 
   get name(): string {
     return this.device.name;
+  }
+
+  get batchCapacity(): number {
+    return this.batch.lengths.length;
   }
 
   configure(setup: InterfaceSetup): void {

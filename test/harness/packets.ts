@@ -42,3 +42,69 @@ export function icmpEcho(type = 8, body = Buffer.from('ping')): Buffer {
   icmp.writeUInt16BE(internetChecksum(icmp, 0, icmp.length), 2);
   return icmp;
 }
+
+export interface TcpSpec {
+  source: string;
+  destination: string;
+  sourcePort?: number;
+  destinationPort?: number;
+  seq: number;
+  ack?: number;
+  /** TCP flag bits: ACK 0x10, PSH 0x08, FIN 0x01, SYN 0x02. */
+  flags?: number;
+  window?: number;
+  /** TCP options, a multiple of 4 bytes (e.g. a timestamp option). */
+  options?: Buffer;
+  payload?: Buffer;
+  id?: number;
+  dontFragment?: boolean;
+}
+
+/** A TCP/IPv4 packet with correct IP and TCP checksums. */
+export function tcpPacket(spec: TcpSpec): Buffer {
+  const options = spec.options ?? Buffer.alloc(0);
+  const payload = spec.payload ?? Buffer.alloc(0);
+  const tcp = Buffer.alloc(20 + options.length + payload.length);
+  tcp.writeUInt16BE(spec.sourcePort ?? 40000, 0);
+  tcp.writeUInt16BE(spec.destinationPort ?? 5201, 2);
+  tcp.writeUInt32BE(spec.seq >>> 0, 4);
+  tcp.writeUInt32BE((spec.ack ?? 1) >>> 0, 8);
+  tcp[12] = ((20 + options.length) / 4) << 4;
+  tcp[13] = spec.flags ?? 0x10;
+  tcp.writeUInt16BE(spec.window ?? 502, 14);
+  options.copy(tcp, 20);
+  payload.copy(tcp, 20 + options.length);
+  const packet = ipv4Packet({ source: spec.source, destination: spec.destination, protocol: 6, payload: tcp, dontFragment: spec.dontFragment ?? true });
+  packet.writeUInt16BE(spec.id ?? 0x1234, 4);
+  packet.writeUInt16BE(0, 10);
+  packet.writeUInt16BE(internetChecksum(packet, 0, 20), 10);
+  packet.writeUInt16BE(transportChecksum(packet), 20 + 16);
+  return packet;
+}
+
+/** The TCP or UDP checksum the packet should carry (computed with the field taken as zero). */
+export function transportChecksum(packet: Buffer): number {
+  const ihl = (packet[0]! & 15) * 4;
+  const total = packet.readUInt16BE(2);
+  const field = ihl + (packet[9] === 6 ? 16 : 6);
+  const copy = Buffer.from(packet.subarray(0, total));
+  copy.writeUInt16BE(0, field);
+  const pseudo = Buffer.alloc(12 + total - ihl);
+  packet.copy(pseudo, 0, 12, 20);
+  pseudo[9] = packet[9]!;
+  pseudo.writeUInt16BE(total - ihl, 10);
+  copy.copy(pseudo, 12, ihl);
+  return internetChecksum(pseudo, 0, pseudo.length);
+}
+
+/** A virtio_net_hdr (host byte order, little-endian) in front of a packet, as a TUN with IFF_VNET_HDR reads and writes it. */
+export function vnetFrame(header: { flags?: number; gsoType?: number; hdrLen?: number; gsoSize?: number; csumStart?: number; csumOffset?: number }, packet: Buffer): Buffer {
+  const vnet = Buffer.alloc(10);
+  vnet[0] = header.flags ?? 0;
+  vnet[1] = header.gsoType ?? 0;
+  vnet.writeUInt16LE(header.hdrLen ?? 0, 2);
+  vnet.writeUInt16LE(header.gsoSize ?? 0, 4);
+  vnet.writeUInt16LE(header.csumStart ?? 0, 6);
+  vnet.writeUInt16LE(header.csumOffset ?? 0, 8);
+  return Buffer.concat([vnet, packet]);
+}

@@ -33,9 +33,11 @@ async function leak(): Promise<void> {
   report({ before, after, linkRemains: links.includes('mfleak') });
 }
 
+const offload = process.argv[3] !== 'plain';
+
 /** The kernel routes UDP packets into the device; they arrive in batches. */
 async function read(): Promise<void> {
-  const tun = openTun({ name: 'mfread', mtu: 1400, address: '10.99.0.1', prefixLength: 24 });
+  const tun = openTun({ name: 'mfread', offload, mtu: 1400, address: '10.99.0.1', prefixLength: 24 });
   const socket = dgram.createSocket('udp4');
   const payloads: string[] = [];
   const batchSizes: number[] = [];
@@ -60,12 +62,12 @@ async function read(): Promise<void> {
   });
   socket.close();
   tun.close();
-  report({ payloads, batchSizes });
+  report({ payloads, batchSizes, capacity: tun.batchCapacity });
 }
 
 /** Packets written in one call reach a socket on the node. */
 async function write(): Promise<void> {
-  const tun = openTun({ name: 'mfwrite', mtu: 1400, address: '10.99.0.1', prefixLength: 24 });
+  const tun = openTun({ name: 'mfwrite', offload, mtu: 1400, address: '10.99.0.1', prefixLength: 24 });
   const socket = dgram.createSocket('udp4');
   await new Promise<void>((resolve) => socket.bind(7777, '10.99.0.1', () => resolve()));
   const received: string[] = [];

@@ -1,0 +1,67 @@
+// TCP segmentation for the TUN offload path, as plain functions over
+// buffers so they can be tested without a device.
+//
+// With IFF_VNET_HDR and TUNSETOFFLOAD(TUN_F_CSUM | TUN_F_TSO4), the kernel
+// hands the TUN reader TCP "super-packets" of up to 64 KiB, each behind a
+// virtio_net_hdr that says how to cut it (gso_size) and where a checksum is
+// still to be filled in. Reading one super-packet instead of ~45 MTU-sized
+// packets is most of the win; the cutting happens here, so the wire still
+// carries ordinary, MTU-sized IPv4 packets (flannel's format).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace miniflannel {
+
+constexpr size_t kVirtioNetHdrLen = 10;
+
+struct VirtioNetHdr {
+  uint8_t flags;
+  uint8_t gso_type;
+  uint16_t hdr_len;
+  uint16_t gso_size;
+  uint16_t csum_start;
+  uint16_t csum_offset;
+};
+
+VirtioNetHdr ParseVirtioNetHdr(const uint8_t* p);
+
+// RFC 1071 sum of bytes, not yet folded or complemented; `initial` chains sums.
+uint64_t ChecksumAdd(const uint8_t* data, size_t length, uint64_t initial);
+uint16_t ChecksumFold(uint64_t sum);
+
+// How many output packets `packet` becomes (1 unless it is a TCPv4 super-packet);
+// 0 if the header asks for something this reader does not do, or is inconsistent.
+size_t SegmentCount(const VirtioNetHdr& hdr, const uint8_t* packet, size_t length);
+
+// Writes the packet(s) into slots of `slot_size` bytes at `out`, with every
+// checksum complete, and their lengths into `lengths`. The caller has made
+// room for SegmentCount() slots. Returns the number written (0: malformed).
+size_t Segment(const VirtioNetHdr& hdr, const uint8_t* packet, size_t length, uint8_t* out, size_t slot_size,
+               uint32_t* lengths);
+
+// The other direction: before writing to the TUN, consecutive segments of
+// one TCP flow are joined into one super-packet the kernel takes whole
+// (userspace GRO), so the pod's TCP stack sees one 64 KiB receive instead
+// of ~45. The rules follow the kernel's tcp_gro_receive: same addresses,
+// ports, IP and TCP header bytes but for length, id, checksum and sequence;
+// no flags but ACK (PSH may end a run); sequence numbers contiguous; no
+// segment larger than the first.
+
+struct TcpRun {
+  size_t packets;    // how many packets from the start of the list join (>= 1)
+  size_t headers;    // IP + TCP header bytes of the first
+  size_t mss;        // payload bytes of the first: every segment but the last has this many
+  size_t total;      // length of the joined packet
+};
+
+// How many of the packets at `offsets[i]`/`lengths[i]`, from `start`, join
+// the first one.
+TcpRun FindTcpRun(const uint8_t* base, const uint32_t* offsets, const uint32_t* lengths, size_t start, size_t count);
+
+// Rewrites the first packet's headers in place for the joined packet and
+// fills `vnet` (kVirtioNetHdrLen bytes) to describe it to the kernel.
+void PrepareTcpRun(uint8_t* first, const TcpRun& run, bool push, uint8_t* vnet);
+
+}  // namespace miniflannel
