@@ -16,8 +16,16 @@ export interface E2eOptions {
   repeats: number;
   seconds: number;
   streams: number;
+  /** Also measure miniflannel with its speed-ups turned off, one at a time. */
+  ablation: boolean;
   log: (line: string) => void;
 }
+
+/** miniflannel configurations beside the default one, slowest first. */
+const ABLATIONS: Array<{ name: string; args: string[] }> = [
+  { name: 'mf dgram', args: ['--transport', 'dgram', '--tun-offload', 'off'] },
+  { name: 'mf mmsg', args: ['--transport', 'mmsg', '--tun-offload', 'off'] },
+];
 
 export interface PathFigures {
   name: string;
@@ -39,6 +47,14 @@ export async function benchE2e(options: E2eOptions): Promise<E2eResult> {
     options.log('building the two-node topologies (namespaces on a 198.18.0.0/24 underlay)');
     overlays.push(await miniflannelOverlay({ workDir: path.join(root, 'mf'), prefix: `${runPrefix()}b` }));
     overlays.push(await vxlanOverlay({ workDir: path.join(root, 'vx'), prefix: `${runPrefix()}v` }));
+    if (options.ablation) {
+      for (const [i, variant] of ABLATIONS.entries()) {
+        overlays.push({
+          ...(await miniflannelOverlay({ workDir: path.join(root, `a${i}`), prefix: `${runPrefix()}a${i}`, extraArgs: variant.args })),
+          name: variant.name,
+        });
+      }
+    }
     const runs = new Map<string, number[]>(overlays.map((o) => [o.name, []]));
     for (let round = 1; round <= options.repeats; round++) {
       for (const overlay of overlays) {
