@@ -1,10 +1,11 @@
 /**
- * The daemon's HTTP endpoint: liveness, readiness and a JSON status for
- * `miniflannel status` and the tests.
+ * The daemon's HTTP endpoint: liveness, readiness, Prometheus metrics, and
+ * a JSON status for `miniflannel status`.
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
+import type { Metrics } from './metrics.js';
 
 export interface StatusSource {
   ready(): boolean;
@@ -16,7 +17,10 @@ export interface HttpServer {
   close(): Promise<void>;
 }
 
-export async function startHttpServer(source: StatusSource, options: { host: string; port: number; logger: Logger }): Promise<HttpServer> {
+export async function startHttpServer(
+  source: StatusSource,
+  options: { host: string; port: number; logger: Logger; metrics: Metrics },
+): Promise<HttpServer> {
   const server = http.createServer((req, res) => {
     const send = (code: number, body: string, type = 'text/plain; charset=utf-8') => {
       res.writeHead(code, { 'content-type': type });
@@ -30,6 +34,11 @@ export async function startHttpServer(source: StatusSource, options: { host: str
         return source.ready() ? send(200, 'ready\n') : send(503, 'not ready\n');
       case '/status':
         return send(200, `${JSON.stringify(source.status(), null, 2)}\n`, 'application/json');
+      case '/metrics':
+        return void options.metrics.scrape().then(
+          (body) => send(200, body, options.metrics.contentType),
+          (err: Error) => send(500, `${err.message}\n`),
+        );
       default:
         return send(404, 'not found\n');
     }

@@ -14,6 +14,7 @@ import { openDgramTransport } from '../transport/dgram.js';
 import { openMmsgTransport } from '../transport/mmsg.js';
 import { openTun } from '../tun/index.js';
 import { startHttpServer } from '../http/server.js';
+import { createMetrics } from '../http/metrics.js';
 import { acceptLocalSource, routeNetworkInto } from './routes.js';
 import { ENCAPSULATION_OVERHEAD, resolveUnderlay } from './underlay.js';
 
@@ -70,7 +71,17 @@ export async function startNode(config: DaemonConfig, logger: Logger): Promise<R
         uptimeSeconds: Math.round((Date.now() - startedAt) / 1000),
       }),
     },
-    { host: config.healthzIp, port: config.healthzPort, logger },
+    {
+      host: config.healthzIp,
+      port: config.healthzPort,
+      logger,
+      metrics: createMetrics({
+        counters: () => dataplane.snapshot(),
+        peers: () => dataplane.peerTable.size,
+        leaseExpiry: () => undefined,
+        storeConnected: () => undefined,
+      }),
+    },
   );
 
   return {

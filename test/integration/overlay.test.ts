@@ -9,7 +9,7 @@ import { createInterface } from 'node:readline';
 import { cniConflist } from '../../daemon/node/cni.js';
 import type { Pod, Sandbox, SandboxNode } from '../../cli/sandbox/cluster.js';
 import { createTestSandbox } from '../harness/namespaces.js';
-import { startDaemon, waitFor, type RunningDaemon } from '../../cli/sandbox/daemon.js';
+import { HEALTHZ_PORT, httpGetIn, startDaemon, waitFor, type RunningDaemon } from '../../cli/sandbox/daemon.js';
 import { compiledTest } from '../harness/paths.js';
 import { ipv4Packet } from '../harness/packets.js';
 import { run, stopProcess } from '../../cli/sandbox/exec.js';
@@ -144,4 +144,17 @@ test('the counters add up', async () => {
   const transfer = (64 * 1024 * 1024) / (TUN_MTU - 52);
   assert.ok(sender.udpPacketsSent > transfer, `node 1 sent ${sender.udpPacketsSent} datagrams`);
   assert.ok(receiver.tunPacketsWritten > transfer, `node 2 delivered ${receiver.tunPacketsWritten} packets`);
+});
+
+test('/metrics serves the same counters for Prometheus', async () => {
+  const daemon = daemons[1]!;
+  const [metrics, status] = await Promise.all([
+    httpGetIn(daemon.node.ns, `http://${daemon.node.underlayIp}:${HEALTHZ_PORT}/metrics`),
+    daemon.status(),
+  ]);
+  assert.equal(metrics.status, 200);
+  const value = (line: string) => Number(new RegExp(`^${line.replace(/[{}]/g, '\\$&')} (\\d+)$`, 'm').exec(metrics.body)?.[1]);
+  assert.equal(value('miniflannel_dropped_packets_total{direction="ingress",reason="spoofed-source"}'), status.counters.ingressDrops['spoofed-source']);
+  assert.equal(value('miniflannel_peers'), 2);
+  assert.ok(value('miniflannel_udp_received_packets_total') > 0);
 });

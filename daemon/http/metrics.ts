@@ -1,0 +1,100 @@
+/**
+ * Prometheus metrics, read from the daemon's state at scrape time so the
+ * packet path never touches prom-client.
+ */
+import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import type { CountersSnapshot } from '../dataplane/index.js';
+
+export interface MetricsSource {
+  counters(): CountersSnapshot;
+  peers(): number;
+  /** Lease expiry as a Unix time in seconds; undefined without a lease, 0 for a reservation (no expiry). */
+  leaseExpiry(): number | undefined;
+  /** Whether the lease store's connection is up; undefined without a lease store (static mode). */
+  storeConnected(): boolean | undefined;
+}
+
+type PacketCounter = Exclude<keyof CountersSnapshot, 'egressDrops' | 'ingressDrops'>;
+
+const packetCounters: Array<[string, PacketCounter, string]> = [
+  ['miniflannel_tun_read_packets_total', 'tunPacketsRead', 'Packets read from the TUN device (after cutting offloaded super-packets)'],
+  ['miniflannel_udp_sent_packets_total', 'udpPacketsSent', 'Datagrams sent to peers'],
+  ['miniflannel_udp_sent_bytes_total', 'udpBytesSent', 'Bytes handed to the UDP socket'],
+  ['miniflannel_udp_send_errors_total', 'udpSendErrors', 'Datagrams the socket reported failing after accepting them'],
+  ['miniflannel_udp_received_packets_total', 'udpPacketsReceived', 'Datagrams received on the overlay port'],
+  ['miniflannel_tun_written_packets_total', 'tunPacketsWritten', 'Packets delivered into the TUN device'],
+  ['miniflannel_tun_written_bytes_total', 'tunBytesWritten', 'Bytes delivered into the TUN device'],
+  ['miniflannel_icmp_errors_sent_total', 'icmpErrorsSent', 'ICMP errors written back into the TUN (no route, fragmentation needed)'],
+];
+
+/** A counter whose value is read from a snapshot when scraped. */
+function snapshotCounter(registry: Registry, name: string, help: string, read: () => number): void {
+  new Counter({
+    name,
+    help,
+    registers: [registry],
+    collect() {
+      this.reset();
+      this.inc(read());
+    },
+  });
+}
+
+export interface Metrics {
+  readonly contentType: string;
+  scrape(): Promise<string>;
+}
+
+export function createMetrics(source: MetricsSource): Metrics {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry });
+  // One snapshot per scrape, so the drop counters and the totals agree.
+  let snapshot = source.counters();
+  const read = (key: PacketCounter) => () => snapshot[key];
+  for (const [name, key, help] of packetCounters) snapshotCounter(registry, name, help, read(key));
+
+  new Counter({
+    name: 'miniflannel_dropped_packets_total',
+    help: 'Packets dropped, by direction and reason',
+    labelNames: ['direction', 'reason'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const [reason, value] of Object.entries(snapshot.egressDrops)) this.inc({ direction: 'egress', reason }, value);
+      for (const [reason, value] of Object.entries(snapshot.ingressDrops)) this.inc({ direction: 'ingress', reason }, value);
+    },
+  });
+  new Gauge({
+    name: 'miniflannel_peers',
+    help: 'Peers in the peer table',
+    registers: [registry],
+    collect() {
+      this.set(source.peers());
+    },
+  });
+  new Gauge({
+    name: 'miniflannel_lease_expiry_timestamp_seconds',
+    help: "Unix time at which this node's lease expires unless renewed (0: a reservation, never)",
+    registers: [registry],
+    collect() {
+      const expiry = source.leaseExpiry();
+      if (expiry !== undefined) this.set(expiry);
+    },
+  });
+  new Gauge({
+    name: 'miniflannel_store_connected',
+    help: 'Whether the connection to the lease store (Redis) is up',
+    registers: [registry],
+    collect() {
+      const connected = source.storeConnected();
+      if (connected !== undefined) this.set(connected ? 1 : 0);
+    },
+  });
+  return {
+    contentType: registry.contentType,
+    scrape: () => {
+      snapshot = source.counters();
+      return registry.metrics();
+    },
+  };
+}
