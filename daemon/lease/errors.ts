@@ -1,0 +1,91 @@
+// One class per kind of failure. Callers tell them apart with `instanceof`,
+// never by message; a wrapped failure keeps its origin in `cause`.
+
+/** Base class of every error the lease store throws. */
+export class LeaseStoreError extends Error {
+  override readonly name: string = 'LeaseStoreError';
+}
+
+/** An option passed to connectLeaseStore (or a helper) is out of range. */
+export class OptionsError extends LeaseStoreError {
+  override readonly name = 'OptionsError';
+  /** The option to change, e.g. "renewMarginMs". */
+  readonly option: string;
+
+  constructor(option: string, message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.option = option;
+  }
+}
+
+/** The network config (flannel's net-conf.json) breaks a rule. */
+export class ConfigError extends LeaseStoreError {
+  override readonly name = 'ConfigError';
+  /** The net-conf field at fault, e.g. "SubnetMin" or "Backend.Type". */
+  readonly field: string;
+
+  constructor(field: string, message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.field = field;
+  }
+}
+
+/** No network config is stored yet. */
+export class ConfigMissingError extends LeaseStoreError {
+  override readonly name = 'ConfigMissingError';
+  /** The Redis key that was read. */
+  readonly key: string;
+
+  constructor(key: string) {
+    super(
+      `no network config is stored at Redis key ${key}; run \`miniflannel config set\` with a net-conf.json ` +
+        `(e.g. {"Network": "10.5.0.0/16", "Backend": {"Type": "udp"}}) first`,
+    );
+    this.key = key;
+  }
+}
+
+/** Every subnet in SubnetMin..SubnetMax is leased or reserved. */
+export class OutOfSubnetsError extends LeaseStoreError {
+  override readonly name = 'OutOfSubnetsError';
+}
+
+/** The lease this node held is gone: revoked, expired, or now held by someone else. */
+export class LeaseLostError extends LeaseStoreError {
+  override readonly name = 'LeaseLostError';
+  readonly subnet: string;
+  /** "missing": no lease for the subnet any more; "taken": it belongs to another public IP. */
+  readonly reason: 'missing' | 'taken';
+
+  constructor(subnet: string, reason: 'missing' | 'taken', message: string) {
+    super(message);
+    this.subnet = subnet;
+    this.reason = reason;
+  }
+}
+
+/**
+ * A write could not be applied because the store holds something else: the
+ * subnet belongs to another node, the public IP already holds another lease,
+ * or concurrent acquirers kept winning until the retry budget ran out.
+ */
+export class LeaseConflictError extends LeaseStoreError {
+  override readonly name = 'LeaseConflictError';
+}
+
+/** Redis could not be reached, or did not answer in time. */
+export class StoreUnavailableError extends LeaseStoreError {
+  override readonly name = 'StoreUnavailableError';
+  /** The Redis address, with any password masked. */
+  readonly address: string;
+
+  constructor(address: string, message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.address = address;
+  }
+}
+
+/** Redis answered with an error (e.g. WRONGTYPE because a key was overwritten by hand). */
+export class StoreCommandError extends LeaseStoreError {
+  override readonly name = 'StoreCommandError';
+}

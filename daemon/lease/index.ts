@@ -1,0 +1,46 @@
+// The lease store: miniflannel's network config and per-node subnet leases
+// in Redis, with flannel's guarantees (atomic allocation, TTLs, renewal,
+// reservations, and a watch that never silently misses a change).
+// Key layout and guarantees: docs/redis.md.
+//
+// Exports: connectLeaseStore (the SubnetManager), the net-conf parser, the
+// URL parser, the error classes, and the public types. The registry, the
+// scripts and the connection plumbing stay internal.
+
+export { connectLeaseStore } from './manager.js';
+export type {
+  AcquireRequest,
+  AcquireResult,
+  AcquireSource,
+  LeaseListing,
+  LeaseStoreStats,
+  SubnetManager,
+} from './manager.js';
+
+export { LeaseRenewer } from './renewer.js';
+export type { KeepLeaseOptions, LeaseRenewerEvents } from './renewer.js';
+
+export type { LeaseWatch, WatchEvent, WatchOptions, WatchStats } from './watch.js';
+export type { ChangeType, KeyLayout } from './registry.js';
+export type { Lease } from './lease.js';
+
+export { parseNetworkConfig, toNetConf, defaultSubnetLen, DEFAULT_UDP_PORT, BACKEND_TYPES } from './config.js';
+export type { BackendType, NetConf, NetworkConfig } from './config.js';
+
+export { LEASE_STORE_DEFAULTS } from './options.js';
+export type { LeaseStoreOptions, RetryPolicy } from './options.js';
+
+export { parseRedisUrl, describeEndpoint } from './endpoint.js';
+export type { RedisEndpoint, StandaloneEndpoint, SentinelEndpoint, ClusterEndpoint, HostPort } from './endpoint.js';
+
+export {
+  LeaseStoreError,
+  OptionsError,
+  ConfigError,
+  ConfigMissingError,
+  OutOfSubnetsError,
+  LeaseLostError,
+  LeaseConflictError,
+  StoreUnavailableError,
+  StoreCommandError,
+} from './errors.js';

@@ -1,0 +1,94 @@
+// The lease record and its stored form.
+//
+// In Redis a lease is split in two: the hash {p}:leases maps the subnet to the
+// owner's attributes as JSON (never touched by the Lua scripts beyond reading
+// PublicIP), and the sorted set {p}:expiry maps the subnet to its expiry. A
+// subnet in the hash but not in the sorted set is a reservation.
+
+import { formatCidr, parseCidr, tryParseIPv4 } from '../net/ipv4.js';
+
+export interface Lease {
+  /** The leased subnet in CIDR form, e.g. "10.5.3.0/24". */
+  readonly subnet: string;
+  /** The owner's underlay address: where packets for `subnet` are sent. */
+  readonly publicIP: string;
+  /** The owner's Kubernetes node name ("" for a reservation nobody has claimed yet). */
+  readonly nodeName: string;
+  /** The backend the owner runs, e.g. "udp". */
+  readonly backendType: string;
+  /** Backend-specific data, e.g. {"Port": 8285} for udp. */
+  readonly backendData: Readonly<Record<string, unknown>>;
+  /** Expiry in ms since the epoch by the Redis clock, or null for a reservation (never expires). */
+  readonly expiresAt: number | null;
+}
+
+/** The owner's attributes, as passed to the store when a lease is written. */
+export interface LeaseAttrs {
+  readonly publicIP: string;
+  readonly nodeName: string;
+  readonly backendType: string;
+  readonly backendData: Readonly<Record<string, unknown>>;
+}
+
+/**
+ * The JSON stored for a lease. Keys are written in a fixed order, so equal
+ * attributes give equal text and the scripts can tell "renewed" (same text)
+ * from "changed" by comparing strings.
+ */
+export function encodeAttrs(attrs: LeaseAttrs): string {
+  return JSON.stringify({
+    PublicIP: attrs.publicIP,
+    NodeName: attrs.nodeName,
+    BackendType: attrs.backendType,
+    BackendData: attrs.backendData,
+  });
+}
+
+export function attrsOf(lease: Lease): LeaseAttrs {
+  return { publicIP: lease.publicIP, nodeName: lease.nodeName, backendType: lease.backendType, backendData: lease.backendData };
+}
+
+/** A decoded lease, or why the stored value was refused. */
+export type DecodeResult = { readonly ok: true; readonly lease: Lease } | { readonly ok: false; readonly reason: string };
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+/**
+ * Builds a Lease from its stored parts: the hash field (subnet), the hash
+ * value (attributes JSON) and the expiry ("" or null for a reservation).
+ * Never throws: a corrupt value is the caller's to skip and count.
+ */
+export function decodeLease(subnetText: string, attrsJson: string, expiry: string | number | null): DecodeResult {
+  let subnet: string;
+  try {
+    subnet = formatCidr(parseCidr(subnetText));
+  } catch {
+    return { ok: false, reason: `subnet ${JSON.stringify(subnetText)} is not a CIDR block` };
+  }
+  if (subnet !== subnetText) return { ok: false, reason: `subnet ${JSON.stringify(subnetText)} is not in canonical form` };
+  let doc: unknown;
+  try {
+    doc = JSON.parse(attrsJson);
+  } catch {
+    return { ok: false, reason: `value is not JSON: ${JSON.stringify(attrsJson.slice(0, 80))}` };
+  }
+  if (!isPlainObject(doc)) return { ok: false, reason: 'value is not a JSON object' };
+  const { PublicIP, NodeName, BackendType, BackendData } = doc;
+  if (typeof PublicIP !== 'string' || tryParseIPv4(PublicIP) < 0) return { ok: false, reason: `PublicIP ${JSON.stringify(PublicIP)} is not an IPv4 address` };
+  if (typeof NodeName !== 'string') return { ok: false, reason: 'NodeName is not a string' };
+  if (typeof BackendType !== 'string' || BackendType === '') return { ok: false, reason: 'BackendType is not a non-empty string' };
+  if (!isPlainObject(BackendData)) return { ok: false, reason: 'BackendData is not an object' };
+  let expiresAt: number | null = null;
+  if (expiry !== null && expiry !== '') {
+    expiresAt = typeof expiry === 'number' ? expiry : Number(expiry);
+    if (!Number.isSafeInteger(expiresAt) || expiresAt <= 0) return { ok: false, reason: `expiry ${JSON.stringify(expiry)} is not a timestamp` };
+  }
+  return { ok: true, lease: { subnet, publicIP: PublicIP, nodeName: NodeName, backendType: BackendType, backendData: BackendData, expiresAt } };
+}
+
+/** Whether two leases differ in anything but their expiry. */
+export function sameAttrs(a: Lease, b: Lease): boolean {
+  return encodeAttrs(a) === encodeAttrs(b);
+}

@@ -1,0 +1,183 @@
+// Options of connectLeaseStore, their defaults, and the checks run on them
+// before anything connects.
+
+import type { ConnectionOptions as TlsOptions } from 'node:tls';
+import type { Logger } from 'pino';
+import { OptionsError } from './errors.js';
+
+/**
+ * What to do when Redis cannot be reached.
+ *
+ * - `fail-fast` (one-shot callers such as the CLI): one connection attempt bounded
+ *   by `connectTimeoutMs`, no reconnection, commands fail at once while disconnected.
+ * - `backoff` (the daemon): reconnect forever (or `maxAttempts` times) with
+ *   exponential backoff and jitter; commands wait for the connection up to
+ *   `commandTimeoutMs`.
+ */
+export type RetryPolicy =
+  | { readonly mode: 'fail-fast' }
+  | {
+      readonly mode: 'backoff';
+      /** First delay between attempts. Default 100 ms. */
+      readonly initialDelayMs?: number;
+      /** Cap on the delay, which doubles after each failure. Default 10 s. */
+      readonly maxDelayMs?: number;
+      /** Give up after this many failed attempts in a row. Default: never. */
+      readonly maxAttempts?: number;
+    };
+
+export interface LeaseStoreOptions {
+  /**
+   * Where Redis is: redis://, rediss://, redis+sentinel://, redis+cluster://
+   * (see docs/redis.md). Required.
+   */
+  readonly url: string;
+  /** Receives every log line of the store, its watches and renewers. Required: there is no global logger. */
+  readonly logger: Logger;
+  /**
+   * Every key is `{<keyPrefix>}:<name>`, the braces being a Redis Cluster hash tag
+   * that keeps all keys in one slot (so scripts may touch them together).
+   * Mirrors flannel's --etcd-prefix. Default "miniflannel".
+   */
+  readonly keyPrefix?: string;
+  /** How long a lease lives unless renewed. Default 24 h, as in flannel. */
+  readonly leaseTtlMs?: number;
+  /** A lease is renewed this long before it expires. Default 60 min, as in flannel. Must be below leaseTtlMs. */
+  readonly renewMarginMs?: number;
+  /** Bound on establishing a connection (and, for fail-fast, on the whole first connect). Default 5 s. */
+  readonly connectTimeoutMs?: number;
+  /** Bound on any single command, including time spent waiting for a reconnection. Default 5 s. */
+  readonly commandTimeoutMs?: number;
+  /** Reconnection behaviour; see RetryPolicy. Default fail-fast. */
+  readonly retry?: RetryPolicy;
+  /** How many times acquireLease starts over after losing a race to another node. Default 10 (flannel's raceRetries). */
+  readonly maxAcquireAttempts?: number;
+  /**
+   * Approximate cap on the change stream (XADD MAXLEN ~). A watcher that falls
+   * further behind than this resyncs from a full listing. Default 10000.
+   */
+  readonly streamMaxLen?: number;
+  /**
+   * How often each watch calls `reap`, which turns expired leases into
+   * "expired" events. With many watchers the expected delay is much shorter;
+   * every write also reaps first. Default 10 s (with ±20% jitter).
+   */
+  readonly reapIntervalMs?: number;
+  /** How long one XREAD blocks before a watch issues the next. Default 10 s. */
+  readonly watchBlockMs?: number;
+  /** Events a watch buffers for a slow consumer before it stops reading from Redis. Default 1024. */
+  readonly watchBufferSize?: number;
+  /** Extra TLS settings (CA, client certificate) for rediss:// URLs. */
+  readonly tls?: TlsOptions;
+  /** Aborts a connection attempt that is still retrying (backoff mode). */
+  readonly signal?: AbortSignal;
+}
+
+/** Backoff settings with every field filled in. */
+export interface ResolvedRetry {
+  readonly mode: 'fail-fast' | 'backoff';
+  readonly initialDelayMs: number;
+  readonly maxDelayMs: number;
+  readonly maxAttempts: number;
+}
+
+export interface ResolvedOptions {
+  readonly url: string;
+  readonly logger: Logger;
+  readonly keyPrefix: string;
+  readonly leaseTtlMs: number;
+  readonly renewMarginMs: number;
+  readonly connectTimeoutMs: number;
+  readonly commandTimeoutMs: number;
+  readonly retry: ResolvedRetry;
+  readonly maxAcquireAttempts: number;
+  readonly streamMaxLen: number;
+  readonly reapIntervalMs: number;
+  readonly watchBlockMs: number;
+  readonly watchBufferSize: number;
+  readonly tls: TlsOptions | undefined;
+  readonly signal: AbortSignal | undefined;
+}
+
+const HOUR = 60 * 60 * 1000;
+
+/** The defaults of every optional field of LeaseStoreOptions. */
+export const LEASE_STORE_DEFAULTS = Object.freeze({
+  keyPrefix: 'miniflannel',
+  leaseTtlMs: 24 * HOUR,
+  renewMarginMs: 1 * HOUR,
+  connectTimeoutMs: 5_000,
+  commandTimeoutMs: 5_000,
+  retry: Object.freeze({ mode: 'fail-fast' }) as RetryPolicy,
+  maxAcquireAttempts: 10,
+  streamMaxLen: 10_000,
+  reapIntervalMs: 10_000,
+  watchBlockMs: 10_000,
+  watchBufferSize: 1024,
+});
+
+const BACKOFF_DEFAULTS = { initialDelayMs: 100, maxDelayMs: 10_000, maxAttempts: Infinity };
+
+function positiveInteger(option: string, value: number, min = 1): number {
+  if (!Number.isInteger(value) || value < min) {
+    throw new OptionsError(option, `${option} must be an integer of at least ${min} (got ${String(value)})`);
+  }
+  return value;
+}
+
+export function resolveRetry(retry: RetryPolicy): ResolvedRetry {
+  if (retry.mode === 'fail-fast') return { mode: 'fail-fast', ...BACKOFF_DEFAULTS, maxAttempts: 0 };
+  if (retry.mode !== 'backoff') {
+    throw new OptionsError('retry.mode', `retry.mode must be "fail-fast" or "backoff" (got ${JSON.stringify((retry as { mode: unknown }).mode)})`);
+  }
+  const initialDelayMs = positiveInteger('retry.initialDelayMs', retry.initialDelayMs ?? BACKOFF_DEFAULTS.initialDelayMs);
+  const maxDelayMs = positiveInteger('retry.maxDelayMs', retry.maxDelayMs ?? BACKOFF_DEFAULTS.maxDelayMs);
+  const maxAttempts = retry.maxAttempts ?? BACKOFF_DEFAULTS.maxAttempts;
+  if (maxAttempts !== Infinity) positiveInteger('retry.maxAttempts', maxAttempts);
+  if (maxDelayMs < initialDelayMs) {
+    throw new OptionsError('retry.maxDelayMs', `retry.maxDelayMs (${maxDelayMs}) must not be below retry.initialDelayMs (${initialDelayMs})`);
+  }
+  return { mode: 'backoff', initialDelayMs, maxDelayMs, maxAttempts };
+}
+
+/** Delay before attempt `attempt` (1-based): exponential, capped, with ±25% jitter so reconnecting nodes spread out. */
+export function backoffDelay(retry: Pick<ResolvedRetry, 'initialDelayMs' | 'maxDelayMs'>, attempt: number): number {
+  const base = Math.min(retry.maxDelayMs, retry.initialDelayMs * 2 ** Math.min(attempt - 1, 30));
+  return Math.round(base * (0.75 + Math.random() * 0.5));
+}
+
+export function resolveOptions(options: LeaseStoreOptions): ResolvedOptions {
+  if (typeof options.url !== 'string' || options.url === '') {
+    throw new OptionsError('url', 'url is required (e.g. redis://127.0.0.1:6379)');
+  }
+  if (options.logger === undefined || options.logger === null) {
+    throw new OptionsError('logger', 'logger is required: pass a pino logger (pino({level: "silent"}) to discard)');
+  }
+  const d = LEASE_STORE_DEFAULTS;
+  const keyPrefix = options.keyPrefix ?? d.keyPrefix;
+  if (keyPrefix === '' || /[{}\s]/.test(keyPrefix)) {
+    throw new OptionsError('keyPrefix', `keyPrefix must be non-empty without braces or spaces (got ${JSON.stringify(keyPrefix)}); it becomes the hash tag {${keyPrefix}}`);
+  }
+  const leaseTtlMs = positiveInteger('leaseTtlMs', options.leaseTtlMs ?? d.leaseTtlMs);
+  const renewMarginMs = positiveInteger('renewMarginMs', options.renewMarginMs ?? d.renewMarginMs);
+  if (renewMarginMs >= leaseTtlMs) {
+    throw new OptionsError('renewMarginMs', `renewMarginMs (${renewMarginMs}) must be below leaseTtlMs (${leaseTtlMs}), or a lease would be renewed continuously`);
+  }
+  return {
+    url: options.url,
+    logger: options.logger,
+    keyPrefix,
+    leaseTtlMs,
+    renewMarginMs,
+    connectTimeoutMs: positiveInteger('connectTimeoutMs', options.connectTimeoutMs ?? d.connectTimeoutMs),
+    commandTimeoutMs: positiveInteger('commandTimeoutMs', options.commandTimeoutMs ?? d.commandTimeoutMs),
+    retry: resolveRetry(options.retry ?? d.retry),
+    maxAcquireAttempts: positiveInteger('maxAcquireAttempts', options.maxAcquireAttempts ?? d.maxAcquireAttempts),
+    streamMaxLen: positiveInteger('streamMaxLen', options.streamMaxLen ?? d.streamMaxLen),
+    reapIntervalMs: positiveInteger('reapIntervalMs', options.reapIntervalMs ?? d.reapIntervalMs),
+    watchBlockMs: positiveInteger('watchBlockMs', options.watchBlockMs ?? d.watchBlockMs),
+    watchBufferSize: positiveInteger('watchBufferSize', options.watchBufferSize ?? d.watchBufferSize),
+    tls: options.tls,
+    signal: options.signal,
+  };
+}

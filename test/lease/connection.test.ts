@@ -1,0 +1,148 @@
+import assert from 'node:assert/strict';
+import { createServer, type Server, type Socket } from 'node:net';
+import { after, describe, it } from 'node:test';
+import { connectLeaseStore, StoreUnavailableError, type SubnetManager } from '../../daemon/lease/index.js';
+import { freePort, startRedis, startRedisCluster, startRedisSentinel, type RedisServer } from '../harness/redis.js';
+import { EventReader, openStore, silentLogger, sleep } from './helpers.js';
+
+const cleanups: Array<() => Promise<void>> = [];
+
+after(async () => {
+  for (const cleanup of cleanups.reverse()) await cleanup();
+});
+
+function track(s: SubnetManager): SubnetManager {
+  cleanups.push(() => s.close());
+  return s;
+}
+
+/** A TCP server that accepts connections and never says a word. */
+async function silentServer(): Promise<{ port: number; close: () => Promise<void> }> {
+  const sockets = new Set<Socket>();
+  const server: Server = createServer((socket) => {
+    sockets.add(socket);
+    socket.on('close', () => sockets.delete(socket));
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const address = server.address();
+  assert.ok(typeof address === 'object' && address !== null);
+  return {
+    port: address.port,
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const s of sockets) s.destroy();
+        server.close(() => resolve());
+      }),
+  };
+}
+
+describe('test harness', () => {
+  it('fails loudly, naming the path, when redis-server is missing', async () => {
+    await assert.rejects(startRedis({ binary: '/nonexistent/redis-server' }), /redis-server not found at \/nonexistent\/redis-server/);
+  });
+});
+
+describe('connection errors', () => {
+  it('fails fast with an error naming the address when nothing listens', async () => {
+    const port = await freePort();
+    const started = Date.now();
+    await assert.rejects(
+      connectLeaseStore({ url: `redis://127.0.0.1:${port}`, logger: silentLogger(), connectTimeoutMs: 2_000 }),
+      (err: unknown) => {
+        assert.ok(err instanceof StoreUnavailableError, String(err));
+        assert.equal(err.message, `Redis unreachable at redis://127.0.0.1:${port}: ECONNREFUSED`);
+        assert.equal(err.address, `redis://127.0.0.1:${port}`);
+        assert.ok(err.cause instanceof Error);
+        return true;
+      },
+    );
+    assert.ok(Date.now() - started < 1_500, 'no retry loop for a one-shot caller');
+  });
+
+  it('gives up on a server that accepts but never answers, within connectTimeoutMs', async () => {
+    const silent = await silentServer();
+    cleanups.push(silent.close);
+    const started = Date.now();
+    await assert.rejects(
+      connectLeaseStore({ url: `redis://127.0.0.1:${silent.port}`, logger: silentLogger(), connectTimeoutMs: 300 }),
+      (err: unknown) => err instanceof StoreUnavailableError && err.message.startsWith(`Redis unreachable at redis://127.0.0.1:${silent.port}: `) && /300 ms/.test(err.message),
+    );
+    assert.ok(Date.now() - started < 3_000);
+  });
+
+  it('reports a wrong password without echoing any password', async () => {
+    const server = await startRedis({ password: 'right-one' });
+    cleanups.push(() => server.stop());
+    const url = `redis://:wrong-one@127.0.0.1:${server.port}`;
+    await assert.rejects(connectLeaseStore({ url, logger: silentLogger(), connectTimeoutMs: 2_000 }), (err: unknown) => {
+      assert.ok(err instanceof StoreUnavailableError);
+      assert.ok(err.message.startsWith(`Redis unreachable at redis://:***@127.0.0.1:${server.port}: `), err.message);
+      assert.match(err.message, /WRONGPASS|invalid password/i);
+      assert.ok(!err.message.includes('wrong-one') && !err.message.includes('right-one'));
+      return true;
+    });
+    const ok = track(await connectLeaseStore({ url: server.url, logger: silentLogger() }));
+    assert.deepEqual((await ok.listLeases()).leases, []);
+  });
+
+  it('fails commands at once, naming the address, when a fail-fast store loses Redis', async () => {
+    const server = await startRedis();
+    cleanups.push(() => server.stop());
+    const s = track(await connectLeaseStore({ url: server.url, logger: silentLogger(), commandTimeoutMs: 2_000 }));
+    await s.setNetworkConfig({ Network: '10.50.0.0/16' });
+    await server.kill();
+    const started = Date.now();
+    await assert.rejects(s.listLeases(), (err: unknown) => err instanceof StoreUnavailableError && err.message.includes(server.url));
+    assert.ok(Date.now() - started < 1_000);
+  });
+
+  it('waits for Redis with backoff (the daemon), and can be aborted', async () => {
+    const port = await freePort();
+    const pending = openStore(`redis://127.0.0.1:${port}`, { keyPrefix: 'late', retry: { mode: 'backoff', initialDelayMs: 50, maxDelayMs: 200 } });
+    await sleep(500);
+    const server: RedisServer = await startRedis({ port });
+    cleanups.push(() => server.stop());
+    const s = track(await pending);
+    await s.setNetworkConfig({ Network: '10.51.0.0/16' });
+    assert.equal((await s.acquireLease({ publicIP: '192.168.0.1', nodeName: 'a' })).source, 'new');
+
+    const deadPort = await freePort();
+    const controller = new AbortController();
+    setTimeout(() => controller.abort(), 300);
+    await assert.rejects(
+      openStore(`redis://127.0.0.1:${deadPort}`, { retry: { mode: 'backoff', initialDelayMs: 50, maxDelayMs: 100 }, signal: controller.signal }),
+      (err: unknown) => err instanceof StoreUnavailableError && err.address === `redis://127.0.0.1:${deadPort}`,
+    );
+    await assert.rejects(
+      openStore(`redis://127.0.0.1:${deadPort}`, { retry: { mode: 'backoff', initialDelayMs: 20, maxDelayMs: 20, maxAttempts: 3 } }),
+      (err: unknown) => err instanceof StoreUnavailableError && /ECONNREFUSED/.test(err.message),
+    );
+  });
+});
+
+describe('topologies', () => {
+  it('works on Redis Cluster: one hash tag keeps the scripts in one slot', async () => {
+    const cluster = await startRedisCluster(3);
+    cleanups.push(() => cluster.stop());
+    const s = track(await openStore(cluster.url, { keyPrefix: 'cluster' }));
+    await s.setNetworkConfig({ Network: '10.52.0.0/16' });
+    const reader = new EventReader(s.watchLeases());
+    assert.equal((await reader.next()).type, 'snapshot');
+    const got = await Promise.all([1, 2, 3, 4, 5].map((i) => s.acquireLease({ publicIP: `192.168.0.${i}`, nodeName: `n${i}` })));
+    assert.equal(new Set(got.map((g) => g.lease.subnet)).size, 5);
+    const events = await reader.until(() => reader.seen.length === 6);
+    assert.deepEqual(events.map((e) => (e.type === 'snapshot' ? '' : e.lease.subnet)).sort(), got.map((g) => g.lease.subnet).sort());
+    assert.equal((await s.listLeases()).leases.length, 5);
+    await reader.watch.close();
+  });
+
+  it('works through Redis Sentinel', async () => {
+    const sentinel = await startRedisSentinel('mymaster');
+    cleanups.push(() => sentinel.stop());
+    const s = track(await openStore(sentinel.url, { keyPrefix: 'sentinel' }));
+    await s.setNetworkConfig({ Network: '10.53.0.0/16' });
+    const { lease } = await s.acquireLease({ publicIP: '192.168.0.1', nodeName: 'a' });
+    // The data really is on the master the sentinel points to.
+    assert.match(sentinel.master.cli('hkeys', s.keys.leases), new RegExp(lease.subnet.replace(/\./g, '\\.')));
+  });
+});
