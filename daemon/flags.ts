@@ -3,6 +3,7 @@
  * flannel's FLANNELD_*; values are checked right after parsing, and a bad
  * one is a UsageError naming the flag.
  */
+import { hostname } from 'node:os';
 import { Command, Option, InvalidArgumentError } from 'commander';
 import { parseCidr, parseIPv4, type Cidr } from './net/ipv4.js';
 
@@ -17,19 +18,25 @@ export interface StaticPeer {
 }
 
 export interface DaemonConfig {
+  redisUrl: string;
+  prefix: string;
   iface?: string;
   publicIp?: string;
+  nodeName: string;
   tunName: string;
-  port: number;
-  transport: 'mmsg' | 'dgram';
   tunOffload: boolean;
+  transport: 'mmsg' | 'dgram';
+  subnetFile: string;
+  cniConfDir: string;
+  /** host-local's dataDir in the CNI config; its own default when unset. */
+  cniIpamDataDir?: string;
+  ipMasq: boolean;
+  leaseRenewMarginMs: number;
   healthzIp: string;
   healthzPort: number;
   logLevel: string;
-  /** Static mode: the cluster network, this node's subnet and its peers, without a lease store. */
-  staticNetwork?: Cidr;
-  staticSubnet?: Cidr;
-  staticPeers: StaticPeer[];
+  /** Static mode: the cluster network, this node's subnet and its peers, with no lease store. */
+  static?: { network: Cidr; subnet: Cidr; port: number; peers: StaticPeer[] };
 }
 
 function cidrArg(flag: string) {
@@ -57,6 +64,16 @@ function ipArg(value: string): string {
   return value;
 }
 
+/** "90s", "60m", "2h", or a bare number of minutes as flannel's --subnet-lease-renew-margin takes. */
+function durationArg(value: string): number {
+  const match = /^(\d+)(ms|s|m|h)?$/.exec(value.trim());
+  if (!match) throw new InvalidArgumentError(`'${value}' is not a duration such as 60m, 90s or 2h`);
+  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[(match[2] ?? 'm') as 'ms' | 's' | 'm' | 'h'];
+  const ms = Number(match[1]) * unit;
+  if (ms <= 0) throw new InvalidArgumentError('the duration must be above zero');
+  return ms;
+}
+
 function staticPeerArg(value: string, previous: StaticPeer[] = []): StaticPeer[] {
   const match = /^([^=]+)=([^:]+)(?::(\d+))?$/.exec(value);
   if (!match) throw new InvalidArgumentError(`'${value}' is not SUBNET=IP[:PORT], e.g. 10.244.2.0/24=198.18.0.2`);
@@ -68,21 +85,32 @@ function staticPeerArg(value: string, previous: StaticPeer[] = []): StaticPeer[]
 
 export function daemonCommand(): Command {
   const env = (name: string) => `MINIFLANNELD_${name}`;
+  const option = (flags: string, description: string, name: string) => new Option(flags, description).env(env(name));
   return new Command('miniflanneld')
-    .description("miniflannel's node daemon: leases a subnet and carries pod traffic between nodes over UDP")
-    .addOption(new Option('--iface <name>', 'underlay interface to send and receive on (default: the default route\'s)').env(env('IFACE')))
-    .addOption(new Option('--public-ip <ip>', 'underlay address peers send to (default: --iface\'s address)').env(env('PUBLIC_IP')).argParser(ipArg))
-    .addOption(new Option('--tun-name <name>', 'name of the TUN device').env(env('TUN_NAME')).default('flannel0'))
-    .addOption(new Option('--port <port>', 'UDP port of the overlay').env(env('PORT')).default(8285).argParser(portArg))
-    .addOption(new Option('--transport <kind>', 'UDP I/O: mmsg (batched recvmmsg/sendmmsg, native) or dgram (node:dgram, portable)').env(env('TRANSPORT')).default('mmsg').choices(['mmsg', 'dgram']))
-    .addOption(new Option('--tun-offload <on|off>', 'TCP segmentation offload on the TUN: read 64 KiB TCP super-packets and cut them in user space').env(env('TUN_OFFLOAD')).default('on').choices(['on', 'off']))
-    .addOption(new Option('--healthz-ip <ip>', 'address of the health, readiness and status endpoint').env(env('HEALTHZ_IP')).default('0.0.0.0').argParser(ipArg))
-    .addOption(new Option('--healthz-port <port>', 'port of the health, readiness and status endpoint (0 picks one)').env(env('HEALTHZ_PORT')).default(8286).argParser((v) => (v === '0' ? 0 : portArg(v))))
-    .addOption(new Option('--log-level <level>', 'log level').env(env('LOG_LEVEL')).default('info').choices(['trace', 'debug', 'info', 'warn', 'error', 'fatal']))
-    .addOption(new Option('--static-network <cidr>', 'static mode: the cluster network').env(env('STATIC_NETWORK')).argParser(cidrArg('--static-network')))
-    .addOption(new Option('--static-subnet <cidr>', "static mode: this node's subnet").env(env('STATIC_SUBNET')).argParser(cidrArg('--static-subnet')))
+    .description("miniflannel's node daemon: leases a subnet from Redis and carries pod traffic between nodes over UDP")
+    .addOption(option('--redis-url <url>', 'lease store: redis://, rediss://, redis+sentinel:// or redis+cluster:// (see docs/redis.md)', 'REDIS_URL').default('redis://127.0.0.1:6379'))
+    .addOption(option('--prefix <prefix>', 'Redis key prefix, as flannel\'s --etcd-prefix', 'PREFIX').default('miniflannel'))
+    .addOption(option('--iface <name>', 'underlay interface (default: the default route\'s)', 'IFACE'))
+    .addOption(option('--public-ip <ip>', 'underlay address peers send to (default: --iface\'s address)', 'PUBLIC_IP').argParser(ipArg))
+    .addOption(option('--node-name <name>', 'Kubernetes node name, published with the lease', 'NODE_NAME').default(hostname()))
+    .addOption(option('--tun-name <name>', 'name of the TUN device', 'TUN_NAME').default('flannel0'))
+    .addOption(option('--tun-offload <on|off>', 'TCP segmentation offload on the TUN (read 64 KiB super-packets, cut them in user space)', 'TUN_OFFLOAD').default('on').choices(['on', 'off']))
+    .addOption(option('--transport <kind>', 'UDP I/O: mmsg (batched recvmmsg/sendmmsg, native) or dgram (node:dgram)', 'TRANSPORT').default('mmsg').choices(['mmsg', 'dgram']))
+    .addOption(option('--subnet-file <path>', 'where to write subnet.env', 'SUBNET_FILE').default('/run/miniflannel/subnet.env'))
+    .addOption(option('--cni-conf-dir <dir>', 'where to write the CNI conflist', 'CNI_CONF_DIR').default('/etc/cni/net.d'))
+    .addOption(option('--cni-ipam-data-dir <dir>', 'host-local IPAM data directory in the CNI config (default: the plugin\'s own)', 'CNI_IPAM_DATA_DIR'))
+    .addOption(option('--ip-masq', 'masquerade pod traffic leaving the cluster network (iptables)', 'IP_MASQ').default(false))
+    .addOption(option('--lease-renew-margin <duration>', 'renew the lease this long before it expires', 'LEASE_RENEW_MARGIN').default(60 * 60_000, '60m').argParser(durationArg))
+    .addOption(option('--healthz-ip <ip>', 'address of /healthz, /readyz, /metrics and /status', 'HEALTHZ_IP').default('0.0.0.0').argParser(ipArg))
+    .addOption(option('--healthz-port <port>', 'port of /healthz, /readyz, /metrics and /status (0 picks one)', 'HEALTHZ_PORT').default(8286).argParser((v) => (v === '0' ? 0 : portArg(v))))
+    .addOption(option('--log-level <level>', 'log level', 'LOG_LEVEL').default('info').choices(['trace', 'debug', 'info', 'warn', 'error', 'fatal']))
+    .addOption(option('--static-network <cidr>', 'static mode, no lease store: the cluster network', 'STATIC_NETWORK').argParser(cidrArg('--static-network')))
+    .addOption(option('--static-subnet <cidr>', "static mode: this node's subnet", 'STATIC_SUBNET').argParser(cidrArg('--static-subnet')))
+    .addOption(option('--static-port <port>', 'static mode: the overlay UDP port', 'STATIC_PORT').default(8285).argParser(portArg))
     .addOption(new Option('--static-peer <subnet=ip[:port]>', 'static mode: a peer node; repeat for each').argParser(staticPeerArg).default([]))
-    .showHelpAfterError()
+    .addHelpText('after', `
+Example (a DaemonSet passes the same through MINIFLANNELD_* variables):
+  miniflanneld --redis-url redis://10.0.0.5:6379 --iface eth0 --node-name node-a --ip-masq`)
     .exitOverride();
 }
 
@@ -90,23 +118,28 @@ export function parseDaemonFlags(argv: string[]): DaemonConfig {
   const command = daemonCommand();
   command.parse(argv);
   const o = command.opts();
-  const config: DaemonConfig = {
+  if (o.tunName.length > 15) throw new UsageError(`--tun-name '${o.tunName}' is longer than 15 bytes`);
+  const isStatic = o.staticNetwork !== undefined || o.staticSubnet !== undefined || o.staticPeer.length > 0;
+  if (isStatic && (!o.staticNetwork || !o.staticSubnet)) {
+    throw new UsageError('static mode needs both --static-network and --static-subnet');
+  }
+  return {
+    redisUrl: o.redisUrl,
+    prefix: o.prefix,
     iface: o.iface,
     publicIp: o.publicIp,
+    nodeName: o.nodeName,
     tunName: o.tunName,
-    port: Number(o.port),
-    transport: o.transport,
     tunOffload: o.tunOffload === 'on',
+    transport: o.transport,
+    subnetFile: o.subnetFile,
+    cniConfDir: o.cniConfDir,
+    cniIpamDataDir: o.cniIpamDataDir,
+    ipMasq: o.ipMasq === true || o.ipMasq === 'true',
+    leaseRenewMarginMs: o.leaseRenewMargin,
     healthzIp: o.healthzIp,
     healthzPort: Number(o.healthzPort),
     logLevel: o.logLevel,
-    staticNetwork: o.staticNetwork,
-    staticSubnet: o.staticSubnet,
-    staticPeers: o.staticPeer,
+    static: isStatic ? { network: o.staticNetwork, subnet: o.staticSubnet, port: o.staticPort, peers: o.staticPeer } : undefined,
   };
-  if (!config.staticNetwork || !config.staticSubnet) {
-    throw new UsageError('--static-network and --static-subnet are required until the lease store is wired in');
-  }
-  if (config.tunName.length > 15) throw new UsageError(`--tun-name '${config.tunName}' is longer than 15 bytes`);
-  return config;
 }

@@ -19,20 +19,31 @@ async function main(): Promise<void> {
     throw err;
   }
   const logger = pino({ level: config.logLevel, base: { component: 'miniflanneld' } });
+  // Until the node is up, a signal aborts start-up (which may be waiting for Redis).
+  const starting = new AbortController();
+  const abortStart = () => starting.abort();
+  process.once('SIGTERM', abortStart);
+  process.once('SIGINT', abortStart);
   let node;
   try {
-    node = await startNode(config, logger);
+    node = await startNode(config, logger, starting.signal);
   } catch (err) {
+    if (starting.signal.aborted) process.exit(0);
     logger.fatal({ err }, 'start-up failed');
     fail((err as Error).message, 1);
   }
-  const shutdown = async (signal: string) => {
-    logger.info({ signal }, 'shutting down');
+  process.off('SIGTERM', abortStart);
+  process.off('SIGINT', abortStart);
+
+  const shutdown = async (reason: string, code: number) => {
+    if (code === 0) logger.info({ reason }, 'shutting down; the lease is kept');
+    else logger.fatal({ reason }, 'stopping');
     await node.stop();
-    process.exit(0);
+    process.exit(code);
   };
-  process.once('SIGTERM', () => void shutdown('SIGTERM'));
-  process.once('SIGINT', () => void shutdown('SIGINT'));
+  process.once('SIGTERM', () => void shutdown('SIGTERM', 0));
+  process.once('SIGINT', () => void shutdown('SIGINT', 0));
+  void node.failed.then((reason) => shutdown(reason, 1));
 }
 
 void main();

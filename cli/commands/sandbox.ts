@@ -3,7 +3,9 @@ import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { removeStaleNamespaces, runPrefix } from '../sandbox/netns.js';
-import { miniflannelOverlay, subnetOf } from '../sandbox/overlays.js';
+import { SANDBOX_REDIS_URL } from '../sandbox/cluster.js';
+import { cliIn, HEALTHZ_PORT } from '../sandbox/daemon.js';
+import { leaseOverlay } from '../sandbox/overlays.js';
 
 function nodeCount(value: string): number {
   const n = Number(value);
@@ -23,8 +25,9 @@ export function sandboxCommand(): Command {
       const say = (line: string) => process.stdout.write(`${line}\n`);
       await removeStaleNamespaces();
       const workDir = await mkdtemp(path.join(tmpdir(), 'miniflannel-sandbox-'));
-      say(`building ${opts.nodes} nodes on the 198.18.0.0/24 underlay, one miniflanneld and one pod each ...`);
-      const overlay = await miniflannelOverlay({ workDir, prefix: `${runPrefix()}sb`, nodes: opts.nodes });
+      say(`building ${opts.nodes} nodes on the 198.18.0.0/24 underlay with Redis at ${SANDBOX_REDIS_URL},`);
+      say('setting the network config with `miniflannel config init`, then one miniflanneld and one pod per node ...');
+      const overlay = await leaseOverlay({ workDir, prefix: `${runPrefix()}sb`, nodes: opts.nodes });
       let stopping = false;
       const teardown = async () => {
         if (stopping) return;
@@ -36,7 +39,8 @@ export function sandboxCommand(): Command {
       try {
         say('');
         for (const pod of overlay.pods) {
-          say(`  node ${pod.node.ns.name}  underlay ${pod.node.underlayIp}  subnet ${subnetOf(pod.node)}  pod ${pod.ip}  log ${overlay.daemons[pod.node.index - 1]!.logFile}`);
+          const status = await overlay.daemons[pod.node.index - 1]!.status();
+          say(`  node ${pod.node.ns.name}  underlay ${pod.node.underlayIp}  subnet ${status.lease.subnet}  pod ${pod.ip}`);
         }
         say('\npod-to-pod traffic across nodes (ping through miniflannel):');
         for (const from of overlay.pods) {
@@ -47,10 +51,15 @@ export function sandboxCommand(): Command {
             say(`  ${from.ip} -> ${to.ip}  ok  ${rtt}`);
           }
         }
-        say('\nwhere to look next:');
+        say('\nminiflannel lease list:');
+        say((await cliIn(overlay.sandbox.underlay, ['lease', 'list', '--redis-url', SANDBOX_REDIS_URL])).trimEnd().replace(/^/gm, '  '));
         const first = overlay.daemons[0]!;
-        say(`  status:  ip netns exec ${first.node.ns.name} curl -s http://${first.node.underlayIp}:8286/status`);
-        say(`  logs:    ${first.logFile}`);
+        const cli = `ip netns exec ${overlay.sandbox.underlay.name} ${process.argv[1]}`;
+        say('\nwhere to look next:');
+        say(`  metrics: ip netns exec ${first.node.ns.name} curl -s http://${first.node.underlayIp}:${HEALTHZ_PORT}/metrics`);
+        say(`  status:  ip netns exec ${first.node.ns.name} ${process.argv[1]} status --daemon http://${first.node.underlayIp}:${HEALTHZ_PORT}`);
+        say(`  leases:  ${cli} lease list --watch --redis-url ${SANDBOX_REDIS_URL}`);
+        say(`  logs:    ${overlay.daemons.map((d) => d.logFile).join('\n           ')}`);
         say(`  a pod:   ip netns exec ${overlay.pods[0]!.ns.name} ping ${overlay.pods[1]!.ip}`);
       } catch (err) {
         await teardown();

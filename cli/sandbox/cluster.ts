@@ -13,11 +13,16 @@
  */
 import { mkdir, rm } from 'node:fs/promises';
 import path from 'node:path';
+import { createInterface } from 'node:readline';
+import type { ChildProcess } from 'node:child_process';
 import { Netns, runPrefix } from './netns.js';
 import { cniAdd, cniDel, type CniRuntime } from './cni.js';
+import { exited, stopProcess } from './exec.js';
 
 export const UNDERLAY_SUBNET = '198.18.0.0/24';
 export const UNDERLAY_GATEWAY = '198.18.0.254';
+/** Where the sandbox's Redis listens: on the underlay, as a cluster's would, reachable before pod networking. */
+export const SANDBOX_REDIS_URL = `redis://${UNDERLAY_GATEWAY}:6379`;
 
 export interface SandboxOptions {
   /** Workspace for host-local IPAM state, configs and logs; removed on destroy. */
@@ -50,6 +55,7 @@ export class Sandbox {
   readonly nodes: SandboxNode[] = [];
   private readonly prefix: string;
   private readonly underlayMtu: number;
+  private redis: ChildProcess | undefined;
 
   private constructor(
     readonly underlay: Netns,
@@ -73,6 +79,29 @@ export class Sandbox {
       throw err;
     }
     return sandbox;
+  }
+
+  /**
+   * Starts redis-server in the underlay namespace on SANDBOX_REDIS_URL, with
+   * its files in the workspace. Resolves once it accepts connections.
+   */
+  async startRedis(options: { persistence?: boolean } = { persistence: true }): Promise<void> {
+    const dir = path.join(this.options.workDir, 'redis');
+    await mkdir(dir, { recursive: true });
+    const persistence = options.persistence ? ['--appendonly', 'yes'] : ['--save', '', '--appendonly', 'no'];
+    const redis = this.underlay.spawn(['redis-server', '--bind', UNDERLAY_GATEWAY, '--port', '6379', '--dir', dir, ...persistence, '--protected-mode', 'no']);
+    this.redis = redis;
+    await new Promise<void>((resolve, reject) => {
+      const lines = createInterface({ input: redis.stdout! });
+      lines.on('line', (line) => line.includes('Ready to accept connections') && resolve());
+      void exited(redis).then((code) => reject(new Error(`redis-server in ${this.underlay.name} exited with ${code}`)));
+    });
+  }
+
+  /** Stops the sandbox's Redis (by its pid); startRedis() brings it back with the same files. */
+  async stopRedis(): Promise<void> {
+    if (this.redis) await stopProcess(this.redis);
+    this.redis = undefined;
   }
 
   /** Adds a node namespace wired to the underlay bridge. */
@@ -123,6 +152,7 @@ export class Sandbox {
 
   /** Deletes every namespace of the sandbox and its workspace; safe to call twice. */
   async destroy(): Promise<void> {
+    await this.stopRedis();
     for (const node of this.nodes) {
       for (const pod of node.pods) await pod.ns.destroy();
       await node.ns.destroy();

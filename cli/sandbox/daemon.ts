@@ -2,6 +2,7 @@
 // in the node's workspace, and talks to its HTTP endpoint from inside the
 // namespace (the root namespace has no route to the underlay).
 import { createWriteStream } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
@@ -9,8 +10,32 @@ import type { SandboxNode } from './cluster.js';
 import type { Netns } from './netns.js';
 import { stopProcess } from './exec.js';
 
-// dist/cli/sandbox/daemon.js -> dist/daemon/main.js
+// dist/cli/sandbox/daemon.js -> dist/daemon/main.js and dist/cli/main.js
 const daemonBin = fileURLToPath(new URL('../../daemon/main.js', import.meta.url));
+export const cliBin = fileURLToPath(new URL('../main.js', import.meta.url));
+
+/** The flags a DaemonSet would give miniflanneld on this node, with the node's files in its workspace. */
+export function leaseModeArgs(node: SandboxNode, redisUrl: string): string[] {
+  return [
+    '--redis-url', redisUrl,
+    '--iface', 'eth0',
+    '--node-name', node.ns.name,
+    '--subnet-file', path.join(node.workDir, 'run', 'subnet.env'),
+    '--cni-conf-dir', path.join(node.workDir, 'cni'),
+    '--cni-ipam-data-dir', path.join(node.workDir, 'ipam'),
+    '--ip-masq',
+  ];
+}
+
+/** The CNI conflist the node's daemon wrote. */
+export async function writtenConflist(node: SandboxNode): Promise<any> {
+  return JSON.parse(await readFile(path.join(node.workDir, 'cni', '10-miniflannel.conflist'), 'utf8'));
+}
+
+/** Runs the miniflannel CLI inside a namespace (the underlay's reaches the sandbox's Redis). */
+export function cliIn(ns: Netns, args: string[]): Promise<string> {
+  return ns.exec([process.execPath, cliBin, ...args]);
+}
 
 export const HEALTHZ_PORT = 8286;
 

@@ -7,8 +7,8 @@
  *     permanent neighbour and FDB entries).
  */
 import { cniConflist } from '../../daemon/node/cni.js';
-import { Sandbox, type Pod, type SandboxNode } from './cluster.js';
-import { startDaemon, type RunningDaemon } from './daemon.js';
+import { SANDBOX_REDIS_URL, Sandbox, type Pod, type SandboxNode } from './cluster.js';
+import { cliIn, leaseModeArgs, startDaemon, writtenConflist, type RunningDaemon } from './daemon.js';
 
 export const OVERLAY_NETWORK = '10.244.0.0/16';
 export const subnetOf = (node: SandboxNode) => `10.244.${node.index}.0/24`;
@@ -26,6 +26,9 @@ async function buildOverlay(
   name: string,
   options: { workDir: string; prefix: string; nodes: number; podMtu: number },
   configureNode: (node: SandboxNode, all: SandboxNode[]) => Promise<RunningDaemon | undefined>,
+  prepare: (sandbox: Sandbox) => Promise<void> = async () => undefined,
+  conflistFor: (node: SandboxNode) => Promise<unknown> = async (node) =>
+    cniConflist({ subnet: subnetOf(node), network: OVERLAY_NETWORK, mtu: options.podMtu, ipamDataDir: `${node.workDir}/ipam` }),
 ): Promise<Overlay> {
   const sandbox = await Sandbox.create({ workDir: options.workDir, prefix: options.prefix });
   const daemons: RunningDaemon[] = [];
@@ -40,18 +43,36 @@ async function buildOverlay(
     },
   };
   try {
+    await prepare(sandbox);
     for (let i = 0; i < options.nodes; i++) await sandbox.addNode();
     for (const node of sandbox.nodes) {
       const daemon = await configureNode(node, sandbox.nodes);
       if (daemon) daemons.push(daemon);
-      const conflist = cniConflist({ subnet: subnetOf(node), network: OVERLAY_NETWORK, mtu: options.podMtu, ipamDataDir: `${node.workDir}/ipam` });
-      overlay.pods.push(await sandbox.addPod(node, conflist as never));
+      overlay.pods.push(await sandbox.addPod(node, (await conflistFor(node)) as never));
     }
   } catch (err) {
     await overlay.destroy();
     throw err;
   }
   return overlay;
+}
+
+/**
+ * The cluster as it runs for real: Redis on the underlay, the network config
+ * set with the CLI, every daemon leasing its subnet, and pods networked with
+ * the conflist each daemon wrote.
+ */
+export function leaseOverlay(options: { workDir: string; prefix: string; nodes?: number }): Promise<Overlay> {
+  return buildOverlay(
+    'miniflannel',
+    { ...options, nodes: options.nodes ?? 3, podMtu: 1500 - 28 },
+    (node) => startDaemon(node, leaseModeArgs(node, SANDBOX_REDIS_URL)),
+    async (sandbox) => {
+      await sandbox.startRedis();
+      await cliIn(sandbox.underlay, ['config', 'init', '--network', OVERLAY_NETWORK, '--redis-url', SANDBOX_REDIS_URL]);
+    },
+    writtenConflist,
+  );
 }
 
 export function miniflannelOverlay(options: { workDir: string; prefix: string; nodes?: number; extraArgs?: string[] }): Promise<Overlay> {

@@ -62,3 +62,8 @@ export class Counters {
 }
 
 export type CountersSnapshot = Omit<Counters, 'snapshot'>;
+
+/** All zero: the figures of a data plane that has not started. */
+export function emptyCounters(): CountersSnapshot {
+  return new Counters().snapshot();
+}

@@ -3,5 +3,5 @@ export type { DataPlaneOptions } from './dataplane.js';
 export { PeerTable } from './peer-table.js';
 export type { Peer } from './peer-table.js';
 export type { CountersSnapshot, EgressDropReason, IngressDropReason } from './counters.js';
-export { egressDropReasons, ingressDropReasons } from './counters.js';
+export { egressDropReasons, ingressDropReasons, emptyCounters } from './counters.js';
 export type { PacketBatch } from './packet-batch.js';

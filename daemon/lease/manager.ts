@@ -62,6 +62,8 @@ export interface SubnetManager {
   /** The Redis keys in use. */
   readonly keys: Readonly<KeyLayout>;
   readonly stats: LeaseStoreStats;
+  /** Whether the command connection is up right now (for health and metrics). */
+  readonly connected: boolean;
 
   /** The stored network config with defaults filled in. Throws ConfigMissingError or ConfigError. */
   getNetworkConfig(): Promise<NetworkConfig>;
@@ -129,6 +131,10 @@ class LeaseStore implements SubnetManager {
   private readonly watches = new Set<LeaseWatcher>();
   private readonly renewers = new Set<LeaseRenewer>();
   private closed = false;
+
+  get connected(): boolean {
+    return this.client.status === 'ready';
+  }
 
   constructor(options: ResolvedOptions, factory: ConnectionFactory, client: RedisClient) {
     this.options = options;

@@ -1,73 +1,85 @@
 /**
- * The node's wiring: the only place where the control plane (peers, for now
- * given statically) meets the data plane. Start-up order:
- *   1. resolve the underlay (address peers reach us on, its MTU);
- *   2. create the TUN: the subnet's address as /32, MTU = underlay - 28;
- *   3. route the whole cluster network into the TUN;
- *   4. bind the UDP transport and start the data plane with the peers.
+ * The node's wiring: the only place where the lease store meets the data
+ * plane. Start-up, in flannel's order:
+ *   1. read the network config from Redis;
+ *   2. acquire a lease (or reuse this node's, or the previous subnet.env's);
+ *   3. create the TUN: the subnet's address as /32, MTU = underlay - 28, and
+ *      route the whole cluster network into it;
+ *   4. write subnet.env and the CNI conflist;
+ *   5. start the data plane, the lease watch that feeds it peers, and the
+ *      renewer; install the masquerade rules if asked.
+ * Static mode (--static-*) skips the store and takes peers from flags.
+ *
+ * Stopping (SIGTERM) removes the TUN, its routes and the rules but keeps the
+ * lease, so a restarted daemon gets the same subnet and pods keep their
+ * addresses. Losing the lease, or a failed data plane, resolves `failed`:
+ * the daemon then stops and exits non-zero for the DaemonSet to restart it.
  */
+import path from 'node:path';
 import type { Logger } from 'pino';
-import { DataPlane, type CountersSnapshot, type Peer } from '../dataplane/index.js';
+import { DataPlane, emptyCounters, type Peer } from '../dataplane/index.js';
 import type { DaemonConfig } from '../flags.js';
-import { formatCidr, formatIPv4, parseIPv4 } from '../net/ipv4.js';
+import { createMetrics } from '../http/metrics.js';
+import { startHttpServer } from '../http/server.js';
+import { connectLeaseStore, type Lease, type LeaseRenewer, type LeaseWatch, type SubnetManager } from '../lease/index.js';
+import { formatCidr, formatIPv4, parseCidr, parseIPv4, type Cidr } from '../net/ipv4.js';
 import { openDgramTransport } from '../transport/dgram.js';
 import { openMmsgTransport } from '../transport/mmsg.js';
 import { openTun } from '../tun/index.js';
-import { startHttpServer } from '../http/server.js';
-import { createMetrics } from '../http/metrics.js';
+import { CNI_CONFLIST_NAME, cniConflist, writeFileAtomic } from './cni.js';
+import { installMasquerade, removeMasquerade } from './masquerade.js';
+import { feedPeersFromLeases } from './peers.js';
 import { acceptLocalSource, routeNetworkInto } from './routes.js';
+import { readPreviousSubnet, writeSubnetEnv } from './subnet-env.js';
 import { ENCAPSULATION_OVERHEAD, resolveUnderlay } from './underlay.js';
 
 export interface RunningNode {
-  counters(): CountersSnapshot;
+  /** Resolves with a reason when the node can no longer do its job. */
+  readonly failed: Promise<string>;
+  /** Stops everything started, in reverse order; safe to call twice. */
   stop(): Promise<void>;
 }
 
-export async function startNode(config: DaemonConfig, logger: Logger): Promise<RunningNode> {
-  const network = config.staticNetwork!;
-  const subnet = config.staticSubnet!;
-  const underlay = await resolveUnderlay(config);
-  const mtu = underlay.mtu - ENCAPSULATION_OVERHEAD;
-  logger.info({ underlay, subnet: formatCidr(subnet), network: formatCidr(network), mtu, transport: config.transport, tunOffload: config.tunOffload }, 'starting');
+/** What the control plane decided for this node. */
+interface Assignment {
+  network: Cidr;
+  subnet: Cidr;
+  port: number;
+  lease?: Lease;
+}
 
-  const tun = openTun({ name: config.tunName, offload: config.tunOffload, mtu, address: formatIPv4(subnet.network), prefixLength: 32 });
-  let transport;
-  try {
-    await routeNetworkInto(formatCidr(network), tun.name);
-    await acceptLocalSource(tun.name);
-    const bind = { bindAddress: underlay.address, port: config.port };
-    transport = config.transport === 'mmsg' ? openMmsgTransport(bind) : await openDgramTransport(bind);
-  } catch (err) {
-    tun.close();
-    throw err;
-  }
-
-  const dataplane = new DataPlane({
-    tun,
-    transport,
-    localSubnet: subnet,
-    overlayAddress: subnet.network,
-    maxPacket: mtu,
-    logger,
-  });
-  const peers: Peer[] = config.staticPeers.map((p) => ({
-    subnet: p.subnet,
-    endpoint: { address: p.address, ip: parseIPv4(p.address), port: p.port },
-  }));
-  dataplane.setPeers(peers);
-  dataplane.start((err) => {
-    logger.fatal({ err }, 'data plane failed');
-    process.exit(1);
-  });
-
+export async function startNode(config: DaemonConfig, logger: Logger, signal?: AbortSignal): Promise<RunningNode> {
   const startedAt = Date.now();
+  const cleanups: Array<() => unknown> = [];
+  let stopping: Promise<void> | undefined;
+  const stop = () =>
+    (stopping ??= (async () => {
+      for (const cleanup of cleanups.reverse()) {
+        try {
+          await cleanup();
+        } catch (err) {
+          logger.error({ err }, 'clean-up step failed');
+        }
+      }
+    })());
+  let fail!: (reason: string) => void;
+  const failed = new Promise<string>((resolve) => (fail = resolve));
+
+  let ready = false;
+  let dataplane: DataPlane | undefined;
+  let store: SubnetManager | undefined;
+  let lease: Lease | undefined;
+  let nodeInfo: Record<string, unknown> = {};
+
   const httpServer = await startHttpServer(
     {
-      ready: () => true,
+      ready: () => ready,
       status: () => ({
-        node: { publicIp: underlay.address, subnet: formatCidr(subnet), network: formatCidr(network), tun: tun.name, mtu },
-        peers: [...dataplane.peerTable.peers()].map((p) => ({ subnet: formatCidr(p.subnet), endpoint: `${p.endpoint.address}:${p.endpoint.port}` })),
-        counters: dataplane.snapshot(),
+        node: nodeInfo,
+        lease: lease ? { subnet: lease.subnet, publicIP: lease.publicIP, nodeName: lease.nodeName, expiresAt: lease.expiresAt } : null,
+        store: store ? { address: store.address, connected: store.connected } : null,
+        peers: dataplane ? [...dataplane.peerTable.peers()].map((p) => ({ subnet: formatCidr(p.subnet), endpoint: `${p.endpoint.address}:${p.endpoint.port}` })) : [],
+        counters: dataplane?.snapshot() ?? null,
         uptimeSeconds: Math.round((Date.now() - startedAt) / 1000),
       }),
     },
@@ -76,20 +88,119 @@ export async function startNode(config: DaemonConfig, logger: Logger): Promise<R
       port: config.healthzPort,
       logger,
       metrics: createMetrics({
-        counters: () => dataplane.snapshot(),
-        peers: () => dataplane.peerTable.size,
-        leaseExpiry: () => undefined,
-        storeConnected: () => undefined,
+        counters: () => dataplane?.snapshot() ?? emptyCounters(),
+        peers: () => dataplane?.peerTable.size ?? 0,
+        leaseExpiry: () => (lease ? (lease.expiresAt ?? 0) / 1000 : undefined),
+        storeConnected: () => store?.connected,
       }),
     },
   );
+  cleanups.push(() => httpServer.close());
 
-  return {
-    counters: () => dataplane.snapshot(),
-    stop: async () => {
-      await httpServer.close();
-      // Closing the TUN deletes the interface, and the kernel drops its routes with it.
-      await dataplane.stop();
+  try {
+    const underlay = await resolveUnderlay(config);
+    let assignment: Assignment;
+    if (config.static) {
+      assignment = config.static;
+    } else {
+      store = await connectLeaseStore({
+        url: config.redisUrl,
+        keyPrefix: config.prefix,
+        renewMarginMs: config.leaseRenewMarginMs,
+        // A daemon outlives Redis restarts: it keeps forwarding and keeps retrying.
+        retry: { mode: 'backoff' },
+        logger,
+        signal,
+      });
+      cleanups.push(() => store!.close());
+      const network = await store.getNetworkConfig();
+      const previous = await readPreviousSubnet(config.subnetFile);
+      const acquired = await store.acquireLease({
+        publicIP: underlay.address,
+        nodeName: config.nodeName,
+        previousSubnet: previous ? formatCidr(previous) : undefined,
+      });
+      lease = acquired.lease;
+      logger.info({ subnet: lease.subnet, how: acquired.source, expiresAt: lease.expiresAt }, 'lease acquired');
+      assignment = { network: network.network, subnet: parseCidr(lease.subnet), port: network.backend.port, lease };
+    }
+
+    const { network, subnet, port } = assignment;
+    const mtu = underlay.mtu - ENCAPSULATION_OVERHEAD;
+    nodeInfo = { name: config.nodeName, publicIp: underlay.address, iface: underlay.iface, subnet: formatCidr(subnet), network: formatCidr(network), tun: config.tunName, mtu, port };
+    logger.info({ ...nodeInfo, transport: config.transport, tunOffload: config.tunOffload }, 'configuring the node');
+
+    const tun = openTun({ name: config.tunName, offload: config.tunOffload, mtu, address: formatIPv4(subnet.network), prefixLength: 32 });
+    let transport;
+    try {
+      await routeNetworkInto(formatCidr(network), tun.name);
+      await acceptLocalSource(tun.name);
+      const bind = { bindAddress: underlay.address, port };
+      transport = config.transport === 'mmsg' ? openMmsgTransport(bind) : await openDgramTransport(bind);
+    } catch (err) {
+      tun.close();
+      throw err;
+    }
+    const plane = new DataPlane({ tun, transport, localSubnet: subnet, overlayAddress: subnet.network, maxPacket: mtu, logger });
+    dataplane = plane;
+    // Closing the TUN deletes the interface, and the kernel drops its routes with it.
+    cleanups.push(() => plane.stop());
+
+    await writeSubnetEnv(config.subnetFile, { network, subnet, mtu, ipMasq: config.ipMasq });
+    const conflist = cniConflist({ subnet: formatCidr(subnet), network: formatCidr(network), mtu, ipamDataDir: config.cniIpamDataDir });
+    await writeFileAtomic(path.join(config.cniConfDir, CNI_CONFLIST_NAME), `${JSON.stringify(conflist, null, 2)}\n`);
+    if (config.ipMasq) {
+      cleanups.push(() => removeMasquerade());
+      await installMasquerade(network, subnet);
+    }
+
+    plane.start((err) => fail(`data plane failed: ${err.message}`));
+    if (config.static) {
+      plane.setPeers(config.static.peers.map((p): Peer => ({ subnet: p.subnet, endpoint: { address: p.address, ip: parseIPv4(p.address), port: p.port } })));
+      ready = true;
+    } else {
+      followLeases(store!, lease!, plane, port, config, logger, {
+        onReady: () => (ready = true),
+        onRenewed: (renewed) => (lease = renewed),
+        fail,
+        cleanups,
+      });
+    }
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+  return { failed, stop };
+}
+
+function followLeases(
+  store: SubnetManager,
+  lease: Lease,
+  plane: DataPlane,
+  port: number,
+  config: DaemonConfig,
+  logger: Logger,
+  hooks: { onReady(): void; onRenewed(lease: Lease): void; fail(reason: string): void; cleanups: Array<() => unknown> },
+): void {
+  const subnet = parseCidr(lease.subnet);
+  const watch: LeaseWatch = store.watchLeases();
+  hooks.cleanups.push(() => watch.close());
+  feedPeersFromLeases(watch, {
+    ownSubnet: lease.subnet,
+    ownPublicIp: lease.publicIP,
+    subnetLength: subnet.prefixLength,
+    defaultPort: port,
+    logger,
+    onPeers: (peers) => {
+      plane.setPeers(peers);
+      hooks.onReady();
     },
-  };
+    onOwnLeaseLost: (reason) => hooks.fail(`lease ${lease.subnet} lost: ${reason}`),
+  }).catch((err: Error) => hooks.fail(`lease watch failed: ${err.message}`));
+
+  const renewer: LeaseRenewer = store.keepLease(lease, { renewMarginMs: config.leaseRenewMarginMs });
+  hooks.cleanups.push(() => renewer.stop());
+  renewer.on('renewed', (renewed) => hooks.onRenewed(renewed));
+  renewer.on('renewFailed', (err, retryInMs) => logger.warn({ err: err.message, retryInMs }, 'lease renewal failed; retrying'));
+  renewer.on('lost', (err) => hooks.fail(`lease ${lease.subnet} lost: ${err.message}`));
 }

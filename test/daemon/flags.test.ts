@@ -1,0 +1,74 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { CommanderError } from 'commander';
+import { daemonCommand, parseDaemonFlags, UsageError } from '../../daemon/flags.js';
+import { formatCidr } from '../../daemon/net/ipv4.js';
+
+const argv = (...args: string[]) => ['node', 'miniflanneld', ...args];
+
+function withEnv<T>(env: Record<string, string>, fn: () => T): T {
+  const saved = Object.fromEntries(Object.keys(env).map((k) => [k, process.env[k]]));
+  Object.assign(process.env, env);
+  try {
+    return fn();
+  } finally {
+    for (const [k, v] of Object.entries(saved)) {
+      if (v === undefined) delete process.env[k];
+      else process.env[k] = v;
+    }
+  }
+}
+
+test('defaults follow flannel', () => {
+  const config = parseDaemonFlags(argv());
+  assert.equal(config.redisUrl, 'redis://127.0.0.1:6379');
+  assert.equal(config.prefix, 'miniflannel');
+  assert.equal(config.subnetFile, '/run/miniflannel/subnet.env');
+  assert.equal(config.cniConfDir, '/etc/cni/net.d');
+  assert.equal(config.tunName, 'flannel0');
+  assert.equal(config.leaseRenewMarginMs, 60 * 60_000);
+  assert.equal(config.ipMasq, false);
+  assert.equal(config.static, undefined);
+});
+
+test('every flag has a MINIFLANNELD_* environment twin but the repeatable --static-peer', () => {
+  for (const option of daemonCommand().options) {
+    if (option.long === '--help' || option.long === '--static-peer') continue;
+    const expected = `MINIFLANNELD_${option.long!.slice(2).toUpperCase().replace(/-/g, '_')}`;
+    assert.equal(option.envVar, expected, option.long);
+  }
+});
+
+test('environment values are read and checked like flags', () => {
+  const config = withEnv({ MINIFLANNELD_IP_MASQ: 'true', MINIFLANNELD_LEASE_RENEW_MARGIN: '90s', MINIFLANNELD_PUBLIC_IP: '198.18.0.7' }, () => parseDaemonFlags(argv()));
+  assert.equal(config.ipMasq, true);
+  assert.equal(config.leaseRenewMarginMs, 90_000);
+  assert.equal(config.publicIp, '198.18.0.7');
+  assert.throws(() => withEnv({ MINIFLANNELD_PUBLIC_IP: '198.18.0.700' }, () => parseDaemonFlags(argv())), CommanderError);
+});
+
+test('durations: units, and bare minutes as flannel takes them', () => {
+  assert.equal(parseDaemonFlags(argv('--lease-renew-margin', '2h')).leaseRenewMarginMs, 7_200_000);
+  assert.equal(parseDaemonFlags(argv('--lease-renew-margin', '30')).leaseRenewMarginMs, 1_800_000);
+  assert.throws(() => parseDaemonFlags(argv('--lease-renew-margin', 'soon')), CommanderError);
+  assert.throws(() => parseDaemonFlags(argv('--lease-renew-margin', '0')), CommanderError);
+});
+
+test('static mode needs both the network and the subnet, and parses peers', () => {
+  assert.throws(() => parseDaemonFlags(argv('--static-network', '10.244.0.0/16')), UsageError);
+  const config = parseDaemonFlags(
+    argv('--static-network', '10.244.0.0/16', '--static-subnet', '10.244.1.0/24', '--static-peer', '10.244.2.0/24=198.18.0.2', '--static-peer', '10.244.3.0/24=198.18.0.3:9000'),
+  );
+  assert.equal(formatCidr(config.static!.network), '10.244.0.0/16');
+  assert.deepEqual(config.static!.peers.map((p) => [formatCidr(p.subnet), p.address, p.port]), [
+    ['10.244.2.0/24', '198.18.0.2', 8285],
+    ['10.244.3.0/24', '198.18.0.3', 9000],
+  ]);
+  assert.throws(() => parseDaemonFlags(argv('--static-peer', '10.244.2.0/24')), CommanderError);
+});
+
+test('bad values are refused with the flag named', () => {
+  assert.throws(() => parseDaemonFlags(argv('--tun-name', 'a-very-long-tun-name')), /--tun-name/);
+  assert.throws(() => parseDaemonFlags(argv('--healthz-port', '70000')), CommanderError);
+  assert.throws(() => parseDaemonFlags(argv('--transport', 'carrier-pigeon')), CommanderError);
+});
