@@ -3,6 +3,7 @@
 #include <vector>
 
 #include "offload.h"
+#include "packet_list.h"
 #include "tun_device.h"
 #include "udp_socket.h"
 
@@ -40,41 +41,18 @@ Napi::Value SegmentFrame(const Napi::CallbackInfo& info) {
 // so tests can check the joining without a device. Rewrites `buffer` as the writer does.
 Napi::Value JoinPackets(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (info.Length() < 4 || !info[0].IsBuffer() || !info[1].IsTypedArray() || !info[2].IsTypedArray() ||
-      !info[3].IsNumber()) {
-    Napi::TypeError::New(env, "joinPackets(buffer, offsets, lengths, count)").ThrowAsJavaScriptException();
-    return env.Undefined();
-  }
-  auto buffer = info[0].As<Napi::Buffer<uint8_t>>();
-  auto offsets = info[1].As<Napi::Uint32Array>();
-  auto lengths = info[2].As<Napi::Uint32Array>();
-  size_t count = info[3].As<Napi::Number>().Uint32Value();
-  if (count > offsets.ElementLength() || count > lengths.ElementLength()) {
-    Napi::RangeError::New(env, "count exceeds the arrays").ThrowAsJavaScriptException();
-    return env.Undefined();
-  }
-  for (size_t i = 0; i < count; i++) {
-    if (offsets[i] > buffer.Length() || lengths[i] > buffer.Length() - offsets[i]) {
-      Napi::RangeError::New(env, "a packet lies outside the buffer").ThrowAsJavaScriptException();
-      return env.Undefined();
-    }
-  }
+  miniflannel::PacketList list;
+  if (!miniflannel::ParsePacketList(info, "joinPackets(buffer, offsets, lengths, count)", &list)) return env.Undefined();
   Napi::Array frames = Napi::Array::New(env);
-  uint8_t* base = buffer.Data();
-  for (size_t i = 0; i < count;) {
-    auto run = miniflannel::FindTcpRun(base, offsets.Data(), lengths.Data(), i, count);
-    std::vector<uint8_t> frame(miniflannel::kVirtioNetHdrLen, 0);
-    if (run.packets > 1) {
-      bool push = (base[offsets[i + run.packets - 1] + 20 + 13] & 0x08) != 0;
-      miniflannel::PrepareTcpRun(base + offsets[i], run, push, frame.data());
-    }
-    frame.insert(frame.end(), base + offsets[i], base + offsets[i] + lengths[i]);
-    for (size_t k = 1; k < run.packets; k++) {
-      frame.insert(frame.end(), base + offsets[i + k] + run.headers, base + offsets[i + k] + lengths[i + k]);
-    }
-    frames.Set(frames.Length(), Napi::Buffer<uint8_t>::Copy(env, frame.data(), frame.size()));
-    i += run.packets;
-  }
+  miniflannel::ForEachFrame(list.base, list.offsets, list.lengths, list.count,
+                            [&](const iovec* parts, size_t iov, size_t /*packets*/) {
+                              std::vector<uint8_t> frame;
+                              for (size_t k = 0; k < iov; k++) {
+                                auto* bytes = static_cast<const uint8_t*>(parts[k].iov_base);
+                                frame.insert(frame.end(), bytes, bytes + parts[k].iov_len);
+                              }
+                              frames.Set(frames.Length(), Napi::Buffer<uint8_t>::Copy(env, frame.data(), frame.size()));
+                            });
   return frames;
 }
 

@@ -146,7 +146,6 @@ size_t Segment(const VirtioNetHdr& hdr, const uint8_t* packet, size_t length, ui
 namespace {
 
 constexpr uint8_t kTcpAck = 0x10;
-constexpr size_t kMaxRunSegments = 64;
 constexpr size_t kMaxRunBytes = 65535;
 
 bool IsPlainTcp4(const uint8_t* p, size_t length, TcpLayout* layout) {

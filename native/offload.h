@@ -9,8 +9,11 @@
 // carries ordinary, MTU-sized IPv4 packets (flannel's format).
 #pragma once
 
+#include <sys/uio.h>
+
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 
 namespace miniflannel {
 
@@ -63,5 +66,33 @@ TcpRun FindTcpRun(const uint8_t* base, const uint32_t* offsets, const uint32_t* 
 // Rewrites the first packet's headers in place for the joined packet and
 // fills `vnet` (kVirtioNetHdrLen bytes) to describe it to the kernel.
 void PrepareTcpRun(uint8_t* first, const TcpRun& run, bool push, uint8_t* vnet);
+
+constexpr size_t kMaxRunSegments = 64;
+
+// Walks a batch the way the offloading TUN writer does: joins runs, and
+// calls emit(iov, iov_count, packets) once per frame to write, where iov[0]
+// is the virtio header. Rewrites the headers of joined packets in `base`.
+template <typename Emit>
+void ForEachFrame(uint8_t* base, const uint32_t* offsets, const uint32_t* lengths, size_t count, Emit emit) {
+  uint8_t vnet[kVirtioNetHdrLen];
+  iovec parts[1 + kMaxRunSegments];
+  for (size_t i = 0; i < count;) {
+    TcpRun run = FindTcpRun(base, offsets, lengths, i, count);
+    if (run.packets == 1) {
+      memset(vnet, 0, sizeof(vnet));  // one whole packet, checksums done
+    } else {
+      bool push = (base[offsets[i + run.packets - 1] + 20 + 13] & 0x08) != 0;
+      PrepareTcpRun(base + offsets[i], run, push, vnet);
+    }
+    size_t iov = 0;
+    parts[iov++] = {vnet, kVirtioNetHdrLen};
+    parts[iov++] = {base + offsets[i], lengths[i]};
+    for (size_t k = 1; k < run.packets; k++) {
+      parts[iov++] = {base + offsets[i + k] + run.headers, lengths[i + k] - run.headers};
+    }
+    emit(parts, iov, run.packets);
+    i += run.packets;
+  }
+}
 
 }  // namespace miniflannel

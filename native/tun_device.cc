@@ -15,6 +15,7 @@
 
 #include "errors.h"
 #include "offload.h"
+#include "packet_list.h"
 
 namespace miniflannel {
 
@@ -292,30 +293,15 @@ Napi::Value TunDevice::StopReading(const Napi::CallbackInfo& info) {
 Napi::Value TunDevice::WriteBatch(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (!EnsureOpen(env)) return env.Undefined();
-  if (info.Length() < 4 || !info[0].IsBuffer() || !info[1].IsTypedArray() || !info[2].IsTypedArray() ||
-      !info[3].IsNumber()) {
-    Napi::TypeError::New(env, "writeBatch(buffer, offsets: Uint32Array, lengths: Uint32Array, count)")
-        .ThrowAsJavaScriptException();
+  PacketList list;
+  if (!ParsePacketList(info, "writeBatch(buffer, offsets: Uint32Array, lengths: Uint32Array, count)", &list)) {
     return env.Undefined();
   }
-  auto buffer = info[0].As<Napi::Buffer<uint8_t>>();
-  auto offsets = info[1].As<Napi::Uint32Array>();
-  auto lengths = info[2].As<Napi::Uint32Array>();
-  size_t count = info[3].As<Napi::Number>().Uint32Value();
-  if (count > offsets.ElementLength() || count > lengths.ElementLength()) {
-    ThrowErrno(env, EINVAL, "writeBatch count exceeds the offsets or lengths array");
-    return env.Undefined();
-  }
-  uint8_t* base = buffer.Data();
-  size_t size = buffer.Length();
-  for (size_t i = 0; i < count; i++) {
-    if (offsets[i] > size || lengths[i] > size - offsets[i]) {
-      ThrowErrno(env, EINVAL, "writeBatch packet " + std::to_string(i) + " lies outside the buffer");
-      return env.Undefined();
-    }
-  }
-  uint32_t written = offload_ ? WriteCoalesced(base, offsets.Data(), lengths.Data(), count)
-                              : WritePlain(base, offsets.Data(), lengths.Data(), count);
+  uint8_t* base = list.base;
+  const uint32_t* offsets = list.offsets;
+  const uint32_t* lengths = list.lengths;
+  size_t count = list.count;
+  uint32_t written = offload_ ? WriteCoalesced(base, offsets, lengths, count) : WritePlain(base, offsets, lengths, count);
   return Napi::Number::New(env, written);
 }
 
@@ -333,31 +319,13 @@ uint32_t TunDevice::WritePlain(const uint8_t* base, const uint32_t* offsets, con
 
 uint32_t TunDevice::WriteCoalesced(uint8_t* base, const uint32_t* offsets, const uint32_t* lengths, size_t count) {
   uint32_t written = 0;
-  uint8_t vnet[kVirtioNetHdrLen];
-  iovec parts[2 + 64];
-  for (size_t i = 0; i < count;) {
-    TcpRun run = FindTcpRun(base, offsets, lengths, i, count);
-    size_t iov = 0;
-    parts[iov++] = {vnet, kVirtioNetHdrLen};
-    if (run.packets == 1) {
-      // All-zero header: one whole packet, checksums done.
-      memset(vnet, 0, sizeof(vnet));
-      parts[iov++] = {base + offsets[i], lengths[i]};
-    } else {
-      bool push = (base[offsets[i + run.packets - 1] + 20 + 13] & 0x08) != 0;
-      PrepareTcpRun(base + offsets[i], run, push, vnet);
-      parts[iov++] = {base + offsets[i], lengths[i]};
-      for (size_t k = 1; k < run.packets; k++) {
-        parts[iov++] = {base + offsets[i + k] + run.headers, lengths[i + k] - run.headers};
-      }
-    }
+  ForEachFrame(base, offsets, lengths, count, [&](const iovec* parts, size_t iov, size_t packets) {
     ssize_t n;
     do {
       n = writev(fd_, parts, static_cast<int>(iov));
     } while (n < 0 && errno == EINTR);
-    if (n >= 0) written += static_cast<uint32_t>(run.packets);
-    i += run.packets;
-  }
+    if (n >= 0) written += static_cast<uint32_t>(packets);
+  });
   return written;
 }
 
