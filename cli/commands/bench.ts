@@ -1,12 +1,7 @@
-import { Command, InvalidArgumentError, Option } from 'commander';
+import { Command, Option } from 'commander';
 import { benchE2e } from '../bench/e2e.js';
 import { gbps } from '../bench/stats.js';
-
-function positiveInt(value: string): number {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError('expected a whole number of at least 1');
-  return n;
-}
+import { positiveInteger as positiveInt } from '../conventions.js';
 
 export function benchCommand(): Command {
   const bench = new Command('bench').description('measure encapsulation throughput');

@@ -1,0 +1,208 @@
+// `miniflannel config`: read, replace and initialise the network config
+// (flannel's net-conf.json) in the lease store. Every write is validated with
+// the store's parser first and reports what it changed; a change of Network
+// or SubnetLen under existing leases needs --force, because the nodes keep
+// their old subnets until they restart.
+
+import { readFile } from 'node:fs/promises';
+import { Command } from 'commander';
+import { ConfigError, ConfigMissingError, parseNetworkConfig, toNetConf, type NetworkConfig, type SubnetManager } from '../../daemon/lease/index.js';
+import { examples, outputOf, settingsOf } from '../conventions.js';
+import { InputError, reasonOf, RefusedError, UsageError } from '../errors.js';
+import type { Output } from '../output.js';
+import { withStore } from '../store.js';
+
+type NetConfForm = ReturnType<typeof toNetConf>;
+
+/** One field of the effective config that differs; `from` is null when there was no config. */
+interface Change {
+  readonly field: string;
+  readonly from: string | number | null;
+  readonly to: string | number;
+}
+
+function flatten(conf: NetConfForm): Array<[string, string | number]> {
+  return [
+    ['Network', conf.Network],
+    ['SubnetLen', conf.SubnetLen],
+    ['SubnetMin', conf.SubnetMin],
+    ['SubnetMax', conf.SubnetMax],
+    ['Backend.Type', conf.Backend.Type],
+    ['Backend.Port', conf.Backend.Port],
+  ];
+}
+
+/** The fields whose effective value (defaults filled in) differs. */
+export function diffConfigs(previous: NetConfForm | null, next: NetConfForm): Change[] {
+  const before = new Map(previous === null ? [] : flatten(previous));
+  return flatten(next)
+    .filter(([field, value]) => before.get(field) !== value)
+    .map(([field, to]) => ({ field, from: before.get(field) ?? null, to }));
+}
+
+/** The stored config: a config, `null` when there is none, or 'invalid' when what is stored breaks the rules. */
+async function currentConfig(store: SubnetManager): Promise<NetworkConfig | null | 'invalid'> {
+  try {
+    return await store.getNetworkConfig();
+  } catch (err) {
+    if (err instanceof ConfigMissingError) return null;
+    if (err instanceof ConfigError) return 'invalid';
+    throw err;
+  }
+}
+
+function configFields(out: Output, conf: NetConfForm, indent = ''): string {
+  return out.fields([
+    ['Network', conf.Network],
+    ['SubnetLen', String(conf.SubnetLen)],
+    ['SubnetMin', conf.SubnetMin],
+    ['SubnetMax', conf.SubnetMax],
+    ['Backend', `${conf.Backend.Type}, port ${conf.Backend.Port}`],
+  ], indent);
+}
+
+interface WriteOptions {
+  /** Replace the Network or SubnetLen even though leases exist (with a warning). */
+  readonly force: boolean;
+  /** Validate and report, but do not write. */
+  readonly dryRun: boolean;
+}
+
+interface WriteResult {
+  readonly previous: NetConfForm | null;
+  readonly config: NetConfForm;
+  readonly changes: Change[];
+}
+
+/** Validates `text`, applies the lease guard, and stores it as written. */
+async function writeConfig(store: SubnetManager, out: Output, text: string, options: WriteOptions): Promise<WriteResult> {
+  const config = toNetConf(parseNetworkConfig(text));
+  const current = await currentConfig(store);
+  if (current === 'invalid') out.warn(`the config stored at ${store.keys.config} is invalid; replacing it`);
+  const previous = current === null || current === 'invalid' ? null : toNetConf(current);
+  const changes = diffConfigs(previous, config);
+  const moved = previous === null ? [] : changes.filter((c) => c.field === 'Network' || c.field === 'SubnetLen').map((c) => c.field);
+  if (moved.length > 0) {
+    const leases = (await store.listLeases()).leases.length;
+    if (leases > 0) {
+      const what = `${moved.join(' and ')} while ${leases} lease${leases === 1 ? '' : 's'} exist${leases === 1 ? 's' : ''}`;
+      if (!options.force) {
+        throw new RefusedError(`refusing to change ${what}: the nodes would keep subnets outside the new layout until they restart; pass --force to change it anyway`);
+      }
+      out.warn(`changing ${what}: each node keeps its old subnet until it restarts and acquires a new one; restart them, or revoke their leases`);
+    }
+  }
+  if (!options.dryRun) await store.setNetworkConfig(text);
+  return { previous, config, changes };
+}
+
+function printWrite(out: Output, key: string, result: WriteResult, dryRun: boolean): void {
+  if (out.json) {
+    return out.document({ key, stored: !dryRun, previous: result.previous, config: result.config, changes: result.changes });
+  }
+  const verb = dryRun ? 'would be' : 'is';
+  if (result.changes.length === 0) return out.line(`network config at ${key} ${verb} unchanged`);
+  out.line(`network config at ${key} ${verb} ${result.previous === null ? 'created' : 'updated'}:`);
+  const width = Math.max(...result.changes.map((c) => c.field.length));
+  for (const change of result.changes) {
+    const from = change.from === null ? out.paint({ text: '(none)', style: 'dim' }) : out.paint({ text: String(change.from), style: 'red' });
+    out.line(`  ${change.field.padEnd(width)}  ${from} → ${out.paint({ text: String(change.to), style: 'green' })}`);
+  }
+}
+
+async function readInput(file: string | undefined): Promise<string> {
+  if (file === undefined && process.stdin.isTTY) {
+    throw new UsageError('config set reads a net-conf.json: pass --file <path>, or pipe it on stdin (--file -)');
+  }
+  const source = file === undefined || file === '-' ? 'stdin' : file;
+  try {
+    if (source === 'stdin') {
+      let text = '';
+      for await (const chunk of process.stdin) text += String(chunk);
+      return text;
+    }
+    return await readFile(source, 'utf8');
+  } catch (err) {
+    throw new InputError(`cannot read the network config from ${source}: ${reasonOf(err)}`, { cause: err });
+  }
+}
+
+async function get(command: Command): Promise<void> {
+  const out = outputOf(command);
+  await withStore(settingsOf(command), async (store) => {
+    const config = toNetConf(await store.getNetworkConfig());
+    if (out.json) return out.document(config);
+    out.line(configFields(out, config));
+  });
+}
+
+async function set(command: Command, opts: { file?: string; force?: boolean; dryRun?: boolean }): Promise<void> {
+  const out = outputOf(command);
+  const text = await readInput(opts.file);
+  const dryRun = opts.dryRun === true;
+  await withStore(settingsOf(command), async (store) => {
+    const result = await writeConfig(store, out, text, { force: opts.force === true, dryRun });
+    printWrite(out, store.keys.config, result, dryRun);
+  });
+}
+
+async function init(command: Command, opts: { network: string; force?: boolean }): Promise<void> {
+  const out = outputOf(command);
+  // flannel's defaults are left implicit, as flannel does, so they follow the Network.
+  const text = JSON.stringify({ Network: opts.network, Backend: { Type: 'udp' } });
+  try {
+    parseNetworkConfig(text);
+  } catch (err) {
+    if (err instanceof ConfigError && err.field === 'Network') throw new UsageError(`--network: ${err.message}`, { cause: err });
+    throw err;
+  }
+  await withStore(settingsOf(command), async (store) => {
+    const current = await currentConfig(store);
+    if (current !== null && current !== 'invalid' && opts.force !== true) {
+      throw new RefusedError(
+        `a network config already exists at ${store.keys.config} (Network ${toNetConf(current).Network}); change it with \`miniflannel config set\`, or pass --force to replace it`,
+      );
+    }
+    const { config } = await writeConfig(store, out, text, { force: opts.force === true, dryRun: false });
+    if (out.json) return out.document(config);
+    out.line(`network config stored at ${store.keys.config}:`);
+    out.line(configFields(out, config, '  '));
+  });
+}
+
+export function configCommand(): Command {
+  const config = new Command('config')
+    .description("the network config (flannel's net-conf.json) that every node reads")
+    .addHelpText('after', examples('miniflannel config init --network 10.244.0.0/16', 'miniflannel config get --json > net-conf.json'));
+
+  config
+    .command('get')
+    .description('the stored network config, with the defaults filled in (its --json output is a valid net-conf.json)')
+    .addHelpText('after', examples('miniflannel config get', 'miniflannel config get --json'))
+    .action((_opts: unknown, command: Command) => get(command));
+
+  config
+    .command('set')
+    .description('validate a net-conf.json, store it, and show which fields changed')
+    .option('-f, --file <path>', 'the net-conf.json to store; "-" or no --file reads stdin')
+    .option('--force', 'change Network or SubnetLen even though leases exist')
+    .option('--dry-run', 'validate and show the changes without storing anything')
+    .addHelpText(
+      'after',
+      examples(
+        'miniflannel config set --file net-conf.json',
+        `echo '{"Network": "10.244.0.0/16", "SubnetLen": 26, "Backend": {"Type": "udp"}}' | miniflannel config set --dry-run`,
+      ),
+    )
+    .action((opts: { file?: string; force?: boolean; dryRun?: boolean }, command: Command) => set(command, opts));
+
+  config
+    .command('init')
+    .description("store a network config with flannel's defaults: /24 per node (smaller networks: four subnets), UDP port 8285")
+    .requiredOption('--network <cidr>', 'the overlay network, e.g. 10.244.0.0/16')
+    .option('--force', 'replace an existing config (and change Network or SubnetLen even though leases exist)')
+    .addHelpText('after', examples('miniflannel config init --network 10.244.0.0/16'))
+    .action((opts: { network: string; force?: boolean }, command: Command) => init(command, opts));
+
+  return config;
+}

@@ -1,0 +1,166 @@
+// `miniflannel status`: what a running miniflanneld reports on GET /status —
+// its node, its lease, its peers, its packet and drop counters, its uptime.
+// Fields a daemon does not report (an older one, or one still starting) are
+// shown as absent rather than refused.
+
+import { Command, Option } from 'commander';
+import { examples, outputOf, settingsOf } from '../conventions.js';
+import { DaemonError, reasonOf, UsageError } from '../errors.js';
+import { humanBytes, humanDuration, isoTime, type Cell, type Output } from '../output.js';
+
+export const DEFAULT_DAEMON_URL = 'http://127.0.0.1:8286';
+
+type Json = Record<string, unknown>;
+
+function isObject(value: unknown): value is Json {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function daemonBase(text: string): URL {
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch (cause) {
+    throw new UsageError(`--daemon "${text}" is not a URL such as ${DEFAULT_DAEMON_URL}`, { cause });
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new UsageError(`--daemon "${text}" must be an http:// or https:// URL`);
+  return url;
+}
+
+async function fetchStatus(base: URL, label: string, timeoutMs: number): Promise<Json> {
+  const url = new URL(`${base.pathname.replace(/\/+$/, '')}/status`, base);
+  let response: Response;
+  let body: string;
+  try {
+    response = await fetch(url, { signal: AbortSignal.timeout(timeoutMs), headers: { accept: 'application/json' } });
+    body = await response.text();
+  } catch (err) {
+    if (err instanceof DOMException && err.name === 'TimeoutError') {
+      throw new DaemonError(label, `daemon at ${label} did not answer within ${timeoutMs} ms (--timeout)`, { cause: err });
+    }
+    throw new DaemonError(label, `daemon unreachable at ${label}: ${reasonOf(err)}`, { cause: err });
+  }
+  if (!response.ok) throw new DaemonError(label, `daemon at ${label} answered ${response.status} ${response.statusText} for ${url.pathname}`);
+  let doc: unknown;
+  try {
+    doc = JSON.parse(body);
+  } catch (cause) {
+    throw new DaemonError(label, `daemon at ${label} sent a status that is not JSON`, { cause });
+  }
+  if (!isObject(doc)) throw new DaemonError(label, `daemon at ${label} sent a status that is not a JSON object`);
+  return doc;
+}
+
+function text(value: unknown): string {
+  return typeof value === 'string' || typeof value === 'number' ? String(value) : '-';
+}
+
+/** Counter labels in the order of the packet path: outbound, then inbound. */
+const COUNTERS: ReadonlyArray<{ readonly key: string; readonly title: string; readonly bytes?: true }> = [
+  { key: 'tunPacketsRead', title: 'TUN packets read' },
+  { key: 'udpPacketsSent', title: 'UDP packets sent' },
+  { key: 'udpBytesSent', title: 'UDP bytes sent', bytes: true },
+  { key: 'udpSendErrors', title: 'UDP send errors' },
+  { key: 'udpPacketsReceived', title: 'UDP packets received' },
+  { key: 'tunPacketsWritten', title: 'TUN packets written' },
+  { key: 'tunBytesWritten', title: 'TUN bytes written', bytes: true },
+  { key: 'icmpErrorsSent', title: 'ICMP errors sent' },
+];
+
+function drops(counters: Json, key: string, direction: string): Array<[string, Cell]> {
+  const table = counters[key];
+  if (!isObject(table)) return [];
+  return Object.entries(table)
+    .filter(([, n]) => typeof n === 'number' && n > 0)
+    .map(([reason, n]) => [`${direction} ${reason}`, { text: String(n), style: 'yellow' }]);
+}
+
+function render(out: Output, label: string, doc: Json): void {
+  const section = (title: string) => out.paint({ text: title, style: 'bold' });
+  const node = isObject(doc['node']) ? doc['node'] : {};
+  const uptime = typeof doc['uptimeSeconds'] === 'number' ? humanDuration(doc['uptimeSeconds'] * 1000) : '-';
+  out.line(out.fields([
+    ['Daemon', label],
+    ['Uptime', uptime],
+  ]));
+
+  out.line(section('Node'));
+  const tun = node['tun'] === undefined ? '-' : node['mtu'] === undefined ? text(node['tun']) : `${text(node['tun'])} (MTU ${text(node['mtu'])})`;
+  out.line(out.fields([
+    ['Public IP', text(node['publicIp'])],
+    ['Subnet', text(node['subnet'])],
+    ['Network', text(node['network'])],
+    ['TUN', tun],
+  ], '  '));
+
+  const lease = doc['lease'];
+  if (lease === null) {
+    out.line(`${section('Lease')}  none (static subnet, or not acquired yet)`);
+  } else if (isObject(lease)) {
+    const expiresAt = lease['expiresAt'];
+    // The daemon's expiry is on the Redis clock; this host's clock is the best guess here.
+    const expires: Cell =
+      expiresAt === null
+        ? { text: 'never (reserved)', style: 'cyan' }
+        : typeof expiresAt === 'number'
+          ? `${isoTime(expiresAt)} (in ${humanDuration(expiresAt - Date.now())})`
+          : '-';
+    out.line(section('Lease'));
+    out.line(out.fields([
+      ['Subnet', text(lease['subnet'])],
+      ['Public IP', text(lease['publicIP'])],
+      ['Node', text(lease['nodeName']) || '-'],
+      ['Expires', expires],
+    ], '  '));
+  }
+
+  const store = doc['store'];
+  if (isObject(store)) {
+    out.line(section('Store'));
+    out.line(out.fields([
+      ['Address', text(store['address'])],
+      ['Connected', store['connected'] === true ? { text: 'yes', style: 'green' } : { text: 'no', style: 'red' }],
+    ], '  '));
+  }
+
+  const peers = Array.isArray(doc['peers']) ? doc['peers'].filter(isObject) : [];
+  out.line(section(`Peers (${peers.length})`));
+  if (peers.length > 0) {
+    out.line(out.table(['SUBNET', 'ENDPOINT'], peers.map((p) => [text(p['subnet']), text(p['endpoint'])])).replace(/^/gm, '  '));
+  }
+
+  const counters = doc['counters'];
+  if (!isObject(counters)) {
+    out.line(`${section('Counters')}  none (the data plane has not started)`);
+    return;
+  }
+  out.line(section('Counters'));
+  const count = ({ key, bytes }: (typeof COUNTERS)[number]): string => {
+    const value = counters[key];
+    return bytes && typeof value === 'number' ? `${value} (${humanBytes(value)})` : text(value);
+  };
+  out.line(out.fields(COUNTERS.map((counter) => [counter.title, count(counter)]), '  '));
+  const dropped = [...drops(counters, 'egressDrops', 'egress'), ...drops(counters, 'ingressDrops', 'ingress')];
+  if (dropped.length === 0) {
+    out.line(`${section('Drops')}  none`);
+  } else {
+    out.line(section('Drops'));
+    out.line(out.fields(dropped, '  '));
+  }
+}
+
+async function status(command: Command, opts: { daemon: string }): Promise<void> {
+  const out = outputOf(command);
+  const base = daemonBase(opts.daemon);
+  const doc = await fetchStatus(base, opts.daemon, settingsOf(command).timeoutMs);
+  if (out.json) return out.document({ daemon: opts.daemon, ...doc });
+  render(out, opts.daemon, doc);
+}
+
+export function statusCommand(): Command {
+  return new Command('status')
+    .description("a running miniflanneld's lease, peers, packet and drop counters, and uptime (from its GET /status)")
+    .addOption(new Option('--daemon <url>', "the daemon's health/metrics endpoint (miniflanneld --healthz-port)").env('MINIFLANNEL_DAEMON').default(DEFAULT_DAEMON_URL))
+    .addHelpText('after', examples('miniflannel status', 'miniflannel status --daemon http://198.18.0.2:8286 --json'))
+    .action((opts: { daemon: string }, command: Command) => status(command, opts));
+}

@@ -1,0 +1,96 @@
+// What every miniflannel command shares: the global options (with their
+// MINIFLANNEL_* environment twins), how usage errors and help are shown, and
+// how a command turns its parsed options into settings and an Output.
+
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { colorEnabled, Output } from './output.js';
+
+/** The global options after parsing, as commands use them. */
+export interface GlobalSettings {
+  /** Where Redis is (--redis-url, MINIFLANNEL_REDIS_URL). */
+  readonly redisUrl: string;
+  /** The lease store's key prefix (--prefix, MINIFLANNEL_PREFIX), like flannel's --etcd-prefix. */
+  readonly prefix: string;
+  /** Bound on connecting and on each request, in ms (--timeout, MINIFLANNEL_TIMEOUT). */
+  readonly timeoutMs: number;
+  /** Print stacks, causes and the store's log on failure (--debug). */
+  readonly debug: boolean;
+}
+
+export const GLOBAL_DEFAULTS = Object.freeze({
+  redisUrl: 'redis://127.0.0.1:6379',
+  prefix: 'miniflannel',
+  // A local Redis answers in well under a millisecond; a CLI should not hang for long when it does not.
+  timeoutMs: 3_000,
+});
+
+export function positiveInteger(value: string): number {
+  const n = Number(value);
+  if (!Number.isSafeInteger(n) || n < 1) throw new InvalidArgumentError('expected a whole number of at least 1');
+  return n;
+}
+
+/** Adds the options every command accepts, before or after the command name. */
+export function addGlobalOptions(program: Command): Command {
+  return program
+    .addOption(new Option('--redis-url <url>', 'Redis address: redis://, rediss://, redis+sentinel://, redis+cluster://').env('MINIFLANNEL_REDIS_URL').default(GLOBAL_DEFAULTS.redisUrl))
+    .addOption(new Option('--prefix <prefix>', 'key prefix of the lease store in Redis').env('MINIFLANNEL_PREFIX').default(GLOBAL_DEFAULTS.prefix))
+    .addOption(new Option('--timeout <ms>', 'bound on connecting and on each request').env('MINIFLANNEL_TIMEOUT').default(GLOBAL_DEFAULTS.timeoutMs).argParser(positiveInteger))
+    .option('--json', 'print JSON for scripts instead of text')
+    .option('--no-color', 'no colour even on a terminal (NO_COLOR works too)')
+    .option('--debug', 'on failure, print the stack, the causes and the store log');
+}
+
+interface ParsedGlobals {
+  redisUrl: string;
+  prefix: string;
+  timeout: number;
+  json?: boolean;
+  color: boolean;
+  debug?: boolean;
+}
+
+export function settingsOf(command: Command): GlobalSettings {
+  const opts = command.optsWithGlobals<ParsedGlobals>();
+  return { redisUrl: opts.redisUrl, prefix: opts.prefix, timeoutMs: opts.timeout, debug: opts.debug === true };
+}
+
+/** The command's output: JSON or text, coloured or not, per the global options and the terminal. */
+export function outputOf(command: Command): Output {
+  const opts = command.optsWithGlobals<ParsedGlobals>();
+  return new Output({ json: opts.json === true, color: colorEnabled(opts.color, process.stdout) });
+}
+
+/** "miniflannel lease list" for the `list` command. */
+function commandPath(command: Command): string {
+  const names: string[] = [];
+  for (let c: Command | null = command; c !== null; c = c.parent) names.unshift(c.name());
+  return names.join(' ');
+}
+
+/**
+ * Applies the conventions to `program` and every command below it, including
+ * commands built elsewhere and attached with addCommand (which inherits
+ * nothing): usage errors are one line naming the command's help and end in a
+ * CommanderError (exit 2 in main.ts) instead of process.exit, and help lists
+ * the global options.
+ */
+export function applyConventions(program: Command): void {
+  const visit = (command: Command): void => {
+    const help = `${commandPath(command)} --help`;
+    command
+      .exitOverride()
+      .showSuggestionAfterError()
+      .configureHelp({ showGlobalOptions: true })
+      .configureOutput({
+        outputError: (text, write) => write(`miniflannel: ${text.replace(/^error: /, '').trim().replace(/\s*\n\s*/g, ' ')}; see '${help}'\n`),
+      });
+    for (const sub of command.commands) visit(sub);
+  };
+  visit(program);
+}
+
+/** The conventional help footer: one or more example invocations. */
+export function examples(...lines: string[]): string {
+  return `\nExample${lines.length > 1 ? 's' : ''}:\n${lines.map((line) => `  ${line}`).join('\n')}`;
+}

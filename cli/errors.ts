@@ -1,0 +1,87 @@
+// The CLI's failures and their exit codes. Every command throws; main.ts
+// alone prints (one line, `miniflannel: <message>`) and exits. The code is
+// chosen by class, never by message:
+//   0  success
+//   1  operational failure: Redis or the daemon unreachable, a lease missing
+//      or taken, the store refusing a write
+//   2  usage error: an unknown flag, a bad CIDR, a subnet that does not fit
+//      the network config, an invalid net-conf, a missing --yes
+
+import { CommanderError } from 'commander';
+import { ConfigError, OptionsError } from '../daemon/lease/index.js';
+import { InvalidAddressError } from '../daemon/net/ipv4.js';
+
+export const EXIT_OK = 0;
+export const EXIT_FAILURE = 1;
+export const EXIT_USAGE = 2;
+
+/** The command line is wrong: fix the flags or arguments and run it again. */
+export class UsageError extends Error {
+  override readonly name = 'UsageError';
+}
+
+/** The lease (or other object) the command names does not exist. */
+export class NotFoundError extends Error {
+  override readonly name = 'NotFoundError';
+}
+
+/** The store's state forbids the change unless the operator insists (--force), or the operator declined. */
+export class RefusedError extends Error {
+  override readonly name = 'RefusedError';
+}
+
+/** A file or stdin the command had to read could not be read. */
+export class InputError extends Error {
+  override readonly name = 'InputError';
+}
+
+/** The daemon's HTTP endpoint did not answer, or answered something that is not a status. */
+export class DaemonError extends Error {
+  override readonly name = 'DaemonError';
+  /** The daemon URL that was tried. */
+  readonly url: string;
+
+  constructor(url: string, message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.url = url;
+  }
+}
+
+/** Classes of usage errors. Anything else (the store's StoreUnavailableError, LeaseConflictError, ConfigMissingError, ..., and the other classes above) is a failed operation. */
+const USAGE_ERRORS = [UsageError, ConfigError, OptionsError, InvalidAddressError];
+
+/** Commander's codes for help that was asked for (exit 0) rather than shown after a mistake. */
+const COMMANDER_SUCCESS_CODES = new Set(['commander.helpDisplayed', 'commander.version']);
+
+export function exitCodeOf(err: unknown): number {
+  if (err instanceof CommanderError) return COMMANDER_SUCCESS_CODES.has(err.code) ? EXIT_OK : EXIT_USAGE;
+  return USAGE_ERRORS.some((kind) => err instanceof kind) ? EXIT_USAGE : EXIT_FAILURE;
+}
+
+/**
+ * What to print for a failure: one line, or with `debug` the stack and every
+ * cause. Commander errors print nothing here: commander already wrote them
+ * through the output hook in program.ts.
+ */
+export function describeFailure(err: unknown, debug: boolean): string {
+  if (err instanceof CommanderError) return '';
+  if (!(err instanceof Error)) return `miniflannel: ${String(err)}\n`;
+  const headline = `miniflannel: ${err.message.replace(/\s*\n\s*/g, ' ')}\n`;
+  if (!debug) return headline;
+  let text = headline + `${err.stack ?? `${err.name}: ${err.message}`}\n`;
+  const seen = new Set<unknown>([err]);
+  for (let cause = err.cause; cause !== undefined && !seen.has(cause); cause = cause instanceof Error ? cause.cause : undefined) {
+    seen.add(cause);
+    text += `caused by: ${cause instanceof Error ? (cause.stack ?? `${cause.name}: ${cause.message}`) : String(cause)}\n`;
+  }
+  return text;
+}
+
+/** The message of an OS-level failure: its errno code when there is one ("ECONNREFUSED"), else its message. */
+export function reasonOf(err: unknown): string {
+  for (let e: unknown = err; e instanceof Error; e = e.cause) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (typeof code === 'string' && /^E[A-Z]+$/.test(code)) return code;
+  }
+  return err instanceof Error ? err.message : String(err);
+}
