@@ -15,7 +15,7 @@ export function runPrefix(pid = process.pid): string {
   return `mf${pid}x`;
 }
 
-function alive(pid: number): boolean {
+export function alive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;
@@ -43,6 +43,11 @@ export class Netns {
     const ns = new Netns(name);
     await ns.exec(['ip', 'link', 'set', 'lo', 'up']);
     return ns;
+  }
+
+  /** A namespace that already exists, such as one another process of ours owns. */
+  static named(name: string): Netns {
+    return new Netns(name);
   }
 
   get path(): string {
