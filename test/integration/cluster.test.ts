@@ -8,7 +8,7 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { SANDBOX_REDIS_URL, type Pod, type Sandbox, type SandboxNode } from '../../cli/sandbox/cluster.js';
-import { cliIn, leaseModeArgs, startDaemon, waitFor, writtenConflist, type RunningDaemon } from '../../cli/sandbox/daemon.js';
+import { cliIn, HEALTHZ_PORT, httpGetIn, leaseModeArgs, startDaemon, waitFor, writtenConflist, type RunningDaemon } from '../../cli/sandbox/daemon.js';
 import { run, stopProcess } from '../../cli/sandbox/exec.js';
 import { createTestSandbox } from '../harness/namespaces.js';
 import { compiledTest } from '../harness/paths.js';
@@ -99,6 +99,46 @@ test('lease list shows every node', async () => {
   assert.deepEqual(leases.map((l) => l.publicIP).sort(), sandbox.nodes.map((n) => n.underlayIp).sort());
 });
 
+test('with --ip-masq, pod traffic leaving the cluster network is masqueraded and traffic inside it is not', async () => {
+  // A TCP server outside the cluster network (on the underlay) and one in a pod print the address each connection came from.
+  const peerAddressServer = (ns: Pod['ns'] | Sandbox['underlay'], ip: string) =>
+    ns.spawn([process.execPath, '-e', `require('net').createServer((s) => { console.log(s.remoteAddress); s.end(); }).listen(5003, '${ip}', () => console.log('listening'))`]);
+  const connect = (from: Pod, ip: string) =>
+    from.ns.exec([process.execPath, '-e', `require('net').connect(5003, '${ip}').on('close', () => process.exit(0)).on('error', (e) => { console.error(e.message); process.exit(1); })`]);
+  for (const [ns, ip, expected] of [
+    [sandbox.underlay, '198.18.0.254', sandbox.nodes[0]!.underlayIp],
+    [pod(2).ns, pod(2).ip, pod(1).ip],
+  ] as const) {
+    const server = peerAddressServer(ns, ip);
+    try {
+      const lines = createInterface({ input: server.stdout! })[Symbol.asyncIterator]();
+      assert.equal((await lines.next()).value, 'listening');
+      await connect(pod(1), ip);
+      assert.equal((await lines.next()).value, expected, `source seen by ${ip}`);
+    } finally {
+      await stopProcess(server);
+    }
+  }
+  const rules = await sandbox.nodes[0]!.ns.exec(['iptables', '-t', 'nat', '-S', 'MINIFLANNEL-POSTRTG']);
+  assert.match(rules, /-s 10\.244\.0\.0\/16 -d 10\.244\.0\.0\/16 .*-j RETURN/);
+  assert.match(rules, /-s 10\.244\.0\.0\/16 ! -d 224\.0\.0\.0\/4 .*-j MASQUERADE/);
+});
+
+test('/metrics exposes packets, bytes, drops by reason, peers, lease expiry and the store connection', async () => {
+  const node = sandbox.nodes[0]!;
+  const { status, body } = await httpGetIn(node.ns, `http://${node.underlayIp}:${HEALTHZ_PORT}/metrics`);
+  assert.equal(status, 200);
+  const value = (series: string) => Number(new RegExp(`^${series.replace(/[{}"]/g, (c) => `\\${c}`)} (\\S+)$`, 'm').exec(body)?.[1]);
+  assert.ok(value('miniflannel_udp_sent_packets_total') > 0);
+  assert.ok(value('miniflannel_udp_sent_bytes_total') > 0);
+  assert.ok(value('miniflannel_tun_written_packets_total') > 0);
+  assert.equal(value('miniflannel_peers'), 2);
+  assert.equal(value('miniflannel_store_connected'), 1);
+  const expiry = value('miniflannel_lease_expiry_timestamp_seconds');
+  assert.ok(expiry > Date.now() / 1000 + 3600, `lease expiry ${expiry}`);
+  assert.match(body, /^miniflannel_dropped_packets_total\{direction="ingress",reason="[a-z-]+"\} \d+$/m);
+});
+
 test('a node that joins is reachable, and the others pick it up without a restart', async () => {
   const before = [1, 2, 3].map((i) => daemon(i).process.pid);
   const fourth = await joinNode();
@@ -157,4 +197,15 @@ test('stopping Redis for 10 s breaks no established flow', async () => {
     await waitFor(`node ${i} to reconnect to Redis`, async () => (await daemon(i).status()).store.connected === true, 30_000);
     assert.equal(daemon(i).process.exitCode, null, `node ${i} still running`);
   }
+});
+
+test('a daemon whose lease is revoked under it says so and exits non-zero, leaving no TUN behind', async () => {
+  const node = sandbox.nodes[1]!;
+  const running = daemons.get(node)!;
+  const { lease } = await running.status();
+  await cliIn(sandbox.underlay, ['lease', 'revoke', lease.subnet, '--yes', '--redis-url', SANDBOX_REDIS_URL]);
+  const code = await waitFor('the daemon to exit', async () => running.process.exitCode ?? false);
+  assert.notEqual(code, 0);
+  assert.match(await readFile(running.logFile, 'utf8'), new RegExp(`lease ${lease.subnet.replace(/[./]/g, '\\$&')} lost`));
+  assert.doesNotMatch(await node.ns.ip('link', 'show'), /flannel0/);
 });
