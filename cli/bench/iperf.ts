@@ -1,30 +1,91 @@
-// iperf3 between two pods: the server is started per measurement (-1: one
-// test, then exit), the client reports JSON.
+// iperf3 and ping between two pods. The iperf3 server is started per
+// measurement (--one-off: one test, then exit) and the client reports JSON.
 import { createInterface } from 'node:readline';
 import type { Pod } from '../sandbox/cluster.js';
-import { stopProcess } from '../sandbox/exec.js';
+import { CommandError, stopProcess } from '../sandbox/exec.js';
+import { percentile } from './stats.js';
+import type { MeasurementProcesses } from './processes.js';
 
 export interface TcpResult {
+  /** Payload bits per second at the receiver. */
   bitsPerSecond: number;
+  /** Payload bytes the receiver got. */
+  bytes: number;
   retransmits: number;
 }
 
-export async function iperfTcp(client: Pod, server: Pod, options: { seconds: number; streams: number }): Promise<TcpResult> {
-  const daemon = server.ns.spawn(['iperf3', '--server', '--one-off', '--forceflush', '--bind', server.ip]);
+export interface UdpResult {
+  /** UDP payload of each datagram. */
+  payloadBytes: number;
+  /** The offered load asked of the sender. */
+  requestedPps: number;
+  /** What the sender managed (iperf3 is single-threaded and shares two cores with the forwarders). */
+  sentPps: number;
+  /** Datagrams that reached the receiving pod, per second. */
+  deliveredPps: number;
+  /** Lost datagrams, as iperf3's receiver counts them, in percent of those sent. */
+  lossPercent: number;
+}
+
+export interface RttResult {
+  p50Micros: number;
+  p99Micros: number;
+  sent: number;
+  received: number;
+}
+
+/** Runs `client` against a fresh one-off iperf3 server in `server`; returns the client's JSON report. */
+async function iperf(processes: MeasurementProcesses, client: Pod, server: Pod, args: string[], seconds: number): Promise<any> {
+  const daemon = processes.spawn(server.ns, ['iperf3', '--server', '--one-off', '--forceflush', '--bind', server.ip]);
   try {
     await new Promise<void>((resolve, reject) => {
       const lines = createInterface({ input: daemon.stdout! });
       lines.on('line', (line) => line.includes('Server listening') && resolve());
       daemon.once('exit', (code) => reject(new Error(`iperf3 server in ${server.ns.name} exited with ${code}`)));
     });
-    const out = await client.ns.exec(
-      ['iperf3', '--client', server.ip, '--time', String(options.seconds), '--parallel', String(options.streams), '--json'],
-      { timeoutMs: (options.seconds + 30) * 1000 },
-    );
+    const out = await processes.run(client.ns, ['iperf3', '--client', server.ip, '--time', String(seconds), '--json', ...args], (seconds + 30) * 1000);
     const report = JSON.parse(out);
-    if (report.error) throw new Error(`iperf3: ${report.error}`);
-    return { bitsPerSecond: report.end.sum_received.bits_per_second, retransmits: report.end.sum_sent.retransmits ?? 0 };
+    if (report.error) throw new Error(`iperf3 from ${client.ip} to ${server.ip}: ${report.error}`);
+    return report;
   } finally {
     await stopProcess(daemon);
   }
+}
+
+export async function iperfTcp(processes: MeasurementProcesses, client: Pod, server: Pod, options: { seconds: number; streams: number }): Promise<TcpResult> {
+  const report = await iperf(processes, client, server, ['--parallel', String(options.streams)], options.seconds);
+  const received = report.end.sum_received;
+  return { bitsPerSecond: received.bits_per_second, bytes: received.bytes, retransmits: report.end.sum_sent.retransmits ?? 0 };
+}
+
+/** UDP at a fixed offered rate (the same on every path; 0: as fast as the sender can), reporting what was sent, delivered and lost. */
+export async function iperfUdp(
+  processes: MeasurementProcesses,
+  client: Pod,
+  server: Pod,
+  options: { seconds: number; payloadBytes: number; pps: number },
+): Promise<UdpResult> {
+  const bitsPerSecond = options.pps * options.payloadBytes * 8;
+  const report = await iperf(processes, client, server, ['--udp', '--length', String(options.payloadBytes), '--bitrate', String(bitsPerSecond)], options.seconds);
+  const sent = report.end.sum_sent;
+  const received = report.end.sum_received;
+  const delivered = Math.max(0, received.packets - received.lost_packets);
+  return {
+    payloadBytes: options.payloadBytes,
+    requestedPps: options.pps,
+    sentPps: sent.packets / sent.seconds,
+    deliveredPps: delivered / received.seconds,
+    lossPercent: received.packets > 0 ? (100 * received.lost_packets) / received.packets : 100,
+  };
+}
+
+/** `count` pings `intervalMs` apart (light load); every reply's RTT is parsed. */
+export async function pingRtt(processes: MeasurementProcesses, client: Pod, server: Pod, options: { count: number; intervalMs: number }): Promise<RttResult> {
+  const command = ['ping', '-n', '-c', String(options.count), '-i', String(options.intervalMs / 1000), '-W', '1', server.ip];
+  // ping exits 1 when some replies are missing; the replies that came still count.
+  const { exitCode, stdout: out, stderr } = await processes.outcome(client.ns, command, options.count * options.intervalMs + 30_000);
+  if (exitCode !== 0 && exitCode !== 1) throw new CommandError(command, exitCode, stderr || out);
+  const rtts = [...out.matchAll(/time=([\d.]+) ms/g)].map((m) => Number(m[1]) * 1000);
+  if (rtts.length === 0) throw new Error(`no ping replies from ${server.ip} to ${client.ip}`);
+  return { p50Micros: percentile(rtts, 50), p99Micros: percentile(rtts, 99), sent: options.count, received: rtts.length };
 }

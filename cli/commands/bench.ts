@@ -1,27 +1,296 @@
-import { Command, Option } from 'commander';
-import { benchE2e } from '../bench/e2e.js';
-import { gbps } from '../bench/stats.js';
-import { positiveInteger as positiveInt } from '../conventions.js';
+// `miniflannel bench`: encap (the hot path in process), e2e (every data path
+// side by side in namespaces), control-plane (N simulated daemons against
+// one Redis), and all three in a row. Progress goes to stderr, the tables
+// (or with --json the result document) to stdout, and --out writes the
+// document to a file, with the e2e chart next to it.
+import { constants } from 'node:fs';
+import { access, stat, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { benchControlPlane, type ControlPlaneResult } from '../bench/control-plane.js';
+import { benchE2e, type E2eResult } from '../bench/e2e.js';
+import { benchEncap, type EncapFigure } from '../bench/encap.js';
+import { interruptible, InterruptedError } from '../bench/interrupt.js';
+import { requireBinaries, requireRoot, which, PrerequisiteError } from '../bench/prerequisites.js';
+import { MeasurementProcesses } from '../bench/processes.js';
+import { controlPlaneReport, e2eReport, encapReport } from '../bench/report.js';
+import { document, writeJson, type BenchDocument } from '../bench/result.js';
+import { e2eChart } from '../bench/svg.js';
+import { examples, outputOf, positiveInteger } from '../conventions.js';
+import { UsageError } from '../errors.js';
+import type { Output } from '../output.js';
+import { packageVersion } from './version.js';
+
+const CNI_BRIDGE = '/usr/lib/cni/bridge';
+
+/** A part of `bench all` failed; the figures of the others were still printed and written. */
+class BenchFailedError extends Error {
+  override readonly name = 'BenchFailedError';
+}
+
+/** Progress on stderr, each line stamped with the time since the start. */
+function progress(): (line: string) => void {
+  const started = Date.now();
+  return (line) => {
+    const s = Math.floor((Date.now() - started) / 1000);
+    process.stderr.write(`[${String(Math.floor(s / 60)).padStart(2, '0')}:${String(s % 60).padStart(2, '0')}] ${line}\n`);
+  };
+}
+
+/** With --quick, options the user did not set take their quick values. */
+function applyQuick<T extends { quick?: boolean }>(command: Command, opts: T, quick: Partial<T>): T {
+  if (opts.quick !== true) return opts;
+  const result = { ...opts };
+  for (const key of Object.keys(quick) as Array<keyof T & string>) {
+    if (command.getOptionValueSource(key) === 'default') result[key] = quick[key]!;
+  }
+  return result;
+}
+
+/** Checks that --out/--svg can be written before minutes of measuring. */
+async function checkWritable(flag: string, file: string | undefined): Promise<void> {
+  if (file === undefined) return;
+  const dir = path.dirname(path.resolve(file));
+  try {
+    if (!(await stat(dir)).isDirectory()) throw new Error('not a directory');
+    await access(dir, constants.W_OK);
+  } catch {
+    throw new UsageError(`${flag} ${file}: the directory ${dir} does not exist or is not writable`);
+  }
+}
+
+function autoOrPositive(value: string): number | 'auto' {
+  if (value === 'auto') return value;
+  try {
+    return positiveInteger(value);
+  } catch {
+    throw new InvalidArgumentError("expected 'auto' or a whole number of at least 1");
+  }
+}
+
+const svgNextTo = (json: string) => `${json.replace(/\.json$/i, '')}.svg`;
+
+async function e2ePrerequisites(command: string): Promise<{ openvpn: boolean }> {
+  requireRoot(command);
+  await requireBinaries(command, [
+    { binary: 'iperf3', pkg: 'iperf3' },
+    { binary: 'ping', pkg: 'iputils-ping' },
+    { binary: 'ip', pkg: 'iproute2' },
+    { binary: 'bridge', pkg: 'iproute2' },
+  ]);
+  try {
+    await access(CNI_BRIDGE, constants.X_OK);
+  } catch {
+    throw new PrerequisiteError(`${command} needs the CNI bridge plugin at ${CNI_BRIDGE}; install it (apt-get install containernetworking-plugins)`);
+  }
+  const openvpn = (await which('openvpn')) !== undefined;
+  if (!openvpn) process.stderr.write(`${command}: openvpn is not installed, so the OpenVPN path is skipped (apt-get install openvpn to compare)\n`);
+  return { openvpn };
+}
+
+async function controlPlanePrerequisites(command: string): Promise<void> {
+  await requireBinaries(command, [{ binary: 'redis-server', pkg: 'redis-server' }]);
+}
+
+function subtitle(doc: BenchDocument<unknown>): string {
+  const m = doc.machine;
+  return [
+    doc.startedAt.slice(0, 10),
+    `${m.cpus} × ${m.cpuModel}`,
+    `Linux ${m.kernel.split('-')[0]}`,
+    `Node ${m.node.replace(/^v/, '')}`,
+    m.iperf3 ? `iperf3 ${m.iperf3.split(' ')[0]}` : undefined,
+    m.openvpn ?? undefined,
+    `load ${m.loadAverageAtStart[0]} at start`,
+  ]
+    .filter((s) => s !== undefined)
+    .join(', ');
+}
+
+/** Prints the document (JSON) or the report (text), and writes the files asked for. */
+async function finish(out: Output, doc: BenchDocument<unknown>, report: string, files: { out?: string; svg?: string; e2e?: E2eResult }): Promise<void> {
+  if (out.json) out.document(doc);
+  else out.line(report);
+  if (files.out !== undefined) {
+    await writeJson(files.out, doc);
+    out.note(`wrote ${files.out}`);
+  }
+  const svg = files.svg ?? (files.out !== undefined && files.e2e ? svgNextTo(files.out) : undefined);
+  if (svg !== undefined && files.e2e) {
+    await writeFile(svg, e2eChart(files.e2e, subtitle(doc)));
+    out.note(`wrote ${svg}`);
+  }
+}
+
+interface EncapOpts {
+  repeats: number;
+  millis: number;
+  quick?: boolean;
+  out?: string;
+}
+interface E2eOpts {
+  repeats: number;
+  seconds: number;
+  udpPps: number | 'auto';
+  pings: number;
+  ablation?: boolean;
+  auth?: boolean;
+  quick?: boolean;
+  out?: string;
+  svg?: string;
+}
+interface ControlPlaneOpts {
+  nodes: number;
+  changes: number;
+  steadySeconds: number;
+  quick?: boolean;
+  out?: string;
+}
+
+const ENCAP_SIZES = [64, 512, 1400];
+const ENCAP_PEERS = [10, 1000, 10000];
+
+function runEncap(opts: Pick<EncapOpts, 'repeats' | 'millis'>, log: (line: string) => void): { options: object; figures: EncapFigure[] } {
+  const figures = benchEncap({ sizes: ENCAP_SIZES, peerCounts: ENCAP_PEERS, repeats: opts.repeats, millisPerRepeat: opts.millis, log });
+  return { options: { sizes: ENCAP_SIZES, peerCounts: ENCAP_PEERS, repeats: opts.repeats, millisPerRepeat: opts.millis }, figures };
+}
+
+function runE2e(opts: E2eOpts, openvpn: boolean, log: (line: string) => void): Promise<E2eResult> {
+  const processes = new MeasurementProcesses();
+  return interruptible(processes, log, (signal) =>
+    benchE2e({ repeats: opts.repeats, seconds: opts.seconds, udpPps: opts.udpPps, pings: opts.pings, ablation: opts.ablation === true, auth: opts.auth === true, openvpn, log, signal, processes }),
+  );
+}
+
+function runControlPlane(opts: Pick<ControlPlaneOpts, 'nodes' | 'changes' | 'steadySeconds'>, log: (line: string) => void): Promise<ControlPlaneResult> {
+  return interruptible(undefined, log, (signal) => benchControlPlane({ ...opts, log, signal }));
+}
+
+const outOption = () => new Option('--out <file>', 'also write the result document (JSON) to this file');
+const quickOption = (what: string) => new Option('--quick', `a short run (${what}) to check that everything works; figures are rough`);
 
 export function benchCommand(): Command {
-  const bench = new Command('bench').description('measure encapsulation throughput');
+  const bench = new Command('bench').description('measure encapsulation throughput, the data paths side by side, and the control plane at scale');
+
+  bench
+    .command('encap')
+    .description('the hot path in process: egress checks, peer lookup, framing and ingress checks, at 64/512/1400 B and 10/1000/10000 peers (no root)')
+    .addOption(new Option('--repeats <n>', 'repeats per case; medians are reported').default(5).argParser(positiveInteger))
+    .addOption(new Option('--millis <ms>', 'length of each repeat').default(1000).argParser(positiveInteger))
+    .addOption(quickOption('3 repeats of 200 ms, a few seconds'))
+    .addOption(outOption())
+    .addHelpText('after', examples('miniflannel bench encap', 'miniflannel bench encap --quick --json'))
+    .action(async (raw: EncapOpts, command: Command) => {
+      const opts = applyQuick(command, raw, { repeats: 3, millis: 200 });
+      await checkWritable('--out', opts.out);
+      const out = outputOf(command);
+      const log = progress();
+      const doc = await document('encap', packageVersion(), async () => runEncap(opts, log));
+      await finish(out, doc, encapReport(out, doc.result.figures, opts.repeats), { out: opts.out });
+    });
+
   bench
     .command('e2e')
-    .description('pod-to-pod TCP throughput through miniflannel and kernel VXLAN, in namespaces (needs root, iperf3)')
-    .addOption(new Option('--repeats <n>', 'measurements per path; medians are reported').default(3).argParser(positiveInt))
-    .addOption(new Option('--seconds <n>', 'length of each iperf3 run').default(10).argParser(positiveInt))
-    .addOption(new Option('--streams <n>', 'parallel TCP streams').default(1).argParser(positiveInt))
+    .description('pod-to-pod through miniflannel, kernel VXLAN, the bare underlay and OpenVPN, side by side in namespaces (root, iperf3)')
+    .addOption(new Option('--repeats <n>', 'rounds over all paths; medians are reported').default(3).argParser(positiveInteger))
+    .addOption(new Option('--seconds <n>', 'length of each iperf3 run').default(10).argParser(positiveInteger))
+    .addOption(
+      new Option('--udp-pps <n>', "offered UDP load in packets per second, the same on every path; 'auto': 80 % of what iperf3 sends unthrottled over the underlay")
+        .default('auto')
+        .argParser(autoOrPositive),
+    )
+    .addOption(new Option('--pings <n>', 'pings per RTT measurement, 10 ms apart').default(200).argParser(positiveInteger))
     .option('--ablation', 'also measure miniflannel with node:dgram and without TUN offloads')
-    .addHelpText('after', '\nExample:\n  sudo miniflannel bench e2e --repeats 5 --seconds 10')
-    .action(async (opts: { repeats: number; seconds: number; streams: number; ablation?: boolean }) => {
-      const result = await benchE2e({ ...opts, ablation: opts.ablation ?? false, log: (line) => process.stderr.write(`${line}\n`) });
-      process.stdout.write(`\npod-to-pod TCP, ${opts.streams} stream(s), median of ${opts.repeats} x ${opts.seconds} s\n`);
-      const vxlan = result.paths.find((p) => p.name === 'kernel VXLAN')!.medianBitsPerSecond;
-      for (const p of result.paths) {
-        const ratio = (p.medianBitsPerSecond / vxlan).toFixed(3);
-        process.stdout.write(`  ${p.name.padEnd(14)} ${gbps(p.medianBitsPerSecond).padStart(7)} Gbit/s  ${ratio} x VXLAN   runs: ${p.runsBitsPerSecond.map(gbps).join(', ')}\n`);
-      }
-      process.stdout.write(`  miniflannel / kernel VXLAN = ${result.ratioToVxlan.toFixed(3)}\n`);
+    .option('--auth', 'also measure miniflannel with authenticated encapsulation (mac and encrypt modes)')
+    .addOption(quickOption('1 round of 2 s runs, about a minute'))
+    .addOption(outOption())
+    .addOption(new Option('--svg <file>', 'write the comparison chart here (default: next to --out, .svg)'))
+    .addHelpText('after', examples('sudo miniflannel bench e2e', 'sudo miniflannel bench e2e --repeats 5 --out e2e.json', 'sudo miniflannel bench e2e --quick --json'))
+    .action(async (raw: E2eOpts, command: Command) => {
+      const opts = applyQuick(command, raw, { repeats: 1, seconds: 2, pings: 50 });
+      await checkWritable('--out', opts.out);
+      await checkWritable('--svg', opts.svg);
+      const { openvpn } = await e2ePrerequisites('bench e2e');
+      const out = outputOf(command);
+      const log = progress();
+      const doc = await document('e2e', packageVersion(), () => runE2e(opts, openvpn, log));
+      await finish(out, doc, e2eReport(out, doc.result), { out: opts.out, svg: opts.svg, e2e: doc.result });
     });
+
+  bench
+    .command('control-plane')
+    .description('N simulated daemons (lease store and watch, no TUN) against one redis-server started on loopback')
+    .addOption(new Option('--nodes <n>', 'simulated daemons').default(1000).argParser(positiveInteger))
+    .addOption(new Option('--changes <n>', 'lease changes to time for watch convergence').default(50).argParser(positiveInteger))
+    .addOption(new Option('--steady-seconds <n>', 'window for counting Redis commands in steady state').default(60).argParser(positiveInteger))
+    .addOption(quickOption('10 changes, a 15 s window'))
+    .addOption(outOption())
+    .addHelpText('after', examples('miniflannel bench control-plane --nodes 1000', 'miniflannel bench control-plane --nodes 50 --quick --json'))
+    .action(async (raw: ControlPlaneOpts, command: Command) => {
+      const opts = applyQuick(command, raw, { changes: 10, steadySeconds: 15 });
+      await checkWritable('--out', opts.out);
+      await controlPlanePrerequisites('bench control-plane');
+      const out = outputOf(command);
+      const log = progress();
+      const doc = await document('control-plane', packageVersion(), () => runControlPlane(opts, log));
+      await finish(out, doc, controlPlaneReport(out, doc.result), { out: opts.out });
+    });
+
+  bench
+    .command('all')
+    .description('encap, then e2e, then control-plane, into one result document (what `npm run bench` runs)')
+    .addOption(new Option('--repeats <n>', 'e2e rounds').default(3).argParser(positiveInteger))
+    .addOption(new Option('--seconds <n>', 'length of each e2e iperf3 run').default(10).argParser(positiveInteger))
+    .addOption(new Option('--nodes <n>', 'control-plane simulated daemons').default(1000).argParser(positiveInteger))
+    .option('--ablation', 'also measure miniflannel with node:dgram and without TUN offloads')
+    .option('--auth', 'also measure miniflannel with authenticated encapsulation (mac and encrypt modes)')
+    .addOption(quickOption('each part quick'))
+    .addOption(outOption())
+    .addOption(new Option('--svg <file>', 'write the e2e chart here (default: next to --out, .svg)'))
+    .addHelpText('after', examples('sudo miniflannel bench all --out bench.json'))
+    .action(async (raw: { repeats: number; seconds: number; nodes: number; ablation?: boolean; auth?: boolean; quick?: boolean; out?: string; svg?: string }, command: Command) => {
+      const opts = applyQuick(command, raw, { repeats: 1, seconds: 2 });
+      await checkWritable('--out', opts.out);
+      await checkWritable('--svg', opts.svg);
+      const { openvpn } = await e2ePrerequisites('bench all');
+      await controlPlanePrerequisites('bench all');
+      const quick = opts.quick === true;
+      const out = outputOf(command);
+      const log = progress();
+      // A part that fails does not take the others' figures with it: it is recorded, and the run exits 1 at the end.
+      const failures: string[] = [];
+      const part = async <T>(name: string, run: () => Promise<T>): Promise<T | { error: string }> => {
+        log(name);
+        try {
+          return await run();
+        } catch (err) {
+          if (err instanceof InterruptedError) throw err;
+          const message = err instanceof Error ? err.message : String(err);
+          failures.push(`${name.split(':')[0]}: ${message}`);
+          log(`${name.split(':')[0]} failed: ${message}`);
+          return { error: message };
+        }
+      };
+      const doc = await document('all', packageVersion(), async () => {
+        const encap = await part('encap: the hot path in process', async () => runEncap(quick ? { repeats: 3, millis: 200 } : { repeats: 5, millis: 1000 }, log));
+        const e2e = await part('e2e: the data paths side by side', () =>
+          runE2e({ repeats: opts.repeats, seconds: opts.seconds, udpPps: 'auto', pings: quick ? 50 : 200, ablation: opts.ablation, auth: opts.auth }, openvpn, log),
+        );
+        const controlPlane = await part('control-plane: simulated daemons against one Redis', () =>
+          runControlPlane({ nodes: opts.nodes, changes: quick ? 10 : 50, steadySeconds: quick ? 15 : 60 }, log),
+        );
+        return { encap, e2e, controlPlane };
+      });
+      const r = doc.result;
+      const failed = (value: object): value is { error: string } => 'error' in value;
+      const report = [
+        failed(r.encap) ? `encap failed: ${r.encap.error}` : encapReport(out, r.encap.figures, quick ? 3 : 5),
+        failed(r.e2e) ? `e2e failed: ${r.e2e.error}` : e2eReport(out, r.e2e),
+        failed(r.controlPlane) ? `control-plane failed: ${r.controlPlane.error}` : controlPlaneReport(out, r.controlPlane),
+      ].join('\n\n');
+      await finish(out, doc, report, { out: opts.out, svg: opts.svg, ...(failed(r.e2e) ? {} : { e2e: r.e2e }) });
+      if (failures.length > 0) throw new BenchFailedError(`bench all: ${failures.join('; ')}`);
+    });
+
   return bench;
 }
