@@ -15,6 +15,10 @@ export interface GlobalSettings {
   readonly timeoutMs: number;
   /** Print stacks, causes and the store's log on failure (--debug). */
   readonly debug: boolean;
+  /** PEM file of the CA that signed the Redis server's certificate, for rediss:// (--redis-ca-file, MINIFLANNEL_REDIS_CA_FILE). */
+  readonly redisCaFile?: string;
+  /** Replicas that must acknowledge each write (--redis-min-replicas, MINIFLANNEL_REDIS_MIN_REPLICAS); undefined: derived from the URL. */
+  readonly redisMinReplicas?: number;
 }
 
 export const GLOBAL_DEFAULTS = Object.freeze({
@@ -30,10 +34,18 @@ export function positiveInteger(value: string): number {
   return n;
 }
 
+function wholeNumber(value: string): number {
+  const n = Number(value);
+  if (!/^\d+$/.test(value) || !Number.isSafeInteger(n)) throw new InvalidArgumentError('expected a whole number (0 or more)');
+  return n;
+}
+
 /** Adds the options every command accepts, before or after the command name. */
 export function addGlobalOptions(program: Command): Command {
   return program
     .addOption(new Option('--redis-url <url>', 'Redis address: redis://, rediss://, redis+sentinel://, redis+cluster://').env('MINIFLANNEL_REDIS_URL').default(GLOBAL_DEFAULTS.redisUrl))
+    .addOption(new Option('--redis-ca-file <path>', 'PEM file of the CA that signed the Redis server certificate (rediss://)').env('MINIFLANNEL_REDIS_CA_FILE'))
+    .addOption(new Option('--redis-min-replicas <n>', 'replicas that must acknowledge each write (WAIT); default: 1 with redis+sentinel://, else 0').env('MINIFLANNEL_REDIS_MIN_REPLICAS').argParser(wholeNumber))
     .addOption(new Option('--prefix <prefix>', 'key prefix of the lease store in Redis').env('MINIFLANNEL_PREFIX').default(GLOBAL_DEFAULTS.prefix))
     .addOption(new Option('--timeout <ms>', 'bound on connecting and on each request').env('MINIFLANNEL_TIMEOUT').default(GLOBAL_DEFAULTS.timeoutMs).argParser(positiveInteger))
     .option('--json', 'print JSON for scripts instead of text')
@@ -43,6 +55,8 @@ export function addGlobalOptions(program: Command): Command {
 
 interface ParsedGlobals {
   redisUrl: string;
+  redisCaFile?: string;
+  redisMinReplicas?: number;
   prefix: string;
   timeout: number;
   json?: boolean;
@@ -52,7 +66,14 @@ interface ParsedGlobals {
 
 export function settingsOf(command: Command): GlobalSettings {
   const opts = command.optsWithGlobals<ParsedGlobals>();
-  return { redisUrl: opts.redisUrl, prefix: opts.prefix, timeoutMs: opts.timeout, debug: opts.debug === true };
+  return {
+    redisUrl: opts.redisUrl,
+    prefix: opts.prefix,
+    timeoutMs: opts.timeout,
+    debug: opts.debug === true,
+    ...(opts.redisCaFile !== undefined ? { redisCaFile: opts.redisCaFile } : {}),
+    ...(opts.redisMinReplicas !== undefined ? { redisMinReplicas: opts.redisMinReplicas } : {}),
+  };
 }
 
 /** The command's output: JSON or text, coloured or not, per the global options and the terminal. */

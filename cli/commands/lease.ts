@@ -123,9 +123,17 @@ async function list(command: Command, watch: boolean): Promise<void> {
   const out = outputOf(command);
   await withStore(settingsOf(command), async (store) => {
     if (watch) return watchLeases(store, out);
-    const leases = bySubnet((await store.listLeases()).leases);
+    const listing = await store.listLeases();
+    const leases = bySubnet(listing.leases);
     const now = redisNow(store);
-    if (out.json) return out.document({ time: isoTime(now), leases: leases.map((l) => leaseDocument(l, now)) });
+    // Values nobody can decode (written by hand, say) are left out of the table, but never silently.
+    for (const bad of listing.corrupt) {
+      out.warn(`${store.keys.leases} field ${JSON.stringify(bad.subnet)} is not a lease and is ignored: ${bad.reason}; fix or delete it with redis-cli HDEL`);
+    }
+    if (out.json) {
+      const corrupt = listing.corrupt.length > 0 ? { corrupt: listing.corrupt } : {};
+      return out.document({ time: isoTime(now), leases: leases.map((l) => leaseDocument(l, now)), ...corrupt });
+    }
     if (leases.length === 0) return out.note('no leases');
     out.line(out.table(LEASE_COLUMNS, leases.map((l) => leaseRow(l, now))));
   });

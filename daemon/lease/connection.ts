@@ -10,7 +10,7 @@
 import { Cluster, Redis, ReplyError, type ClusterOptions, type RedisOptions } from 'ioredis';
 import type { Logger } from 'pino';
 import { describeEndpoint, type RedisEndpoint } from './endpoint.js';
-import { LeaseStoreError, StoreCommandError, StoreUnavailableError } from './errors.js';
+import { LeaseStoreError, StoreAccessError, StoreCommandError, StoreUnavailableError } from './errors.js';
 import { backoffDelay, type ResolvedOptions } from './options.js';
 
 export type RedisClient = Redis | Cluster;
@@ -19,6 +19,24 @@ export type ClientPurpose = 'command' | 'blocking';
 
 /** Reply errors that mean "not now" rather than "wrong": the cure is to retry later. */
 const TRANSIENT_REPLY_CODES = new Set(['LOADING', 'READONLY', 'MASTERDOWN', 'CLUSTERDOWN', 'TRYAGAIN', 'BUSY']);
+
+/** Reply errors to AUTH (or to the first command without it) that no retry can cure. */
+const ACCESS_REPLY_CODES = new Set(['WRONGPASS', 'NOAUTH', 'NOPERM']);
+
+/** Node's codes for a server certificate that does not verify (node:tls, OpenSSL). */
+const TLS_VERIFY_CODES = new Set([
+  'UNABLE_TO_GET_ISSUER_CERT',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'CERT_HAS_EXPIRED',
+  'CERT_NOT_YET_VALID',
+  'CERT_UNTRUSTED',
+  'CERT_REJECTED',
+  'CERT_SIGNATURE_FAILURE',
+  'ERR_TLS_CERT_ALTNAME_INVALID',
+]);
 
 export class ConnectionFactory {
   readonly endpoint: RedisEndpoint;
@@ -63,6 +81,10 @@ export class ConnectionFactory {
         socketTimeout: o.commandTimeoutMs,
         enableOfflineQueue: reconnects,
         maxRetriesPerRequest: reconnects ? null : 0,
+        // A write followed by WAIT must not be replayed on a new connection:
+        // a WAIT sent there would count the replicas of nothing. The caller
+        // sees the failure and retries the whole write instead.
+        ...(o.minReplicas > 0 ? { autoResendUnfulfilledCommands: false } : {}),
       } satisfies RedisOptions);
     } else {
       // A command timeout would cut every XREAD BLOCK short; blockingTimeout
@@ -140,6 +162,8 @@ export class ConnectionFactory {
         resolve();
       };
       const onError = (err: Error): void => {
+        const denied = this.accessDenied(err);
+        if (denied !== undefined) return fail(denied);
         lastError = err;
         failures++;
         if (!failFast) {
@@ -166,6 +190,37 @@ export class ConnectionFactory {
       // Failures arrive as "error"/"end" events; the promise itself adds nothing.
       client.connect().catch(() => undefined);
     });
+  }
+
+  /**
+   * A StoreAccessError if `err` says the credentials or the server's
+   * certificate were refused. The cause is rebuilt from the message alone:
+   * ioredis attaches the AUTH command, password included, to its error.
+   */
+  accessDenied(err: Error): StoreAccessError | undefined {
+    // Redis ends some replies with a full stop; the hint follows after a semicolon.
+    const message = err.message.replace(/\.$/, '');
+    const code = (err as Error & { code?: unknown }).code;
+    if (isReplyError(err)) {
+      const reply = err.message.split(' ', 1)[0] ?? '';
+      if (!ACCESS_REPLY_CODES.has(reply)) return undefined;
+      if (reply === 'NOPERM') {
+        return new StoreAccessError(this.address, `Redis at ${this.address} denied a command to this user: ${message}; grant it the keys and commands docs/redis.md lists`, { cause: new Error(message) });
+      }
+      const hint =
+        this.endpoint.password === undefined
+          ? 'put the user and password in the URL (redis://user:password@host:port)'
+          : 'check the user and password in the URL';
+      return new StoreAccessError(this.address, `Redis at ${this.address} refused the credentials: ${message}; ${hint}`, { cause: new Error(message) });
+    }
+    if (typeof code === 'string' && TLS_VERIFY_CODES.has(code)) {
+      return new StoreAccessError(
+        this.address,
+        `the TLS certificate of Redis at ${this.address} is not trusted: ${message} (${code}); give the CA that signed it (--redis-ca-file, option tls.ca)`,
+        { cause: new Error(message) },
+      );
+    }
+    return undefined;
   }
 
   unreachable(cause: Error | undefined): StoreUnavailableError {

@@ -59,12 +59,34 @@ const SCHEMES: Record<string, { kind: RedisEndpoint['kind']; tls: boolean; defau
 };
 
 function invalid(url: string, why: string): OptionsError {
-  return new OptionsError('url', `Redis URL "${redact(url)}" is invalid: ${why}. See docs/redis.md for the accepted forms.`);
+  return new OptionsError('url', `Redis URL "${redactUrl(url)}" is invalid: ${why}. See docs/redis.md for the accepted forms.`);
 }
 
-/** Masks the password in a URL-ish string so it can be logged. */
-function redact(url: string): string {
-  return url.replace(/\/\/([^@/]*?):([^@/]*)@/, '//$1:***@');
+/**
+ * Masks the passwords in a URL-ish string, even one that does not parse, so
+ * it can be logged: the one before @ and a sentinelPassword parameter.
+ */
+export function redactUrl(url: string): string {
+  let text = url;
+  const start = text.indexOf('//');
+  // The last @ anywhere: a password may hold unencoded / ? or @, and masking too much is harmless.
+  const at = text.lastIndexOf('@');
+  if (start >= 0 && at > start) {
+    const userinfo = text.slice(start + 2, at);
+    const colon = userinfo.indexOf(':');
+    if (colon >= 0) text = `${text.slice(0, start + 2)}${userinfo.slice(0, colon)}:***${text.slice(at)}`;
+  }
+  return text.replace(/([?&]sentinelPassword=)[^&]*/gi, '$1***');
+}
+
+/**
+ * The minReplicas the daemon and the CLI use unless told otherwise: 1 with
+ * Sentinel, whose failover promotes a replica, so a lease write must reach
+ * one before it counts; 0 otherwise (a lone server has nothing to wait for,
+ * and on Cluster the replica count is the operator's to state).
+ */
+export function minReplicasFor(endpoint: RedisEndpoint): number {
+  return endpoint.kind === 'sentinel' ? 1 : 0;
 }
 
 function decode(url: string, text: string, what: string): string {

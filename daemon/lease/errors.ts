@@ -75,7 +75,7 @@ export class LeaseConflictError extends LeaseStoreError {
 
 /** Redis could not be reached, or did not answer in time. */
 export class StoreUnavailableError extends LeaseStoreError {
-  override readonly name = 'StoreUnavailableError';
+  override readonly name: string = 'StoreUnavailableError';
   /** The Redis address, with any password masked. */
   readonly address: string;
 
@@ -88,4 +88,39 @@ export class StoreUnavailableError extends LeaseStoreError {
 /** Redis answered with an error (e.g. WRONGTYPE because a key was overwritten by hand). */
 export class StoreCommandError extends LeaseStoreError {
   override readonly name = 'StoreCommandError';
+}
+
+/**
+ * A write was applied on the master but fewer than minReplicas replicas
+ * acknowledged it within replicationTimeoutMs. It is not lost yet, but a
+ * failover now could lose it; the caller should retry (a renewer does). A
+ * kind of StoreUnavailableError, since the cure is the same: wait and retry.
+ */
+export class StoreReplicationError extends StoreUnavailableError {
+  override readonly name = 'StoreReplicationError';
+  /** Replicas that acknowledged the write. */
+  readonly acknowledged: number;
+  readonly required: number;
+
+  constructor(address: string, message: string, counts: { acknowledged: number; required: number }, options?: ErrorOptions) {
+    super(address, message, options);
+    this.acknowledged = counts.acknowledged;
+    this.required = counts.required;
+  }
+}
+
+/**
+ * Redis refused the credentials (WRONGPASS, NOAUTH), or its TLS certificate
+ * could not be verified. Retrying will not help: the URL's user and password,
+ * or the CA, must change. Never carries the password, not even in `cause`.
+ */
+export class StoreAccessError extends LeaseStoreError {
+  override readonly name = 'StoreAccessError';
+  /** The Redis address, with any password masked. */
+  readonly address: string;
+
+  constructor(address: string, message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.address = address;
+  }
 }

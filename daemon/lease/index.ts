@@ -21,7 +21,7 @@ export { LeaseRenewer } from './renewer.js';
 export type { KeepLeaseOptions, LeaseRenewerEvents } from './renewer.js';
 
 export type { LeaseWatch, WatchEvent, WatchOptions, WatchStats } from './watch.js';
-export type { ChangeType, KeyLayout } from './registry.js';
+export type { ChangeType, CorruptLease, KeyLayout } from './registry.js';
 export type { Lease } from './lease.js';
 
 export { parseNetworkConfig, toNetConf, defaultSubnetLen, DEFAULT_UDP_PORT, BACKEND_TYPES } from './config.js';
@@ -30,7 +30,7 @@ export type { BackendType, NetConf, NetworkConfig } from './config.js';
 export { LEASE_STORE_DEFAULTS } from './options.js';
 export type { LeaseStoreOptions, RetryPolicy } from './options.js';
 
-export { parseRedisUrl, describeEndpoint } from './endpoint.js';
+export { parseRedisUrl, describeEndpoint, minReplicasFor } from './endpoint.js';
 export type { RedisEndpoint, StandaloneEndpoint, SentinelEndpoint, ClusterEndpoint, HostPort } from './endpoint.js';
 
 export {
@@ -42,5 +42,7 @@ export {
   LeaseLostError,
   LeaseConflictError,
   StoreUnavailableError,
+  StoreReplicationError,
+  StoreAccessError,
   StoreCommandError,
 } from './errors.js';

@@ -12,7 +12,7 @@ import { ConfigError, ConfigMissingError, LeaseConflictError, LeaseLostError, Op
 import { decodeLease, encodeAttrs, type Lease } from './lease.js';
 import { resolveOptions, type LeaseStoreOptions, type ResolvedOptions } from './options.js';
 import { pickFreeSubnets } from './policy.js';
-import { keyLayout, LeaseRegistry, type KeyLayout, type RegistrySnapshot } from './registry.js';
+import { keyLayout, LeaseRegistry, type CorruptLease, type KeyLayout, type RegistrySnapshot } from './registry.js';
 import { LeaseRenewer, type KeepLeaseOptions } from './renewer.js';
 import { LeaseWatcher, type LeaseWatch, type WatchOptions } from './watch.js';
 
@@ -45,6 +45,8 @@ export interface LeaseListing {
   readonly leases: readonly Lease[];
   /** Stream ID of the last change included. */
   readonly seq: string;
+  /** Stored values that are not leases (written by hand, say), left out of `leases`: the hash field and what is wrong. */
+  readonly corrupt: readonly CorruptLease[];
 }
 
 /** Counters of values the store had to skip. */
@@ -143,7 +145,14 @@ class LeaseStore implements SubnetManager {
     this.address = factory.address;
     this.logger = options.logger;
     this.keys = keyLayout(options.keyPrefix);
-    this.registry = new LeaseRegistry(client, factory, this.keys, options.streamMaxLen, options.logger);
+    // Renewals that failed while Redis was away are retried as soon as it is back.
+    client.on('ready', () => {
+      for (const renewer of this.renewers) renewer.retryNow();
+    });
+    this.registry = new LeaseRegistry(client, factory, this.keys, options.streamMaxLen, options.logger, {
+      minReplicas: options.minReplicas,
+      timeoutMs: options.replicationTimeoutMs,
+    });
   }
 
   get stats(): LeaseStoreStats {
@@ -335,7 +344,7 @@ class LeaseStore implements SubnetManager {
   async listLeases(): Promise<LeaseListing> {
     const snapshot = await this.registry.snapshot();
     const leases = [...snapshot.leases.values()].sort((a, b) => parseCidr(a.subnet).network - parseCidr(b.subnet).network);
-    return { leases, seq: snapshot.streamId };
+    return { leases, seq: snapshot.streamId, corrupt: snapshot.corrupt };
   }
 
   reap(): Promise<number> {
@@ -405,6 +414,6 @@ export async function connectLeaseStore(options: LeaseStoreOptions): Promise<Sub
     ready = true;
   });
   await factory.connect(client, logger, resolved.signal);
-  logger.info({ address: factory.address, keyPrefix: resolved.keyPrefix, retry: resolved.retry.mode }, 'lease store connected');
+  logger.info({ address: factory.address, keyPrefix: resolved.keyPrefix, retry: resolved.retry.mode, minReplicas: resolved.minReplicas }, 'lease store connected');
   return new LeaseStore(resolved, factory, client);
 }

@@ -67,6 +67,19 @@ export interface LeaseStoreOptions {
   readonly watchBlockMs?: number;
   /** Events a watch buffers for a slow consumer before it stops reading from Redis. Default 1024. */
   readonly watchBufferSize?: number;
+  /**
+   * Replicas that must hold a write before it counts as done. After each
+   * acquire, renew, revoke or reserve the store sends `WAIT minReplicas
+   * replicationTimeoutMs` on the same connection; fewer acknowledgements
+   * fail the call with StoreReplicationError (the write stays on the master,
+   * the caller retries). Replication is asynchronous, so without this a
+   * failover may promote a replica that never saw a lease the store already
+   * reported as acquired. Default 0: no WAIT. See minReplicasFor(url) for the
+   * value the daemon and the CLI derive from the URL.
+   */
+  readonly minReplicas?: number;
+  /** How long WAIT may block for the replicas. Default 2 s; must be below commandTimeoutMs. */
+  readonly replicationTimeoutMs?: number;
   /** Extra TLS settings (CA, client certificate) for rediss:// URLs. */
   readonly tls?: TlsOptions;
   /** Aborts a connection attempt that is still retrying (backoff mode). */
@@ -95,6 +108,8 @@ export interface ResolvedOptions {
   readonly reapIntervalMs: number;
   readonly watchBlockMs: number;
   readonly watchBufferSize: number;
+  readonly minReplicas: number;
+  readonly replicationTimeoutMs: number;
   readonly tls: TlsOptions | undefined;
   readonly signal: AbortSignal | undefined;
 }
@@ -114,6 +129,8 @@ export const LEASE_STORE_DEFAULTS = Object.freeze({
   reapIntervalMs: 10_000,
   watchBlockMs: 10_000,
   watchBufferSize: 1024,
+  minReplicas: 0,
+  replicationTimeoutMs: 2_000,
 });
 
 const BACKOFF_DEFAULTS = { initialDelayMs: 100, maxDelayMs: 10_000, maxAttempts: Infinity };
@@ -163,6 +180,13 @@ export function resolveOptions(options: LeaseStoreOptions): ResolvedOptions {
   if (renewMarginMs >= leaseTtlMs) {
     throw new OptionsError('renewMarginMs', `renewMarginMs (${renewMarginMs}) must be below leaseTtlMs (${leaseTtlMs}), or a lease would be renewed continuously`);
   }
+  const commandTimeoutMs = positiveInteger('commandTimeoutMs', options.commandTimeoutMs ?? d.commandTimeoutMs);
+  const minReplicas = positiveInteger('minReplicas', options.minReplicas ?? d.minReplicas, 0);
+  const replicationTimeoutMs = positiveInteger('replicationTimeoutMs', options.replicationTimeoutMs ?? d.replicationTimeoutMs);
+  // WAIT blocks on the command connection, where commandTimeoutMs would cut it short.
+  if (minReplicas > 0 && replicationTimeoutMs >= commandTimeoutMs) {
+    throw new OptionsError('replicationTimeoutMs', `replicationTimeoutMs (${replicationTimeoutMs}) must be below commandTimeoutMs (${commandTimeoutMs})`);
+  }
   return {
     url: options.url,
     logger: options.logger,
@@ -170,13 +194,15 @@ export function resolveOptions(options: LeaseStoreOptions): ResolvedOptions {
     leaseTtlMs,
     renewMarginMs,
     connectTimeoutMs: positiveInteger('connectTimeoutMs', options.connectTimeoutMs ?? d.connectTimeoutMs),
-    commandTimeoutMs: positiveInteger('commandTimeoutMs', options.commandTimeoutMs ?? d.commandTimeoutMs),
+    commandTimeoutMs,
     retry: resolveRetry(options.retry ?? d.retry),
     maxAcquireAttempts: positiveInteger('maxAcquireAttempts', options.maxAcquireAttempts ?? d.maxAcquireAttempts),
     streamMaxLen: positiveInteger('streamMaxLen', options.streamMaxLen ?? d.streamMaxLen),
     reapIntervalMs: positiveInteger('reapIntervalMs', options.reapIntervalMs ?? d.reapIntervalMs),
     watchBlockMs: positiveInteger('watchBlockMs', options.watchBlockMs ?? d.watchBlockMs),
     watchBufferSize: positiveInteger('watchBufferSize', options.watchBufferSize ?? d.watchBufferSize),
+    minReplicas,
+    replicationTimeoutMs,
     tls: options.tls,
     signal: options.signal,
   };

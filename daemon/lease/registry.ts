@@ -1,8 +1,10 @@
 // The registry: the narrow layer that talks to Redis. It knows the key layout
 // and the scripts, and nothing of allocation policy (see manager.ts).
 
+import type { ChainableCommander } from 'ioredis';
 import type { Logger } from 'pino';
 import { isReplyError, type ConnectionFactory, type RedisClient } from './connection.js';
+import { StoreReplicationError } from './errors.js';
 import { decodeLease, type Lease } from './lease.js';
 import { CLAIM, CREATE, REAP, REMOVE, RESERVE, SNAPSHOT, type LuaScript } from './scripts.js';
 
@@ -45,6 +47,20 @@ export interface RegistrySnapshot {
   readonly seq: number;
   /** Stream ID of that event ("0-0" if the stream is empty). */
   readonly streamId: string;
+  /** Stored lease values that could not be decoded, and why. */
+  readonly corrupt: readonly CorruptLease[];
+}
+
+/** A lease value the store skipped: its hash field and what is wrong with it. */
+export interface CorruptLease {
+  readonly subnet: string;
+  readonly reason: string;
+}
+
+/** How many replicas must acknowledge each lease write, and how long to wait for them (WAIT). */
+export interface Replication {
+  readonly minReplicas: number;
+  readonly timeoutMs: number;
 }
 
 export type CreateResult =
@@ -107,11 +123,13 @@ export class LeaseRegistry {
   private readonly logger: Logger;
   private readonly streamMaxLen: number;
   private readonly scriptKeys: string[];
+  private readonly replication: Replication;
   /** Redis clock minus local clock, from the last script reply. */
   private clockOffsetMs = 0;
 
-  constructor(client: RedisClient, factory: ConnectionFactory, keys: KeyLayout, streamMaxLen: number, logger: Logger) {
+  constructor(client: RedisClient, factory: ConnectionFactory, keys: KeyLayout, streamMaxLen: number, logger: Logger, replication: Replication) {
     this.client = client;
+    this.replication = replication;
     this.factory = factory;
     this.keys = keys;
     this.streamMaxLen = streamMaxLen;
@@ -124,17 +142,29 @@ export class LeaseRegistry {
     return Date.now() + this.clockOffsetMs;
   }
 
-  private async run(script: LuaScript, args: readonly (string | number)[], what: string): Promise<Reply> {
+  /**
+   * Runs a script. A `durable` one (a lease write) is followed by WAIT in the
+   * same pipeline, so on the same connection: WAIT counts the replicas that
+   * hold everything this connection wrote, the script's writes included. Only
+   * a write that took effect ('ok') needs the acknowledgement; a refusal
+   * ('missing', 'taken', ...) is reported as it is.
+   */
+  private async run(script: LuaScript, args: readonly (string | number)[], what: string, durable = false): Promise<Reply> {
     const argv = [this.streamMaxLen, REAP_LIMIT, ...args];
+    const keys = this.scriptKeys;
+    const wait = durable && this.replication.minReplicas > 0;
     const sentAt = Date.now();
     let reply: unknown;
+    let acknowledged = Infinity;
     try {
       try {
-        reply = await this.client.evalsha(script.sha, this.scriptKeys.length, ...this.scriptKeys, ...argv);
+        if (wait) ({ reply, acknowledged } = await this.thenWait((p) => p.evalsha(script.sha, keys.length, ...keys, ...argv)));
+        else reply = await this.client.evalsha(script.sha, keys.length, ...keys, ...argv);
       } catch (err) {
         // Script cache empty (a restart, a failover, SCRIPT FLUSH): send the source once.
         if (!isReplyError(err) || !err.message.startsWith('NOSCRIPT')) throw err;
-        reply = await this.client.eval(script.lua, this.scriptKeys.length, ...this.scriptKeys, ...argv);
+        if (wait) ({ reply, acknowledged } = await this.thenWait((p) => p.eval(script.lua, keys.length, ...keys, ...argv)));
+        else reply = await this.client.eval(script.lua, keys.length, ...keys, ...argv);
       }
     } catch (err) {
       throw this.factory.wrap(err, what);
@@ -142,17 +172,43 @@ export class LeaseRegistry {
     if (!Array.isArray(reply) || typeof reply[0] !== 'number') {
       throw this.factory.wrap(new Error(`unexpected reply to the ${script.name} script: ${JSON.stringify(reply)}`), what);
     }
-    this.clockOffsetMs = reply[0] - (sentAt + Date.now()) / 2;
+    const replicated = acknowledged >= this.replication.minReplicas;
+    // A WAIT that sat out its timeout would skew the estimate of the Redis clock.
+    if (replicated) this.clockOffsetMs = reply[0] - (sentAt + Date.now()) / 2;
+    if (reply[1] === 'ok' && !replicated) throw this.notReplicated(what, acknowledged);
     return reply;
   }
 
-  /** Decodes one stored lease, or logs, counts and returns undefined. */
-  decode(subnet: string, attrsJson: string, expiry: string | null, source: string): Lease | undefined {
+  /** Sends one write and then WAIT in a pipeline; the write's reply and how many replicas acknowledged it. */
+  private async thenWait(write: (pipeline: ChainableCommander) => unknown): Promise<{ reply: unknown; acknowledged: number }> {
+    const pipeline = this.client.pipeline();
+    write(pipeline);
+    pipeline.wait(this.replication.minReplicas, this.replication.timeoutMs);
+    const results = await pipeline.exec();
+    if (results === null) throw new Error('the pipeline was discarded');
+    const [writeResult, waitResult] = results;
+    if (writeResult?.[0]) throw writeResult[0];
+    if (waitResult?.[0]) throw waitResult[0];
+    return { reply: writeResult?.[1], acknowledged: Number(waitResult?.[1]) || 0 };
+  }
+
+  private notReplicated(what: string, acknowledged: number): StoreReplicationError {
+    const { minReplicas, timeoutMs } = this.replication;
+    return new StoreReplicationError(
+      this.factory.address,
+      `Redis at ${this.factory.address} applied ${what}, but only ${acknowledged} of ${minReplicas} replicas acknowledged it within ` +
+        `${timeoutMs} ms (minReplicas, --redis-min-replicas): a failover now could lose it; check the replicas (INFO replication)`,
+      { acknowledged, required: minReplicas },
+    );
+  }
+
+  /** A stored lease, decoded; or, logged and counted, why it cannot be. */
+  private decodeForListing(subnet: string, attrsJson: string, expiry: string | null): Lease | CorruptLease {
     const result = decodeLease(subnet, attrsJson, expiry);
     if (result.ok) return result.lease;
     this.counters.corruptLeases++;
-    this.logger.warn({ subnet, reason: result.reason, source, key: this.keys.leases }, 'skipping corrupt lease value');
-    return undefined;
+    this.logger.warn({ subnet, reason: result.reason, source: 'listing', key: this.keys.leases }, 'skipping corrupt lease value');
+    return { subnet, reason: result.reason };
   }
 
   async snapshot(): Promise<RegistrySnapshot> {
@@ -163,17 +219,19 @@ export class LeaseRegistry {
     for (let i = 0; i + 1 < expiryFlat.length; i += 2) expiries.set(str(expiryFlat[i]), str(expiryFlat[i + 1]));
     const leases = new Map<string, Lease>();
     const occupied = new Set<string>();
+    const corrupt: CorruptLease[] = [];
     for (let i = 0; i + 1 < flat.length; i += 2) {
       const subnet = str(flat[i]);
       occupied.add(subnet);
-      const lease = this.decode(subnet, str(flat[i + 1]), expiries.get(subnet) ?? null, 'listing');
-      if (lease !== undefined) leases.set(lease.subnet, lease);
+      const decoded = this.decodeForListing(subnet, str(flat[i + 1]), expiries.get(subnet) ?? null);
+      if ('reason' in decoded) corrupt.push(decoded);
+      else leases.set(decoded.subnet, decoded);
     }
-    return { leases, occupied, seq: Number(str(reply[1])), streamId: str(reply[2]) };
+    return { leases, occupied, seq: Number(str(reply[1])), streamId: str(reply[2]), corrupt };
   }
 
   async create(publicIP: string, attrsJson: string, ttlMs: number, candidates: readonly string[]): Promise<CreateResult> {
-    const reply = await this.run(CREATE, [publicIP, attrsJson, ttlMs, ...candidates], 'creating a lease');
+    const reply = await this.run(CREATE, [publicIP, attrsJson, ttlMs, ...candidates], 'creating a lease', true);
     switch (reply[1]) {
       case 'ok':
         return { status: 'ok', subnet: str(reply[2]), expiresAt: Number(str(reply[3])) };
@@ -185,7 +243,7 @@ export class LeaseRegistry {
   }
 
   async claim(subnet: string, publicIP: string, attrsJson: string, ttlMs: number): Promise<ClaimResult> {
-    const reply = await this.run(CLAIM, [subnet, publicIP, attrsJson, ttlMs], 'renewing a lease');
+    const reply = await this.run(CLAIM, [subnet, publicIP, attrsJson, ttlMs], 'renewing a lease', true);
     switch (reply[1]) {
       case 'ok': {
         const expiry = str(reply[3]);
@@ -199,7 +257,7 @@ export class LeaseRegistry {
   }
 
   async remove(subnet: string, publicIP: string | null, mode: 'any' | 'reservation'): Promise<RemoveResult> {
-    const reply = await this.run(REMOVE, [subnet, publicIP ?? '', mode], 'removing a lease');
+    const reply = await this.run(REMOVE, [subnet, publicIP ?? '', mode], 'removing a lease', true);
     switch (reply[1]) {
       case 'ok':
         return { status: 'ok' };
@@ -213,7 +271,7 @@ export class LeaseRegistry {
   }
 
   async reserve(subnet: string, publicIP: string, attrsJson: string): Promise<ReserveResult> {
-    const reply = await this.run(RESERVE, [subnet, publicIP, attrsJson], 'reserving a subnet');
+    const reply = await this.run(RESERVE, [subnet, publicIP, attrsJson], 'reserving a subnet', true);
     switch (reply[1]) {
       case 'ok':
         return { status: 'ok', change: str(reply[2]) as 'created' | 'converted' | 'unchanged', attrsJson: str(reply[3]) };
@@ -239,11 +297,15 @@ export class LeaseRegistry {
   }
 
   async setConfigText(text: string): Promise<void> {
+    const what = 'writing the network config';
+    let acknowledged = Infinity;
     try {
-      await this.client.set(this.keys.config, text);
+      if (this.replication.minReplicas > 0) ({ acknowledged } = await this.thenWait((pipeline) => pipeline.set(this.keys.config, text)));
+      else await this.client.set(this.keys.config, text);
     } catch (err) {
-      throw this.factory.wrap(err, 'writing the network config');
+      throw this.factory.wrap(err, what);
     }
+    if (acknowledged < this.replication.minReplicas) throw this.notReplicated(what, acknowledged);
   }
 
   /**

@@ -53,6 +53,7 @@ export class LeaseRenewer extends EventEmitter<LeaseRenewerEvents> {
   private readonly logger: Logger;
   private timer: NodeJS.Timeout | undefined;
   private failures = 0;
+  private renewing = false;
   private stopped = false;
 
   constructor(store: LeaseRenewing, lease: Lease, options: KeepLeaseOptions & { readonly renewMarginMs: number; readonly logger: Logger }) {
@@ -92,6 +93,17 @@ export class LeaseRenewer extends EventEmitter<LeaseRenewerEvents> {
     this.emit('stopped');
   }
 
+  /**
+   * The store reconnected: a renewal that failed is retried now (within
+   * retryInitialDelayMs, so nodes spread out) rather than after a backoff
+   * that grew while Redis was away.
+   */
+  retryNow(): void {
+    if (this.stopped || this.renewing || this.failures === 0) return;
+    if (this.timer !== undefined) clearTimeout(this.timer);
+    this.schedule(Math.round(Math.random() * this.retryInitialMs));
+  }
+
   private untilRenewal(): number {
     const expiresAt = this.currentLease.expiresAt;
     if (expiresAt === null) return this.reservationCheckMs;
@@ -104,7 +116,21 @@ export class LeaseRenewer extends EventEmitter<LeaseRenewerEvents> {
     this.timer.unref();
   }
 
+  /**
+   * Exponential backoff, but never more than half the time the lease has
+   * left: after a long outage the renewer must try again before the lease
+   * lapses, not a full retryMaxDelayMs later.
+   */
+  private retryDelay(): number {
+    const backoff = Math.min(this.retryMaxMs, this.retryInitialMs * 2 ** Math.min(this.failures - 1, 30));
+    const expiresAt = this.currentLease.expiresAt;
+    if (expiresAt === null) return backoff;
+    const left = expiresAt - this.store.serverNow();
+    return Math.max(this.retryInitialMs, Math.min(backoff, Math.floor(left / 2)));
+  }
+
   private async renew(): Promise<void> {
+    this.renewing = true;
     try {
       const lease = await this.store.renewLease(this.currentLease);
       if (this.stopped) return;
@@ -122,11 +148,13 @@ export class LeaseRenewer extends EventEmitter<LeaseRenewerEvents> {
         return;
       }
       this.failures++;
-      const delay = Math.min(this.retryMaxMs, this.retryInitialMs * 2 ** Math.min(this.failures - 1, 30));
+      const delay = this.retryDelay();
       const error = err instanceof Error ? err : new Error(String(err));
       this.logger.warn({ err: error.message, attempt: this.failures, retryInMs: delay }, 'lease renewal failed; retrying');
       this.emit('renewFailed', error, delay);
       this.schedule(delay);
+    } finally {
+      this.renewing = false;
     }
   }
 }

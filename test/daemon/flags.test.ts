@@ -72,3 +72,17 @@ test('bad values are refused with the flag named', () => {
   assert.throws(() => parseDaemonFlags(argv('--healthz-port', '70000')), CommanderError);
   assert.throws(() => parseDaemonFlags(argv('--transport', 'carrier-pigeon')), CommanderError);
 });
+
+test('lease TTL, replica count and Redis CA: checked against each other and the URL', () => {
+  assert.equal(parseDaemonFlags(argv()).leaseTtlMs, 24 * 3_600_000);
+  assert.equal(parseDaemonFlags(argv()).redisMinReplicas, undefined, 'auto: derived from the URL when connecting');
+  assert.equal(parseDaemonFlags(argv('--redis-min-replicas', '2')).redisMinReplicas, 2);
+  assert.equal(parseDaemonFlags(argv('--redis-min-replicas', 'auto')).redisMinReplicas, undefined);
+  assert.throws(() => parseDaemonFlags(argv('--redis-min-replicas', 'two')), CommanderError);
+  const short = parseDaemonFlags(argv('--lease-ttl', '30s', '--lease-renew-margin', '20s'));
+  assert.deepEqual([short.leaseTtlMs, short.leaseRenewMarginMs], [30_000, 20_000]);
+  assert.throws(() => parseDaemonFlags(argv('--lease-ttl', '30s')), /--lease-renew-margin .* must be below --lease-ttl/);
+  assert.throws(() => parseDaemonFlags(argv('--redis-url', 'redis://127.0.0.1', '--redis-ca-file', '/etc/hostname')), /--redis-ca-file is only used with TLS/);
+  assert.throws(() => parseDaemonFlags(argv('--redis-url', 'rediss://127.0.0.1', '--redis-ca-file', '/nonexistent/ca.pem')), /--redis-ca-file \/nonexistent\/ca\.pem: cannot read it \(ENOENT\)/);
+  assert.throws(() => parseDaemonFlags(argv('--redis-url', 'redis://u:hunter2@host:port')), (err: Error) => err instanceof UsageError && /--redis-url: .*u:\*\*\*@/.test(err.message) && !err.message.includes('hunter2'));
+});

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { createServer, type Server, type Socket } from 'node:net';
 import { after, describe, it } from 'node:test';
-import { connectLeaseStore, StoreUnavailableError, type SubnetManager } from '../../daemon/lease/index.js';
+import { connectLeaseStore, StoreAccessError, StoreUnavailableError, type SubnetManager } from '../../daemon/lease/index.js';
 import { freePort, startRedis, startRedisCluster, startRedisSentinel, type RedisServer } from '../harness/redis.js';
 import { EventReader, openStore, silentLogger, sleep } from './helpers.js';
 
@@ -70,15 +70,24 @@ describe('connection errors', () => {
     assert.ok(Date.now() - started < 3_000);
   });
 
-  it('reports a wrong password without echoing any password', async () => {
+  it('reports a wrong password without echoing any password, and does not retry it even with backoff', async () => {
     const server = await startRedis({ password: 'right-one' });
     cleanups.push(() => server.stop());
     const url = `redis://:wrong-one@127.0.0.1:${server.port}`;
-    await assert.rejects(connectLeaseStore({ url, logger: silentLogger(), connectTimeoutMs: 2_000 }), (err: unknown) => {
-      assert.ok(err instanceof StoreUnavailableError);
-      assert.ok(err.message.startsWith(`Redis unreachable at redis://:***@127.0.0.1:${server.port}: `), err.message);
-      assert.match(err.message, /WRONGPASS|invalid password/i);
-      assert.ok(!err.message.includes('wrong-one') && !err.message.includes('right-one'));
+    for (const retry of [{ mode: 'fail-fast' }, { mode: 'backoff' }] as const) {
+      await assert.rejects(connectLeaseStore({ url, logger: silentLogger(), connectTimeoutMs: 2_000, retry }), (err: unknown) => {
+        assert.ok(err instanceof StoreAccessError, String(err));
+        assert.ok(err.message.startsWith(`Redis at redis://:***@127.0.0.1:${server.port} refused the credentials: `), err.message);
+        assert.match(err.message, /WRONGPASS|invalid password/i);
+        // ioredis puts the AUTH arguments on its error; the cause is rebuilt without them.
+        assert.ok(!JSON.stringify({ message: err.message, cause: err.cause, ...(err.cause as object) }).match(/wrong-one|right-one/));
+        return true;
+      });
+    }
+    const unauthenticated = `redis://127.0.0.1:${server.port}`;
+    await assert.rejects(connectLeaseStore({ url: unauthenticated, logger: silentLogger(), connectTimeoutMs: 2_000 }), (err: unknown) => {
+      assert.ok(err instanceof StoreAccessError, String(err));
+      assert.match(err.message, /NOAUTH.*put the user and password in the URL/);
       return true;
     });
     const ok = track(await connectLeaseStore({ url: server.url, logger: silentLogger() }));
