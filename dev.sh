@@ -10,6 +10,8 @@ cd "$(dirname "$0")"
 # Debian packages the tests, the sandbox and the benchmark use, by the file each provides.
 declare -A PACKAGES=(
   [/usr/bin/redis-server]=redis-server
+  [/usr/bin/redis-sentinel]=redis-sentinel
+  [/usr/bin/openssl]=openssl
   [/usr/sbin/ip]=iproute2
   [/usr/sbin/bridge]=iproute2
   [/usr/bin/iperf3]=iperf3
@@ -21,6 +23,8 @@ declare -A PACKAGES=(
   [/usr/bin/g++]=g++
   [/usr/bin/python3]=python3
   [/usr/bin/curl]=curl
+  [/usr/bin/tcpdump]=tcpdump
+  [/usr/sbin/openvpn]=openvpn
 )
 
 die() { echo "dev.sh: $*" >&2; exit 1; }
@@ -43,6 +47,8 @@ ensure_node_modules() {
   if [ ! -f build/Release/miniflannel_native.node ] || [ ! -f node_modules/.package-lock.json ] ||
      [ package-lock.json -nt node_modules/.package-lock.json ]; then
     npm ci --no-audit --no-fund
+  elif [ -n "$(find native binding.gyp -newer build/Release/miniflannel_native.node)" ]; then
+    npm run install   # the native sources changed since the last build (a pull, say)
   fi
 }
 

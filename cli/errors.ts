@@ -51,7 +51,7 @@ export class DaemonError extends Error {
 const USAGE_ERRORS = [UsageError, ConfigError, OptionsError, InvalidAddressError];
 
 /** Commander's codes for help that was asked for (exit 0) rather than shown after a mistake. */
-const COMMANDER_SUCCESS_CODES = new Set(['commander.helpDisplayed', 'commander.version']);
+const COMMANDER_SUCCESS_CODES = new Set(['commander.helpDisplayed', 'commander.help', 'commander.version']);
 
 export function exitCodeOf(err: unknown): number {
   if (err instanceof CommanderError) return COMMANDER_SUCCESS_CODES.has(err.code) ? EXIT_OK : EXIT_USAGE;
@@ -77,11 +77,17 @@ export function describeFailure(err: unknown, debug: boolean): string {
   return text;
 }
 
-/** The message of an OS-level failure: its errno code when there is one ("ECONNREFUSED"), else its message. */
+/**
+ * The message of an OS-level failure: its errno code when there is one
+ * ("ECONNREFUSED"), else the innermost message, which says more than a
+ * wrapper's ("bad port" rather than fetch's "fetch failed").
+ */
 export function reasonOf(err: unknown): string {
+  let innermost: unknown = err;
   for (let e: unknown = err; e instanceof Error; e = e.cause) {
     const code = (e as NodeJS.ErrnoException).code;
     if (typeof code === 'string' && /^E[A-Z]+$/.test(code)) return code;
+    innermost = e;
   }
-  return err instanceof Error ? err.message : String(err);
+  return innermost instanceof Error ? innermost.message : String(innermost);
 }

@@ -9,12 +9,13 @@ import { configCommand } from './commands/config.js';
 import { leaseCommand } from './commands/lease.js';
 import { sandboxCommand } from './commands/sandbox.js';
 import { statusCommand } from './commands/status.js';
-import { versionCommand } from './commands/version.js';
+import { packageVersion, versionCommand } from './commands/version.js';
 import { addGlobalOptions, applyConventions, examples } from './conventions.js';
 import { describeFailure, EXIT_OK, exitCodeOf } from './errors.js';
 
 const program = addGlobalOptions(new Command('miniflannel'))
   .description('operate a miniflannel overlay: leases, network config, status and benchmarks')
+  .version(packageVersion(), '-V, --version', 'print the version (`miniflannel version --json` for more)')
   .addHelpText('after', examples('miniflannel config init --network 10.244.0.0/16', 'miniflannel lease list --redis-url redis://10.0.0.5:6379', 'miniflannel status --daemon http://198.18.0.2:8286'))
   .addCommand(leaseCommand())
   .addCommand(configCommand())

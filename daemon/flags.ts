@@ -3,8 +3,10 @@
  * flannel's FLANNELD_*; values are checked right after parsing, and a bad
  * one is a UsageError naming the flag.
  */
+import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { Command, Option, InvalidArgumentError } from 'commander';
+import { parseRedisUrl } from './lease/index.js';
 import { parseCidr, parseIPv4, type Cidr } from './net/ipv4.js';
 
 export class UsageError extends Error {
@@ -31,7 +33,15 @@ export interface DaemonConfig {
   /** host-local's dataDir in the CNI config; its own default when unset. */
   cniIpamDataDir?: string;
   ipMasq: boolean;
+  /** Authenticated encapsulation: the cluster key file and whether packets are also encrypted. */
+  auth?: { keyFile: string; mode: 'mac' | 'encrypt' };
   leaseRenewMarginMs: number;
+  /** How long a lease lives unless renewed. */
+  leaseTtlMs: number;
+  /** Replicas that must acknowledge each lease write (WAIT); undefined: derived from the URL (minReplicasFor). */
+  redisMinReplicas?: number;
+  /** PEM of the CA that signed the Redis server's certificate (--redis-ca-file), for rediss:// URLs. */
+  redisCa?: Buffer;
   healthzIp: string;
   healthzPort: number;
   logLevel: string;
@@ -74,6 +84,25 @@ function durationArg(value: string): number {
   return ms;
 }
 
+function replicasArg(value: string): number | 'auto' {
+  if (value === 'auto') return value;
+  const n = Number(value);
+  if (!/^\d+$/.test(value) || !Number.isSafeInteger(n)) throw new InvalidArgumentError(`'${value}' is not a whole number of replicas or 'auto'`);
+  return n;
+}
+
+/** Reads a CA bundle named by `flag`; an unreadable or non-PEM file is a UsageError naming it. */
+export function readCaFile(flag: string, file: string): Buffer {
+  let pem: Buffer;
+  try {
+    pem = readFileSync(file);
+  } catch (err) {
+    throw new UsageError(`${flag} ${file}: cannot read it (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`, { cause: err });
+  }
+  if (!pem.includes('-----BEGIN CERTIFICATE-----')) throw new UsageError(`${flag} ${file}: not a PEM certificate (no BEGIN CERTIFICATE line)`);
+  return pem;
+}
+
 function staticPeerArg(value: string, previous: StaticPeer[] = []): StaticPeer[] {
   const match = /^([^=]+)=([^:]+)(?::(\d+))?$/.exec(value);
   if (!match) throw new InvalidArgumentError(`'${value}' is not SUBNET=IP[:PORT], e.g. 10.244.2.0/24=198.18.0.2`);
@@ -100,7 +129,12 @@ export function daemonCommand(): Command {
     .addOption(option('--cni-conf-dir <dir>', 'where to write the CNI conflist', 'CNI_CONF_DIR').default('/etc/cni/net.d'))
     .addOption(option('--cni-ipam-data-dir <dir>', 'host-local IPAM data directory in the CNI config (default: the plugin\'s own)', 'CNI_IPAM_DATA_DIR'))
     .addOption(option('--ip-masq', 'masquerade pod traffic leaving the cluster network (iptables)', 'IP_MASQ').default(false))
+    .addOption(option('--auth-key-file <path>', 'cluster key file: authenticate every datagram (AES-256-GCM) and drop the rest; off by default, flannel-compatible (docs/security.md)', 'AUTH_KEY_FILE'))
+    .addOption(option('--auth-mode <mode>', 'with --auth-key-file: mac (packets in clear, authenticated) or encrypt', 'AUTH_MODE').default('mac').choices(['mac', 'encrypt']))
+    .addOption(option('--redis-ca-file <path>', 'PEM file of the CA that signed the Redis server certificate, for rediss:// URLs', 'REDIS_CA_FILE'))
+    .addOption(option('--redis-min-replicas <n|auto>', 'replicas that must acknowledge each lease write (WAIT); auto: 1 with redis+sentinel://, else 0', 'REDIS_MIN_REPLICAS').default('auto').argParser(replicasArg))
     .addOption(option('--lease-renew-margin <duration>', 'renew the lease this long before it expires', 'LEASE_RENEW_MARGIN').default(60 * 60_000, '60m').argParser(durationArg))
+    .addOption(option('--lease-ttl <duration>', 'how long a lease lives unless renewed (short ones for tests)', 'LEASE_TTL').default(24 * 3_600_000, '24h').argParser(durationArg))
     .addOption(option('--healthz-ip <ip>', 'address of /healthz, /readyz, /metrics and /status', 'HEALTHZ_IP').default('0.0.0.0').argParser(ipArg))
     .addOption(option('--healthz-port <port>', 'port of /healthz, /readyz, /metrics and /status (0 picks one)', 'HEALTHZ_PORT').default(8286).argParser((v) => (v === '0' ? 0 : portArg(v))))
     .addOption(option('--log-level <level>', 'log level', 'LOG_LEVEL').default('info').choices(['trace', 'debug', 'info', 'warn', 'error', 'fatal']))
@@ -123,6 +157,23 @@ export function parseDaemonFlags(argv: string[]): DaemonConfig {
   if (isStatic && (!o.staticNetwork || !o.staticSubnet)) {
     throw new UsageError('static mode needs both --static-network and --static-subnet');
   }
+  if (o.leaseRenewMargin >= o.leaseTtl) {
+    throw new UsageError(`--lease-renew-margin (${o.leaseRenewMargin} ms) must be below --lease-ttl (${o.leaseTtl} ms), or the lease would be renewed continuously`);
+  }
+  let redisCa: Buffer | undefined;
+  if (!isStatic) {
+    let tls: boolean;
+    try {
+      tls = parseRedisUrl(o.redisUrl).tls;
+    } catch (err) {
+      // The message shows the URL with its password masked.
+      throw new UsageError(`--redis-url: ${(err as Error).message}`, { cause: err });
+    }
+    if (o.redisCaFile !== undefined) {
+      if (!tls) throw new UsageError('--redis-ca-file is only used with TLS: use a rediss:// (or rediss+sentinel://, rediss+cluster://) --redis-url');
+      redisCa = readCaFile('--redis-ca-file', o.redisCaFile);
+    }
+  }
   return {
     redisUrl: o.redisUrl,
     prefix: o.prefix,
@@ -136,7 +187,11 @@ export function parseDaemonFlags(argv: string[]): DaemonConfig {
     cniConfDir: o.cniConfDir,
     cniIpamDataDir: o.cniIpamDataDir,
     ipMasq: o.ipMasq === true || o.ipMasq === 'true',
+    auth: o.authKeyFile ? { keyFile: o.authKeyFile, mode: o.authMode } : undefined,
     leaseRenewMarginMs: o.leaseRenewMargin,
+    leaseTtlMs: o.leaseTtl,
+    redisMinReplicas: o.redisMinReplicas === 'auto' ? undefined : o.redisMinReplicas,
+    redisCa,
     healthzIp: o.healthzIp,
     healthzPort: Number(o.healthzPort),
     logLevel: o.logLevel,

@@ -32,9 +32,18 @@ export interface NativeUdpSocket {
   close(): void;
 }
 
+export interface NativePacketSealer {
+  setKeys(keys: Buffer[], ids: number[]): void;
+  seal(src: Buffer, srcOffset: number, length: number, dst: Buffer, dstOffset: number): number;
+  open(buffer: Buffer, offset: number, length: number, senderIp: number): number;
+}
+
 interface NativeAddon {
   TunDevice: new (name: string, offload: boolean) => NativeTunDevice;
   UdpSocket: new (bindAddress: string, port: number, bufferBytes: number) => NativeUdpSocket;
+  PacketSealer: new (encrypt: boolean, localIp: number, freshnessSeconds: number) => NativePacketSealer;
+  /** Sets one IPV4_DEVCONF_* option of an interface over rtnetlink (no /proc/sys needed). */
+  setIPv4DevConf(ifname: string, setting: number, value: number): void;
   /** The TUN offload cutter alone (virtio_net_hdr + packet in, MTU-sized packets out); null if it refuses the frame. */
   segmentFrame(frame: Buffer, slotSize: number): Buffer[] | null;
   /** The TUN offload joiner alone: the frames (virtio_net_hdr + packet) it would write. Rewrites `buffer` as the writer does. */

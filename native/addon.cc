@@ -2,8 +2,10 @@
 
 #include <vector>
 
+#include "netlink.h"
 #include "offload.h"
 #include "packet_list.h"
+#include "packet_sealer.h"
 #include "tun_device.h"
 #include "udp_socket.h"
 
@@ -61,6 +63,8 @@ Napi::Value JoinPackets(const Napi::CallbackInfo& info) {
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   miniflannel::TunDevice::Init(env, exports);
   miniflannel::UdpSocket::Init(env, exports);
+  miniflannel::PacketSealer::Init(env, exports);
+  exports.Set("setIPv4DevConf", Napi::Function::New(env, miniflannel::SetIPv4DevConf));
   exports.Set("segmentFrame", Napi::Function::New(env, SegmentFrame));
   exports.Set("joinPackets", Napi::Function::New(env, JoinPackets));
   return exports;

@@ -180,7 +180,10 @@ size_t UdpSocket::Drain(void* self, int* error) {
     uint16_t port = ntohs(sock->recv_addrs_[i].sin_port);
     size_t base = static_cast<size_t>(i) * sock->slot_size_;
     // GRO coalesces only datagrams of one flow, so one sender for the whole message.
-    for (size_t at = 0; at < length || (length == 0 && at == 0); at += segment) {
+    // The arrays hold kMaxSegments per message, as many as GRO coalesces, but a
+    // local sender's GSO train is delivered whole and may carry more (128 since
+    // Linux 6.11): whatever does not fit is dropped rather than written past them.
+    for (size_t at = 0; (at < length || (length == 0 && at == 0)) && count < sock->entries_; at += segment) {
       sock->offsets_[count] = static_cast<uint32_t>(base + at);
       sock->lengths_[count] = static_cast<uint32_t>(std::min(segment, length - at));
       sock->source_ips_[count] = ip;

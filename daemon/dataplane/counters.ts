@@ -16,6 +16,8 @@ export type EgressDropReason =
 export type IngressDropReason =
   | MalformedReason
   | 'unknown-sender'
+  | 'unauthenticated'
+  | 'replayed'
   | 'spoofed-source'
   | 'wrong-destination'
   | 'tun-write-failed';
@@ -33,6 +35,8 @@ export const egressDropReasons: readonly EgressDropReason[] = [
 export const ingressDropReasons: readonly IngressDropReason[] = [
   ...malformedReasons,
   'unknown-sender',
+  'unauthenticated',
+  'replayed',
   'spoofed-source',
   'wrong-destination',
   'tun-write-failed',

@@ -14,6 +14,7 @@ import type { PacketBatch } from './packet-batch.js';
 import { PeerTable, type Peer } from './peer-table.js';
 import { routeEgress } from './send.js';
 import { checkIngress } from './receive.js';
+import { OPEN_REPLAYED, SEAL_HEADER_BYTES, SEAL_OVERHEAD, type Sealer } from './sealing.js';
 
 export interface DataPlaneOptions {
   tun: TunDevice;
@@ -27,6 +28,8 @@ export interface DataPlaneOptions {
   logger: Logger;
   /** ICMP errors written back into the TUN per second at most. */
   icmpRatePerSecond?: number;
+  /** Authenticated encapsulation; without it datagrams are bare packets (flannel's format). maxPacket must leave room for SEAL_OVERHEAD. */
+  sealer?: Sealer;
 }
 
 const defaults = {
@@ -60,6 +63,8 @@ export class DataPlane {
   private readonly icmpLimiter: RateLimiter;
   private readonly icmpReplies: WriteBatch;
   private readonly deliveries: WriteBatch;
+  /** Sealed datagrams of one TUN batch, one slot each; the transport may hold them until flush(). */
+  private readonly sealed: Buffer;
   private readonly log: Logger;
 
   constructor(private readonly options: DataPlaneOptions) {
@@ -68,6 +73,7 @@ export class DataPlane {
     const egressBatch = options.tun.batchCapacity;
     this.icmpReplies = new WriteBatch(egressBatch, Buffer.alloc(egressBatch * ICMP_ERROR_MAX));
     this.deliveries = new WriteBatch(options.transport.batchCapacity);
+    this.sealed = Buffer.alloc(options.sealer ? egressBatch * (options.maxPacket + SEAL_OVERHEAD) : 0);
     this.log = options.logger.child({ component: 'dataplane' });
   }
 
@@ -102,17 +108,25 @@ export class DataPlane {
   }
 
   private forwardFromTun(batch: PacketBatch): void {
-    const { transport, maxPacket } = this.options;
+    const { transport, maxPacket, sealer } = this.options;
     const { buffer, offsets, lengths, count } = batch;
     const counters = this.counters;
     const peers = this.peers;
+    const slot = maxPacket + SEAL_OVERHEAD;
     counters.tunPacketsRead += count;
     for (let i = 0; i < count; i++) {
       const offset = offsets[i]!;
       const verdict = routeEgress(buffer, offset, lengths[i]!, peers, maxPacket);
       if (typeof verdict !== 'string') {
-        const length = totalLength(buffer, offset);
-        if (transport.send(buffer, offset, length, verdict.endpoint)) {
+        let datagram = buffer;
+        let at = offset;
+        let length = totalLength(buffer, offset);
+        if (sealer) {
+          datagram = this.sealed;
+          at = i * slot;
+          length = sealer.seal(buffer, offset, length, datagram, at);
+        }
+        if (transport.send(datagram, at, length, verdict.endpoint)) {
           counters.udpPacketsSent++;
           counters.udpBytesSent += length;
         } else {
@@ -148,7 +162,7 @@ export class DataPlane {
   }
 
   private deliverToTun(batch: DatagramBatch): void {
-    const { localSubnet, tun } = this.options;
+    const { localSubnet, tun, sealer } = this.options;
     const { buffer, offsets, lengths, sourceIps, sourcePorts, count } = batch;
     const counters = this.counters;
     const peers = this.peers;
@@ -157,8 +171,23 @@ export class DataPlane {
     deliveries.count = 0;
     counters.udpPacketsReceived += count;
     for (let i = 0; i < count; i++) {
-      const offset = offsets[i]!;
-      const reason = checkIngress(buffer, offset, lengths[i]!, sourceIps[i]!, sourcePorts[i]!, peers, localSubnet);
+      let offset = offsets[i]!;
+      let length = lengths[i]!;
+      if (sealer) {
+        // Strangers are turned away before any crypto is spent on them.
+        if (peers.fromEndpoint(sourceIps[i]!, sourcePorts[i]!) === undefined) {
+          counters.ingressDrops['unknown-sender']++;
+          continue;
+        }
+        const opened = sealer.open(buffer, offset, length, sourceIps[i]!);
+        if (opened < 0) {
+          counters.ingressDrops[opened === OPEN_REPLAYED ? 'replayed' : 'unauthenticated']++;
+          continue;
+        }
+        offset += SEAL_HEADER_BYTES;
+        length = opened;
+      }
+      const reason = checkIngress(buffer, offset, length, sourceIps[i]!, sourcePorts[i]!, peers, localSubnet);
       if (reason === null) {
         deliveries.push(offset, totalLength(buffer, offset));
       } else {

@@ -64,6 +64,18 @@ export function isNonUnicast(address: number): boolean {
   return first >= 224 || first === 0;
 }
 
+/**
+ * The directed broadcast of a subnet of this length that holds `address`:
+ * all host bits set. /31 and /32 have none (RFC 3021). The kernel routes a
+ * peer subnet's broadcast into the TUN as unicast, but the node that leases
+ * the subnet takes it as a broadcast on its pod bridge.
+ */
+export function isSubnetBroadcast(address: number, prefixLength: number): boolean {
+  if (prefixLength >= 31) return false;
+  const hostMask = 0xffffffff >>> prefixLength;
+  return ((address & hostMask) >>> 0) === hostMask;
+}
+
 /** RFC 1071 Internet checksum of buf[offset, offset+length). */
 export function internetChecksum(buf: Buffer, offset: number, length: number): number {
   let sum = 0;

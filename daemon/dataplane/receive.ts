@@ -8,7 +8,7 @@
  */
 import { cidrContains as contains, type Cidr } from '../net/ipv4.js';
 import type { IngressDropReason } from './counters.js';
-import { checkIPv4, destinationAddress, sourceAddress } from './ipv4-packet.js';
+import { checkIPv4, destinationAddress, isSubnetBroadcast, sourceAddress } from './ipv4-packet.js';
 import type { PeerTable } from './peer-table.js';
 
 /**
@@ -30,6 +30,8 @@ export function checkIngress(
   const malformed = checkIPv4(buf, offset, length);
   if (malformed !== null) return malformed;
   if (!contains(peer.subnet, sourceAddress(buf, offset))) return 'spoofed-source';
-  if (!contains(localSubnet, destinationAddress(buf, offset))) return 'wrong-destination';
+  const destination = destinationAddress(buf, offset);
+  // Our subnet's broadcast would reach every socket on this node: no peer sends there (see send.ts).
+  if (!contains(localSubnet, destination) || isSubnetBroadcast(destination, localSubnet.prefixLength)) return 'wrong-destination';
   return null;
 }

@@ -7,7 +7,7 @@
  *   5. Transmit: the bare IP packet becomes one UDP datagram to the peer (flannel's UDP wire format).
  */
 import type { EgressDropReason } from './counters.js';
-import { checkIPv4, destinationAddress, isNonUnicast, totalLength } from './ipv4-packet.js';
+import { checkIPv4, destinationAddress, isNonUnicast, isSubnetBroadcast, totalLength } from './ipv4-packet.js';
 import type { Peer, PeerTable } from './peer-table.js';
 
 /**
@@ -25,7 +25,7 @@ export function routeEgress(
   const malformed = checkIPv4(buf, offset, length);
   if (malformed !== null) return malformed;
   const destination = destinationAddress(buf, offset);
-  if (isNonUnicast(destination)) return 'non-unicast';
+  if (isNonUnicast(destination) || isSubnetBroadcast(destination, peers.subnetLength)) return 'non-unicast';
   if (totalLength(buf, offset) > maxPacket) return 'too-big';
   return peers.lookup(destination) ?? 'no-route';
 }

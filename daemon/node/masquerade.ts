@@ -55,6 +55,11 @@ export async function installMasquerade(network: Cidr, subnet: Cidr): Promise<vo
   if (!(await succeeds('-C', ...jump))) await iptables('-A', ...jump);
 }
 
+/** Whether the chain or a jump to it exists (a crashed run leaves both). */
+export async function masqueradeInstalled(): Promise<boolean> {
+  return (await succeeds('-L', MASQ_CHAIN, '-n')) || (await succeeds('-C', 'POSTROUTING', ...COMMENT, '-j', MASQ_CHAIN));
+}
+
 /** Removes the jump and the chain; missing pieces are not an error (a second stop, or a crash before install). */
 export async function removeMasquerade(): Promise<void> {
   while (await succeeds('-D', 'POSTROUTING', ...COMMENT, '-j', MASQ_CHAIN));

@@ -17,19 +17,20 @@
  */
 import path from 'node:path';
 import type { Logger } from 'pino';
-import { DataPlane, emptyCounters, type Peer } from '../dataplane/index.js';
+import { createSealer, DataPlane, emptyCounters, SEAL_OVERHEAD, type Peer } from '../dataplane/index.js';
 import type { DaemonConfig } from '../flags.js';
 import { createMetrics } from '../http/metrics.js';
 import { startHttpServer } from '../http/server.js';
-import { connectLeaseStore, type Lease, type LeaseRenewer, type LeaseWatch, type SubnetManager } from '../lease/index.js';
+import { connectLeaseStore, minReplicasFor, parseRedisUrl, type Lease, type LeaseRenewer, type LeaseWatch, type SubnetManager } from '../lease/index.js';
 import { formatCidr, formatIPv4, parseCidr, parseIPv4, type Cidr } from '../net/ipv4.js';
 import { openDgramTransport } from '../transport/dgram.js';
 import { openMmsgTransport } from '../transport/mmsg.js';
 import { openTun } from '../tun/index.js';
+import { readAuthKeys, watchAuthKeys } from './auth-keys.js';
 import { CNI_CONFLIST_NAME, cniConflist, writeFileAtomic } from './cni.js';
-import { installMasquerade, removeMasquerade } from './masquerade.js';
+import { installMasquerade, masqueradeInstalled, removeMasquerade } from './masquerade.js';
 import { feedPeersFromLeases } from './peers.js';
-import { acceptLocalSource, routeNetworkInto } from './routes.js';
+import { acceptLocalSource, deleteTunDevice, routeNetworkInto, tunDeviceExists } from './routes.js';
 import { readPreviousSubnet, writeSubnetEnv } from './subnet-env.js';
 import { ENCAPSULATION_OVERHEAD, resolveUnderlay } from './underlay.js';
 
@@ -106,7 +107,10 @@ export async function startNode(config: DaemonConfig, logger: Logger, signal?: A
       store = await connectLeaseStore({
         url: config.redisUrl,
         keyPrefix: config.prefix,
+        leaseTtlMs: config.leaseTtlMs,
         renewMarginMs: config.leaseRenewMarginMs,
+        minReplicas: config.redisMinReplicas ?? minReplicasFor(parseRedisUrl(config.redisUrl)),
+        ...(config.redisCa !== undefined ? { tls: { ca: config.redisCa } } : {}),
         // A daemon outlives Redis restarts: it keeps forwarding and keeps retrying.
         retry: { mode: 'backoff' },
         logger,
@@ -126,10 +130,17 @@ export async function startNode(config: DaemonConfig, logger: Logger, signal?: A
     }
 
     const { network, subnet, port } = assignment;
-    const mtu = underlay.mtu - ENCAPSULATION_OVERHEAD;
+    // Sealed datagrams carry SEAL_OVERHEAD more bytes, so the pods' MTU gives them up.
+    const mtu = underlay.mtu - ENCAPSULATION_OVERHEAD - (config.auth ? SEAL_OVERHEAD : 0);
+    const sealer = config.auth
+      ? createSealer({ mode: config.auth.mode, localIp: parseIPv4(underlay.address), keys: await readAuthKeys(config.auth.keyFile) })
+      : undefined;
+    if (config.auth && sealer) cleanups.push(watchAuthKeys(config.auth.keyFile, (keys) => sealer.setKeys(keys), logger));
     nodeInfo = { name: config.nodeName, publicIp: underlay.address, iface: underlay.iface, subnet: formatCidr(subnet), network: formatCidr(network), tun: config.tunName, mtu, port };
-    logger.info({ ...nodeInfo, transport: config.transport, tunOffload: config.tunOffload }, 'configuring the node');
+    logger.info({ ...nodeInfo, transport: config.transport, tunOffload: config.tunOffload, auth: config.auth?.mode ?? 'off' }, 'configuring the node');
 
+    // A predecessor that was killed (SIGKILL, OOM) ran no clean-up; whatever it left must not outlive this run.
+    await removeLeftovers(config, logger);
     const tun = openTun({ name: config.tunName, offload: config.tunOffload, mtu, address: formatIPv4(subnet.network), prefixLength: 32 });
     let transport;
     try {
@@ -141,7 +152,7 @@ export async function startNode(config: DaemonConfig, logger: Logger, signal?: A
       tun.close();
       throw err;
     }
-    const plane = new DataPlane({ tun, transport, localSubnet: subnet, overlayAddress: subnet.network, maxPacket: mtu, logger });
+    const plane = new DataPlane({ tun, transport, localSubnet: subnet, overlayAddress: subnet.network, maxPacket: mtu, logger, sealer });
     dataplane = plane;
     // Closing the TUN deletes the interface, and the kernel drops its routes with it.
     cleanups.push(() => plane.stop());
@@ -171,6 +182,25 @@ export async function startNode(config: DaemonConfig, logger: Logger, signal?: A
     throw err;
   }
   return { failed, stop };
+}
+
+/**
+ * What a crashed predecessor may leave behind. Its TUN normally dies with its
+ * file descriptor, but a device that outlived it (made persistent, or still
+ * held by a dying process) would make this run's TUNSETIFF fail or share the
+ * name; the kernel drops its routes with it. Its masquerade chain always
+ * survives a crash: with --ip-masq installMasquerade replaces it, without it
+ * the chain must go.
+ */
+async function removeLeftovers(config: DaemonConfig, logger: Logger): Promise<void> {
+  if (await tunDeviceExists(config.tunName)) {
+    logger.warn({ tun: config.tunName }, 'removing a TUN device left by a previous run');
+    await deleteTunDevice(config.tunName);
+  }
+  if (!config.ipMasq && (await masqueradeInstalled())) {
+    logger.warn('removing masquerade rules left by a previous run (--ip-masq is off)');
+    await removeMasquerade();
+  }
 }
 
 function followLeases(
