@@ -148,6 +148,14 @@ Example (a DaemonSet passes the same through MINIFLANNELD_* variables):
     .exitOverride();
 }
 
+/** An on/off environment twin: commander turns a switch on whenever its variable is set, even to "false". */
+function envSwitch(name: string): boolean {
+  const value = (process.env[name] ?? '').trim().toLowerCase();
+  if (['1', 'true', 'yes', 'on'].includes(value)) return true;
+  if (['', '0', 'false', 'no', 'off'].includes(value)) return false;
+  throw new UsageError(`${name}="${process.env[name]}" is not a switch: use true or false`);
+}
+
 export function parseDaemonFlags(argv: string[]): DaemonConfig {
   const command = daemonCommand();
   command.parse(argv);
@@ -186,7 +194,7 @@ export function parseDaemonFlags(argv: string[]): DaemonConfig {
     subnetFile: o.subnetFile,
     cniConfDir: o.cniConfDir,
     cniIpamDataDir: o.cniIpamDataDir,
-    ipMasq: o.ipMasq === true || o.ipMasq === 'true',
+    ipMasq: command.getOptionValueSource('ipMasq') === 'env' ? envSwitch('MINIFLANNELD_IP_MASQ') : o.ipMasq === true,
     auth: o.authKeyFile ? { keyFile: o.authKeyFile, mode: o.authMode } : undefined,
     leaseRenewMarginMs: o.leaseRenewMargin,
     leaseTtlMs: o.leaseTtl,

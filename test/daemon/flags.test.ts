@@ -86,3 +86,11 @@ test('lease TTL, replica count and Redis CA: checked against each other and the 
   assert.throws(() => parseDaemonFlags(argv('--redis-url', 'rediss://127.0.0.1', '--redis-ca-file', '/nonexistent/ca.pem')), /--redis-ca-file \/nonexistent\/ca\.pem: cannot read it \(ENOENT\)/);
   assert.throws(() => parseDaemonFlags(argv('--redis-url', 'redis://u:hunter2@host:port')), (err: Error) => err instanceof UsageError && /--redis-url: .*u:\*\*\*@/.test(err.message) && !err.message.includes('hunter2'));
 });
+
+test('an on/off variable means what it says: MINIFLANNELD_IP_MASQ=false is off, a typo is refused', () => {
+  for (const [value, expected] of [['true', true], ['1', true], ['false', false], ['0', false], ['off', false]] as const) {
+    assert.equal(withEnv({ MINIFLANNELD_IP_MASQ: value }, () => parseDaemonFlags(argv())).ipMasq, expected, value);
+  }
+  assert.equal(withEnv({ MINIFLANNELD_IP_MASQ: 'false' }, () => parseDaemonFlags(argv('--ip-masq'))).ipMasq, true, 'the flag wins');
+  assert.throws(() => withEnv({ MINIFLANNELD_IP_MASQ: 'flase' }, () => parseDaemonFlags(argv())), /MINIFLANNELD_IP_MASQ="flase" is not a switch/);
+});
