@@ -19,8 +19,9 @@ describe('sandbox up --detach, status, down', () => {
 
   it('builds a ready cluster in the background, reports it, and removes every trace on down', async () => {
     const started = await cli('up', '--detach', '--nodes', '2');
-    assert.equal(started.exitCode, 0, started.stderr);
+    // Known before any assertion, so that after() stops the sandbox whatever fails.
     upPid = Number(/running in the background as pid (\d+)/.exec(started.stdout)?.[1]);
+    assert.equal(started.exitCode, 0, started.stderr);
     assert.ok(upPid > 0 && alive(upPid), started.stdout);
     assert.match(started.stdout, /10\.244\.\d+\.2 -> 10\.244\.\d+\.2 {2}ok/);
     assert.match(started.stdout, /SUBNET\s+PUBLIC IP\s+NODE/);
