@@ -4,6 +4,8 @@
 
 #include <cstring>
 
+#include "byte_order.h"
+
 namespace miniflannel {
 
 namespace {
@@ -21,21 +23,8 @@ uint64_t UnixSeconds() {
   return static_cast<uint64_t>(now.tv_sec);
 }
 
-void PutBigEndian64(uint8_t* out, uint64_t value) {
-  for (int i = 7; i >= 0; i--, value >>= 8) out[i] = static_cast<uint8_t>(value);
-}
-
-uint64_t GetBigEndian64(const uint8_t* in) {
-  uint64_t value = 0;
-  for (int i = 0; i < 8; i++) value = (value << 8) | in[i];
-  return value;
-}
-
 void MakeNonce(uint8_t* nonce, uint32_t sender_ip, const uint8_t* counter) {
-  nonce[0] = static_cast<uint8_t>(sender_ip >> 24);
-  nonce[1] = static_cast<uint8_t>(sender_ip >> 16);
-  nonce[2] = static_cast<uint8_t>(sender_ip >> 8);
-  nonce[3] = static_cast<uint8_t>(sender_ip);
+  Store32(nonce, sender_ip);
   std::memcpy(nonce + 4, counter, 8);
 }
 
@@ -181,7 +170,7 @@ Napi::Value PacketSealer::Seal(const Napi::CallbackInfo& info) {
   const uint8_t* packet = src + src_offset;
   out[0] = encrypt_ ? kMagicEncrypt : kMagicMac;
   out[1] = key.id;
-  PutBigEndian64(out + 2, NextCounter());
+  Store64(out + 2, NextCounter());
   uint8_t nonce[kNonceLen];
   MakeNonce(nonce, local_ip_, out + 2);
   int n = 0;
@@ -239,7 +228,7 @@ Napi::Value PacketSealer::Open(const Napi::CallbackInfo& info) {
   ok = ok && EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, kTagLen, tag) == 1 &&
        EVP_DecryptFinal_ex(ctx, packet + packet_length, &n) == 1;
   if (!ok) return verdict(kUnauthenticated);
-  uint64_t counter = GetBigEndian64(in + 2);
+  uint64_t counter = Load64(in + 2);
   uint64_t sealed_at = counter >> kCounterSecondShift;
   uint64_t now = UnixSeconds();
   bool fresh = sealed_at + freshness_seconds_ >= now && sealed_at <= now + freshness_seconds_;
