@@ -26,7 +26,6 @@ export interface Cidr {
 const CHAR_0 = 48;
 const CHAR_9 = 57;
 const CHAR_DOT = 46;
-const CHAR_SLASH = 47;
 
 /**
  * Scans a dotted quad in `text[start, end)`. Returns the address, or -1 if the

@@ -12,14 +12,13 @@ import { createWriteStream, statSync } from 'node:fs';
 import { chmod, mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { createInterface } from 'node:readline';
 import type { ChildProcess } from 'node:child_process';
 import { UNDERLAY_GATEWAY, type Pod, type Sandbox, type SandboxNode } from '../../cli/sandbox/cluster.js';
 import { httpGetIn, waitFor } from '../../cli/sandbox/daemon.js';
 import { exited, run, stopProcess, type Outcome } from '../../cli/sandbox/exec.js';
 import type { Netns } from '../../cli/sandbox/netns.js';
 import { createTestSandbox } from '../harness/namespaces.js';
-import { compiledTest, packageRoot } from '../harness/paths.js';
+import { packageRoot } from '../harness/paths.js';
 import { imagePrograms, NODE_IMAGE_PATH, parseDockerfile } from './dockerfile.js';
 import {
   container,
@@ -34,6 +33,7 @@ import {
   type Workload,
 } from './manifests.js';
 import { containerProcess, type PodInputs } from './pod.js';
+import { tcpTransfer } from '../harness/pod-traffic.js';
 
 const objects = loadObjects(daemonManifest);
 const daemonSet = findObject<Workload>(objects, 'DaemonSet');
@@ -295,17 +295,8 @@ describe('the DaemonSet of deploy/kubernetes/miniflannel.yaml, run as kubelet wo
     const [a, b] = pods as [Pod, Pod];
     await a.ns.exec(['ping', '-c', '2', '-i', '0.2', '-W', '2', b.ip]);
     await b.ns.exec(['ping', '-c', '2', '-i', '0.2', '-W', '2', a.ip]);
-    const script = compiledTest('harness/tcp-transfer.js');
-    const receiver = b.ns.spawn([process.execPath, script, 'receive', b.ip, '5002']);
-    try {
-      const lines = createInterface({ input: receiver.stdout! })[Symbol.asyncIterator]();
-      assert.equal((await lines.next()).value, 'listening');
-      const sent = JSON.parse(await a.ns.exec([process.execPath, script, 'send', b.ip, '5002', String(2 * 1024 * 1024)]));
-      const received = JSON.parse((await lines.next()).value);
-      assert.equal(received.sha256, sent.sha256);
-    } finally {
-      await stopProcess(receiver);
-    }
+    const { sent, received } = await tcpTransfer(a, b, 2 * 1024 * 1024, 5002);
+    assert.equal(received.sha256, sent.sha256);
   });
 
   test('SIGTERM, as kubelet stops the pod, stops the daemon cleanly and removes the TUN', async () => {

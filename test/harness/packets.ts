@@ -108,3 +108,14 @@ export function vnetFrame(header: { flags?: number; gsoType?: number; hdrLen?: n
   vnet.writeUInt16LE(header.csumOffset ?? 0, 8);
   return Buffer.concat([vnet, packet]);
 }
+
+/** A UDP header and body as an IP payload; checksum 0 (none), which IPv4 allows. */
+export function udpPayload(text: string, sourcePort: number, destinationPort: number): Buffer {
+  const body = Buffer.from(text);
+  const udp = Buffer.alloc(8 + body.length);
+  udp.writeUInt16BE(sourcePort, 0);
+  udp.writeUInt16BE(destinationPort, 2);
+  udp.writeUInt16BE(udp.length, 4);
+  body.copy(udp, 8);
+  return udp;
+}

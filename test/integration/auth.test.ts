@@ -15,8 +15,9 @@ import type { Pod, Sandbox, SandboxNode } from '../../cli/sandbox/cluster.js';
 import { startDaemon, waitFor, type RunningDaemon } from '../../cli/sandbox/daemon.js';
 import { run, stopProcess } from '../../cli/sandbox/exec.js';
 import { createTestSandbox } from '../harness/namespaces.js';
-import { ipv4Packet } from '../harness/packets.js';
+import { ipv4Packet, udpPayload } from '../harness/packets.js';
 import { compiledTest } from '../harness/paths.js';
+import { tcpTransfer } from '../harness/pod-traffic.js';
 
 const NETWORK = '10.244.0.0/16';
 const MTU = 1500 - 28 - SEAL_OVERHEAD;
@@ -69,18 +70,9 @@ describe('authenticated encapsulation between daemons', () => {
     const tun = await sandbox.nodes[0]!.ns.ip('link', 'show', 'flannel0');
     assert.match(tun, new RegExp(`mtu ${MTU} `));
     // TCP through the offloads: super-packets cut, sealed one by one, opened and joined again.
-    const script = compiledTest('harness/tcp-transfer.js');
-    const receiver = p2.ns.spawn([process.execPath, script, 'receive', p2.ip, '5001']);
-    try {
-      const lines = createInterface({ input: receiver.stdout! })[Symbol.asyncIterator]();
-      assert.equal((await lines.next()).value, 'listening');
-      const sent = JSON.parse(await p1.ns.exec([process.execPath, script, 'send', p2.ip, '5001', String(32 * 1024 * 1024)]));
-      const received = JSON.parse((await lines.next()).value);
-      assert.equal(received.bytes, sent.bytes);
-      assert.equal(received.sha256, sent.sha256);
-    } finally {
-      await stopProcess(receiver);
-    }
+    const { sent, received } = await tcpTransfer(p1, p2, 32 * 1024 * 1024);
+    assert.equal(received.bytes, sent.bytes);
+    assert.equal(received.sha256, sent.sha256);
     const counters = (await daemons[1]!.status()).counters;
     assert.ok(counters.tunPacketsWritten > (32 * 1024 * 1024) / MTU);
     assert.equal(counters.ingressDrops.unauthenticated, 0);
@@ -95,15 +87,7 @@ describe('authenticated encapsulation between daemons', () => {
       const lines = createInterface({ input: listener.stdout! });
       lines.on('line', (line) => line !== 'listening' && received.push(JSON.parse(line)));
       await once(lines, 'line');
-      const inner = (text: string) => {
-        const body = Buffer.from(text);
-        const udp = Buffer.alloc(8 + body.length);
-        udp.writeUInt16BE(4000, 0);
-        udp.writeUInt16BE(6000, 2);
-        udp.writeUInt16BE(udp.length, 4);
-        body.copy(udp, 8);
-        return ipv4Packet({ source: '10.244.3.5', destination: target.ip, payload: udp });
-      };
+      const inner = (text: string) => ipv4Packet({ source: '10.244.3.5', destination: target.ip, payload: udpPayload(text, 4000, 6000) });
       const sealWith = (key: AuthKey, text: string) => {
         const packet = inner(text);
         const out = Buffer.alloc(packet.length + SEAL_OVERHEAD);

@@ -11,7 +11,7 @@ import { SANDBOX_REDIS_URL, type Pod, type Sandbox, type SandboxNode } from '../
 import { cliIn, HEALTHZ_PORT, httpGetIn, leaseModeArgs, startDaemon, waitFor, writtenConflist, type RunningDaemon } from '../../cli/sandbox/daemon.js';
 import { run, stopProcess } from '../../cli/sandbox/exec.js';
 import { createTestSandbox } from '../harness/namespaces.js';
-import { compiledTest } from '../harness/paths.js';
+import { tcpTransfer } from '../harness/pod-traffic.js';
 
 const NETWORK = '10.244.0.0/16';
 let sandbox: Sandbox;
@@ -73,22 +73,13 @@ test('every node holds a distinct subnet of the network and wrote subnet.env and
 });
 
 test('pods on every pair of nodes ping each other and move data intact', async () => {
-  const script = compiledTest('harness/tcp-transfer.js');
   const all = [pod(1), pod(2), pod(3)];
   for (const from of all) {
     for (const to of all) {
       if (from === to) continue;
       await ping(from, to);
-      const receiver = to.ns.spawn([process.execPath, script, 'receive', to.ip, '5002']);
-      try {
-        const lines = createInterface({ input: receiver.stdout! })[Symbol.asyncIterator]();
-        assert.equal((await lines.next()).value, 'listening');
-        const sent = JSON.parse(await from.ns.exec([process.execPath, script, 'send', to.ip, '5002', String(4 * 1024 * 1024)]));
-        const received = JSON.parse((await lines.next()).value);
-        assert.equal(received.sha256, sent.sha256, `${from.ip} -> ${to.ip}`);
-      } finally {
-        await stopProcess(receiver);
-      }
+      const { sent, received } = await tcpTransfer(from, to, 4 * 1024 * 1024, 5002);
+      assert.equal(received.sha256, sent.sha256, `${from.ip} -> ${to.ip}`);
     }
   }
 });

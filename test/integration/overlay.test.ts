@@ -11,8 +11,9 @@ import type { Pod, Sandbox, SandboxNode } from '../../cli/sandbox/cluster.js';
 import { createTestSandbox } from '../harness/namespaces.js';
 import { HEALTHZ_PORT, httpGetIn, startDaemon, waitFor, type RunningDaemon } from '../../cli/sandbox/daemon.js';
 import { compiledTest } from '../harness/paths.js';
-import { ipv4Packet } from '../harness/packets.js';
+import { ipv4Packet, udpPayload } from '../harness/packets.js';
 import { run, stopProcess } from '../../cli/sandbox/exec.js';
+import { tcpTransfer } from '../harness/pod-traffic.js';
 
 const NETWORK = '10.244.0.0/16';
 const TUN_MTU = 1500 - 28;
@@ -58,20 +59,10 @@ test('pods on different nodes ping each other', async () => {
 
 test('a 64 MB TCP transfer arrives intact', async () => {
   const [p1, p2] = pods as [Pod, Pod];
-  const script = compiledTest('harness/tcp-transfer.js');
-  const receiver = p2.ns.spawn([process.execPath, script, 'receive', p2.ip, '5001']);
-  try {
-    const lines = createInterface({ input: receiver.stdout! });
-    const iterator = lines[Symbol.asyncIterator]();
-    assert.equal((await iterator.next()).value, 'listening');
-    const sent = JSON.parse(await p1.ns.exec([process.execPath, script, 'send', p2.ip, '5001', String(64 * 1024 * 1024)]));
-    const received = JSON.parse((await iterator.next()).value);
-    assert.equal(sent.bytes, 64 * 1024 * 1024);
-    assert.equal(received.bytes, sent.bytes);
-    assert.equal(received.sha256, sent.sha256);
-  } finally {
-    await stopProcess(receiver);
-  }
+  const { sent, received } = await tcpTransfer(p1, p2, 64 * 1024 * 1024);
+  assert.equal(sent.bytes, 64 * 1024 * 1024);
+  assert.equal(received.bytes, sent.bytes);
+  assert.equal(received.sha256, sent.sha256);
 });
 
 test('an unleased destination gets ICMP net unreachable from the node', async () => {
@@ -95,13 +86,7 @@ test('MTU-sized packets pass; a larger one with DF gets fragmentation needed', a
 
 /** A UDP packet for the pod listener, with the given inner addresses, as a hex datagram payload. */
 function innerUdp(source: string, destination: string, text: string): string {
-  const body = Buffer.from(text);
-  const udp = Buffer.alloc(8 + body.length);
-  udp.writeUInt16BE(4000, 0);
-  udp.writeUInt16BE(6000, 2);
-  udp.writeUInt16BE(udp.length, 4);
-  body.copy(udp, 8);
-  return ipv4Packet({ source, destination, payload: udp }).toString('hex');
+  return ipv4Packet({ source, destination, payload: udpPayload(text, 4000, 6000) }).toString('hex');
 }
 
 test('only a known peer speaking for its own subnet reaches a pod', async () => {

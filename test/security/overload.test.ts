@@ -11,34 +11,19 @@
 // the flood stops.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createInterface } from 'node:readline';
 import type { Pod, SandboxNode } from '../../cli/sandbox/cluster.js';
 import type { RunningDaemon } from '../../cli/sandbox/daemon.js';
-import { stopProcess } from '../../cli/sandbox/exec.js';
 import type { Netns } from '../../cli/sandbox/netns.js';
 import { compiledTest } from '../harness/paths.js';
 import { OVERLAY_PORT, staticCluster, subnetOf, type StaticCluster } from '../harness/static-cluster.js';
 import type { FloodJob, FloodReport } from '../harness/datagram-sender.js';
 import { linkDrops, memoryOf, mib, snmp, udpSocket } from '../harness/node-stats.js';
+import { tcpTransfer } from '../harness/pod-traffic.js';
 
 const FLOOD_SECONDS = 5;
 const SINK_PORT = 9;
 /** How much a daemon's resident memory may grow under the flood. */
 const MEMORY_BOUND = 64 * 1024 * 1024;
-
-async function tcpTransfer(from: Pod, to: Pod, bytes: number): Promise<{ sent: any; received: any }> {
-  const script = compiledTest('harness/tcp-transfer.js');
-  const receiver = to.ns.spawn([process.execPath, script, 'receive', to.ip, '5001']);
-  try {
-    const lines = createInterface({ input: receiver.stdout! })[Symbol.asyncIterator]();
-    assert.equal((await lines.next()).value, 'listening');
-    const sent = JSON.parse(await from.ns.exec([process.execPath, script, 'send', to.ip, '5001', String(bytes)], { timeoutMs: 60_000 }));
-    const received = JSON.parse((await lines.next()).value);
-    return { sent, received };
-  } finally {
-    await stopProcess(receiver);
-  }
-}
 
 /** Packets the pod's sink rule (UDP to SINK_PORT, dropped) has counted. */
 async function sinkCount(pod: Pod): Promise<number> {
