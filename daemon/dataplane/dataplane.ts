@@ -13,7 +13,7 @@ import { dontFragment, totalLength } from './ipv4-packet.js';
 import type { PacketBatch } from './packet-batch.js';
 import { PeerTable, type Peer } from './peer-table.js';
 import { routeEgress } from './send.js';
-import { checkIngress } from './receive.js';
+import { checkFromPeer } from './receive.js';
 import { OPEN_REPLAYED, SEAL_HEADER_BYTES, SEAL_OVERHEAD, type Sealer } from './sealing.js';
 
 export interface DataPlaneOptions {
@@ -173,12 +173,13 @@ export class DataPlane {
     for (let i = 0; i < count; i++) {
       let offset = offsets[i]!;
       let length = lengths[i]!;
+      // Strangers are turned away before any parsing or crypto is spent on them.
+      const peer = peers.fromEndpoint(sourceIps[i]!, sourcePorts[i]!);
+      if (peer === undefined) {
+        counters.ingressDrops['unknown-sender']++;
+        continue;
+      }
       if (sealer) {
-        // Strangers are turned away before any crypto is spent on them.
-        if (peers.fromEndpoint(sourceIps[i]!, sourcePorts[i]!) === undefined) {
-          counters.ingressDrops['unknown-sender']++;
-          continue;
-        }
         const opened = sealer.open(buffer, offset, length, sourceIps[i]!);
         if (opened < 0) {
           counters.ingressDrops[opened === OPEN_REPLAYED ? 'replayed' : 'unauthenticated']++;
@@ -187,7 +188,7 @@ export class DataPlane {
         offset += SEAL_HEADER_BYTES;
         length = opened;
       }
-      const reason = checkIngress(buffer, offset, length, sourceIps[i]!, sourcePorts[i]!, peers, localSubnet);
+      const reason = checkFromPeer(buffer, offset, length, peer, localSubnet);
       if (reason === null) {
         deliveries.push(offset, totalLength(buffer, offset));
       } else {

@@ -2,6 +2,7 @@
  * Ingress: UDP -> TUN.
  *   1. UDP receive: a batch of datagrams, each with its sender's endpoint.
  *   2. Sender: it must be a known peer's endpoint; a stranger's datagram is dropped.
+ *      With a cluster key, the datagram is then opened (sealing.ts): authentic, fresh, not a replay.
  *   3. Check: the payload is a well-formed IPv4 packet.
  *   4. Spoofing: the inner source lies in that peer's subnet, the inner destination in ours.
  *   5. Deliver: accepted packets are written to the TUN in one batch; the kernel routes them to the pod.
@@ -9,7 +10,7 @@
 import { cidrContains as contains, type Cidr } from '../net/ipv4.js';
 import type { IngressDropReason } from './counters.js';
 import { checkIPv4, destinationAddress, isSubnetBroadcast, sourceAddress } from './ipv4-packet.js';
-import type { PeerTable } from './peer-table.js';
+import type { Peer, PeerTable } from './peer-table.js';
 
 /**
  * Decides whether the datagram payload at buf[offset, offset+length), sent
@@ -26,7 +27,11 @@ export function checkIngress(
   localSubnet: Cidr,
 ): IngressDropReason | null {
   const peer = peers.fromEndpoint(senderIp, senderPort);
-  if (peer === undefined) return 'unknown-sender';
+  return peer === undefined ? 'unknown-sender' : checkFromPeer(buf, offset, length, peer, localSubnet);
+}
+
+/** The checks after the sender is known to be `peer` (and, with a cluster key, its datagram opened). */
+export function checkFromPeer(buf: Buffer, offset: number, length: number, peer: Peer, localSubnet: Cidr): IngressDropReason | null {
   const malformed = checkIPv4(buf, offset, length);
   if (malformed !== null) return malformed;
   if (!contains(peer.subnet, sourceAddress(buf, offset))) return 'spoofed-source';
