@@ -19,7 +19,7 @@ function nodeCount(value: string): number {
   return n;
 }
 
-async function describe(overlay: Overlay, workDir: string): Promise<SandboxRecord> {
+async function recordOf(overlay: Overlay, workDir: string): Promise<SandboxRecord> {
   const nodes: SandboxRecord['nodes'] = [];
   for (const pod of overlay.pods) {
     const status = await overlay.daemons[pod.node.index - 1]!.status();
@@ -76,7 +76,7 @@ async function up(opts: { nodes: number; exit?: boolean }): Promise<void> {
     for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.once(signal, () => void teardown().then(resolve));
   });
   try {
-    const record = await describe(overlay, workDir);
+    const record = await recordOf(overlay, workDir);
     await demonstrate(overlay, record);
     if (opts.exit) return await teardown();
     await register(record);

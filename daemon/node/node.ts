@@ -17,7 +17,7 @@
  */
 import path from 'node:path';
 import type { Logger } from 'pino';
-import { createSealer, DataPlane, emptyCounters, SEAL_OVERHEAD, type Peer } from '../dataplane/index.js';
+import { createSealer, DataPlane, emptyCounters, SEAL_OVERHEAD, type Peer, type Sealer } from '../dataplane/index.js';
 import type { DaemonConfig } from '../flags.js';
 import { createMetrics } from '../http/metrics.js';
 import { startHttpServer } from '../http/server.js';
@@ -99,6 +99,8 @@ export async function startNode(config: DaemonConfig, logger: Logger, signal?: A
   cleanups.push(() => httpServer.close());
 
   try {
+    // A bad key file fails the start before any lease is taken or device made.
+    const auth = config.auth && { ...config.auth, keys: await readAuthKeys(config.auth.keyFile) };
     const underlay = await resolveUnderlay(config);
     let assignment: Assignment;
     if (config.static) {
@@ -131,13 +133,15 @@ export async function startNode(config: DaemonConfig, logger: Logger, signal?: A
 
     const { network, subnet, port } = assignment;
     // Sealed datagrams carry SEAL_OVERHEAD more bytes, so the pods' MTU gives them up.
-    const mtu = underlay.mtu - ENCAPSULATION_OVERHEAD - (config.auth ? SEAL_OVERHEAD : 0);
-    const sealer = config.auth
-      ? createSealer({ mode: config.auth.mode, localIp: parseIPv4(underlay.address), keys: await readAuthKeys(config.auth.keyFile) })
-      : undefined;
-    if (config.auth && sealer) cleanups.push(watchAuthKeys(config.auth.keyFile, (keys) => sealer.setKeys(keys), logger));
+    const mtu = underlay.mtu - ENCAPSULATION_OVERHEAD - (auth ? SEAL_OVERHEAD : 0);
+    let sealer: Sealer | undefined;
+    if (auth) {
+      const keyed = createSealer({ mode: auth.mode, localIp: parseIPv4(underlay.address), keys: auth.keys });
+      cleanups.push(watchAuthKeys(auth.keyFile, (keys) => keyed.setKeys(keys), logger));
+      sealer = keyed;
+    }
     nodeInfo = { name: config.nodeName, publicIp: underlay.address, iface: underlay.iface, subnet: formatCidr(subnet), network: formatCidr(network), tun: config.tunName, mtu, port };
-    logger.info({ ...nodeInfo, transport: config.transport, tunOffload: config.tunOffload, auth: config.auth?.mode ?? 'off' }, 'configuring the node');
+    logger.info({ ...nodeInfo, transport: config.transport, tunOffload: config.tunOffload, auth: auth?.mode ?? 'off' }, 'configuring the node');
 
     // A predecessor that was killed (SIGKILL, OOM) ran no clean-up; whatever it left must not outlive this run.
     await removeLeftovers(config, logger);
