@@ -49,19 +49,45 @@ VirtioNetHdr ParseVirtioNetHdr(const uint8_t* p) {
   return hdr;
 }
 
+// The ones' complement sum does not depend on byte order (RFC 1071), so the
+// data is summed in native order and only the folded 16 bits are swapped to
+// network order. Four accumulators of 32-bit words keep the adds
+// independent, so they overlap: this loop was a quarter of the sending
+// daemon's time when it cuts TCP super-packets (docs/benchmarks.md), with
+// one accumulator of byte-swapped words. No carry is lost: each
+// accumulator would need 2^32 words (16 GiB) to overflow.
 uint64_t ChecksumAdd(const uint8_t* data, size_t length, uint64_t sum) {
-  while (length >= 4) {
-    sum += Load32(data);
-    data += 4;
-    length -= 4;
+  uint64_t a = 0, b = 0, c = 0, d = 0;
+  for (; length >= 16; data += 16, length -= 16) {
+    uint32_t words[4];
+    memcpy(words, data, sizeof(words));
+    a += words[0];
+    b += words[1];
+    c += words[2];
+    d += words[3];
+  }
+  uint64_t native = a + b + c + d;
+  for (; length >= 4; data += 4, length -= 4) {
+    uint32_t word;
+    memcpy(&word, data, sizeof(word));
+    native += word;
   }
   if (length >= 2) {
-    sum += Load16(data);
+    uint16_t half;
+    memcpy(&half, data, sizeof(half));
+    native += half;
     data += 2;
     length -= 2;
   }
-  if (length) sum += static_cast<uint64_t>(data[0]) << 8;
-  return sum;
+  // An odd last byte is the high byte of a network-order word: the low byte of a native one.
+  if (length) native += data[0];
+  while (native >> 16) native = (native & 0xffff) + (native >> 16);
+  const uint16_t folded = static_cast<uint16_t>(native);
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+  return sum + static_cast<uint16_t>(folded << 8 | folded >> 8);
+#else
+  return sum + folded;
+#endif
 }
 
 uint16_t ChecksumFold(uint64_t sum) {
