@@ -8,6 +8,10 @@ import { hostname } from 'node:os';
 import { Command, Option, InvalidArgumentError } from 'commander';
 import { parseRedisUrl } from './lease/index.js';
 import { parseCidr, parseIPv4, type Cidr } from './net/ipv4.js';
+import { DEFAULT_TX_QUEUE_LENGTH } from './tun/index.js';
+
+/** Far beyond any use: 100 000 MTU-sized packets are ~150 MB the kernel may hold. */
+const MAX_TX_QUEUE_LENGTH = 100_000;
 
 export class UsageError extends Error {
   override name = 'UsageError';
@@ -27,6 +31,8 @@ export interface DaemonConfig {
   nodeName: string;
   tunName: string;
   tunOffload: boolean;
+  /** The TUN's txqueuelen: packets it holds while the daemon is not reading. */
+  tunTxQueueLength: number;
   transport: 'mmsg' | 'dgram';
   subnetFile: string;
   cniConfDir: string;
@@ -63,6 +69,12 @@ function portArg(value: string): number {
   const port = Number(value);
   if (!Number.isInteger(port) || port < 1 || port > 65535) throw new InvalidArgumentError('a port is a whole number from 1 to 65535');
   return port;
+}
+
+function queueLengthArg(value: string): number {
+  const n = Number(value);
+  if (!/^\d+$/.test(value) || n < 1 || n > MAX_TX_QUEUE_LENGTH) throw new InvalidArgumentError(`a queue length is a whole number of packets from 1 to ${MAX_TX_QUEUE_LENGTH}`);
+  return n;
 }
 
 function ipArg(value: string): string {
@@ -124,6 +136,7 @@ export function daemonCommand(): Command {
     .addOption(option('--node-name <name>', 'Kubernetes node name, published with the lease', 'NODE_NAME').default(hostname()))
     .addOption(option('--tun-name <name>', 'name of the TUN device', 'TUN_NAME').default('flannel0'))
     .addOption(option('--tun-offload <on|off>', 'TCP segmentation offload on the TUN (read 64 KiB super-packets, cut them in user space)', 'TUN_OFFLOAD').default('on').choices(['on', 'off']))
+    .addOption(option('--tun-txqueuelen <packets>', 'packets the TUN holds while the daemon is not reading; more absorbs longer scheduling gaps, at the cost of queueing delay under overload', 'TUN_TXQUEUELEN').default(DEFAULT_TX_QUEUE_LENGTH).argParser(queueLengthArg))
     .addOption(option('--transport <kind>', 'UDP I/O: mmsg (batched recvmmsg/sendmmsg, native) or dgram (node:dgram)', 'TRANSPORT').default('mmsg').choices(['mmsg', 'dgram']))
     .addOption(option('--subnet-file <path>', 'where to write subnet.env', 'SUBNET_FILE').default('/run/miniflannel/subnet.env'))
     .addOption(option('--cni-conf-dir <dir>', 'where to write the CNI conflist', 'CNI_CONF_DIR').default('/etc/cni/net.d'))
@@ -190,6 +203,7 @@ export function parseDaemonFlags(argv: string[]): DaemonConfig {
     nodeName: o.nodeName,
     tunName: o.tunName,
     tunOffload: o.tunOffload === 'on',
+    tunTxQueueLength: o.tunTxqueuelen,
     transport: o.transport,
     subnetFile: o.subnetFile,
     cniConfDir: o.cniConfDir,

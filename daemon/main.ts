@@ -2,6 +2,7 @@
 import { CommanderError } from 'commander';
 import { pino } from 'pino';
 import { parseDaemonFlags, UsageError } from './flags.js';
+import { stdoutLogDestination } from './log-destination.js';
 import { startNode } from './node/node.js';
 
 function fail(message: string, code: number): never {
@@ -18,17 +19,24 @@ async function main(): Promise<void> {
     if (err instanceof UsageError) fail(err.message, 2);
     throw err;
   }
-  const logger = pino({ level: config.logLevel, base: { component: 'miniflanneld' } });
+  // Not pino's default destination: its exit hook retries a failed flush
+  // forever, so a daemon whose stdout reader died could not exit. This one
+  // drops what it cannot write at once, and registers no exit hook.
+  const logDestination = stdoutLogDestination();
+  const logger = pino({ level: config.logLevel, base: { component: 'miniflanneld' } }, logDestination);
   // Until the node is up, a signal aborts start-up (which may be waiting for Redis).
   const starting = new AbortController();
-  const abortStart = () => starting.abort();
+  const abortStart = (signal: NodeJS.Signals) => starting.abort(signal);
   process.once('SIGTERM', abortStart);
   process.once('SIGINT', abortStart);
   let node;
   try {
-    node = await startNode(config, logger, starting.signal);
+    node = await startNode(config, logger, { signal: starting.signal, logLinesDropped: () => logDestination.droppedLines });
   } catch (err) {
-    if (starting.signal.aborted) process.exit(0);
+    if (starting.signal.aborted) {
+      logger.info({ reason: starting.signal.reason }, 'start-up aborted');
+      process.exit(0);
+    }
     logger.fatal({ err }, 'start-up failed');
     fail((err as Error).message, 1);
   }

@@ -9,6 +9,7 @@ export interface NativeTunDevice {
   readonly name: string;
   readonly fd: number;
   setMtu(mtu: number): void;
+  setTxQueueLength(packets: number): void;
   setIPv4(address: string, prefixLength: number): void;
   setUp(): void;
   startReading(arena: Buffer, slotSize: number, lengths: Uint32Array, onBatch: (count: number, errno: number) => void): void;

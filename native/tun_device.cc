@@ -51,6 +51,7 @@ void TunDevice::Init(Napi::Env env, Napi::Object exports) {
           InstanceAccessor<&TunDevice::Name>("name"),
           InstanceAccessor<&TunDevice::Fd>("fd"),
           InstanceMethod<&TunDevice::SetMtu>("setMtu"),
+          InstanceMethod<&TunDevice::SetTxQueueLength>("setTxQueueLength"),
           InstanceMethod<&TunDevice::SetIPv4>("setIPv4"),
           InstanceMethod<&TunDevice::SetUp>("setUp"),
           InstanceMethod<&TunDevice::StartReading>("startReading"),
@@ -126,21 +127,36 @@ Napi::Value TunDevice::Fd(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), fd_);
 }
 
-Napi::Value TunDevice::SetMtu(const Napi::CallbackInfo& info) {
+// Sets one whole-number attribute of the interface with an ioctl; `what`
+// names it in the error, `store` puts the value in its ifreq field.
+Napi::Value TunDevice::SetNumber(const Napi::CallbackInfo& info, unsigned long request, const char* what,
+                                 void (*store)(struct ifreq&, int)) {
   Napi::Env env = info.Env();
   if (!EnsureOpen(env)) return env.Undefined();
   if (info.Length() < 1 || !info[0].IsNumber()) {
-    Napi::TypeError::New(env, "setMtu(mtu): mtu must be a number").ThrowAsJavaScriptException();
+    Napi::TypeError::New(env, std::string(what) + " must be a number").ThrowAsJavaScriptException();
     return env.Undefined();
   }
+  int value = info[0].As<Napi::Number>().Int32Value();
   struct ifreq ifr;
   memset(&ifr, 0, sizeof(ifr));
   strncpy(ifr.ifr_name, name_.c_str(), IFNAMSIZ - 1);
-  ifr.ifr_mtu = info[0].As<Napi::Number>().Int32Value();
-  if (int err = InterfaceIoctl(SIOCSIFMTU, &ifr)) {
-    ThrowErrno(env, err, PermissionHint(err, "setting MTU " + std::to_string(ifr.ifr_mtu) + " on " + name_));
+  store(ifr, value);
+  if (int err = InterfaceIoctl(request, &ifr)) {
+    ThrowErrno(env, err, PermissionHint(err, std::string("setting ") + what + " " + std::to_string(value) + " on " + name_));
   }
   return env.Undefined();
+}
+
+Napi::Value TunDevice::SetMtu(const Napi::CallbackInfo& info) {
+  return SetNumber(info, SIOCSIFMTU, "MTU", [](struct ifreq& ifr, int mtu) { ifr.ifr_mtu = mtu; });
+}
+
+// The kernel sizes the TUN's packet ring by the transmit queue length, and
+// drops (rather than queues) what does not fit while the daemon is not
+// reading: the length is how long a scheduling gap the daemon can take.
+Napi::Value TunDevice::SetTxQueueLength(const Napi::CallbackInfo& info) {
+  return SetNumber(info, SIOCSIFTXQLEN, "txqueuelen", [](struct ifreq& ifr, int packets) { ifr.ifr_qlen = packets; });
 }
 
 Napi::Value TunDevice::SetIPv4(const Napi::CallbackInfo& info) {

@@ -21,6 +21,8 @@
 
 #include "batch_poller.h"
 
+struct ifreq;
+
 namespace miniflannel {
 
 class TunDevice : public Napi::ObjectWrap<TunDevice> {
@@ -32,7 +34,10 @@ class TunDevice : public Napi::ObjectWrap<TunDevice> {
  private:
   Napi::Value Name(const Napi::CallbackInfo& info);
   Napi::Value Fd(const Napi::CallbackInfo& info);
+  Napi::Value SetNumber(const Napi::CallbackInfo& info, unsigned long request, const char* what,
+                        void (*store)(struct ifreq&, int));
   Napi::Value SetMtu(const Napi::CallbackInfo& info);
+  Napi::Value SetTxQueueLength(const Napi::CallbackInfo& info);
   Napi::Value SetIPv4(const Napi::CallbackInfo& info);
   Napi::Value SetUp(const Napi::CallbackInfo& info);
   Napi::Value StartReading(const Napi::CallbackInfo& info);

@@ -12,6 +12,8 @@ export interface MetricsSource {
   leaseExpiry(): number | undefined;
   /** Whether the lease store's connection is up; undefined without a lease store (static mode). */
   storeConnected(): boolean | undefined;
+  /** Log lines dropped rather than wait for a stdout reader that stalled or went away. */
+  logLinesDropped(): number;
 }
 
 type PacketCounter = Exclude<keyof CountersSnapshot, 'egressDrops' | 'ingressDrops'>;
@@ -90,6 +92,7 @@ export function createMetrics(source: MetricsSource): Metrics {
       if (connected !== undefined) this.set(connected ? 1 : 0);
     },
   });
+  snapshotCounter(registry, 'miniflannel_log_lines_dropped_total', "Log lines dropped because the daemon's stdout reader stalled or went away", () => source.logLinesDropped());
   return {
     contentType: registry.contentType,
     scrape: () => {

@@ -49,7 +49,15 @@ interface Assignment {
   lease?: Lease;
 }
 
-export async function startNode(config: DaemonConfig, logger: Logger, signal?: AbortSignal): Promise<RunningNode> {
+export interface StartOptions {
+  /** Aborts start-up, which may be waiting for Redis; startNode then rejects. */
+  signal?: AbortSignal;
+  /** Log lines the logger's destination dropped, for /metrics; 0 when not given. */
+  logLinesDropped?: () => number;
+}
+
+export async function startNode(config: DaemonConfig, logger: Logger, options: StartOptions = {}): Promise<RunningNode> {
+  const { signal, logLinesDropped = () => 0 } = options;
   const startedAt = Date.now();
   const cleanups: Array<() => unknown> = [];
   let stopping: Promise<void> | undefined;
@@ -93,6 +101,7 @@ export async function startNode(config: DaemonConfig, logger: Logger, signal?: A
         peers: () => dataplane?.peerTable.size ?? 0,
         leaseExpiry: () => (lease ? (lease.expiresAt ?? 0) / 1000 : undefined),
         storeConnected: () => store?.connected,
+        logLinesDropped,
       }),
     },
   );
@@ -141,11 +150,11 @@ export async function startNode(config: DaemonConfig, logger: Logger, signal?: A
       sealer = keyed;
     }
     nodeInfo = { name: config.nodeName, publicIp: underlay.address, iface: underlay.iface, subnet: formatCidr(subnet), network: formatCidr(network), tun: config.tunName, mtu, port };
-    logger.info({ ...nodeInfo, transport: config.transport, tunOffload: config.tunOffload, auth: auth?.mode ?? 'off' }, 'configuring the node');
+    logger.info({ ...nodeInfo, transport: config.transport, tunOffload: config.tunOffload, tunTxQueueLength: config.tunTxQueueLength, auth: auth?.mode ?? 'off' }, 'configuring the node');
 
     // A predecessor that was killed (SIGKILL, OOM) ran no clean-up; whatever it left must not outlive this run.
     await removeLeftovers(config, logger);
-    const tun = openTun({ name: config.tunName, offload: config.tunOffload, mtu, address: formatIPv4(subnet.network), prefixLength: 32 });
+    const tun = openTun({ name: config.tunName, offload: config.tunOffload, txQueueLength: config.tunTxQueueLength, mtu, address: formatIPv4(subnet.network), prefixLength: 32 });
     let transport;
     try {
       await routeNetworkInto(formatCidr(network), tun.name);

@@ -44,10 +44,19 @@ const defaults = {
   batchSize: { plain: 64, offload: 256 },
 } as const;
 
+/**
+ * Packets the kernel holds for the daemon to read (the device's txqueuelen);
+ * beyond it, it drops them. The kernel's 500 is a few milliseconds at tens of
+ * kpps, less than a busy node's scheduling gaps (docs/benchmarks.md).
+ */
+export const DEFAULT_TX_QUEUE_LENGTH = 2000;
+
 export interface InterfaceSetup {
   mtu: number;
   address: string;
   prefixLength: number;
+  /** The device's txqueuelen; DEFAULT_TX_QUEUE_LENGTH when unset. */
+  txQueueLength?: number;
 }
 
 class NativeTun implements TunDevice {
@@ -80,6 +89,7 @@ class NativeTun implements TunDevice {
 
   configure(setup: InterfaceSetup): void {
     this.device.setMtu(setup.mtu);
+    this.device.setTxQueueLength(setup.txQueueLength ?? DEFAULT_TX_QUEUE_LENGTH);
     this.device.setIPv4(setup.address, setup.prefixLength);
     this.device.setUp();
   }

@@ -54,6 +54,15 @@ test('durations: units, and bare minutes as flannel takes them', () => {
   assert.throws(() => parseDaemonFlags(argv('--lease-renew-margin', '0')), CommanderError);
 });
 
+test('the TUN queue length: 2000 by default, a whole number of packets within bounds', () => {
+  assert.equal(parseDaemonFlags(argv()).tunTxQueueLength, 2000);
+  assert.equal(parseDaemonFlags(argv('--tun-txqueuelen', '5000')).tunTxQueueLength, 5000);
+  assert.equal(withEnv({ MINIFLANNELD_TUN_TXQUEUELEN: '750' }, () => parseDaemonFlags(argv())).tunTxQueueLength, 750);
+  for (const bad of ['0', '-1', '1.5', 'lots', '100001']) {
+    assert.throws(() => parseDaemonFlags(argv('--tun-txqueuelen', bad)), CommanderError, bad);
+  }
+});
+
 test('static mode needs both the network and the subnet, and parses peers', () => {
   assert.throws(() => parseDaemonFlags(argv('--static-network', '10.244.0.0/16')), UsageError);
   const config = parseDaemonFlags(

@@ -1,7 +1,7 @@
 // Runs inside a test namespace (a TUN device belongs to the namespace of
 // the process that creates it) and prints one JSON line for the test to check.
 import dgram from 'node:dgram';
-import { readdirSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { openTun, type TunDevice } from '../../daemon/tun/index.js';
 import type { PacketBatch } from '../../daemon/dataplane/packet-batch.js';
@@ -103,6 +103,17 @@ async function write(): Promise<void> {
   report({ written, received });
 }
 
+/** What the interface looks like to the kernel after openTun. */
+function setup(): void {
+  const sysfs = (name: string, attribute: string) => Number(readFileSync(`/sys/class/net/${name}/${attribute}`, 'utf8'));
+  const describe = (tun: TunDevice) => ({ mtu: sysfs(tun.name, 'mtu'), txQueueLength: sysfs(tun.name, 'tx_queue_len') });
+  const byDefault = openTun({ name: 'mfdefault', mtu: 1400, address: '10.99.0.1', prefixLength: 32 });
+  const chosen = openTun({ name: 'mfchosen', mtu: 1300, address: '10.99.1.1', prefixLength: 32, txQueueLength: 7000 });
+  report({ byDefault: describe(byDefault), chosen: describe(chosen) });
+  byDefault.close();
+  chosen.close();
+}
+
 function errors(): void {
   const results: Record<string, unknown> = {};
   try {
@@ -153,7 +164,7 @@ async function deleted(): Promise<void> {
   report({ errors });
 }
 
-const modes: Record<string, () => void | Promise<void>> = { leak, read, write, errors, noPermission, deleted };
+const modes: Record<string, () => void | Promise<void>> = { leak, read, write, setup, errors, noPermission, deleted };
 const mode = modes[process.argv[2] ?? ''];
 if (!mode) {
   process.stderr.write(`usage: probe ${Object.keys(modes).join('|')}\n`);

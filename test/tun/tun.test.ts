@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import { testNamespace } from '../harness/namespaces.js';
 import { compiledTest } from '../harness/paths.js';
 import type { Netns } from '../../cli/sandbox/netns.js';
+import { DEFAULT_TX_QUEUE_LENGTH } from '../../daemon/tun/index.js';
 
 const probe = compiledTest('tun/probe.js');
 
@@ -36,6 +37,14 @@ for (const variant of ['plain', 'offload']) {
     assert.deepEqual([...received].sort(), Array.from({ length: 10 }, (_, i) => `written-${i}`).sort());
   });
 }
+
+test('the device gets the MTU and the transmit queue length asked for, 2000 packets by default', async () => {
+  const ns = await testNamespace();
+  const result = await runProbe(ns, 'setup');
+  assert.deepEqual(result.byDefault, { mtu: 1400, txQueueLength: DEFAULT_TX_QUEUE_LENGTH });
+  assert.equal(DEFAULT_TX_QUEUE_LENGTH, 2000);
+  assert.deepEqual(result.chosen, { mtu: 1300, txQueueLength: 7000 });
+});
 
 test('failures are errors with a code and a cause a person can act on', async () => {
   const ns = await testNamespace();
