@@ -80,6 +80,7 @@ export interface UdpMedians {
   sentPps: number;
   deliveredPps: number;
   lossPercent: number;
+  droppedAtReceiverPercent: number;
 }
 
 export interface PathMedians {
@@ -214,7 +215,7 @@ async function measureRound(options: E2eOptions, offered: OfferedPps, processes:
     const result = await iperfUdp(processes, client, server, { seconds: options.seconds, payloadBytes, pps: offered[payloadBytes] });
     udp.push(result);
     const k = (pps: number) => (pps / 1000).toFixed(1);
-    options.log(`${label} UDP ${String(payloadBytes).padStart(4)} B     ${k(result.deliveredPps)} kpps delivered of ${k(result.sentPps)} sent, ${result.lossPercent.toFixed(2)} % lost`);
+    options.log(`${label} UDP ${String(payloadBytes).padStart(4)} B     ${k(result.deliveredPps)} kpps delivered of ${k(result.sentPps)} sent, ${result.lossPercent.toFixed(2)} % lost (${result.droppedAtReceiverPercent.toFixed(2)} % at the receiving socket)`);
   }
   step();
   const rtt = await pingRtt(processes, client, server, { count: options.pings, intervalMs: PING_INTERVAL_MS });
@@ -229,6 +230,7 @@ function udpMedians(rounds: readonly UdpResult[]): UdpMedians {
     sentPps: median(rounds.map((r) => r.sentPps)),
     deliveredPps: median(rounds.map((r) => r.deliveredPps)),
     lossPercent: median(rounds.map((r) => r.lossPercent)),
+    droppedAtReceiverPercent: median(rounds.map((r) => r.droppedAtReceiverPercent)),
   };
 }
 

@@ -25,6 +25,8 @@ export interface UdpResult {
   deliveredPps: number;
   /** Lost datagrams, as iperf3's receiver counts them, in percent of those sent. */
   lossPercent: number;
+  /** The part of the loss dropped at the receiving pod's own socket (its UDP RcvbufErrors), not on the path. */
+  droppedAtReceiverPercent: number;
 }
 
 export interface RttResult {
@@ -58,7 +60,25 @@ export async function iperfTcp(processes: MeasurementProcesses, client: Pod, ser
   return { bitsPerSecond: received.bits_per_second, bytes: received.bytes, retransmits: report.end.sum_sent.retransmits ?? 0 };
 }
 
-/** UDP at a fixed offered rate (the same on every path; 0: as fast as the sender can), reporting what was sent, delivered and lost. */
+/**
+ * Socket buffers of the UDP sender and receiver. Four busy processes share
+ * two cores, so the receiving iperf3 is sometimes off the CPU for
+ * milliseconds; with the kernel's ~200 KiB it then drops at its own socket
+ * whatever path carried the datagrams, and the figure would measure the
+ * scheduler. A well-tuned UDP server (QUIC, DNS) sizes its buffer so too.
+ */
+const UDP_SOCKET_BUFFER = '4M';
+
+/** The receive-buffer overflows the kernel has counted in a namespace (/proc/net/snmp, Udp: RcvbufErrors). */
+async function udpReceiveBufferErrors(pod: Pod): Promise<number> {
+  const lines = (await pod.ns.exec(['cat', '/proc/net/snmp'])).split('\n').filter((line) => line.startsWith('Udp: '));
+  const [names, values] = lines.map((line) => line.trim().split(/\s+/));
+  const at = names?.indexOf('RcvbufErrors') ?? -1;
+  if (at < 0 || values?.[at] === undefined) throw new Error(`no Udp RcvbufErrors in /proc/net/snmp of ${pod.ns.name}`);
+  return Number(values[at]);
+}
+
+/** UDP at a fixed offered rate (the same on every path; 0: as fast as the sender can), reporting what was sent, delivered and lost, and where. */
 export async function iperfUdp(
   processes: MeasurementProcesses,
   client: Pod,
@@ -66,7 +86,15 @@ export async function iperfUdp(
   options: { seconds: number; payloadBytes: number; pps: number },
 ): Promise<UdpResult> {
   const bitsPerSecond = options.pps * options.payloadBytes * 8;
-  const report = await iperf(processes, client, server, ['--udp', '--length', String(options.payloadBytes), '--bitrate', String(bitsPerSecond)], options.seconds);
+  const overflowsBefore = await udpReceiveBufferErrors(server);
+  const report = await iperf(
+    processes,
+    client,
+    server,
+    ['--udp', '--length', String(options.payloadBytes), '--bitrate', String(bitsPerSecond), '--window', UDP_SOCKET_BUFFER],
+    options.seconds,
+  );
+  const overflows = (await udpReceiveBufferErrors(server)) - overflowsBefore;
   const sent = report.end.sum_sent;
   const received = report.end.sum_received;
   const delivered = Math.max(0, received.packets - received.lost_packets);
@@ -76,6 +104,7 @@ export async function iperfUdp(
     sentPps: sent.packets / sent.seconds,
     deliveredPps: delivered / received.seconds,
     lossPercent: received.packets > 0 ? (100 * received.lost_packets) / received.packets : 100,
+    droppedAtReceiverPercent: received.packets > 0 ? (100 * overflows) / received.packets : 0,
   };
 }
 

@@ -49,6 +49,8 @@ export function e2eReport(out: Output, result: E2eResult): string {
   const sent = result.paths.map((p) => `${p.name} ${fixed(p.median.udp1400.sentPps / 1000, 0)}/${fixed(p.median.udp64.sentPps / 1000, 0)}`).join(', ');
   lines.push('');
   lines.push(`UDP kpps the sender managed (1400 B / 64 B): ${sent}`);
+  const atReceiver = result.paths.map((p) => `${p.name} ${fixed(p.median.udp1400.droppedAtReceiverPercent, 1)}/${fixed(p.median.udp64.droppedAtReceiverPercent, 1)}`).join(', ');
+  lines.push(`UDP % of the loss dropped at the receiving pod's socket, not on the path (1400 B / 64 B): ${atReceiver}`);
   for (const s of result.skipped) lines.push(`${s.name}: skipped, ${s.reason}`);
   return lines.join('\n');
 }

@@ -92,6 +92,7 @@ test('bench e2e --quick measures every path and writes the JSON and the chart', 
   const result = await runCli(['bench', 'e2e', '--quick', '--out', out], { timeoutMs: 240_000 });
   assert.equal(result.code, 0, result.stderr);
   assert.match(result.stdout, /miniflannel vs kernel VXLAN/);
+  assert.match(result.stdout, /dropped at the receiving pod's socket, not on the path \(1400 B \/ 64 B\): miniflannel \d+\.\d\/\d+\.\d/);
   assert.match(result.stderr, /round 1\/1/);
   const doc = await readDocument(out);
   assert.equal(doc.command, 'e2e');
@@ -110,6 +111,7 @@ test('bench e2e --quick measures every path and writes the JSON and the chart', 
       positive(udp.sentPps, `${p.name} sent pps`);
       positive(udp.deliveredPps, `${p.name} delivered pps`);
       assert.ok(udp.lossPercent >= 0 && udp.lossPercent <= 100);
+      assert.ok(udp.droppedAtReceiverPercent >= 0 && udp.droppedAtReceiverPercent <= 100, `${p.name} dropped at the receiver: ${udp.droppedAtReceiverPercent}`);
     }
     positive(m.rttP50Micros, `${p.name} rtt p50`);
     assert.ok(m.rttP99Micros >= m.rttP50Micros);
