@@ -74,14 +74,8 @@ export interface RoundFigures {
   cpu: { seconds: number; bytes: number; secondsPerGB: number } | null;
 }
 
-export interface UdpMedians {
-  payloadBytes: number;
-  requestedPps: number;
-  sentPps: number;
-  deliveredPps: number;
-  lossPercent: number;
-  droppedAtReceiverPercent: number;
-}
+/** A UDP run's figures, each the median over the rounds. */
+export type UdpMedians = UdpResult;
 
 export interface PathMedians {
   tcp1StreamBitsPerSecond: number;

@@ -3,6 +3,7 @@
 import { createInterface } from 'node:readline';
 import type { Pod } from '../sandbox/cluster.js';
 import { CommandError, stopProcess } from '../sandbox/exec.js';
+import { snmp } from '../sandbox/snmp.js';
 import { percentile } from './stats.js';
 import type { MeasurementProcesses } from './processes.js';
 
@@ -69,13 +70,11 @@ export async function iperfTcp(processes: MeasurementProcesses, client: Pod, ser
  */
 const UDP_SOCKET_BUFFER = '4M';
 
-/** The receive-buffer overflows the kernel has counted in a namespace (/proc/net/snmp, Udp: RcvbufErrors). */
-async function udpReceiveBufferErrors(pod: Pod): Promise<number> {
-  const lines = (await pod.ns.exec(['cat', '/proc/net/snmp'])).split('\n').filter((line) => line.startsWith('Udp: '));
-  const [names, values] = lines.map((line) => line.trim().split(/\s+/));
-  const at = names?.indexOf('RcvbufErrors') ?? -1;
-  if (at < 0 || values?.[at] === undefined) throw new Error(`no Udp RcvbufErrors in /proc/net/snmp of ${pod.ns.name}`);
-  return Number(values[at]);
+/** The datagrams UDP sockets in the pod's namespace dropped for a full receive buffer. */
+async function receiveBufferOverflows(pod: Pod): Promise<number> {
+  const overflows = (await snmp(pod.ns)).Udp?.RcvbufErrors;
+  if (overflows === undefined) throw new Error(`no Udp RcvbufErrors in /proc/net/snmp of ${pod.ns.name}`);
+  return overflows;
 }
 
 /** UDP at a fixed offered rate (the same on every path; 0: as fast as the sender can), reporting what was sent, delivered and lost, and where. */
@@ -86,7 +85,7 @@ export async function iperfUdp(
   options: { seconds: number; payloadBytes: number; pps: number },
 ): Promise<UdpResult> {
   const bitsPerSecond = options.pps * options.payloadBytes * 8;
-  const overflowsBefore = await udpReceiveBufferErrors(server);
+  const overflowsBefore = await receiveBufferOverflows(server);
   const report = await iperf(
     processes,
     client,
@@ -94,7 +93,7 @@ export async function iperfUdp(
     ['--udp', '--length', String(options.payloadBytes), '--bitrate', String(bitsPerSecond), '--window', UDP_SOCKET_BUFFER],
     options.seconds,
   );
-  const overflows = (await udpReceiveBufferErrors(server)) - overflowsBefore;
+  const overflows = (await receiveBufferOverflows(server)) - overflowsBefore;
   const sent = report.end.sum_sent;
   const received = report.end.sum_received;
   const delivered = Math.max(0, received.packets - received.lost_packets);

@@ -1,20 +1,10 @@
 // Figures the kernel keeps about a namespace and a process: the SNMP
-// counters of /proc/net/snmp (per namespace), a UDP socket's queue, and a
-// process's resident memory.
+// counters of /proc/net/snmp (per namespace, shared with the bench), a UDP
+// socket's queue, and a process's resident memory.
 import { readFile } from 'node:fs/promises';
 import type { Netns } from '../../cli/sandbox/netns.js';
 
-/** /proc/net/snmp as read inside `ns`: e.g. snmp.Udp.RcvbufErrors, snmp.Ip.InHdrErrors. */
-export async function snmp(ns: Netns): Promise<Record<string, Record<string, number>>> {
-  const lines = (await ns.exec(['cat', '/proc/net/snmp'])).trim().split('\n');
-  const result: Record<string, Record<string, number>> = {};
-  for (let i = 0; i + 1 < lines.length; i += 2) {
-    const [group, ...names] = lines[i]!.split(/\s+/);
-    const values = lines[i + 1]!.split(/\s+/).slice(1).map(Number);
-    result[group!.replace(/:$/, '')] = Object.fromEntries(names.map((name, k) => [name, values[k]!]));
-  }
-  return result;
-}
+export { snmp } from '../../cli/sandbox/snmp.js';
 
 export interface UdpSocketState {
   /** Bytes waiting in the receive queue. */

@@ -1,7 +1,7 @@
 // Traffic between test pods, run from the test process into their namespaces.
 import assert from 'node:assert/strict';
 import { createInterface } from 'node:readline';
-import type { Pod } from '../../cli/sandbox/cluster.js';
+import type { Pod, SandboxNode } from '../../cli/sandbox/cluster.js';
 import { stopProcess } from '../../cli/sandbox/exec.js';
 import { compiledTest } from './paths.js';
 
@@ -23,4 +23,34 @@ export async function tcpTransfer(from: Pod, to: Pod, bytes: number, port = 5001
   } finally {
     await stopProcess(receiver);
   }
+}
+
+export interface UdpListener {
+  /** Each datagram's payload, as text, in arrival order. */
+  readonly received: string[];
+  stop(): Promise<void>;
+}
+
+/** Listens on `port` in a pod (harness/udp-probe.js) and collects what arrives; resolves once it is bound. */
+export async function listenUdp(pod: Pod, port: number): Promise<UdpListener> {
+  const listener = pod.ns.spawn([process.execPath, compiledTest('harness/udp-probe.js'), 'listen', pod.ip, String(port)]);
+  const received: string[] = [];
+  try {
+    const lines = createInterface({ input: listener.stdout! });
+    const listening = new Promise((resolve, reject) => {
+      lines.once('line', resolve);
+      lines.once('close', () => reject(new Error(`the UDP listener in ${pod.ns.name} exited before it was bound to ${pod.ip}:${port}`)));
+    });
+    lines.on('line', (line) => line !== 'listening' && received.push(JSON.parse(line)));
+    await listening;
+  } catch (err) {
+    await stopProcess(listener);
+    throw err;
+  }
+  return { received, stop: () => stopProcess(listener).then(() => undefined) };
+}
+
+/** Sends each hex payload as one datagram from a node's underlay address and `bindPort`, the way a peer's daemon would. */
+export function sendDatagrams(from: SandboxNode, bindPort: number, to: { ip: string; port: number }, payloads: string[]): Promise<string> {
+  return from.ns.exec([process.execPath, compiledTest('harness/udp-probe.js'), 'send', from.underlayIp, String(bindPort), to.ip, String(to.port), ...payloads]);
 }

@@ -3,21 +3,19 @@
 // and an attacker with hand-made datagrams; the key is rolled over live.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { once } from 'node:events';
 import { randomBytes } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { createInterface } from 'node:readline';
 import { cniConflist } from '../../daemon/node/cni.js';
 import { authKey, createSealer, SEAL_OVERHEAD, type AuthKey } from '../../daemon/dataplane/sealing.js';
 import { parseIPv4 } from '../../daemon/net/ipv4.js';
 import type { Pod, Sandbox, SandboxNode } from '../../cli/sandbox/cluster.js';
 import { startDaemon, waitFor, type RunningDaemon } from '../../cli/sandbox/daemon.js';
-import { run, stopProcess } from '../../cli/sandbox/exec.js';
+import { run } from '../../cli/sandbox/exec.js';
 import { createTestSandbox } from '../harness/namespaces.js';
 import { ipv4Packet, udpPayload } from '../harness/packets.js';
 import { compiledTest } from '../harness/paths.js';
-import { tcpTransfer } from '../harness/pod-traffic.js';
+import { listenUdp, sendDatagrams, tcpTransfer } from '../harness/pod-traffic.js';
 
 const NETWORK = '10.244.0.0/16';
 const MTU = 1500 - 28 - SEAL_OVERHEAD;
@@ -80,13 +78,8 @@ describe('authenticated encapsulation between daemons', () => {
 
   it('delivers a keyed peer once, and drops bare, forged, replayed and strangers\' datagrams, counting each', async () => {
     const target = pods[1]!;
-    const probe = compiledTest('harness/udp-probe.js');
-    const listener = target.ns.spawn([process.execPath, probe, 'listen', target.ip, '6000']);
-    const received: string[] = [];
+    const listener = await listenUdp(target, 6000);
     try {
-      const lines = createInterface({ input: listener.stdout! });
-      lines.on('line', (line) => line !== 'listening' && received.push(JSON.parse(line)));
-      await once(lines, 'line');
       const inner = (text: string) => ipv4Packet({ source: '10.244.3.5', destination: target.ip, payload: udpPayload(text, 4000, 6000) });
       const sealWith = (key: AuthKey, text: string) => {
         const packet = inner(text);
@@ -94,29 +87,28 @@ describe('authenticated encapsulation between daemons', () => {
         createSealer({ mode: 'mac', localIp: parseIPv4(player.underlayIp), keys: [key] }).seal(packet, 0, packet.length, out, 0);
         return out.toString('hex');
       };
-      const send = (bindPort: string, ...payloads: string[]) =>
-        player.ns.exec([process.execPath, probe, 'send', player.underlayIp, bindPort, '198.18.0.2', '8285', ...payloads]);
+      const send = (bindPort: number, ...payloads: string[]) => sendDatagrams(player, bindPort, { ip: '198.18.0.2', port: 8285 }, payloads);
       const before = (await daemons[1]!.status()).counters;
 
       const legitimate = sealWith(k1, 'sealed-by-a-peer');
       const forged = Buffer.from(sealWith(k1, 'forged-payload'), 'hex');
       forged[forged.length - SEAL_OVERHEAD + 10 - 1]! ^= 0xff; // the packet's last byte: the tag no longer matches
-      await send('8285', inner('bare-flannel-format').toString('hex'), sealWith(k2, 'unknown-key'), forged.toString('hex'));
-      await send('9999', sealWith(k1, 'right-key-wrong-port'));
-      await send('8285', legitimate, legitimate);
-      await waitFor('the sealed datagram', async () => received.includes('sealed-by-a-peer'));
+      await send(8285, inner('bare-flannel-format').toString('hex'), sealWith(k2, 'unknown-key'), forged.toString('hex'));
+      await send(9999, sealWith(k1, 'right-key-wrong-port'));
+      await send(8285, legitimate, legitimate);
+      await waitFor('the sealed datagram', async () => listener.received.includes('sealed-by-a-peer'));
       const counters = await waitFor('every datagram to be counted', async () => {
         const now = (await daemons[1]!.status()).counters;
         return now.udpPacketsReceived - before.udpPacketsReceived >= 6 && now;
       });
-      assert.deepEqual(received, ['sealed-by-a-peer']);
+      assert.deepEqual(listener.received, ['sealed-by-a-peer']);
       const delta = (reason: string) => counters.ingressDrops[reason] - before.ingressDrops[reason];
       assert.equal(delta('unauthenticated'), 3, 'bare, unknown key, forged');
       assert.equal(delta('unknown-sender'), 1);
       assert.equal(delta('replayed'), 1);
       assert.equal(counters.tunPacketsWritten - before.tunPacketsWritten, 1);
     } finally {
-      await stopProcess(listener);
+      await listener.stop();
     }
   });
 

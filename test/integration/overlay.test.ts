@@ -4,16 +4,13 @@
 // stranger, with hand-made datagrams.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { once } from 'node:events';
-import { createInterface } from 'node:readline';
 import { cniConflist } from '../../daemon/node/cni.js';
 import type { Pod, Sandbox, SandboxNode } from '../../cli/sandbox/cluster.js';
 import { createTestSandbox } from '../harness/namespaces.js';
 import { HEALTHZ_PORT, httpGetIn, startDaemon, waitFor, type RunningDaemon } from '../../cli/sandbox/daemon.js';
-import { compiledTest } from '../harness/paths.js';
 import { ipv4Packet, udpPayload } from '../harness/packets.js';
-import { run, stopProcess } from '../../cli/sandbox/exec.js';
-import { tcpTransfer } from '../harness/pod-traffic.js';
+import { run } from '../../cli/sandbox/exec.js';
+import { listenUdp, sendDatagrams, tcpTransfer } from '../harness/pod-traffic.js';
 
 const NETWORK = '10.244.0.0/16';
 const TUN_MTU = 1500 - 28;
@@ -91,30 +88,24 @@ function innerUdp(source: string, destination: string, text: string): string {
 
 test('only a known peer speaking for its own subnet reaches a pod', async () => {
   const target = pods[1]!; // on node 2, whose static peers include node 3's address
-  const probe = compiledTest('harness/udp-probe.js');
-  const listener = target.ns.spawn([process.execPath, probe, 'listen', target.ip, '6000']);
-  const received: string[] = [];
+  const listener = await listenUdp(target, 6000);
   try {
-    const lines = createInterface({ input: listener.stdout! });
-    lines.on('line', (line) => line !== 'listening' && received.push(JSON.parse(line)));
-    await once(lines, 'line');
     const before = (await daemons[1]!.status()).counters;
-    const send = (bindPort: string, ...payloads: string[]) =>
-      player.ns.exec([process.execPath, probe, 'send', player.underlayIp, bindPort, '198.18.0.2', '8285', ...payloads]);
+    const send = (bindPort: number, ...payloads: string[]) => sendDatagrams(player, bindPort, { ip: '198.18.0.2', port: 8285 }, payloads);
 
-    await send('9999', innerUdp('10.244.3.5', target.ip, 'from-a-stranger-port'));
-    await send('8285', innerUdp('10.244.1.5', target.ip, 'spoofed-source'), innerUdp('10.244.3.5', '10.244.1.9', 'wrong-destination'));
-    await send('8285', innerUdp('10.244.3.5', target.ip, 'legitimate'));
-    await waitFor('the legitimate datagram', async () => received.includes('legitimate'));
+    await send(9999, innerUdp('10.244.3.5', target.ip, 'from-a-stranger-port'));
+    await send(8285, innerUdp('10.244.1.5', target.ip, 'spoofed-source'), innerUdp('10.244.3.5', '10.244.1.9', 'wrong-destination'));
+    await send(8285, innerUdp('10.244.3.5', target.ip, 'legitimate'));
+    await waitFor('the legitimate datagram', async () => listener.received.includes('legitimate'));
     const afterCounters = (await daemons[1]!.status()).counters;
 
-    assert.deepEqual(received, ['legitimate']);
+    assert.deepEqual(listener.received, ['legitimate']);
     const delta = (reason: string) => afterCounters.ingressDrops[reason] - before.ingressDrops[reason];
     assert.equal(delta('unknown-sender'), 1);
     assert.equal(delta('spoofed-source'), 1);
     assert.equal(delta('wrong-destination'), 1);
   } finally {
-    await stopProcess(listener);
+    await listener.stop();
   }
 });
 

@@ -13,16 +13,15 @@
 // address are dropped like any other packet.
 import { after, before, describe, test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { createInterface } from 'node:readline';
 import type { Pod, SandboxNode } from '../../cli/sandbox/cluster.js';
 import { HEALTHZ_PORT, httpGetIn, waitFor, type RunningDaemon } from '../../cli/sandbox/daemon.js';
-import { stopProcess } from '../../cli/sandbox/exec.js';
 import { compiledTest } from '../harness/paths.js';
 import { OVERLAY_PORT, staticCluster, statusUrlOf, subnetOf, type StaticCluster } from '../harness/static-cluster.js';
 import type { FuzzJob, FuzzReport } from '../harness/datagram-sender.js';
 import type { Category } from '../harness/hostile-datagrams.js';
 import { captureIPv4 } from '../harness/pod-capture.js';
 import { snmp } from '../harness/node-stats.js';
+import { listenUdp } from '../harness/pod-traffic.js';
 
 const POD_PORT = 6000;
 const SEED = Number(process.env['MINIFLANNEL_FUZZ_SEED'] ?? 20_260_801);
@@ -113,17 +112,13 @@ describe('hostile datagrams on the overlay port', () => {
       { name: "peer's address, other port", from: peer, port: 9999, known: false, counts: strangerMix(scale / 8), empty: Math.round(200 * scale) },
     ];
 
-    const listener = pod.ns.spawn([process.execPath, compiledTest('harness/udp-probe.js'), 'listen', pod.ip, String(POD_PORT)]);
+    const listener = await listenUdp(pod, POD_PORT);
     const capture = await captureIPv4(pod.ns).catch(async (err) => {
-      await stopProcess(listener);
+      await listener.stop();
       throw err;
     });
-    const payloads: string[] = [];
+    const payloads = listener.received;
     try {
-      const lines = createInterface({ input: listener.stdout! });
-      const listening = new Promise((resolve) => lines.once('line', resolve));
-      lines.on('line', (line) => line !== 'listening' && payloads.push(JSON.parse(line)));
-      await listening;
 
       const before = await countersOf(daemon);
       const kernelBefore = await snmp(node.ns);
@@ -214,7 +209,7 @@ describe('hostile datagrams on the overlay port', () => {
       assert.ok(inHdrErrors >= badChecksumSent, `the kernel saw ${inHdrErrors} bad headers; ${badChecksumSent} bad checksums were delivered to it`);
     } finally {
       await capture.stop().catch(() => undefined);
-      await stopProcess(listener);
+      await listener.stop();
     }
   }
 
