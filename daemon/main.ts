@@ -20,8 +20,9 @@ async function main(): Promise<void> {
     throw err;
   }
   // Not pino's default destination: its exit hook retries a failed flush
-  // forever, so a daemon whose stdout reader died could not exit. This one
-  // drops what it cannot write at once, and registers no exit hook.
+  // forever, so a daemon whose stdout reader stalled, then died, could not
+  // exit. This one drops what it cannot write at once, and registers no exit
+  // hook.
   const logDestination = stdoutLogDestination();
   const logger = pino({ level: config.logLevel, base: { component: 'miniflanneld' } }, logDestination);
   // Until the node is up, a signal aborts start-up (which may be waiting for Redis).
