@@ -44,6 +44,8 @@ export interface DaemonConfig {
   leaseRenewMarginMs: number;
   /** How long a lease lives unless renewed. */
   leaseTtlMs: number;
+  /** How long a peer whose lease the store forgot is kept while its node re-asserts it. */
+  peerGraceMs: number;
   /** Replicas that must acknowledge each lease write (WAIT); undefined: derived from the URL (minReplicasFor). */
   redisMinReplicas?: number;
   /** PEM of the CA that signed the Redis server's certificate (--redis-ca-file), for rediss:// URLs. */
@@ -148,6 +150,7 @@ export function daemonCommand(): Command {
     .addOption(option('--redis-min-replicas <n|auto>', 'replicas that must acknowledge each lease write (WAIT); auto: 1 with redis+sentinel://, else 0', 'REDIS_MIN_REPLICAS').default('auto').argParser(replicasArg))
     .addOption(option('--lease-renew-margin <duration>', 'renew the lease this long before it expires', 'LEASE_RENEW_MARGIN').default(60 * 60_000, '60m').argParser(durationArg))
     .addOption(option('--lease-ttl <duration>', 'how long a lease lives unless renewed (short ones for tests)', 'LEASE_TTL').default(24 * 3_600_000, '24h').argParser(durationArg))
+    .addOption(option('--peer-grace <duration>', 'after the lease store lost its data, keep forwarding to a peer this long while its node re-asserts its lease', 'PEER_GRACE').default(5 * 60_000, '5m').argParser(durationArg))
     .addOption(option('--healthz-ip <ip>', 'address of /healthz, /readyz, /metrics and /status', 'HEALTHZ_IP').default('0.0.0.0').argParser(ipArg))
     .addOption(option('--healthz-port <port>', 'port of /healthz, /readyz, /metrics and /status (0 picks one)', 'HEALTHZ_PORT').default(8286).argParser((v) => (v === '0' ? 0 : portArg(v))))
     .addOption(option('--log-level <level>', 'log level', 'LOG_LEVEL').default('info').choices(['trace', 'debug', 'info', 'warn', 'error', 'fatal']))
@@ -212,6 +215,7 @@ export function parseDaemonFlags(argv: string[]): DaemonConfig {
     auth: o.authKeyFile ? { keyFile: o.authKeyFile, mode: o.authMode } : undefined,
     leaseRenewMarginMs: o.leaseRenewMargin,
     leaseTtlMs: o.leaseTtl,
+    peerGraceMs: o.peerGrace,
     redisMinReplicas: o.redisMinReplicas === 'auto' ? undefined : o.redisMinReplicas,
     redisCa,
     healthzIp: o.healthzIp,

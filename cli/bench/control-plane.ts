@@ -31,7 +31,7 @@ import { createInterface } from 'node:readline';
 import type { ChildProcess } from 'node:child_process';
 import { pino } from 'pino';
 import { Redis } from 'ioredis';
-import { connectLeaseStore, type Lease, type LeaseRenewer, type LeaseWatch, type SubnetManager } from '../../daemon/lease/index.js';
+import { connectLeaseStore, type Lease, type LeaseKeeper, type LeaseWatch, type SubnetManager } from '../../daemon/lease/index.js';
 import { exited, start, stopProcess } from '../sandbox/exec.js';
 import { formatIPv4 } from '../../daemon/net/ipv4.js';
 // Internal to the lease store, read here only to tell the commands its scripts run inside Redis from those sent over the wire.
@@ -175,14 +175,15 @@ class SimulatedDaemon {
   store: SubnetManager | undefined;
   lease: Lease | undefined;
   watch: LeaseWatch | undefined;
-  renewer: LeaseRenewer | undefined;
+  renewer: LeaseKeeper | undefined;
   consumed: Promise<void> | undefined;
 
   constructor(readonly index: number) {}
 
   /** As the daemon starts: connect, read the network config, acquire a lease. */
   async acquire(url: string, signal: AbortSignal): Promise<void> {
-    this.store = await connectLeaseStore({ url, logger: pino({ level: 'silent' }), retry: { mode: 'backoff' }, signal });
+    this.store = await connectLeaseStore({ url, logger: pino({ level: 'silent' }), retry: { mode: 'backoff' } });
+    signal.throwIfAborted();
     await this.store.getNetworkConfig();
     this.lease = (await this.store.acquireLease({ publicIP: nodeIp(this.index), nodeName: `sim-${this.index + 1}` })).lease;
   }
@@ -194,7 +195,7 @@ class SimulatedDaemon {
     this.consumed = (async () => {
       for await (const event of watch) {
         if (event.type === 'snapshot') onSnapshot();
-        else onEvent(this.index, event.type, event.lease, event.seq);
+        else if ('lease' in event) onEvent(this.index, event.type, event.lease, event.seq);
       }
     })();
     this.renewer = this.store!.keepLease(this.lease!);

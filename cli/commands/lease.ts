@@ -143,13 +143,20 @@ const WATCH_COLUMNS = ['EVENT', ...LEASE_COLUMNS];
 /** Room for the widest event, subnet and address, so rows printed one at a time stay aligned. */
 const WATCH_MIN_WIDTHS = [8, 18, 15, 12, 9];
 
-function watchRow(event: Exclude<WatchEvent, { type: 'snapshot' }>, now: number): Cell[] {
+type ChangeEvent = Extract<WatchEvent, { lease: Lease }>;
+
+function watchRow(event: ChangeEvent, now: number): Cell[] {
   const row = leaseRow(event.lease, now);
   if (event.type === 'removed' || event.type === 'expired') {
     row[4] = '-';
     return [{ text: event.type, style: 'red' }, ...row];
   }
-  return [event.type === 'added' ? { text: event.type, style: 'green' } : event.type, ...row];
+  return [{ text: event.type, style: 'green' }, ...row];
+}
+
+/** The Redis clock at a stream ID ("1733112000123-0"): when the change was written. */
+function writtenAt(seq: string): number {
+  return Number(seq.slice(0, seq.indexOf('-'))) || 0;
 }
 
 /** Prints the snapshot, then every change, until SIGINT or SIGTERM (exit 0) or until the store fails (exit 1). */
@@ -159,22 +166,37 @@ async function watchLeases(store: SubnetManager, out: Output): Promise<void> {
   process.once('SIGINT', stop);
   process.once('SIGTERM', stop);
   let widths: number[] = WATCH_MIN_WIDTHS;
+  const note = (event: string, text: string) => out.line(out.table(WATCH_COLUMNS, [[{ text: event, style: 'yellow' }, text]], { minWidths: widths, header: false }));
   try {
     for await (const event of watch) {
       const now = redisNow(store);
-      if (event.type === 'snapshot') {
-        const leases = bySubnet(event.leases);
-        if (out.json) {
-          out.record({ type: 'snapshot', seq: event.seq, time: isoTime(now), leases: leases.map((l) => leaseDocument(l, now)) });
-          continue;
+      switch (event.type) {
+        case 'snapshot': {
+          const leases = bySubnet(event.leases);
+          if (out.json) {
+            out.record({ type: 'snapshot', cause: event.cause, seq: event.seq, time: isoTime(now), leases: leases.map((l) => leaseDocument(l, now)) });
+            break;
+          }
+          const rows = leases.map((l) => ['listed', ...leaseRow(l, now)]);
+          if (event.cause === 'start') widths = WATCH_COLUMNS.map((title, i) => Math.max(title.length, WATCH_MIN_WIDTHS[i] ?? 0, ...rows.map((row) => textOf(row[i] ?? '').length)));
+          else note('relisted', event.cause === 'gap' ? 'changes were missed; the leases as they are now:' : 'the store lost its data; the leases re-asserted so far:');
+          out.line(out.table(WATCH_COLUMNS, rows, { minWidths: widths, header: event.cause === 'start' }));
+          break;
         }
-        const rows = leases.map((l) => ['listed', ...leaseRow(l, now)]);
-        widths = WATCH_COLUMNS.map((title, i) => Math.max(title.length, WATCH_MIN_WIDTHS[i] ?? 0, ...rows.map((row) => textOf(row[i] ?? '').length)));
-        out.line(out.table(WATCH_COLUMNS, rows, { minWidths: widths }));
-      } else if (out.json) {
-        out.record({ type: event.type, seq: event.seq, time: isoTime(now), lease: leaseDocument(event.lease, now) });
-      } else {
-        out.line(out.table(WATCH_COLUMNS, [watchRow(event, now)], { minWidths: widths, header: false }));
+        case 'reset':
+          if (out.json) out.record({ type: 'reset', epoch: event.epoch, time: isoTime(now) });
+          else note('reset', 'the store lost its data; each running node re-asserts its lease');
+          break;
+        case 'config':
+          if (out.json) out.record({ type: 'config', time: isoTime(now) });
+          else note('config', 'the stored network config was written or deleted');
+          break;
+        default: {
+          // Never before the change was written: the estimate of the Redis clock can lag it by a millisecond.
+          const at = Math.max(now, writtenAt(event.seq));
+          if (out.json) out.record({ type: event.type, seq: event.seq, time: isoTime(at), lease: leaseDocument(event.lease, at) });
+          else out.line(out.table(WATCH_COLUMNS, [watchRow(event, at)], { minWidths: widths, header: false }));
+        }
       }
     }
   } finally {

@@ -1,7 +1,7 @@
 /**
  * The data plane: a TUN device and a packet transport, joined by the peer
  * table. It knows nothing of leases or Redis; the daemon's wiring feeds it
- * peers with setPeers().
+ * peers with setPeer() and removePeer() (or a fixed list with setPeers()).
  */
 import type { Logger } from 'pino';
 import type { TunDevice } from '../tun/index.js';
@@ -77,11 +77,21 @@ export class DataPlane {
     this.log = options.logger.child({ component: 'dataplane' });
   }
 
-  /** Replaces the whole peer table at once; the next batch sees the new one. */
+  /** Replaces the whole peer table at once (static mode); the next batch sees the new one. */
   setPeers(peers: Iterable<Peer>): void {
     const next = new PeerTable(this.options.localSubnet.prefixLength, peers);
     this.log.info({ peers: [...next.peers()].map((p) => `${formatCidr(p.subnet)}=${p.endpoint.address}:${p.endpoint.port}`) }, 'peer table replaced');
     this.peers = next;
+  }
+
+  /** Adds a peer, or moves its subnet to a new endpoint. O(1): the next batch sees it. */
+  setPeer(peer: Peer): void {
+    this.peers.set(peer);
+  }
+
+  /** Removes the peer on `subnet`; false if there was none. */
+  removePeer(subnet: Cidr): boolean {
+    return this.peers.delete(subnet);
   }
 
   get peerTable(): PeerTable {

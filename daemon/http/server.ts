@@ -8,7 +8,8 @@ import type { Logger } from 'pino';
 import type { Metrics } from './metrics.js';
 
 export interface StatusSource {
-  ready(): boolean;
+  /** Whether the node does its job; if not, why (shown on /readyz). */
+  readiness(): { readonly ready: boolean; readonly reason?: string };
   status(): unknown;
 }
 
@@ -30,8 +31,10 @@ export async function startHttpServer(
     switch (url.pathname) {
       case '/healthz':
         return send(200, 'ok\n');
-      case '/readyz':
-        return source.ready() ? send(200, 'ready\n') : send(503, 'not ready\n');
+      case '/readyz': {
+        const { ready, reason } = source.readiness();
+        return ready ? send(200, 'ready\n') : send(503, `not ready: ${reason ?? 'starting'}\n`);
+      }
       case '/status':
         return send(200, `${JSON.stringify(source.status(), null, 2)}\n`, 'application/json');
       case '/metrics':

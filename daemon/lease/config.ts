@@ -205,9 +205,17 @@ export function allocatableCount(config: NetworkConfig): number {
   return (config.subnetMax - config.subnetMin) / blockSize(config.subnetLen) + 1;
 }
 
-/** The network address of the `index`-th allocatable subnet (0-based from SubnetMin). */
-export function allocatableSubnet(config: NetworkConfig, index: number): number {
-  return config.subnetMin + index * blockSize(config.subnetLen);
+/** The bitmap covers at most this many subnets (2 MiB); a larger range allocates from its first 2^24. */
+export const MAX_ALLOCATABLE_BITS = 1 << 24;
+
+/** SubnetMin..SubnetMax as the allocation bitmap describes it. */
+export function allocatableRange(config: NetworkConfig): { first: number; size: number; count: number; prefixLength: number } {
+  return {
+    first: config.subnetMin,
+    size: blockSize(config.subnetLen),
+    count: Math.min(allocatableCount(config), MAX_ALLOCATABLE_BITS),
+    prefixLength: config.subnetLen,
+  };
 }
 
 /**

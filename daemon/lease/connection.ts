@@ -2,20 +2,21 @@
 // turning ioredis failures into the store's error classes.
 //
 // Two kinds of client:
-// - "command": shared by every store operation; reconnects per the retry policy.
-// - "blocking": one per watch, for XREAD BLOCK. It never reconnects by itself:
-//   the watch loop replaces it, so that it can check its stream position
-//   after every reconnection.
+// - "command": every store operation. A CommandLink opens it when there is
+//   work and, in a daemon, closes it again after commandIdleMs without any,
+//   so that an idle node holds one connection to Redis, not two.
+// - "subscriber": one per watch, the long-lived connection that Redis pushes
+//   changes down. It never reconnects by itself: the watch replaces it, so
+//   that it can catch up on what it missed after every reconnection.
 
 import { Cluster, Redis, ReplyError, type ClusterOptions, type RedisOptions } from 'ioredis';
 import type { Logger } from 'pino';
-import { describeEndpoint, type RedisEndpoint } from './endpoint.js';
+import { describeEndpoint, type HostPort, type RedisEndpoint } from './endpoint.js';
 import { LeaseStoreError, StoreAccessError, StoreCommandError, StoreUnavailableError } from './errors.js';
 import { backoffDelay, type ResolvedOptions } from './options.js';
 
 export type RedisClient = Redis | Cluster;
 
-export type ClientPurpose = 'command' | 'blocking';
 
 /** Reply errors that mean "not now" rather than "wrong": the cure is to retry later. */
 const TRANSIENT_REPLY_CODES = new Set(['LOADING', 'READONLY', 'MASTERDOWN', 'CLUSTERDOWN', 'TRYAGAIN', 'BUSY']);
@@ -50,19 +51,18 @@ export class ConnectionFactory {
     this.options = options;
   }
 
-  /** A client that has not started connecting yet; call `connect` on it. */
-  create(purpose: ClientPurpose, connectionName: string, extra?: { blockMs?: number }): RedisClient {
+  /** The options every connection shares: timeouts, keepalive, credentials, TLS. */
+  private commonOptions(connectionName: string): RedisOptions {
     const o = this.options;
     const e = this.endpoint;
-    const reconnects = purpose === 'command' && o.retry.mode === 'backoff';
-    const retryStrategy = reconnects
-      ? (times: number) => (times > o.retry.maxAttempts ? null : backoffDelay(o.retry, times))
-      : () => null;
     const tls = e.tls ? { ...(o.tls ?? {}) } : undefined;
-    const common: RedisOptions = {
+    return {
       lazyConnect: true,
       connectTimeout: o.connectTimeoutMs,
       connectionName,
+      // TCP keepalive: idle 30 s, then libuv probes every second, ten times.
+      // A connection whose server vanished without a FIN is dropped within
+      // about 40 s, at no cost in Redis commands.
       keepAlive: 30_000,
       // After our FIN, how long to wait for the server's before destroying the
       // socket; the timer is not unref'd, so a CLI would linger this long.
@@ -73,47 +73,34 @@ export class ConnectionFactory {
       ...(e.password !== undefined ? { password: e.password } : {}),
       ...(tls !== undefined ? { tls } : {}),
     };
-    if (purpose === 'command') {
-      Object.assign(common, {
-        commandTimeout: o.commandTimeoutMs,
-        // A command timeout alone leaves a dead (silent) socket in place; this
-        // destroys it so the retry strategy reconnects.
-        socketTimeout: o.commandTimeoutMs,
-        enableOfflineQueue: reconnects,
-        maxRetriesPerRequest: reconnects ? null : 0,
-        // A write followed by WAIT must not be replayed on a new connection:
-        // a WAIT sent there would count the replicas of nothing. The caller
-        // sees the failure and retries the whole write instead.
-        ...(o.minReplicas > 0 ? { autoResendUnfulfilledCommands: false } : {}),
-      } satisfies RedisOptions);
-    } else {
-      // A command timeout would cut every XREAD BLOCK short; blockingTimeout
-      // is the safety net for a connection that died without a FIN.
-      Object.assign(common, {
-        blockingTimeout: extra?.blockMs ?? o.watchBlockMs,
-        blockingTimeoutGrace: o.commandTimeoutMs,
-        enableOfflineQueue: false,
-        autoResendUnfulfilledCommands: false,
-        maxRetriesPerRequest: 0,
-      } satisfies RedisOptions);
-    }
+  }
 
+  /** A command client that has not started connecting yet; see CommandLink. */
+  createCommandClient(connectionName: string): RedisClient {
+    const o = this.options;
+    const e = this.endpoint;
+    const reconnects = o.retry.mode === 'backoff';
+    const retryStrategy = reconnects
+      ? (times: number) => (times > o.retry.maxAttempts ? null : backoffDelay(o.retry, times))
+      : () => null;
+    const common: RedisOptions = {
+      ...this.commonOptions(connectionName),
+      commandTimeout: o.commandTimeoutMs,
+      // A command timeout alone leaves a dead (silent) socket in place; this
+      // destroys it so the retry strategy reconnects.
+      socketTimeout: o.commandTimeoutMs,
+      enableOfflineQueue: reconnects,
+      maxRetriesPerRequest: reconnects ? null : 0,
+      // A write followed by WAIT must not be replayed on a new connection:
+      // a WAIT sent there would count the replicas of nothing. The caller
+      // sees the failure and retries the whole write instead.
+      ...(o.minReplicas > 0 ? { autoResendUnfulfilledCommands: false } : {}),
+    };
     switch (e.kind) {
       case 'standalone':
         return new Redis({ ...common, host: e.node.host, port: e.node.port, db: e.db, retryStrategy });
       case 'sentinel':
-        return new Redis({
-          ...common,
-          sentinels: e.sentinels.map((s) => ({ host: s.host, port: s.port })),
-          name: e.masterName,
-          db: e.db,
-          retryStrategy,
-          sentinelRetryStrategy: reconnects ? retryStrategy : () => null,
-          sentinelCommandTimeout: o.connectTimeoutMs,
-          ...(e.sentinelUsername !== undefined ? { sentinelUsername: e.sentinelUsername } : {}),
-          ...(e.sentinelPassword !== undefined ? { sentinelPassword: e.sentinelPassword } : {}),
-          ...(e.tls ? { enableTLSForSentinelMode: true, sentinelTLS: { ...(o.tls ?? {}) } } : {}),
-        });
+        return new Redis({ ...common, ...this.sentinelOptions(), db: e.db, retryStrategy, sentinelRetryStrategy: reconnects ? retryStrategy : () => null });
       case 'cluster': {
         const { enableOfflineQueue, ...nodeOptions } = common;
         const clusterOptions: ClusterOptions = {
@@ -132,18 +119,57 @@ export class ConnectionFactory {
   }
 
   /**
-   * Connects `client` and resolves once it is ready. fail-fast, or a client
-   * that does not reconnect by itself (`once`): one attempt, bounded by
-   * connectTimeoutMs in total (a server that accepts the TCP connection but
-   * never answers counts as unreachable). backoff: waits as long as the client
-   * keeps retrying, logging each failure, until `signal` aborts.
+   * A subscriber client that has not started connecting yet. On Redis
+   * Cluster it goes to `node`, the master that holds the store's slot, since
+   * only that node sees (and reports) changes to the store's keys.
    */
-  async connect(client: RedisClient, logger: Logger, signal?: AbortSignal, once = false): Promise<void> {
-    const failFast = this.options.retry.mode === 'fail-fast' || once;
-    const deadlineMs = failFast ? this.options.connectTimeoutMs : undefined;
+  createSubscriber(connectionName: string, node?: HostPort): Redis {
+    const e = this.endpoint;
+    const common: RedisOptions = {
+      ...this.commonOptions(connectionName),
+      retryStrategy: () => null,
+      enableOfflineQueue: true,
+      autoResubscribe: false,
+      autoResendUnfulfilledCommands: false,
+      maxRetriesPerRequest: 0,
+      // The ready check is an INFO per connection; the watch's first read
+      // answers LOADING as well, and is retried the same way.
+      enableReadyCheck: false,
+    };
+    switch (e.kind) {
+      case 'standalone':
+        return new Redis({ ...common, host: e.node.host, port: e.node.port, db: e.db });
+      case 'sentinel':
+        return new Redis({ ...common, ...this.sentinelOptions(), db: e.db, sentinelRetryStrategy: () => null });
+      case 'cluster':
+        if (node === undefined) throw new Error('a Redis Cluster subscriber needs the node that holds the store');
+        return new Redis({ ...common, host: node.host, port: node.port });
+    }
+  }
+
+  private sentinelOptions(): RedisOptions {
+    const e = this.endpoint;
+    if (e.kind !== 'sentinel') return {};
+    return {
+      sentinels: e.sentinels.map((s) => ({ host: s.host, port: s.port })),
+      name: e.masterName,
+      sentinelCommandTimeout: this.options.connectTimeoutMs,
+      ...(e.sentinelUsername !== undefined ? { sentinelUsername: e.sentinelUsername } : {}),
+      ...(e.sentinelPassword !== undefined ? { sentinelPassword: e.sentinelPassword } : {}),
+      ...(e.tls ? { enableTLSForSentinelMode: true, sentinelTLS: { ...(this.options.tls ?? {}) } } : {}),
+    };
+  }
+
+  /**
+   * Connects `client` and resolves once it is ready: one attempt, bounded by
+   * connectTimeoutMs in total (a server that accepts the TCP connection but
+   * never answers counts as unreachable). Retrying is the caller's business:
+   * each caller knows what it is waiting for and says so in its own log.
+   */
+  async connect(client: RedisClient, signal?: AbortSignal): Promise<void> {
+    const deadlineMs = this.options.connectTimeoutMs;
     await new Promise<void>((resolve, reject) => {
       let lastError: Error | undefined;
-      let failures = 0;
       let timer: NodeJS.Timeout | undefined;
       const cleanup = (): void => {
         client.off('ready', onReady);
@@ -165,10 +191,6 @@ export class ConnectionFactory {
         const denied = this.accessDenied(err);
         if (denied !== undefined) return fail(denied);
         lastError = err;
-        failures++;
-        if (!failFast) {
-          logger.warn({ address: this.address, attempt: failures, err: errorSummary(err) }, 'Redis connection attempt failed; retrying');
-        }
       };
       const onEnd = (): void => fail(this.unreachable(lastError));
       const onAbort = (): void =>
@@ -181,12 +203,10 @@ export class ConnectionFactory {
       client.on('error', onError);
       client.on('end', onEnd);
       signal?.addEventListener('abort', onAbort, { once: true });
-      if (deadlineMs !== undefined) {
-        timer = setTimeout(() => {
-          const why = lastError ?? new Error(`no reply within ${deadlineMs} ms (connectTimeoutMs)`);
-          fail(this.unreachable(why));
-        }, deadlineMs);
-      }
+      timer = setTimeout(() => {
+        const why = lastError ?? new Error(`no reply within ${deadlineMs} ms (connectTimeoutMs)`);
+        fail(this.unreachable(why));
+      }, deadlineMs);
       // Failures arrive as "error"/"end" events; the promise itself adds nothing.
       client.connect().catch(() => undefined);
     });
@@ -241,6 +261,103 @@ export class ConnectionFactory {
     const cause = err instanceof Error ? err : new Error(String(err));
     return new StoreUnavailableError(this.address, `Redis unreachable at ${this.address} during ${what}: ${errorSummary(cause)}`, { cause });
   }
+}
+
+/**
+ * The command connection, opened on first use. With an idle timeout it is
+ * closed again after that long without a command: a daemon renews about once
+ * a day and reaps its share now and then, so an idle node need not hold a
+ * second connection to Redis beside its watch.
+ */
+export class CommandLink {
+  private client: RedisClient | undefined;
+  private connecting: Promise<RedisClient> | undefined;
+  private users = 0;
+  private idleTimer: NodeJS.Timeout | undefined;
+  private closed = false;
+
+  constructor(
+    private readonly factory: ConnectionFactory,
+    private readonly logger: Logger,
+    private readonly connectionName: string,
+    /** Close after this long unused; Infinity keeps it open until close(). */
+    private readonly idleMs: number,
+  ) {}
+
+  /** Whether the connection is up right now (it is down between uses when idle-closed). */
+  get connected(): boolean {
+    return this.client?.status === 'ready';
+  }
+
+  /**
+   * Runs `use` on a connected client, connecting first if needed (one
+   * attempt, bounded by connectTimeoutMs; the caller decides whether to try
+   * again). Rejects with StoreUnavailableError or StoreAccessError.
+   */
+  async run<T>(use: (client: RedisClient) => Promise<T>): Promise<T> {
+    this.users++;
+    if (this.idleTimer !== undefined) clearTimeout(this.idleTimer);
+    try {
+      return await use(await this.open());
+    } finally {
+      if (--this.users === 0) this.armIdleClose();
+    }
+  }
+
+  private open(): Promise<RedisClient> {
+    if (this.closed) return Promise.reject(new LeaseStoreError('the lease store is closed'));
+    const client = this.client;
+    // A client that is up, or that ioredis is reconnecting (backoff): commands wait for it, bounded by commandTimeoutMs.
+    if (client !== undefined && !['wait', 'end', 'close'].includes(client.status)) return Promise.resolve(client);
+    this.connecting ??= this.connectNew().finally(() => (this.connecting = undefined));
+    return this.connecting;
+  }
+
+  private async connectNew(): Promise<RedisClient> {
+    const client = this.factory.createCommandClient(this.connectionName);
+    client.on('error', (err: Error) => this.logger.debug({ address: this.factory.address, err: err.message }, 'Redis command connection error'));
+    this.client = client;
+    try {
+      await this.factory.connect(client);
+    } catch (err) {
+      // connect() closed it; a client left between retries would hold commands forever.
+      if (this.client === client) this.client = undefined;
+      throw err;
+    }
+    this.logger.debug({ address: this.factory.address }, 'Redis command connection ready');
+    return client;
+  }
+
+  private armIdleClose(): void {
+    if (!Number.isFinite(this.idleMs) || this.closed) return;
+    this.idleTimer = setTimeout(() => {
+      if (this.users > 0 || this.client === undefined) return;
+      closeClient(this.client);
+      this.client = undefined;
+      this.logger.debug({ address: this.factory.address, idleMs: this.idleMs }, 'Redis command connection closed while idle');
+    }, this.idleMs);
+    this.idleTimer.unref();
+  }
+
+  close(): void {
+    this.closed = true;
+    if (this.idleTimer !== undefined) clearTimeout(this.idleTimer);
+    if (this.client !== undefined) closeClient(this.client);
+    this.client = undefined;
+  }
+}
+
+/** The Redis Cluster hash slot of a key (CRC16/XMODEM of its hash tag, mod 16384). */
+export function keySlot(key: string): number {
+  const open = key.indexOf('{');
+  const close = open < 0 ? -1 : key.indexOf('}', open + 1);
+  const tagged = open >= 0 && close > open + 1 ? key.slice(open + 1, close) : key;
+  let crc = 0;
+  for (const byte of Buffer.from(tagged)) {
+    crc ^= byte << 8;
+    for (let bit = 0; bit < 8; bit++) crc = crc & 0x8000 ? ((crc << 1) ^ 0x1021) & 0xffff : (crc << 1) & 0xffff;
+  }
+  return crc % 16384;
 }
 
 /**

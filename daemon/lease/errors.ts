@@ -50,14 +50,18 @@ export class OutOfSubnetsError extends LeaseStoreError {
   override readonly name = 'OutOfSubnetsError';
 }
 
-/** The lease this node held is gone: revoked, expired, or now held by someone else. */
+/**
+ * The lease this node held cannot be kept: an operator revoked it, or another
+ * node now holds the subnet. (A lease that is merely gone, because the store
+ * lost its data or it expired, is put back instead.)
+ */
 export class LeaseLostError extends LeaseStoreError {
   override readonly name = 'LeaseLostError';
   readonly subnet: string;
-  /** "missing": no lease for the subnet any more; "taken": it belongs to another public IP. */
-  readonly reason: 'missing' | 'taken';
+  /** "revoked": an operator revoked it; "taken": it belongs to another public IP. */
+  readonly reason: 'revoked' | 'taken';
 
-  constructor(subnet: string, reason: 'missing' | 'taken', message: string) {
+  constructor(subnet: string, reason: 'revoked' | 'taken', message: string) {
     super(message);
     this.subnet = subnet;
     this.reason = reason;

@@ -1,6 +1,7 @@
 // The lease store: miniflannel's network config and per-node subnet leases
 // in Redis, with flannel's guarantees (atomic allocation, TTLs, renewal,
-// reservations, and a watch that never silently misses a change).
+// reservations, and a watch that never silently misses a change), held as
+// soft state: the nodes re-assert what a store that lost its data forgot.
 // Key layout and guarantees: docs/redis.md.
 //
 // Exports: connectLeaseStore (the SubnetManager), the net-conf parser, the
@@ -12,22 +13,23 @@ export type {
   AcquireRequest,
   AcquireResult,
   AcquireSource,
+  ConfigCheck,
   LeaseListing,
   LeaseStoreStats,
   SubnetManager,
 } from './manager.js';
 
-export { LeaseRenewer } from './renewer.js';
-export type { KeepLeaseOptions, LeaseRenewerEvents } from './renewer.js';
+export { LeaseKeeper } from './keeper.js';
+export type { KeepLeaseOptions, LeaseKeeperEvents } from './keeper.js';
 
-export type { LeaseWatch, WatchEvent, WatchOptions, WatchStats } from './watch.js';
+export type { LeaseWatch, SnapshotCause, WatchEvent, WatchOptions, WatchStats } from './watch.js';
 export type { ChangeType, CorruptLease, KeyLayout } from './registry.js';
 export type { Lease } from './lease.js';
 
 export { parseNetworkConfig, toNetConf, defaultSubnetLen, DEFAULT_UDP_PORT, BACKEND_TYPES } from './config.js';
 export type { BackendType, NetConf, NetworkConfig } from './config.js';
 
-export { LEASE_STORE_DEFAULTS } from './options.js';
+export { LEASE_STORE_DEFAULTS, defaultReapInterval } from './options.js';
 export type { LeaseStoreOptions, RetryPolicy } from './options.js';
 
 export { parseRedisUrl, describeEndpoint, minReplicasFor } from './endpoint.js';

@@ -44,10 +44,6 @@ export function encodeAttrs(attrs: LeaseAttrs): string {
   });
 }
 
-export function attrsOf(lease: Lease): LeaseAttrs {
-  return { publicIP: lease.publicIP, nodeName: lease.nodeName, backendType: lease.backendType, backendData: lease.backendData };
-}
-
 /** A decoded lease, or why the stored value was refused. */
 export type DecodeResult = { readonly ok: true; readonly lease: Lease } | { readonly ok: false; readonly reason: string };
 
@@ -86,6 +82,21 @@ export function decodeLease(subnetText: string, attrsJson: string, expiry: strin
     if (!Number.isSafeInteger(expiresAt) || expiresAt <= 0) return { ok: false, reason: `expiry ${JSON.stringify(expiry)} is not a timestamp` };
   }
   return { ok: true, lease: { subnet, publicIP: PublicIP, nodeName: NodeName, backendType: BackendType, backendData: BackendData, expiresAt } };
+}
+
+/**
+ * A lease that names nothing but its subnet: what a removal whose stored
+ * attributes are corrupt still tells. Undefined if the subnet is not a
+ * canonical CIDR block either.
+ */
+export function bareLease(subnetText: string): Lease | undefined {
+  try {
+    const subnet = formatCidr(parseCidr(subnetText));
+    if (subnet !== subnetText) return undefined;
+    return { subnet, publicIP: '', nodeName: '', backendType: '', backendData: {}, expiresAt: null };
+  } catch {
+    return undefined;
+  }
 }
 
 /** Whether two leases differ in anything but their expiry. */

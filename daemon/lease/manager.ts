@@ -1,19 +1,20 @@
 // The subnet manager: what the daemon and the CLI use. The allocation policy
-// (reuse my lease, else my previous subnet, else a random free one; start
-// over a bounded number of times after losing a race) lives here; every
-// write goes through the registry's atomic scripts.
+// is flannel's (reuse my lease, else my previous subnet, else a free one),
+// decided inside Redis in one atomic step with no listing (scripts.ts,
+// CREATE); this side checks that a lease found for the node still fits the
+// config, and starts over, after a jittered pause, when it lost a race.
 
+import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import { formatCidr, formatIPv4, parseCidr, tryParseIPv4, type Cidr } from '../net/ipv4.js';
-import { allocatableCount, fitsConfig, parseNetworkConfig, toNetConf, type NetConf, type NetworkConfig } from './config.js';
-import { closeClient, ConnectionFactory, type RedisClient } from './connection.js';
+import { allocatableCount, allocatableRange, fitsConfig, parseNetworkConfig, toNetConf, type NetConf, type NetworkConfig } from './config.js';
+import { CommandLink, ConnectionFactory } from './connection.js';
 import { parseRedisUrl } from './endpoint.js';
 import { ConfigError, ConfigMissingError, LeaseConflictError, LeaseLostError, OptionsError, OutOfSubnetsError } from './errors.js';
+import { LeaseKeeper, type ClaimOutcome, type KeepLeaseOptions, type LeaseKeeping } from './keeper.js';
 import { decodeLease, encodeAttrs, type Lease } from './lease.js';
-import { resolveOptions, type LeaseStoreOptions, type ResolvedOptions } from './options.js';
-import { pickFreeSubnets } from './policy.js';
-import { keyLayout, LeaseRegistry, type CorruptLease, type KeyLayout, type RegistrySnapshot } from './registry.js';
-import { LeaseRenewer, type KeepLeaseOptions } from './renewer.js';
+import { backoffDelay, resolveOptions, type LeaseStoreOptions, type ResolvedOptions } from './options.js';
+import { keyLayout, LeaseRegistry, type CorruptLease, type KeyLayout } from './registry.js';
 import { LeaseWatcher, type LeaseWatch, type WatchOptions } from './watch.js';
 
 /** What a node asks for when it starts. */
@@ -39,11 +40,11 @@ export interface AcquireResult {
   readonly source: AcquireSource;
 }
 
-/** All current leases and the change-stream position the listing corresponds to. */
+/** All current leases. */
 export interface LeaseListing {
   /** Sorted by subnet address. */
   readonly leases: readonly Lease[];
-  /** Stream ID of the last change included. */
+  /** Stream ID of the last change before the listing began. */
   readonly seq: string;
   /** Stored values that are not leases (written by hand, say), left out of `leases`: the hash field and what is wrong. */
   readonly corrupt: readonly CorruptLease[];
@@ -53,9 +54,15 @@ export interface LeaseListing {
 export interface LeaseStoreStats {
   /** Stored lease values that could not be decoded (listings). */
   readonly corruptLeases: number;
-  /** Change-stream entries that could not be decoded (watches). */
+  /** Changes that could not be decoded (watches). */
   readonly corruptEvents: number;
 }
+
+/** How the stored network config compares with the one a node runs with; see ensureNetworkConfig. */
+export type ConfigCheck =
+  | { readonly status: 'stored' }
+  | { readonly status: 'same' }
+  | { readonly status: 'different'; readonly stored: string; readonly why: string };
 
 /** flannel's subnet manager, over Redis. */
 export interface SubnetManager {
@@ -64,47 +71,54 @@ export interface SubnetManager {
   /** The Redis keys in use. */
   readonly keys: Readonly<KeyLayout>;
   readonly stats: LeaseStoreStats;
-  /** Whether the command connection is up right now (for health and metrics). */
+  /** Whether the store's long-lived connection (a watch's, else the command connection) is up right now. */
   readonly connected: boolean;
 
   /** The stored network config with defaults filled in. Throws ConfigMissingError or ConfigError. */
   getNetworkConfig(): Promise<NetworkConfig>;
   /** Validates (ConfigError) and stores a net-conf. Returns it with defaults filled in. */
   setNetworkConfig(netConf: string | NetConf): Promise<NetworkConfig>;
+  /**
+   * What a running node does when the store may have lost its data: stores
+   * `config` if the store holds none, and otherwise says whether the stored
+   * one is the same. Never overwrites a stored config.
+   */
+  ensureNetworkConfig(config: NetworkConfig): Promise<ConfigCheck>;
 
   /**
    * Gets this node a lease: its existing lease (or reservation) by public IP,
-   * else `previousSubnet` if free, else a random free subnet. Atomic against
-   * any number of concurrent acquirers. Throws OutOfSubnetsError, or
+   * else `previousSubnet` if free, else a free subnet. One atomic script in
+   * the common case, with no listing. Throws OutOfSubnetsError, or
    * LeaseConflictError when it lost the race maxAcquireAttempts times.
    */
   acquireLease(request: AcquireRequest): Promise<AcquireResult>;
-  /** Extends the lease by leaseTtlMs (a reservation keeps no expiry). Throws LeaseLostError if it is gone. */
+  /**
+   * Extends the lease by leaseTtlMs (a reservation keeps no expiry), or puts
+   * it back if it is gone without having been revoked. Throws LeaseLostError
+   * if it was revoked or another node holds the subnet.
+   */
   renewLease(lease: Lease): Promise<Lease>;
-  /** Deletes a lease; with `publicIP`, only if that IP owns it (else LeaseConflictError). False if there was none. */
+  /** Deletes a lease; with `publicIP`, only if that IP owns it (else LeaseConflictError). False if there was none. The owner's node stops. */
   revokeLease(subnet: string, options?: { readonly publicIP?: string }): Promise<boolean>;
   /** Reserves `subnet` for `publicIP`: a lease that never expires and only that IP can take. */
   reserve(subnet: string, publicIP: string): Promise<Lease>;
   /** Deletes a reservation. False if there was none; LeaseConflictError if the subnet holds an ordinary lease. */
   unreserve(subnet: string): Promise<boolean>;
-  /** Every live lease. */
+  /** Every live lease, read in chunks; writes nothing. */
   listLeases(): Promise<LeaseListing>;
   /** Removes expired leases now, recording an "expired" event for each. Returns how many. */
   reap(): Promise<number>;
 
   /** A change feed: a snapshot, then every change in order. See LeaseWatch. */
   watchLeases(options?: WatchOptions): LeaseWatch;
-  /** Starts renewing `lease` a margin before each expiry; see LeaseRenewer. */
-  keepLease(lease: Lease, options?: KeepLeaseOptions): LeaseRenewer;
+  /** Keeps `lease`: renews it, puts it back if the store loses it, and takes a share of the reaping; see LeaseKeeper. */
+  keepLease(lease: Lease, options?: KeepLeaseOptions): LeaseKeeper;
 
   /** The Redis clock's current time, estimated from the last reply. Expiries are on this clock. */
   serverNow(): number;
-  /** Stops every watch and renewer started from this store, and disconnects. */
+  /** Stops every watch and keeper started from this store, and disconnects. */
   close(): Promise<void>;
 }
-
-/** Candidates offered per create attempt (see pickFreeSubnets). */
-const CANDIDATES_PER_ATTEMPT = 16;
 
 function canonicalSubnet(option: string, text: string, allowHostBits = false): Cidr {
   if (typeof text !== 'string') throw new OptionsError(option, `${option} must be a CIDR string such as "10.5.3.0/24"`);
@@ -115,44 +129,47 @@ function canonicalSubnet(option: string, text: string, allowHostBits = false): C
   }
 }
 
-function checkIPv4(option: string, text: string): string {
+function checkIPv4Option(option: string, text: string): string {
   if (typeof text !== 'string' || tryParseIPv4(text) < 0) {
     throw new OptionsError(option, `${option} ${JSON.stringify(text)} is not an IPv4 address`);
   }
   return text;
 }
 
-class LeaseStore implements SubnetManager {
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Pause between acquire attempts after a lost race: 50 ms doubling to 1 s, with jitter. */
+const ACQUIRE_BACKOFF = { initialDelayMs: 50, maxDelayMs: 1_000 };
+
+class LeaseStore implements SubnetManager, LeaseKeeping {
   readonly address: string;
   readonly keys: KeyLayout;
   private readonly options: ResolvedOptions;
   private readonly factory: ConnectionFactory;
-  private readonly client: RedisClient;
+  private readonly link: CommandLink;
   private readonly registry: LeaseRegistry;
   private readonly logger: Logger;
   private readonly watches = new Set<LeaseWatcher>();
-  private readonly renewers = new Set<LeaseRenewer>();
+  private readonly keepers = new Set<LeaseKeeper>();
+  /** Leases in the store, as the last write or reap reported: each keeper's share of the reaping depends on it. */
+  private leaseCount = 1;
   private closed = false;
 
-  get connected(): boolean {
-    return this.client.status === 'ready';
-  }
-
-  constructor(options: ResolvedOptions, factory: ConnectionFactory, client: RedisClient) {
+  constructor(options: ResolvedOptions, factory: ConnectionFactory, link: CommandLink) {
     this.options = options;
     this.factory = factory;
-    this.client = client;
+    this.link = link;
     this.address = factory.address;
     this.logger = options.logger;
     this.keys = keyLayout(options.keyPrefix);
-    // Renewals that failed while Redis was away are retried as soon as it is back.
-    client.on('ready', () => {
-      for (const renewer of this.renewers) renewer.retryNow();
-    });
-    this.registry = new LeaseRegistry(client, factory, this.keys, options.streamMaxLen, options.logger, {
-      minReplicas: options.minReplicas,
-      timeoutMs: options.replicationTimeoutMs,
-    });
+    // A store that lost its data gets this epoch with its first new change.
+    const epochIfNone = randomBytes(8).toString('hex');
+    this.registry = new LeaseRegistry(link, factory, this.keys, options.streamMaxLen, options.logger, { minReplicas: options.minReplicas, timeoutMs: options.replicationTimeoutMs }, epochIfNone);
+  }
+
+  get connected(): boolean {
+    if (this.watches.size > 0) return [...this.watches].some((watch) => watch.connected);
+    return this.link.connected;
   }
 
   get stats(): LeaseStoreStats {
@@ -166,6 +183,10 @@ class LeaseStore implements SubnetManager {
   async getNetworkConfig(): Promise<NetworkConfig> {
     const text = await this.registry.getConfigText();
     if (text === null) throw new ConfigMissingError(this.keys.config);
+    return this.parseStoredConfig(text);
+  }
+
+  private parseStoredConfig(text: string): NetworkConfig {
     try {
       return parseNetworkConfig(text);
     } catch (cause) {
@@ -183,8 +204,23 @@ class LeaseStore implements SubnetManager {
     return config;
   }
 
+  async ensureNetworkConfig(config: NetworkConfig): Promise<ConfigCheck> {
+    const mine = JSON.stringify(toNetConf(config));
+    const result = await this.registry.ensureConfigText(mine);
+    if (result.stored) return { status: 'stored' };
+    let stored: NetworkConfig;
+    try {
+      stored = parseNetworkConfig(result.current);
+    } catch (err) {
+      return { status: 'different', stored: result.current, why: `it is invalid: ${(err as Error).message}` };
+    }
+    const theirs = JSON.stringify(toNetConf(stored));
+    if (theirs === mine) return { status: 'same' };
+    return { status: 'different', stored: theirs, why: `it is ${theirs}, this node runs with ${mine}` };
+  }
+
   async acquireLease(request: AcquireRequest): Promise<AcquireResult> {
-    const publicIP = checkIPv4('publicIP', request.publicIP);
+    const publicIP = checkIPv4Option('publicIP', request.publicIP);
     if (typeof request.nodeName !== 'string') throw new OptionsError('nodeName', 'nodeName must be a string');
     const backendData = request.backendData;
     if (backendData !== undefined && (typeof backendData !== 'object' || backendData === null || Array.isArray(backendData))) {
@@ -199,80 +235,73 @@ class LeaseStore implements SubnetManager {
       backendData: backendData ?? { Port: config.backend.port },
     };
     const attrsJson = encodeAttrs(attrs);
+    let previousText: string | undefined;
+    if (previous !== undefined) {
+      previousText = formatCidr(previous);
+      if (!fitsConfig(config, previous, false)) {
+        this.logger.info({ previousSubnet: previousText }, 'previous subnet does not fit the network config; not reusing it');
+        previousText = undefined;
+      }
+    }
+    const range = allocatableRange(config);
+    const ttl = this.options.leaseTtlMs;
     for (let attempt = 1; attempt <= this.options.maxAcquireAttempts; attempt++) {
-      const snapshot = await this.registry.snapshot();
-      const result = await this.tryAcquire(config, snapshot, publicIP, attrsJson, previous);
+      const created = await this.registry.create(publicIP, attrsJson, ttl, previousText, range, Math.floor(Math.random() * range.count));
+      let result: { subnet: string; expiresAt: number | null; source: AcquireSource } | undefined;
+      switch (created.status) {
+        case 'full':
+          throw this.outOfSubnets(config);
+        case 'ok':
+          this.leaseCount = created.leases;
+          if (previousText !== undefined && created.source === 'new') {
+            this.logger.info({ previousSubnet: previousText }, 'previous subnet is held by another node; not reusing it');
+          }
+          result = { subnet: created.subnet, expiresAt: created.expiresAt, source: created.source };
+          break;
+        case 'ip-held':
+          result = await this.reuseHeld(config, created.subnet, created.reservation, publicIP, attrsJson);
+          if (result === undefined && this.logger.isLevelEnabled('debug')) this.logger.debug({ publicIP, attempt }, 'lost a race for this node\'s own lease; starting over');
+          break;
+      }
       if (result !== undefined) {
         const lease: Lease = { subnet: result.subnet, ...attrs, expiresAt: result.expiresAt };
         this.logger.info({ subnet: lease.subnet, publicIP, source: result.source, expiresAt: lease.expiresAt, attempt }, 'lease acquired');
         return { lease, source: result.source };
       }
-      this.logger.debug({ publicIP, attempt }, 'lost an allocation race; starting over');
+      await sleep(backoffDelay(ACQUIRE_BACKOFF, attempt));
     }
     throw new LeaseConflictError(
-      `could not acquire a lease for ${publicIP}: other nodes changed the lease table during each of ${this.options.maxAcquireAttempts} attempts (maxAcquireAttempts)`,
+      `could not acquire a lease for ${publicIP}: other writers changed its lease during each of ${this.options.maxAcquireAttempts} attempts (maxAcquireAttempts)`,
     );
   }
 
-  /** One pass of flannel's policy against one listing. Undefined: lost a race, start over. */
-  private async tryAcquire(
+  /**
+   * The lease (or reservation) this public IP already holds: claimed if it
+   * still fits the config, else released so the next attempt allocates anew.
+   * Undefined: start over.
+   */
+  private async reuseHeld(
     config: NetworkConfig,
-    snapshot: RegistrySnapshot,
+    subnet: string,
+    reservation: boolean,
     publicIP: string,
     attrsJson: string,
-    previous: Cidr | undefined,
   ): Promise<{ subnet: string; expiresAt: number | null; source: AcquireSource } | undefined> {
-    const ttl = this.options.leaseTtlMs;
-
-    // 1. A lease (or reservation) this public IP already holds.
-    const mine = [...snapshot.leases.values()].find((l) => l.publicIP === publicIP);
-    if (mine !== undefined) {
-      const reservation = mine.expiresAt === null;
-      if (fitsConfig(config, parseCidr(mine.subnet), reservation)) {
-        const claimed = await this.registry.claim(mine.subnet, publicIP, attrsJson, ttl);
-        if (claimed.status !== 'ok') return undefined;
-        return { subnet: mine.subnet, expiresAt: claimed.expiresAt, source: reservation ? 'reservation' : 'existing' };
-      }
-      if (reservation) {
-        throw new LeaseConflictError(
-          `subnet ${mine.subnet} is reserved for ${publicIP} but does not fit the network config ` +
-            `(Network ${formatCidr(config.network)}, SubnetLen ${config.subnetLen}); remove the reservation or fix the config`,
-        );
-      }
-      this.logger.info({ subnet: mine.subnet, publicIP }, 'lease for this public IP does not fit the network config; revoking it');
-      await this.registry.remove(mine.subnet, publicIP, 'any');
+    if (fitsConfig(config, parseCidr(subnet), reservation)) {
+      const claimed = await this.registry.claim(subnet, publicIP, attrsJson, this.options.leaseTtlMs, reservation ? 'reservation' : 'lease');
+      if (claimed.status !== 'ok') return undefined;
+      this.leaseCount = claimed.leases;
+      return { subnet, expiresAt: claimed.expiresAt, source: reservation ? 'reservation' : 'existing' };
     }
-
-    // 2. The subnet this node had before, if nobody holds it.
-    let candidates: string[] | undefined;
-    let source: AcquireSource = 'new';
-    if (previous !== undefined) {
-      const text = formatCidr(previous);
-      if (!fitsConfig(config, previous, false)) {
-        this.logger.info({ previousSubnet: text }, 'previous subnet does not fit the network config; not reusing it');
-      } else if (snapshot.occupied.has(text)) {
-        this.logger.info({ previousSubnet: text }, 'previous subnet is held by another node; not reusing it');
-      } else {
-        candidates = [text];
-        source = 'previous';
-      }
+    if (reservation) {
+      throw new LeaseConflictError(
+        `subnet ${subnet} is reserved for ${publicIP} but does not fit the network config ` +
+          `(Network ${formatCidr(config.network)}, SubnetLen ${config.subnetLen}); remove the reservation or fix the config`,
+      );
     }
-
-    // 3. A random free subnet.
-    if (candidates === undefined) {
-      const occupied = new Set<number>();
-      for (const text of snapshot.occupied) {
-        const address = tryParseIPv4(text.slice(0, text.indexOf('/')));
-        if (address >= 0) occupied.add(address);
-      }
-      const picks = pickFreeSubnets(config, occupied, CANDIDATES_PER_ATTEMPT);
-      if (picks.length === 0) throw this.outOfSubnets(config);
-      candidates = picks.map((network) => formatCidr({ network, prefixLength: config.subnetLen }));
-    }
-
-    const created = await this.registry.create(publicIP, attrsJson, ttl, candidates);
-    if (created.status !== 'ok') return undefined;
-    return { subnet: created.subnet, expiresAt: created.expiresAt, source };
+    this.logger.info({ subnet, publicIP }, 'lease for this public IP does not fit the network config; releasing it');
+    await this.registry.remove(subnet, publicIP, 'any', false);
+    return undefined;
   }
 
   private outOfSubnets(config: NetworkConfig): OutOfSubnetsError {
@@ -284,22 +313,34 @@ class LeaseStore implements SubnetManager {
     );
   }
 
-  async renewLease(lease: Lease): Promise<Lease> {
-    const result = await this.registry.claim(lease.subnet, lease.publicIP, encodeAttrs(lease), this.options.leaseTtlMs);
+  async claimLease(lease: Lease): Promise<ClaimOutcome> {
+    const kind = lease.expiresAt === null ? 'reservation' : 'lease';
+    const result = await this.registry.claim(lease.subnet, lease.publicIP, encodeAttrs(lease), this.options.leaseTtlMs, kind);
     switch (result.status) {
       case 'ok':
-        return { ...lease, expiresAt: result.expiresAt };
-      case 'missing':
-        throw new LeaseLostError(lease.subnet, 'missing', `the lease on ${lease.subnet} for ${lease.publicIP} is gone: it was revoked or it expired`);
+        this.leaseCount = result.leases;
+        return { lease: { ...lease, expiresAt: result.expiresAt }, change: result.change, leases: result.leases };
+      case 'revoked':
+        throw new LeaseLostError(lease.subnet, 'revoked', `the lease on ${lease.subnet} for ${lease.publicIP} was revoked`);
       case 'taken':
         throw new LeaseLostError(lease.subnet, 'taken', `the lease on ${lease.subnet} now belongs to ${result.owner || 'another node'}, not ${lease.publicIP}`);
     }
   }
 
+  async renewLease(lease: Lease): Promise<Lease> {
+    return (await this.claimLease(lease)).lease;
+  }
+
+  async reapExpired(): Promise<{ reaped: number; leases: number }> {
+    const result = await this.registry.reap();
+    this.leaseCount = result.leases;
+    return result;
+  }
+
   async revokeLease(subnet: string, options?: { readonly publicIP?: string }): Promise<boolean> {
     const text = formatCidr(canonicalSubnet('subnet', subnet));
-    const publicIP = options?.publicIP === undefined ? null : checkIPv4('publicIP', options.publicIP);
-    const result = await this.registry.remove(text, publicIP, 'any');
+    const publicIP = options?.publicIP === undefined ? null : checkIPv4Option('publicIP', options.publicIP);
+    const result = await this.registry.remove(text, publicIP, 'any', true);
     if (result.status === 'taken') {
       throw new LeaseConflictError(`the lease on ${text} belongs to ${result.owner || 'another node'}, not ${publicIP ?? ''}; not revoked`);
     }
@@ -310,7 +351,7 @@ class LeaseStore implements SubnetManager {
   async reserve(subnet: string, publicIP: string): Promise<Lease> {
     const cidr = canonicalSubnet('subnet', subnet);
     const text = formatCidr(cidr);
-    checkIPv4('publicIP', publicIP);
+    checkIPv4Option('publicIP', publicIP);
     const config = await this.getNetworkConfig();
     if (!fitsConfig(config, cidr, true)) {
       throw new OptionsError('subnet', `subnet ${text} does not fit the network config: it must be a /${config.subnetLen} inside ${formatCidr(config.network)}`);
@@ -333,7 +374,7 @@ class LeaseStore implements SubnetManager {
 
   async unreserve(subnet: string): Promise<boolean> {
     const text = formatCidr(canonicalSubnet('subnet', subnet));
-    const result = await this.registry.remove(text, null, 'reservation');
+    const result = await this.registry.remove(text, null, 'reservation', true);
     if (result.status === 'not-reserved') {
       throw new LeaseConflictError(`subnet ${text} holds an ordinary lease, not a reservation; use revoke to delete it`);
     }
@@ -342,33 +383,46 @@ class LeaseStore implements SubnetManager {
   }
 
   async listLeases(): Promise<LeaseListing> {
-    const snapshot = await this.registry.snapshot();
-    const leases = [...snapshot.leases.values()].sort((a, b) => parseCidr(a.subnet).network - parseCidr(b.subnet).network);
-    return { leases, seq: snapshot.streamId, corrupt: snapshot.corrupt };
+    const position = await this.registry.position();
+    const listing = await this.registry.list();
+    const leases = [...listing.leases.values()]
+      .map((lease) => ({ lease, network: parseCidr(lease.subnet).network }))
+      .sort((a, b) => a.network - b.network)
+      .map(({ lease }) => lease);
+    return { leases, seq: position.streamId, corrupt: listing.corrupt };
   }
 
-  reap(): Promise<number> {
-    return this.registry.reap();
+  async reap(): Promise<number> {
+    return (await this.reapExpired()).reaped;
   }
 
   watchLeases(options?: WatchOptions): LeaseWatch {
     this.assertOpen();
-    const watch = new LeaseWatcher(this.registry, this.factory, this.options, options ?? {}, () => this.watches.delete(watch));
+    const watch = new LeaseWatcher(this.registry, this.factory, this.options, options ?? {}, {
+      // The subscription is back, so Redis is: claims that failed meanwhile are retried now.
+      onReconnected: () => {
+        for (const keeper of this.keepers) keeper.retryNow();
+      },
+      onClosed: () => this.watches.delete(watch),
+    });
     this.watches.add(watch);
     return watch;
   }
 
-  keepLease(lease: Lease, options?: KeepLeaseOptions): LeaseRenewer {
+  keepLease(lease: Lease, options?: KeepLeaseOptions): LeaseKeeper {
     this.assertOpen();
-    const renewer = new LeaseRenewer(this, lease, {
+    const keeper = new LeaseKeeper(this, lease, {
       ...options,
       renewMarginMs: options?.renewMarginMs ?? this.options.renewMarginMs,
+      leaseTtlMs: this.options.leaseTtlMs,
+      reapIntervalMs: this.options.reapIntervalMs,
+      leases: this.leaseCount,
       logger: options?.logger ?? this.logger,
     });
-    renewer.once('stopped', () => this.renewers.delete(renewer));
-    this.renewers.add(renewer);
-    renewer.start();
-    return renewer;
+    keeper.once('stopped', () => this.keepers.delete(keeper));
+    this.keepers.add(keeper);
+    keeper.start();
+    return keeper;
   }
 
   private assertOpen(): void {
@@ -378,9 +432,9 @@ class LeaseStore implements SubnetManager {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    for (const renewer of this.renewers) renewer.stop();
+    for (const keeper of this.keepers) keeper.stop();
     await Promise.all([...this.watches].map((w) => w.close()));
-    closeClient(this.client);
+    this.link.close();
     this.logger.info({ address: this.address }, 'lease store closed');
   }
 }
@@ -394,26 +448,17 @@ function parseJsonForConfig(text: string): unknown {
 }
 
 /**
- * Connects to Redis and returns the subnet manager. With retry "fail-fast"
+ * Opens the subnet manager. With retry "fail-fast" it connects at once, and
  * an unreachable Redis fails within connectTimeoutMs (StoreUnavailableError
- * naming the address); with "backoff" it keeps trying until `signal` aborts.
+ * naming the address). With "backoff" nothing connects until the first
+ * operation, and each operation fails (to be retried by its caller) while
+ * Redis is away.
  */
 export async function connectLeaseStore(options: LeaseStoreOptions): Promise<SubnetManager> {
   const resolved = resolveOptions(options);
   const factory = new ConnectionFactory(parseRedisUrl(resolved.url), resolved);
-  const logger = resolved.logger;
-  const client = factory.create('command', `miniflannel:${process.pid}`);
-  let ready = false;
-  client.on('error', (err: Error) => logger.debug({ address: factory.address, err: err.message }, 'Redis connection error'));
-  client.on('close', () => {
-    if (ready) logger.warn({ address: factory.address }, 'Redis connection lost');
-    ready = false;
-  });
-  client.on('ready', () => {
-    if (!ready) logger.info({ address: factory.address }, 'Redis connection ready');
-    ready = true;
-  });
-  await factory.connect(client, logger, resolved.signal);
-  logger.info({ address: factory.address, keyPrefix: resolved.keyPrefix, retry: resolved.retry.mode, minReplicas: resolved.minReplicas }, 'lease store connected');
-  return new LeaseStore(resolved, factory, client);
+  const link = new CommandLink(factory, resolved.logger, `miniflannel:${process.pid}`, resolved.commandIdleMs);
+  if (resolved.retry.mode === 'fail-fast') await link.run(async () => undefined);
+  resolved.logger.info({ address: factory.address, keyPrefix: resolved.keyPrefix, retry: resolved.retry.mode, minReplicas: resolved.minReplicas }, 'lease store opened');
+  return new LeaseStore(resolved, factory, link);
 }

@@ -8,11 +8,14 @@ import { OptionsError } from './errors.js';
 /**
  * What to do when Redis cannot be reached.
  *
- * - `fail-fast` (one-shot callers such as the CLI): one connection attempt bounded
- *   by `connectTimeoutMs`, no reconnection, commands fail at once while disconnected.
- * - `backoff` (the daemon): reconnect forever (or `maxAttempts` times) with
- *   exponential backoff and jitter; commands wait for the connection up to
- *   `commandTimeoutMs`.
+ * - `fail-fast` (one-shot callers such as the CLI): connectLeaseStore makes one
+ *   connection attempt bounded by `connectTimeoutMs`; commands fail at once
+ *   while disconnected; a watch reconnects once, then throws.
+ * - `backoff` (the daemon): nothing connects until the first operation; the
+ *   command connection reconnects with exponential backoff and jitter while in
+ *   use (commands wait up to `commandTimeoutMs`, then fail and the caller tries
+ *   again) and closes after `commandIdleMs` unused; a watch reconnects forever
+ *   (or `maxAttempts` times in a row).
  */
 export type RetryPolicy =
   | { readonly mode: 'fail-fast' }
@@ -54,17 +57,21 @@ export interface LeaseStoreOptions {
   readonly maxAcquireAttempts?: number;
   /**
    * Approximate cap on the change stream (XADD MAXLEN ~). A watcher that falls
-   * further behind than this resyncs from a full listing. Default 10000.
+   * further behind than this lists the leases again (in chunks). It should
+   * exceed the number of nodes, so that after the store lost its data every
+   * watcher can catch up on the re-asserted leases from the stream. Default 20000.
    */
   readonly streamMaxLen?: number;
   /**
-   * How often each watch calls `reap`, which turns expired leases into
-   * "expired" events. With many watchers the expected delay is much shorter;
-   * every write also reaps first. Default 10 s (with ±20% jitter).
+   * The cluster-wide average time between reaps, which turn expired leases
+   * into "expired" events. Every node that keeps a lease reaps at random
+   * times, on average once every (leases x reapIntervalMs), so the cluster as
+   * a whole reaps about once per reapIntervalMs whatever its size; every write
+   * also reaps first. Default leaseTtlMs / 48, between 1 s and 30 min.
    */
   readonly reapIntervalMs?: number;
-  /** How long one XREAD blocks before a watch issues the next. Default 10 s. */
-  readonly watchBlockMs?: number;
+  /** backoff only: close the command connection after this long unused. Default 30 s. */
+  readonly commandIdleMs?: number;
   /** Events a watch buffers for a slow consumer before it stops reading from Redis. Default 1024. */
   readonly watchBufferSize?: number;
   /**
@@ -82,8 +89,6 @@ export interface LeaseStoreOptions {
   readonly replicationTimeoutMs?: number;
   /** Extra TLS settings (CA, client certificate) for rediss:// URLs. */
   readonly tls?: TlsOptions;
-  /** Aborts a connection attempt that is still retrying (backoff mode). */
-  readonly signal?: AbortSignal;
 }
 
 /** Backoff settings with every field filled in. */
@@ -106,12 +111,12 @@ export interface ResolvedOptions {
   readonly maxAcquireAttempts: number;
   readonly streamMaxLen: number;
   readonly reapIntervalMs: number;
-  readonly watchBlockMs: number;
+  /** Infinity in fail-fast mode: the connection stays open until close(). */
+  readonly commandIdleMs: number;
   readonly watchBufferSize: number;
   readonly minReplicas: number;
   readonly replicationTimeoutMs: number;
   readonly tls: TlsOptions | undefined;
-  readonly signal: AbortSignal | undefined;
 }
 
 const HOUR = 60 * 60 * 1000;
@@ -125,9 +130,8 @@ export const LEASE_STORE_DEFAULTS = Object.freeze({
   commandTimeoutMs: 5_000,
   retry: Object.freeze({ mode: 'fail-fast' }) as RetryPolicy,
   maxAcquireAttempts: 10,
-  streamMaxLen: 10_000,
-  reapIntervalMs: 10_000,
-  watchBlockMs: 10_000,
+  streamMaxLen: 20_000,
+  commandIdleMs: 30_000,
   watchBufferSize: 1024,
   minReplicas: 0,
   replicationTimeoutMs: 2_000,
@@ -163,6 +167,11 @@ export function backoffDelay(retry: Pick<ResolvedRetry, 'initialDelayMs' | 'maxD
   return Math.round(base * (0.75 + Math.random() * 0.5));
 }
 
+/** leaseTtlMs / 48 between 1 s and 30 min: with the default day-long TTL, half an hour. */
+export function defaultReapInterval(leaseTtlMs: number): number {
+  return Math.round(Math.min(30 * 60_000, Math.max(1_000, leaseTtlMs / 48)));
+}
+
 export function resolveOptions(options: LeaseStoreOptions): ResolvedOptions {
   if (typeof options.url !== 'string' || options.url === '') {
     throw new OptionsError('url', 'url is required (e.g. redis://127.0.0.1:6379)');
@@ -187,6 +196,7 @@ export function resolveOptions(options: LeaseStoreOptions): ResolvedOptions {
   if (minReplicas > 0 && replicationTimeoutMs >= commandTimeoutMs) {
     throw new OptionsError('replicationTimeoutMs', `replicationTimeoutMs (${replicationTimeoutMs}) must be below commandTimeoutMs (${commandTimeoutMs})`);
   }
+  const retry = resolveRetry(options.retry ?? d.retry);
   return {
     url: options.url,
     logger: options.logger,
@@ -195,15 +205,14 @@ export function resolveOptions(options: LeaseStoreOptions): ResolvedOptions {
     renewMarginMs,
     connectTimeoutMs: positiveInteger('connectTimeoutMs', options.connectTimeoutMs ?? d.connectTimeoutMs),
     commandTimeoutMs,
-    retry: resolveRetry(options.retry ?? d.retry),
+    retry,
     maxAcquireAttempts: positiveInteger('maxAcquireAttempts', options.maxAcquireAttempts ?? d.maxAcquireAttempts),
     streamMaxLen: positiveInteger('streamMaxLen', options.streamMaxLen ?? d.streamMaxLen),
-    reapIntervalMs: positiveInteger('reapIntervalMs', options.reapIntervalMs ?? d.reapIntervalMs),
-    watchBlockMs: positiveInteger('watchBlockMs', options.watchBlockMs ?? d.watchBlockMs),
+    reapIntervalMs: positiveInteger('reapIntervalMs', options.reapIntervalMs ?? defaultReapInterval(leaseTtlMs)),
+    commandIdleMs: retry.mode === 'backoff' ? positiveInteger('commandIdleMs', options.commandIdleMs ?? d.commandIdleMs) : Infinity,
     watchBufferSize: positiveInteger('watchBufferSize', options.watchBufferSize ?? d.watchBufferSize),
     minReplicas,
     replicationTimeoutMs,
     tls: options.tls,
-    signal: options.signal,
   };
 }

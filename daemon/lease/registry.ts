@@ -1,14 +1,15 @@
 // The registry: the narrow layer that talks to Redis. It knows the key layout
 // and the scripts, and nothing of allocation policy (see manager.ts).
 
-import type { ChainableCommander } from 'ioredis';
+import { Cluster, type ChainableCommander } from 'ioredis';
 import type { Logger } from 'pino';
-import { isReplyError, type ConnectionFactory, type RedisClient } from './connection.js';
+import { isReplyError, type CommandLink, type ConnectionFactory, type RedisClient } from './connection.js';
+import type { HostPort } from './endpoint.js';
 import { StoreReplicationError } from './errors.js';
 import { decodeLease, type Lease } from './lease.js';
-import { CLAIM, CREATE, REAP, REMOVE, RESERVE, SNAPSHOT, type LuaScript } from './scripts.js';
+import { CLAIM, CREATE, ENSURE_CONFIG, LIST_CHUNK, POSITION, REAP, REMOVE, RESERVE, type LuaScript } from './scripts.js';
 
-/** The Redis keys of one key prefix. */
+/** The Redis keys (and the change channel) of one key prefix. */
 export interface KeyLayout {
   readonly config: string;
   readonly leases: string;
@@ -16,6 +17,12 @@ export interface KeyLayout {
   readonly owners: string;
   readonly events: string;
   readonly seq: string;
+  readonly epoch: string;
+  readonly allocated: string;
+  readonly allocatable: string;
+  readonly revoked: string;
+  /** The Pub/Sub channel each change is published on (not a key). */
+  readonly channel: string;
 }
 
 export function keyLayout(prefix: string): KeyLayout {
@@ -27,6 +34,11 @@ export function keyLayout(prefix: string): KeyLayout {
     owners: `${tag}:owners`,
     events: `${tag}:events`,
     seq: `${tag}:seq`,
+    epoch: `${tag}:epoch`,
+    allocated: `${tag}:allocated`,
+    allocatable: `${tag}:allocatable`,
+    revoked: `${tag}:revoked`,
+    channel: `${tag}:changes`,
   };
 }
 
@@ -34,21 +46,20 @@ export function keyLayout(prefix: string): KeyLayout {
 export interface StoreCounters {
   /** Stored lease values that could not be decoded and were skipped. */
   corruptLeases: number;
-  /** Change-stream entries that could not be decoded and were skipped. */
+  /** Change entries (stream or push) that could not be decoded and were skipped. */
   corruptEvents: number;
 }
 
-/** A consistent view: the leases and the stream position they correspond to. */
-export interface RegistrySnapshot {
-  readonly leases: Map<string, Lease>;
-  /** Every subnet present in the leases hash, including ones whose value is corrupt. */
-  readonly occupied: ReadonlySet<string>;
-  /** Sequence number of the last event the listing includes. */
+/**
+ * Where the store's data stands: which incarnation of it (the epoch; null
+ * when the store holds none yet, or lost it) and the last change written.
+ */
+export interface StorePosition {
+  readonly epoch: string | null;
+  /** Sequence number of the last change. */
   readonly seq: number;
-  /** Stream ID of that event ("0-0" if the stream is empty). */
+  /** Stream ID of that change ("0-0" if the stream is empty). */
   readonly streamId: string;
-  /** Stored lease values that could not be decoded, and why. */
-  readonly corrupt: readonly CorruptLease[];
 }
 
 /** A lease value the store skipped: its hash field and what is wrong with it. */
@@ -57,20 +68,34 @@ export interface CorruptLease {
   readonly reason: string;
 }
 
+/** Every live lease, listed in chunks, and the values that could not be decoded. */
+export interface RegistryListing {
+  readonly leases: Map<string, Lease>;
+  readonly corrupt: readonly CorruptLease[];
+}
+
 /** How many replicas must acknowledge each lease write, and how long to wait for them (WAIT). */
 export interface Replication {
   readonly minReplicas: number;
   readonly timeoutMs: number;
 }
 
+/** The allocatable range as the bitmap describes it: SubnetMin's address, the subnet size, how many, and the prefix length. */
+export interface AllocatableRange {
+  readonly first: number;
+  readonly size: number;
+  readonly count: number;
+  readonly prefixLength: number;
+}
+
 export type CreateResult =
-  | { readonly status: 'ok'; readonly subnet: string; readonly expiresAt: number }
-  | { readonly status: 'taken' }
-  | { readonly status: 'ip-held'; readonly subnet: string };
+  | { readonly status: 'ok'; readonly subnet: string; readonly expiresAt: number; readonly source: 'previous' | 'new'; readonly leases: number }
+  | { readonly status: 'full'; readonly leases: number }
+  | { readonly status: 'ip-held'; readonly subnet: string; readonly reservation: boolean };
 
 export type ClaimResult =
-  | { readonly status: 'ok'; readonly expiresAt: number | null }
-  | { readonly status: 'missing' }
+  | { readonly status: 'ok'; readonly change: 'renewed' | 'updated' | 'restored'; readonly expiresAt: number | null; readonly leases: number }
+  | { readonly status: 'revoked' }
   | { readonly status: 'taken'; readonly owner: string };
 
 export type RemoveResult =
@@ -84,20 +109,27 @@ export type ReserveResult =
   | { readonly status: 'taken'; readonly owner: string }
   | { readonly status: 'ip-held'; readonly subnet: string };
 
-export type ChangeType = 'added' | 'renewed' | 'removed' | 'expired';
+export type ChangeType = 'added' | 'removed' | 'expired';
 
-/** One entry of the change stream, as stored. */
-export interface StreamEntry {
+/** One change, as stored in the stream or pushed on the channel. */
+export interface ChangeEntry {
+  /** The stream ID. */
   readonly id: string;
   /** The sequence number, or NaN if the entry is corrupt. */
   readonly n: number;
   readonly type: string;
   readonly subnet: string;
   readonly attrsJson: string;
+  /** Expiry in ms as text, '' for a reservation. */
   readonly expiry: string;
 }
 
-const CHANGE_TYPES: ReadonlySet<string> = new Set(['added', 'renewed', 'removed', 'expired']);
+/** A change as pushed on the channel: the entry and the epoch it belongs to. */
+export interface PushedChange extends ChangeEntry {
+  readonly epoch: string;
+}
+
+const CHANGE_TYPES: ReadonlySet<string> = new Set(['added', 'removed', 'expired']);
 
 export function isChangeType(type: string): type is ChangeType {
   return CHANGE_TYPES.has(type);
@@ -105,6 +137,9 @@ export function isChangeType(type: string): type is ChangeType {
 
 /** Expired leases removed per script call; a mass expiry is spread over several calls. */
 const REAP_LIMIT = 256;
+
+/** Leases per listing chunk: no single reply carries the whole table. */
+export const LIST_CHUNK_SIZE = 500;
 
 type Reply = readonly unknown[];
 
@@ -115,26 +150,33 @@ function str(value: unknown): string {
   return '';
 }
 
+function expiryOf(text: string): number | null {
+  return text === '' ? null : Number(text);
+}
+
 export class LeaseRegistry {
   readonly keys: KeyLayout;
   readonly counters: StoreCounters = { corruptLeases: 0, corruptEvents: 0 };
-  private readonly client: RedisClient;
+  private readonly link: CommandLink;
   private readonly factory: ConnectionFactory;
   private readonly logger: Logger;
   private readonly streamMaxLen: number;
   private readonly scriptKeys: string[];
   private readonly replication: Replication;
+  /** Written as the epoch by the first change to a store that has none. */
+  private readonly epochIfNone: string;
   /** Redis clock minus local clock, from the last script reply. */
   private clockOffsetMs = 0;
 
-  constructor(client: RedisClient, factory: ConnectionFactory, keys: KeyLayout, streamMaxLen: number, logger: Logger, replication: Replication) {
-    this.client = client;
+  constructor(link: CommandLink, factory: ConnectionFactory, keys: KeyLayout, streamMaxLen: number, logger: Logger, replication: Replication, epochIfNone: string) {
+    this.link = link;
     this.replication = replication;
     this.factory = factory;
     this.keys = keys;
     this.streamMaxLen = streamMaxLen;
     this.logger = logger;
-    this.scriptKeys = [keys.leases, keys.expiry, keys.owners, keys.events, keys.seq];
+    this.epochIfNone = epochIfNone;
+    this.scriptKeys = [keys.leases, keys.expiry, keys.owners, keys.events, keys.seq, keys.epoch, keys.allocated, keys.allocatable, keys.revoked];
   }
 
   /** The current time by the Redis clock (estimated from the last script call). */
@@ -142,33 +184,38 @@ export class LeaseRegistry {
     return Date.now() + this.clockOffsetMs;
   }
 
-  /**
-   * Runs a script. A `durable` one (a lease write) is followed by WAIT in the
-   * same pipeline, so on the same connection: WAIT counts the replicas that
-   * hold everything this connection wrote, the script's writes included. Only
-   * a write that took effect ('ok') needs the acknowledgement; a refusal
-   * ('missing', 'taken', ...) is reported as it is.
-   */
-  private async run(script: LuaScript, args: readonly (string | number)[], what: string, durable = false): Promise<Reply> {
-    const argv = [this.streamMaxLen, REAP_LIMIT, ...args];
-    const keys = this.scriptKeys;
-    const wait = durable && this.replication.minReplicas > 0;
-    const sentAt = Date.now();
-    let reply: unknown;
-    let acknowledged = Infinity;
+  /** Runs `use` on the command connection; any failure becomes one of the store's errors, saying what was being done. */
+  private async command<T>(what: string, use: (client: RedisClient) => Promise<T>): Promise<T> {
     try {
-      try {
-        if (wait) ({ reply, acknowledged } = await this.thenWait((p) => p.evalsha(script.sha, keys.length, ...keys, ...argv)));
-        else reply = await this.client.evalsha(script.sha, keys.length, ...keys, ...argv);
-      } catch (err) {
-        // Script cache empty (a restart, a failover, SCRIPT FLUSH): send the source once.
-        if (!isReplyError(err) || !err.message.startsWith('NOSCRIPT')) throw err;
-        if (wait) ({ reply, acknowledged } = await this.thenWait((p) => p.eval(script.lua, keys.length, ...keys, ...argv)));
-        else reply = await this.client.eval(script.lua, keys.length, ...keys, ...argv);
-      }
+      return await this.link.run(use);
     } catch (err) {
       throw this.factory.wrap(err, what);
     }
+  }
+
+  /**
+   * Runs a lease script. A `durable` one (a lease write) is followed by WAIT
+   * in the same pipeline, so on the same connection: WAIT counts the replicas
+   * that hold everything this connection wrote, the script's writes included.
+   * Only a write that took effect ('ok') needs the acknowledgement; a refusal
+   * ('missing', 'taken', ...) is reported as it is.
+   */
+  private async run(script: LuaScript, args: readonly (string | number)[], what: string, durable = false): Promise<Reply> {
+    const argv = [this.streamMaxLen, REAP_LIMIT, this.epochIfNone, this.keys.channel, ...args];
+    const keys = this.scriptKeys;
+    const wait = durable && this.replication.minReplicas > 0;
+    const sentAt = Date.now();
+    const { reply, acknowledged } = await this.command(what, async (client) => {
+      try {
+        if (wait) return await this.thenWait(client, (p) => p.evalsha(script.sha, keys.length, ...keys, ...argv));
+        return { reply: await client.evalsha(script.sha, keys.length, ...keys, ...argv), acknowledged: Infinity };
+      } catch (err) {
+        // Script cache empty (a restart, a failover, SCRIPT FLUSH): send the source once.
+        if (!isReplyError(err) || !err.message.startsWith('NOSCRIPT')) throw err;
+        if (wait) return await this.thenWait(client, (p) => p.eval(script.lua, keys.length, ...keys, ...argv));
+        return { reply: await client.eval(script.lua, keys.length, ...keys, ...argv), acknowledged: Infinity };
+      }
+    });
     if (!Array.isArray(reply) || typeof reply[0] !== 'number') {
       throw this.factory.wrap(new Error(`unexpected reply to the ${script.name} script: ${JSON.stringify(reply)}`), what);
     }
@@ -180,8 +227,8 @@ export class LeaseRegistry {
   }
 
   /** Sends one write and then WAIT in a pipeline; the write's reply and how many replicas acknowledged it. */
-  private async thenWait(write: (pipeline: ChainableCommander) => unknown): Promise<{ reply: unknown; acknowledged: number }> {
-    const pipeline = this.client.pipeline();
+  private async thenWait(client: RedisClient, write: (pipeline: ChainableCommander) => unknown): Promise<{ reply: unknown; acknowledged: number }> {
+    const pipeline = client.pipeline();
     write(pipeline);
     pipeline.wait(this.replication.minReplicas, this.replication.timeoutMs);
     const results = await pipeline.exec();
@@ -202,62 +249,36 @@ export class LeaseRegistry {
     );
   }
 
-  /** A stored lease, decoded; or, logged and counted, why it cannot be. */
-  private decodeForListing(subnet: string, attrsJson: string, expiry: string | null): Lease | CorruptLease {
-    const result = decodeLease(subnet, attrsJson, expiry);
-    if (result.ok) return result.lease;
-    this.counters.corruptLeases++;
-    this.logger.warn({ subnet, reason: result.reason, source: 'listing', key: this.keys.leases }, 'skipping corrupt lease value');
-    return { subnet, reason: result.reason };
-  }
-
-  async snapshot(): Promise<RegistrySnapshot> {
-    const reply = await this.run(SNAPSHOT, [], 'listing leases');
-    const flat = (reply[3] ?? []) as unknown[];
-    const expiryFlat = (reply[4] ?? []) as unknown[];
-    const expiries = new Map<string, string>();
-    for (let i = 0; i + 1 < expiryFlat.length; i += 2) expiries.set(str(expiryFlat[i]), str(expiryFlat[i + 1]));
-    const leases = new Map<string, Lease>();
-    const occupied = new Set<string>();
-    const corrupt: CorruptLease[] = [];
-    for (let i = 0; i + 1 < flat.length; i += 2) {
-      const subnet = str(flat[i]);
-      occupied.add(subnet);
-      const decoded = this.decodeForListing(subnet, str(flat[i + 1]), expiries.get(subnet) ?? null);
-      if ('reason' in decoded) corrupt.push(decoded);
-      else leases.set(decoded.subnet, decoded);
-    }
-    return { leases, occupied, seq: Number(str(reply[1])), streamId: str(reply[2]), corrupt };
-  }
-
-  async create(publicIP: string, attrsJson: string, ttlMs: number, candidates: readonly string[]): Promise<CreateResult> {
-    const reply = await this.run(CREATE, [publicIP, attrsJson, ttlMs, ...candidates], 'creating a lease', true);
+  async create(publicIP: string, attrsJson: string, ttlMs: number, previous: string | undefined, range: AllocatableRange, start: number): Promise<CreateResult> {
+    const rangeText = `${range.first} ${range.size} ${range.count} ${range.prefixLength}`;
+    const reply = await this.run(CREATE, [publicIP, attrsJson, ttlMs, previous ?? '', rangeText, start], 'creating a lease', true);
     switch (reply[1]) {
       case 'ok':
-        return { status: 'ok', subnet: str(reply[2]), expiresAt: Number(str(reply[3])) };
+        return { status: 'ok', subnet: str(reply[2]), expiresAt: Number(str(reply[3])), source: str(reply[4]) === 'previous' ? 'previous' : 'new', leases: Number(reply[5]) };
       case 'ip-held':
-        return { status: 'ip-held', subnet: str(reply[2]) };
+        return { status: 'ip-held', subnet: str(reply[2]), reservation: str(reply[3]) === '' };
       default:
-        return { status: 'taken' };
+        return { status: 'full', leases: Number(reply[2]) };
     }
   }
 
-  async claim(subnet: string, publicIP: string, attrsJson: string, ttlMs: number): Promise<ClaimResult> {
-    const reply = await this.run(CLAIM, [subnet, publicIP, attrsJson, ttlMs], 'renewing a lease', true);
+  async claim(subnet: string, publicIP: string, attrsJson: string, ttlMs: number, kind: 'lease' | 'reservation'): Promise<ClaimResult> {
+    const reply = await this.run(CLAIM, [subnet, publicIP, attrsJson, ttlMs, kind], 'renewing a lease', true);
     switch (reply[1]) {
-      case 'ok': {
-        const expiry = str(reply[3]);
-        return { status: 'ok', expiresAt: expiry === '' ? null : Number(expiry) };
-      }
-      case 'missing':
-        return { status: 'missing' };
+      case 'ok':
+        return { status: 'ok', change: str(reply[2]) as 'renewed' | 'updated' | 'restored', expiresAt: expiryOf(str(reply[3])), leases: Number(reply[4]) };
+      case 'revoked':
+        return { status: 'revoked' };
+      case 'ip-held':
+        return { status: 'taken', owner: `${publicIP} (which now holds ${str(reply[2])})` };
       default:
         return { status: 'taken', owner: str(reply[2]) };
     }
   }
 
-  async remove(subnet: string, publicIP: string | null, mode: 'any' | 'reservation'): Promise<RemoveResult> {
-    const reply = await this.run(REMOVE, [subnet, publicIP ?? '', mode], 'removing a lease', true);
+  /** `record`: remember the revocation, so that the owner's node stops instead of putting the lease back. */
+  async remove(subnet: string, publicIP: string | null, mode: 'any' | 'reservation', record: boolean): Promise<RemoveResult> {
+    const reply = await this.run(REMOVE, [subnet, publicIP ?? '', mode, record ? '1' : '0'], 'removing a lease', true);
     switch (reply[1]) {
       case 'ok':
         return { status: 'ok' };
@@ -282,60 +303,135 @@ export class LeaseRegistry {
     }
   }
 
-  /** Removes expired leases, each with an "expired" event. Returns how many. */
-  async reap(): Promise<number> {
+  /** Removes expired leases, each with an "expired" event. Returns how many, and how many leases remain. */
+  async reap(): Promise<{ reaped: number; leases: number }> {
     const reply = await this.run(REAP, [], 'reaping expired leases');
-    return Number(reply[1]);
+    return { reaped: Number(reply[1]), leases: Number(reply[2]) };
+  }
+
+  async position(): Promise<StorePosition> {
+    const reply = await this.run(POSITION, [], 'reading the change position');
+    const epoch = str(reply[1]);
+    return { epoch: epoch === '' ? null : epoch, seq: Number(str(reply[2])) || 0, streamId: str(reply[3]) };
+  }
+
+  /** A stored lease, decoded; or, logged and counted, why it cannot be. */
+  private decodeListed(subnet: string, attrsJson: string, expiry: string | null): Lease | CorruptLease {
+    const result = decodeLease(subnet, attrsJson, expiry);
+    if (result.ok) return result.lease;
+    this.counters.corruptLeases++;
+    this.logger.warn({ subnet, reason: result.reason, source: 'listing', key: this.keys.leases }, 'skipping corrupt lease value');
+    return { subnet, reason: result.reason };
+  }
+
+  /**
+   * Every live lease, read LIST_CHUNK_SIZE at a time with HSCAN. Not one
+   * atomic view: a lease changed during the listing may be seen before or
+   * after the change. A watcher replays the changes after the position it
+   * read first, which makes the result exact. Expired leases not yet reaped
+   * are left out; nothing is written.
+   */
+  async list(): Promise<RegistryListing> {
+    const leases = new Map<string, Lease>();
+    const corrupt: CorruptLease[] = [];
+    let cursor = '0';
+    do {
+      const reply = await this.run(LIST_CHUNK, [cursor, LIST_CHUNK_SIZE], 'listing leases');
+      const now = Number(reply[0]);
+      cursor = str(reply[1]);
+      const fields = (reply[2] ?? []) as unknown[];
+      const expiries = (reply[3] ?? []) as unknown[];
+      for (let i = 0; i + 1 < fields.length; i += 2) {
+        const subnet = str(fields[i]);
+        const expiry = expiries[i / 2];
+        const expiryText = expiry === null || expiry === undefined ? null : str(expiry);
+        if (expiryText !== null && Number(expiryText) <= now) continue;
+        const decoded = this.decodeListed(subnet, str(fields[i + 1]), expiryText);
+        if ('reason' in decoded) corrupt.push(decoded);
+        else leases.set(decoded.subnet, decoded);
+      }
+    } while (cursor !== '0');
+    return { leases, corrupt };
   }
 
   async getConfigText(): Promise<string | null> {
-    try {
-      return await this.client.get(this.keys.config);
-    } catch (err) {
-      throw this.factory.wrap(err, 'reading the network config');
-    }
+    return this.command('reading the network config', (client) => client.get(this.keys.config));
   }
 
   async setConfigText(text: string): Promise<void> {
     const what = 'writing the network config';
-    let acknowledged = Infinity;
-    try {
-      if (this.replication.minReplicas > 0) ({ acknowledged } = await this.thenWait((pipeline) => pipeline.set(this.keys.config, text)));
-      else await this.client.set(this.keys.config, text);
-    } catch (err) {
-      throw this.factory.wrap(err, what);
-    }
+    const { acknowledged } = await this.command(what, async (client) => {
+      if (this.replication.minReplicas > 0) return this.thenWait(client, (pipeline) => pipeline.set(this.keys.config, text));
+      await client.set(this.keys.config, text);
+      return { acknowledged: Infinity };
+    });
     if (acknowledged < this.replication.minReplicas) throw this.notReplicated(what, acknowledged);
   }
 
-  /**
-   * Reads stream entries after `afterId` on a blocking client. Resolves with
-   * [] when `blockMs` passes without news.
-   */
-  async readEvents(blocking: RedisClient, afterId: string, count: number, blockMs: number): Promise<StreamEntry[]> {
-    const reply = await blocking.xread('COUNT', count, 'BLOCK', blockMs, 'STREAMS', this.keys.events, afterId);
-    if (reply === null || reply.length === 0) return [];
-    return (reply[0]?.[1] ?? []).map(([id, fields]) => parseEntry(id, fields));
+  /** Stores `text` as the network config if none is stored; otherwise returns the stored one. */
+  async ensureConfigText(text: string): Promise<{ stored: true } | { stored: false; current: string }> {
+    const reply = await this.command('restoring the network config', async (client) => {
+      try {
+        return await client.evalsha(ENSURE_CONFIG.sha, 1, this.keys.config, text);
+      } catch (err) {
+        if (!isReplyError(err) || !err.message.startsWith('NOSCRIPT')) throw err;
+        return client.eval(ENSURE_CONFIG.lua, 1, this.keys.config, text);
+      }
+    });
+    const values = reply as unknown[];
+    return str(values[0]) === 'stored' ? { stored: true } : { stored: false, current: str(values[1]) };
   }
 
-  /** The entry with exactly this ID, or undefined if it is gone (trimmed, or lost in a failover). */
-  async entryAt(client: RedisClient, id: string): Promise<StreamEntry | undefined> {
-    const reply = await client.xrange(this.keys.events, id, id);
-    const first = reply[0];
-    return first === undefined ? undefined : parseEntry(first[0], first[1]);
+  /** The master that serves `slot` on Redis Cluster, from a fresh read of the slot map. */
+  async slotMaster(slot: number): Promise<HostPort> {
+    return this.command('finding the node that holds the store', async (client) => {
+      if (!(client instanceof Cluster)) throw new Error('not a Redis Cluster');
+      await new Promise<void>((resolve, reject) => client.refreshSlotsCache((err) => (err ? reject(err) : resolve())));
+      const nodeKey = client.slots[slot]?.[0];
+      const at = nodeKey?.lastIndexOf(':') ?? -1;
+      if (nodeKey === undefined || at < 0) throw new Error(`no node serves slot ${slot}`);
+      return { host: nodeKey.slice(0, at), port: Number(nodeKey.slice(at + 1)) };
+    });
+  }
+
+  /** Up to `count` stream entries after `afterId` (exclusive), oldest first. */
+  async readChangesAfter(afterId: string, count: number): Promise<ChangeEntry[]> {
+    const start = afterId === '0-0' ? '-' : `(${afterId}`;
+    const reply = await this.command('reading the change stream', (client) => client.xrange(this.keys.events, start, '+', 'COUNT', count));
+    return reply.map(([id, fields]) => parseStreamEntry(id, fields));
   }
 }
 
-function parseEntry(id: string, fields: readonly string[]): StreamEntry {
+function sequenceNumber(text: string): number {
+  return /^[0-9]+$/.test(text) ? Number(text) : NaN;
+}
+
+function parseStreamEntry(id: string, fields: readonly string[]): ChangeEntry {
   const values = new Map<string, string>();
   for (let i = 0; i + 1 < fields.length; i += 2) values.set(fields[i]!, fields[i + 1]!);
-  const nText = values.get('n') ?? '';
   return {
     id,
-    n: /^[0-9]+$/.test(nText) ? Number(nText) : NaN,
+    n: sequenceNumber(values.get('n') ?? ''),
     type: values.get('t') ?? '',
     subnet: values.get('s') ?? '',
     attrsJson: values.get('l') ?? '',
     expiry: values.get('e') ?? '',
   };
+}
+
+/**
+ * A change pushed on the channel: "<epoch> <n> <type> <subnet> <expiry or -> <stream ID> <attributes>".
+ * Undefined if the message does not have that shape.
+ */
+export function parsePushedChange(message: string): PushedChange | undefined {
+  const fields: string[] = [];
+  let at = 0;
+  for (let i = 0; i < 6; i++) {
+    const space = message.indexOf(' ', at);
+    if (space < 0) return undefined;
+    fields.push(message.slice(at, space));
+    at = space + 1;
+  }
+  const [epoch, n, type, subnet, expiry, id] = fields as [string, string, string, string, string, string];
+  return { epoch, n: sequenceNumber(n), type, subnet, expiry: expiry === '-' ? '' : expiry, id, attrsJson: message.slice(at) };
 }

@@ -1,17 +1,30 @@
 // The Lua scripts: every write to the lease keys happens inside one of them,
-// so each write is atomic with its change-stream event and with the reaping
-// of expired leases that precedes it.
+// so each write is atomic with its change event, its push to watchers, the
+// allocation bitmap and the reaping of expired leases that precedes it.
 //
 // KEYS (all under one hash tag, so the scripts also run on Redis Cluster):
-//   1 {p}:leases  hash    subnet -> owner attributes (JSON)
-//   2 {p}:expiry  zset    subnet -> expiry, ms by the Redis clock (absent: reservation)
-//   3 {p}:owners  hash    public IP -> subnet (an index; trusted only when the lease agrees)
-//   4 {p}:events  stream  change feed: n (sequence), t (type), s (subnet), l (attributes), e (expiry)
-//   5 {p}:seq     string  last sequence number written to the stream
-// ARGV: 1 stream cap (XADD MAXLEN ~), 2 reap limit (0: all), then per script.
+//   1 {p}:leases       hash    subnet -> owner attributes (JSON)
+//   2 {p}:expiry       zset    subnet -> expiry, ms by the Redis clock (absent: reservation)
+//   3 {p}:owners       hash    public IP -> subnet (an index; trusted only when the lease agrees)
+//   4 {p}:events       stream  change feed: n (sequence), t (type), s (subnet), l (attributes), e (expiry)
+//   5 {p}:seq          string  last sequence number written to the stream
+//   6 {p}:epoch        string  random ID of this incarnation of the data; a store that lost its
+//                              data has none, or a new one, so watchers can tell loss from change
+//   7 {p}:allocated    string  bitmap of the allocatable range: bit i set = subnet i is held
+//   8 {p}:allocatable  string  the range the bitmap describes: "first size count prefixLength"
+//   9 {p}:revoked      hash    subnet -> public IP whose lease an operator revoked (cleared when
+//                              the subnet is taken again), so a daemon never re-asserts a revoked lease
+// ARGV: 1 stream cap (XADD MAXLEN ~), 2 reap limit (0: all), 3 an epoch for a store that has
+// none, 4 the change channel (PUBLISH), then per script.
 //
 // Every script returns {now, status, ...}: now is the Redis clock in ms, the
 // clock that expiries are measured by.
+//
+// Each change that peers use ("added", "removed", "expired") is written to the
+// stream and published on the channel as one line:
+//   <epoch> <n> <type> <subnet> <expiry or -> <stream ID> <attributes JSON>
+// A renewal that changes nothing but the expiry writes neither: nobody else
+// needs to wake for it.
 
 import { createHash } from 'node:crypto';
 
@@ -21,21 +34,38 @@ export interface LuaScript {
   readonly sha: string;
 }
 
+/** How many KEYS the lease scripts take, in the order above. */
+export const LEASE_SCRIPT_KEY_COUNT = 9;
+
 const PRELUDE = `
-local LEASES, EXPIRY, OWNERS, EVENTS, SEQ = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local LEASES, EXPIRY, OWNERS, EVENTS, SEQ, EPOCH, ALLOCATED, ALLOCATABLE, REVOKED =
+  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9]
 local MAXLEN = ARGV[1]
 local REAP_LIMIT = tonumber(ARGV[2])
+local EPOCH_IF_NONE = ARGV[3]
+local CHANNEL = ARGV[4]
 local clock = redis.call('TIME')
 local NOW = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
 
 local function int(x)
-  if x == '' then return '' end
+  if x == '' or not x then return '' end
   return string.format('%d', x)
 end
 
+local function epoch()
+  local e = redis.call('GET', EPOCH)
+  if e then return e end
+  redis.call('SET', EPOCH, EPOCH_IF_NONE)
+  return EPOCH_IF_NONE
+end
+
 local function emit(kind, subnet, attrs, expires)
+  local e = epoch()
   local n = redis.call('INCR', SEQ)
-  redis.call('XADD', EVENTS, 'MAXLEN', '~', MAXLEN, '*', 'n', n, 't', kind, 's', subnet, 'l', attrs, 'e', int(expires))
+  local ex = int(expires)
+  local id = redis.call('XADD', EVENTS, 'MAXLEN', '~', MAXLEN, '*', 'n', n, 't', kind, 's', subnet, 'l', attrs, 'e', ex)
+  if ex == '' then ex = '-' end
+  redis.call('PUBLISH', CHANNEL, e .. ' ' .. string.format('%d', n) .. ' ' .. kind .. ' ' .. subnet .. ' ' .. ex .. ' ' .. id .. ' ' .. attrs)
 end
 
 -- The PublicIP inside stored attributes, or nil if they are absent or corrupt.
@@ -46,12 +76,57 @@ local function owner_of(attrs)
   return nil
 end
 
+-- The allocation bitmap. The range it describes is stored beside it, so a
+-- change of the network config is noticed and the bitmap rebuilt.
+local function parse_range(text)
+  if not text then return nil end
+  local first, size, count, len = string.match(text, '^(%d+) (%d+) (%d+) (%d+)$')
+  if not first then return nil end
+  return {first = tonumber(first), size = tonumber(size), count = tonumber(count), len = len}
+end
+
+local function address_of(subnet)
+  local a, b, c, d, len = string.match(subnet, '^(%d+)%.(%d+)%.(%d+)%.(%d+)/(%d+)$')
+  if not a then return nil end
+  return ((tonumber(a) * 256 + tonumber(b)) * 256 + tonumber(c)) * 256 + tonumber(d), len
+end
+
+local function format_subnet(address, len)
+  local d = address % 256
+  address = (address - d) / 256
+  local c = address % 256
+  address = (address - c) / 256
+  local b = address % 256
+  local a = (address - b) / 256
+  return string.format('%d.%d.%d.%d/%s', a, b, c, d, len)
+end
+
+-- The subnet's bit in the range, or nil if it lies outside it.
+local function index_of(subnet, range)
+  local address, len = address_of(subnet)
+  if not address or len ~= range.len or address < range.first then return nil end
+  local offset = address - range.first
+  if offset % range.size ~= 0 then return nil end
+  local i = offset / range.size
+  if i >= range.count then return nil end
+  return i
+end
+
+local function mark(subnet, bit)
+  local range = parse_range(redis.call('GET', ALLOCATABLE))
+  if not range then return end
+  local i = index_of(subnet, range)
+  if i then redis.call('SETBIT', ALLOCATED, i, bit) end
+end
+
 local function drop(subnet, attrs, kind, expires)
   redis.call('HDEL', LEASES, subnet)
   redis.call('ZREM', EXPIRY, subnet)
   local ip = owner_of(attrs)
   if ip and redis.call('HGET', OWNERS, ip) == subnet then redis.call('HDEL', OWNERS, ip) end
+  mark(subnet, 0)
   emit(kind, subnet, attrs or '', expires)
+  return ip
 end
 
 -- The live lease on subnet: its attributes (false if none) and its expiry
@@ -77,8 +152,8 @@ local function held_by(ip)
 end
 
 -- Expired leases are removed here, inside the same atomic step as whatever
--- write follows, and each leaves an "expired" event in the stream. Redis key
--- expiry is not used: its notifications are fire-and-forget.
+-- write follows, and each leaves an "expired" event. Redis key expiry is not
+-- used: its notifications are fire-and-forget.
 local function reap(limit)
   local due
   if limit > 0 then
@@ -91,6 +166,16 @@ local function reap(limit)
   end
   return #due / 2
 end
+
+-- A lease (expires > 0) or a reservation (expires == '') for ip on subnet.
+local function put(subnet, ip, attrs, expires)
+  redis.call('HSET', LEASES, subnet, attrs)
+  if expires ~= '' then redis.call('ZADD', EXPIRY, expires, subnet) end
+  redis.call('HSET', OWNERS, ip, subnet)
+  redis.call('HDEL', REVOKED, subnet)
+  mark(subnet, 1)
+  emit('added', subnet, attrs, expires)
+end
 `;
 
 function script(name: string, body: string): LuaScript {
@@ -98,102 +183,145 @@ function script(name: string, body: string): LuaScript {
   return { name, lua, sha: createHash('sha1').update(lua).digest('hex') };
 }
 
-/** Reaps everything due, then returns {now, seq, lastStreamId, HGETALL leases, ZRANGE expiry WITHSCORES}. */
-export const SNAPSHOT = script(
-  'snapshot',
-  `
-reap(0)
-local last = redis.call('XREVRANGE', EVENTS, '+', '-', 'COUNT', 1)
-local last_id = '0-0'
-if #last > 0 then last_id = last[1][1] end
-return {NOW, redis.call('GET', SEQ) or '0', last_id, redis.call('HGETALL', LEASES), redis.call('ZRANGE', EXPIRY, 0, -1, 'WITHSCORES')}
-`,
-);
-
 /**
- * ARGV 3 public IP, 4 attributes, 5 TTL ms, 6.. candidate subnets in order of preference.
- * Takes the first candidate that is free. Returns {now, 'ok', subnet, expiry},
- * {now, 'taken'} when every candidate is held, or {now, 'ip-held', subnet} when
- * the public IP already holds a lease (the caller should reuse that one).
+ * ARGV 5 public IP, 6 attributes, 7 TTL ms, 8 previous subnet ('' for none),
+ * 9 the allocatable range "first size count prefixLength", 10 where to start
+ * looking in it (an index, chosen at random by the caller).
+ *
+ * flannel's order, inside one atomic step: the lease this IP already holds
+ * is reported (the caller checks it still fits the config, then claims it);
+ * else the previous subnet if nobody holds it; else the first free subnet of
+ * the range from the start index on, wrapping around, found in the bitmap
+ * (rebuilt from the leases when the range changed). Nothing is listed.
+ * Returns {now, 'ok', subnet, expiry, 'previous'|'new', leases},
+ * {now, 'ip-held', subnet, expiry or ''} or {now, 'full', leases}.
  */
 export const CREATE = script(
   'create',
   `
 reap(REAP_LIMIT)
-local ip, attrs, ttl = ARGV[3], ARGV[4], tonumber(ARGV[5])
+local ip, attrs, ttl, previous, range_text, start = ARGV[5], ARGV[6], tonumber(ARGV[7]), ARGV[8], ARGV[9], tonumber(ARGV[10])
 local held = held_by(ip)
-if held then return {NOW, 'ip-held', held} end
-for i = 6, #ARGV do
-  local subnet = ARGV[i]
-  if not live(subnet) then
-    local expires = NOW + ttl
-    redis.call('HSET', LEASES, subnet, attrs)
-    redis.call('ZADD', EXPIRY, expires, subnet)
-    redis.call('HSET', OWNERS, ip, subnet)
-    emit('added', subnet, attrs, expires)
-    return {NOW, 'ok', subnet, expires}
+if held then return {NOW, 'ip-held', held, int(redis.call('ZSCORE', EXPIRY, held))} end
+local expires = NOW + ttl
+if previous ~= '' and not live(previous) then
+  put(previous, ip, attrs, expires)
+  return {NOW, 'ok', previous, expires, 'previous', redis.call('HLEN', LEASES)}
+end
+
+local range = parse_range(range_text)
+local function rebuild()
+  redis.call('DEL', ALLOCATED)
+  -- Bits past the range in its last byte are set, so BITPOS never offers them.
+  redis.call('SETBIT', ALLOCATED, range.count - 1, 0)
+  for i = range.count, math.floor((range.count - 1) / 8) * 8 + 7 do redis.call('SETBIT', ALLOCATED, i, 1) end
+  for _, subnet in ipairs(redis.call('HKEYS', LEASES)) do
+    local i = index_of(subnet, range)
+    if i then redis.call('SETBIT', ALLOCATED, i, 1) end
+  end
+  redis.call('SET', ALLOCATABLE, range_text)
+end
+if redis.call('GET', ALLOCATABLE) ~= range_text then rebuild() end
+
+local last_byte = math.floor((range.count - 1) / 8)
+local from = math.floor(start / 8)
+local function free_bit()
+  local bit = redis.call('BITPOS', ALLOCATED, 0, from, last_byte)
+  if bit < 0 and from > 0 then bit = redis.call('BITPOS', ALLOCATED, 0, 0, last_byte) end
+  if bit < 0 then return nil end
+  return bit
+end
+local rebuilt = false
+while true do
+  local bit = free_bit()
+  if not bit then
+    -- Full, unless the bitmap drifted from the leases (a hand edit): count, and rebuild once.
+    if rebuilt or redis.call('HLEN', LEASES) >= range.count then return {NOW, 'full', redis.call('HLEN', LEASES)} end
+    rebuild()
+    rebuilt = true
+  else
+    local subnet = format_subnet(range.first + bit * range.size, range.len)
+    if not live(subnet) then
+      put(subnet, ip, attrs, expires)
+      return {NOW, 'ok', subnet, expires, 'new', redis.call('HLEN', LEASES)}
+    end
+    -- Held, but the bitmap did not say so: record it and look further.
+    redis.call('SETBIT', ALLOCATED, bit, 1)
   end
 end
-return {NOW, 'taken'}
 `,
 );
 
 /**
- * ARGV 3 subnet, 4 public IP, 5 attributes, 6 TTL ms.
- * Renews (and updates the attributes of) a lease held by the public IP. A
- * reservation keeps no expiry. Emits "renewed", or "added" when the
- * attributes changed; nothing for an unchanged reservation.
- * Returns {now, 'ok', subnet, expiry or ''}, {now, 'missing'} or {now, 'taken', owner}.
+ * ARGV 5 subnet, 6 public IP, 7 attributes, 8 TTL ms, 9 'lease' or 'reservation'
+ * (what to put back if it is gone).
+ * Renews a lease held by the public IP (a reservation keeps no expiry), and
+ * updates its attributes if they changed ("added"); a plain renewal writes no
+ * event. A lease that is gone without having been revoked (the store lost it,
+ * or it expired) is put back as it was ("added"): this is how a running node
+ * re-asserts its lease after the store lost its data.
+ * Returns {now, 'ok', 'renewed'|'updated'|'restored', expiry or '', leases},
+ * {now, 'revoked'}, {now, 'taken', owner} or {now, 'ip-held', subnet}.
  */
 export const CLAIM = script(
   'claim',
   `
 reap(REAP_LIMIT)
-local subnet, ip, attrs, ttl = ARGV[3], ARGV[4], ARGV[5], tonumber(ARGV[6])
+local subnet, ip, attrs, ttl, kind = ARGV[5], ARGV[6], ARGV[7], tonumber(ARGV[8]), ARGV[9]
 local current, score = live(subnet)
-if not current then return {NOW, 'missing'} end
-local owner = owner_of(current)
--- Attributes overwritten with garbage: the owners index decides, and the write below repairs them.
-if owner ~= ip and not (owner == nil and redis.call('HGET', OWNERS, ip) == subnet) then
-  return {NOW, 'taken', owner or ''}
+if current then
+  local owner = owner_of(current)
+  -- Attributes overwritten with garbage: the owners index decides, and the write below repairs them.
+  if owner ~= ip and not (owner == nil and redis.call('HGET', OWNERS, ip) == subnet) then
+    return {NOW, 'taken', owner or ''}
+  end
+  local expires = ''
+  if score then
+    expires = NOW + ttl
+    redis.call('ZADD', EXPIRY, expires, subnet)
+  end
+  local change = 'renewed'
+  if attrs ~= current then
+    redis.call('HSET', LEASES, subnet, attrs)
+    redis.call('HSET', OWNERS, ip, subnet)
+    emit('added', subnet, attrs, expires)
+    change = 'updated'
+  end
+  return {NOW, 'ok', change, int(expires), redis.call('HLEN', LEASES)}
 end
+if redis.call('HGET', REVOKED, subnet) == ip then return {NOW, 'revoked'} end
+local held = held_by(ip)
+if held then return {NOW, 'ip-held', held} end
 local expires = ''
-if score then
-  expires = NOW + ttl
-  redis.call('ZADD', EXPIRY, expires, subnet)
-end
-local kind = 'renewed'
-if attrs ~= current then
-  redis.call('HSET', LEASES, subnet, attrs)
-  kind = 'added'
-end
-redis.call('HSET', OWNERS, ip, subnet)
-if score or kind == 'added' then emit(kind, subnet, attrs, expires) end
-return {NOW, 'ok', subnet, int(expires)}
+if kind == 'lease' then expires = NOW + ttl end
+put(subnet, ip, attrs, expires)
+return {NOW, 'ok', 'restored', int(expires), redis.call('HLEN', LEASES)}
 `,
 );
 
 /**
- * ARGV 3 subnet, 4 public IP or '' (any owner), 5 'any' or 'reservation'.
- * Deletes the lease and emits "removed". Returns {now, 'ok'}, {now, 'missing'},
- * {now, 'taken', owner} or {now, 'not-reserved'}.
+ * ARGV 5 subnet, 6 public IP or '' (any owner), 7 'any' or 'reservation',
+ * 8 '1' to record the revocation (an operator's), '0' not to (a node
+ * replacing its own lease). Deletes the lease and emits "removed".
+ * Returns {now, 'ok'}, {now, 'missing'}, {now, 'taken', owner} or {now, 'not-reserved'}.
  */
 export const REMOVE = script(
   'remove',
   `
 reap(REAP_LIMIT)
-local subnet, ip, mode = ARGV[3], ARGV[4], ARGV[5]
+local subnet, ip, mode, record = ARGV[5], ARGV[6], ARGV[7], ARGV[8]
 local current, score = live(subnet)
 if not current then return {NOW, 'missing'} end
 if ip ~= '' and owner_of(current) ~= ip then return {NOW, 'taken', owner_of(current) or ''} end
 if mode == 'reservation' and score then return {NOW, 'not-reserved'} end
-drop(subnet, current, 'removed', tonumber(score) or '')
+local owner = drop(subnet, current, 'removed', tonumber(score) or '')
+if record == '1' and owner then redis.call('HSET', REVOKED, subnet, owner) end
 return {NOW, 'ok'}
 `,
 );
 
 /**
- * ARGV 3 subnet, 4 public IP, 5 attributes for a new reservation.
+ * ARGV 5 subnet, 6 public IP, 7 attributes for a new reservation.
  * Makes the subnet a reservation (no expiry) for the public IP: creates it, or
  * converts the IP's own lease on it. Returns {now, 'ok', 'created'|'converted'|'unchanged', attributes},
  * {now, 'taken', owner} or {now, 'ip-held', subnet}.
@@ -202,7 +330,7 @@ export const RESERVE = script(
   'reserve',
   `
 reap(REAP_LIMIT)
-local subnet, ip, attrs = ARGV[3], ARGV[4], ARGV[5]
+local subnet, ip, attrs = ARGV[5], ARGV[6], ARGV[7]
 local current, score = live(subnet)
 if current then
   local owner = owner_of(current)
@@ -215,17 +343,66 @@ if current then
 end
 local held = held_by(ip)
 if held then return {NOW, 'ip-held', held} end
-redis.call('HSET', LEASES, subnet, attrs)
-redis.call('HSET', OWNERS, ip, subnet)
-emit('added', subnet, attrs, '')
+put(subnet, ip, attrs, '')
 return {NOW, 'ok', 'created', attrs}
 `,
 );
 
-/** Removes expired leases (up to the reap limit). Returns {now, count}. */
+/** Removes expired leases (up to the reap limit). Returns {now, count, leases}. */
 export const REAP = script(
   'reap',
   `
-return {NOW, reap(REAP_LIMIT)}
+local count = reap(REAP_LIMIT)
+return {NOW, count, redis.call('HLEN', LEASES)}
 `,
 );
+
+// Read-only scripts: they take the same KEYS and ARGV, so the registry runs
+// every script the same way, but they write nothing.
+
+/**
+ * Where the data stands: {now, epoch or '', seq, stream ID of the last entry or '0-0'}.
+ * One atomic read, so a watcher's position is consistent.
+ */
+export const POSITION = script(
+  'position',
+  `
+local last = redis.call('XREVRANGE', EVENTS, '+', '-', 'COUNT', 1)
+local last_id = '0-0'
+if #last > 0 then last_id = last[1][1] end
+return {NOW, redis.call('GET', EPOCH) or '', redis.call('GET', SEQ) or '0', last_id}
+`,
+);
+
+/**
+ * ARGV 5 HSCAN cursor, 6 COUNT. One chunk of the leases hash and the expiry
+ * of each lease in it: {now, next cursor, {subnet, attributes, ...}, {expiry or false, ...}}.
+ * A full listing is a loop of these, so no single reply carries the whole table.
+ */
+export const LIST_CHUNK = script(
+  'list-chunk',
+  `
+local page = redis.call('HSCAN', LEASES, ARGV[5], 'COUNT', ARGV[6])
+local fields = page[2]
+local subnets = {}
+for i = 1, #fields, 2 do subnets[#subnets + 1] = fields[i] end
+local expiries = {}
+if #subnets > 0 then expiries = redis.call('ZMSCORE', EXPIRY, unpack(subnets)) end
+return {NOW, page[1], fields, expiries}
+`,
+);
+
+/**
+ * KEYS 1 {p}:config. ARGV 1 the network config a running node uses.
+ * Stores it if the store has none (it lost its data); returns {'stored'} or
+ * {'exists', the stored text}. Never overwrites an operator's config.
+ */
+export const ENSURE_CONFIG: LuaScript = (() => {
+  const lua = `
+local current = redis.call('GET', KEYS[1])
+if current then return {'exists', current} end
+redis.call('SET', KEYS[1], ARGV[1])
+return {'stored'}
+`;
+  return { name: 'ensure-config', lua, sha: createHash('sha1').update(lua).digest('hex') };
+})();

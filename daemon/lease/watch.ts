@@ -1,32 +1,57 @@
-// The watch: a snapshot of every lease, then each change in stream order.
+// The watch: every lease once, then each change as Redis pushes it.
 //
-// 1. snapshot  the snapshot script lists the leases together with the
-//              sequence number and stream ID they include, atomically.
-// 2. read      XREAD BLOCK on a dedicated connection, from that stream ID.
-//              Every entry carries a sequence number n; the next one must be
-//              exactly n + 1.
-// 3. gap       anything else (the stream was trimmed past us, or a failover
-//              lost entries) means changes were missed: list again, diff
-//              against what was delivered, emit the difference.
-// 4. reconnect after a lost connection, check that the entry at our stream
-//              ID is still the one we saw (else resync), then go on reading.
-// 5. reap      every reapIntervalMs (with jitter) call the reap script, so
-//              expired leases become "expired" events even if nobody writes.
+// 1. subscribe  one long-lived connection per watch: SUBSCRIBE to the change
+//               channel, and CLIENT TRACKING on the epoch and config keys, so
+//               Redis also says when the store's data is flushed or replaced.
+//               An idle watch costs no command at all.
+// 2. list       the position (epoch, sequence number, stream ID) is read
+//               after subscribing, then the leases in chunks; the snapshot is
+//               emitted, and pushed changes after that position are applied
+//               on top, which makes the chunked listing exact.
+// 3. push       each change arrives as one message carrying its epoch and
+//               sequence number n; the next must be n + 1 of the same epoch.
+// 4. catch up   a missed message, or a lost connection, is caught up from the
+//               stream (XRANGE after the last stream ID): only what changed.
+//               If the stream no longer holds it (trimmed, or lost in a
+//               failover), the leases are listed again in chunks ("gap").
+// 5. reset      a different epoch means the store lost its data, or is
+//               another store: the watch says so ("reset"), then reads the
+//               new incarnation's stream from its start. Consumers keep what
+//               they knew until the owners re-assert their leases.
 //
-// Memory is bounded by the lease table plus watchBufferSize events: when the
-// consumer falls behind, the loop stops reading and the stream holds the
-// backlog (and if it is trimmed meanwhile, step 3 applies).
+// Memory is bounded by watchBufferSize events: when the consumer falls that
+// far behind, the watch drops its subscription and catches up from the
+// stream once the consumer has made room.
 
+import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
-import { closeClient, type ConnectionFactory, type RedisClient } from './connection.js';
+import { closeClient, keySlot, type ConnectionFactory } from './connection.js';
+import type { HostPort } from './endpoint.js';
 import { StoreUnavailableError } from './errors.js';
-import { decodeLease, sameAttrs, type Lease } from './lease.js';
+import { bareLease, decodeLease, type Lease } from './lease.js';
 import { backoffDelay, type ResolvedOptions } from './options.js';
-import { isChangeType, type ChangeType, type LeaseRegistry, type StreamEntry } from './registry.js';
+import { isChangeType, parsePushedChange, type ChangeEntry, type ChangeType, type LeaseRegistry, type StorePosition } from './registry.js';
+
+export type SnapshotCause = 'start' | 'gap' | 'reset';
 
 export type WatchEvent =
-  | { readonly type: 'snapshot'; readonly leases: readonly Lease[]; readonly seq: string }
-  | { readonly type: ChangeType; readonly lease: Lease; readonly seq: string };
+  /**
+   * Every live lease. `start`: the first event. `gap`: changes were missed
+   * and the leases listed again; a lease known before and absent here went
+   * away while the watch could not see it. `reset`: the same, after a reset
+   * whose new stream no longer held every change.
+   */
+  | { readonly type: 'snapshot'; readonly leases: readonly Lease[]; readonly seq: string; readonly cause: SnapshotCause }
+  /** One change, in order; `seq` is its stream ID. */
+  | { readonly type: ChangeType; readonly lease: Lease; readonly seq: string }
+  /**
+   * The store lost its data, or was replaced by another (a restart without
+   * persistence, an empty replica promoted, a flush). What was known is
+   * unconfirmed: its owners re-assert their leases, which arrive as "added".
+   */
+  | { readonly type: 'reset'; readonly epoch: string | null }
+  /** The stored network config was written or deleted. */
+  | { readonly type: 'config' };
 
 export interface WatchOptions {
   /** Ends the watch, as close() does. */
@@ -38,27 +63,36 @@ export interface WatchStats {
   readonly delivered: number;
   /** Full listings after a gap. */
   readonly resyncs: number;
-  /** Blocking connections re-established after a failure. */
+  /** Times the store was found to have lost its data. */
+  readonly resets: number;
+  /** Subscriptions re-established after a failure. */
   readonly reconnects: number;
-  /** Stream entries skipped because they could not be decoded. */
+  /** Changes skipped because they could not be decoded. */
   readonly corruptEvents: number;
 }
 
 /**
- * An async iterator of WatchEvents: `{type: 'snapshot'}` first, then
- * `added` (new lease, or its owner's attributes changed), `renewed` (new
- * expiry), `removed` (revoked) and `expired`, each with the stream ID as `seq`.
- * It ends when closed; it throws StoreUnavailableError when Redis stays
- * unreachable beyond the store's retry policy.
+ * An async iterator of WatchEvents: `{type: 'snapshot', cause: 'start'}`
+ * first, then `added` (new lease, or its owner's attributes changed),
+ * `removed` (revoked) and `expired`, each with its stream ID as `seq`, and
+ * `snapshot`, `reset` and `config` as they happen. It ends when closed; it
+ * throws StoreUnavailableError when Redis stays unreachable beyond the
+ * store's retry policy.
  */
 export interface LeaseWatch extends AsyncIterableIterator<WatchEvent> {
   readonly stats: WatchStats;
+  /** Whether the subscription is up right now. */
+  readonly connected: boolean;
   /** Stops reading; the iteration ends once the events already buffered are consumed. */
   close(): Promise<void>;
 }
 
-/** Stream entries read per XREAD. */
-const READ_BATCH = 256;
+/** Stream entries read per XRANGE while catching up. */
+const CATCH_UP_BATCH = 256;
+/** Redis's channel for CLIENT TRACKING invalidations (RESP2 redirect). */
+const INVALIDATION_CHANNEL = '__redis__:invalidate';
+
+type Inbound = { readonly kind: 'change'; readonly text: string } | { readonly kind: 'invalidated'; readonly keys: readonly string[] | null };
 
 function sleep(ms: number, signal: AbortSignal): Promise<void> {
   return new Promise((resolve) => {
@@ -73,45 +107,64 @@ function sleep(ms: number, signal: AbortSignal): Promise<void> {
   });
 }
 
+/** Thrown inside the loop when the subscription went away; the loop reconnects. */
+class SubscriptionLost extends Error {
+  constructor(readonly overflow: boolean) {
+    super(overflow ? 'the consumer fell behind; the subscription was dropped, to catch up from the stream' : 'the subscription connection closed');
+  }
+}
+
+export interface WatchHooks {
+  /** The subscription came back after a failure: Redis is reachable again. */
+  onReconnected(): void;
+  onClosed(): void;
+}
+
 export class LeaseWatcher implements LeaseWatch {
   private readonly registry: LeaseRegistry;
   private readonly factory: ConnectionFactory;
   private readonly options: ResolvedOptions;
   private readonly logger: Logger;
-  private readonly onClosed: () => void;
+  private readonly hooks: WatchHooks;
   private readonly abort = new AbortController();
   private readonly loop: Promise<void>;
 
-  /** The lease table as of the last event queued for the consumer. */
-  private state = new Map<string, Lease>();
-  private streamId = '0-0';
-  private seqNumber = 0;
+  /** The last change applied: its epoch, sequence number and stream ID. */
+  private position: StorePosition = { epoch: null, seq: 0, streamId: '0-0' };
 
   private readonly queue: WatchEvent[] = [];
   private readonly consumers: Array<{ resolve: (result: IteratorResult<WatchEvent>) => void; reject: (err: Error) => void }> = [];
   private failure: Error | undefined;
   private finished = false;
   private wakeReader: (() => void) | undefined;
-  private blocking: RedisClient | undefined;
-  private reapTimer: NodeJS.Timeout | undefined;
-  private counters = { delivered: 0, resyncs: 0, reconnects: 0, corruptEvents: 0 };
 
-  constructor(registry: LeaseRegistry, factory: ConnectionFactory, options: ResolvedOptions, watchOptions: WatchOptions, onClosed: () => void) {
+  private subscriber: Redis | undefined;
+  private subscribed = false;
+  private inbox: Inbound[] = [];
+  private lost: SubscriptionLost | undefined;
+  private wakeLoop: (() => void) | undefined;
+  private trackingRefusedLogged = false;
+  private counters = { delivered: 0, resyncs: 0, resets: 0, reconnects: 0, corruptEvents: 0 };
+
+  constructor(registry: LeaseRegistry, factory: ConnectionFactory, options: ResolvedOptions, watchOptions: WatchOptions, hooks: WatchHooks) {
     this.registry = registry;
     this.factory = factory;
     this.options = options;
     this.logger = options.logger.child({ component: 'lease-watch' });
-    this.onClosed = onClosed;
+    this.hooks = hooks;
     if (watchOptions.signal !== undefined) {
       if (watchOptions.signal.aborted) void this.close();
       else watchOptions.signal.addEventListener('abort', () => void this.close(), { once: true });
     }
     this.loop = this.run();
-    this.scheduleReap();
   }
 
   get stats(): WatchStats {
     return { ...this.counters };
+  }
+
+  get connected(): boolean {
+    return this.subscribed && this.subscriber?.status === 'ready';
   }
 
   [Symbol.asyncIterator](): this {
@@ -142,9 +195,9 @@ export class LeaseWatcher implements LeaseWatch {
   async close(): Promise<void> {
     if (!this.abort.signal.aborted) {
       this.abort.abort();
-      if (this.reapTimer !== undefined) clearTimeout(this.reapTimer);
-      this.dropBlocking();
+      this.dropSubscriber();
       this.wakeReader?.();
+      this.wakeLoop?.();
     }
     await this.loop;
   }
@@ -171,73 +224,34 @@ export class LeaseWatcher implements LeaseWatch {
     }
   }
 
-  private scheduleReap(): void {
-    if (this.abort.signal.aborted) return;
-    const interval = this.options.reapIntervalMs * (0.8 + Math.random() * 0.4);
-    this.reapTimer = setTimeout(() => {
-      this.registry.reap().then(
-        (count) => {
-          if (count > 0) this.logger.debug({ count }, 'reaped expired leases');
-        },
-        (err: Error) => this.logger.debug({ err: err.message }, 'reap failed'),
-      ).finally(() => this.scheduleReap());
-    }, interval);
-    this.reapTimer.unref();
-  }
-
   private async run(): Promise<void> {
     const signal = this.abort.signal;
-    this.logger.info({ address: this.factory.address, stream: this.registry.keys.events }, 'lease watch started');
-    let needSnapshot = true;
-    let firstSnapshot = true;
-    let verifyPosition = false;
+    this.logger.info({ address: this.factory.address, channel: this.registry.keys.channel }, 'lease watch started');
+    let started = false;
     let failures = 0;
     try {
       while (!signal.aborted) {
         try {
-          if (needSnapshot) {
-            await this.resync(firstSnapshot ? 'start' : 'gap');
-            firstSnapshot = false;
-            needSnapshot = false;
-          }
-          if (this.blocking === undefined) {
-            const client = this.factory.create('blocking', 'miniflannel:watch', { blockMs: this.options.watchBlockMs });
-            client.on('error', (err: Error) => this.logger.debug({ err: err.message }, 'watch connection error'));
-            this.blocking = client;
-            await this.factory.connect(client, this.logger, signal, true);
-            if (verifyPosition) {
-              this.counters.reconnects++;
-              if (!(await this.positionIntact(client))) {
-                needSnapshot = true;
-                this.logger.info({ streamId: this.streamId, seq: this.seqNumber }, 'stream position lost while disconnected; resyncing');
-                continue;
-              }
-              this.logger.info({ streamId: this.streamId, seq: this.seqNumber }, 'watch reconnected; resuming');
-              verifyPosition = false;
-            }
-          }
-          await this.waitForRoom();
-          if (signal.aborted) break;
-          const readStarted = Date.now();
-          const entries = await this.registry.readEvents(this.blocking, this.streamId, READ_BATCH, this.options.watchBlockMs);
-          // ioredis answers an XREAD the server never replied to with null after
-          // BLOCK + grace (commandTimeoutMs): the connection is dead without a FIN.
-          if (entries.length === 0 && Date.now() - readStarted >= this.options.watchBlockMs + this.options.commandTimeoutMs) {
-            throw new Error(`no reply to XREAD within ${this.options.watchBlockMs + this.options.commandTimeoutMs} ms; connection presumed dead`);
+          await this.subscribe();
+          if (!started) {
+            await this.resync('start');
+            started = true;
+          } else {
+            await this.catchUp();
+            this.counters.reconnects++;
+            this.logger.info({ seq: this.position.seq, streamId: this.position.streamId }, 'lease watch reconnected and caught up');
+            this.hooks.onReconnected();
           }
           failures = 0;
-          for (const entry of entries) {
-            if (!this.apply(entry)) {
-              needSnapshot = true;
-              this.logger.info({ streamId: this.streamId, seq: this.seqNumber, next: entry.n, nextId: entry.id }, 'gap in the change stream; resyncing');
-              break;
-            }
-          }
+          await this.serve();
         } catch (err) {
           if (signal.aborted) break;
+          this.dropSubscriber();
+          if (err instanceof SubscriptionLost && err.overflow) {
+            await this.waitForRoom();
+            continue;
+          }
           failures++;
-          this.dropBlocking();
-          verifyPosition = true;
           const wrapped = this.factory.wrap(err, 'watching leases');
           const retry = this.options.retry;
           // fail-fast still gets one immediate second try: a killed idle connection is not an outage.
@@ -254,17 +268,172 @@ export class LeaseWatcher implements LeaseWatch {
       }
       this.finish();
     } finally {
-      this.dropBlocking();
-      if (this.reapTimer !== undefined) clearTimeout(this.reapTimer);
-      this.onClosed();
+      this.dropSubscriber();
+      this.hooks.onClosed();
       this.logger.info({ ...this.counters }, 'lease watch stopped');
     }
   }
 
-  private dropBlocking(): void {
-    const client = this.blocking;
-    this.blocking = undefined;
-    if (client !== undefined) closeClient(client);
+  /** Opens a fresh subscription. Pushes that arrive before the loop reads them wait in the inbox. */
+  private async subscribe(): Promise<void> {
+    const keys = this.registry.keys;
+    this.inbox = [];
+    this.lost = undefined;
+    const client = this.factory.createSubscriber('miniflannel:watch', await this.storeNode());
+    this.subscriber = client;
+    client.on('error', (err: Error) => this.logger.debug({ err: err.message }, 'watch connection error'));
+    client.on('close', () => this.onLost(new SubscriptionLost(false)));
+    client.on('messageBuffer', (channel: Buffer, message: Buffer | Buffer[] | null) => {
+      if (channel.toString() === keys.channel) this.receive({ kind: 'change', text: String(message) });
+      else this.receive({ kind: 'invalidated', keys: message === null ? null : (Array.isArray(message) ? message : [message]).map(String) });
+    });
+    await this.factory.connect(client, this.abort.signal);
+    const channels = [keys.channel];
+    try {
+      // Redis reports writes to these keys, and a FLUSHALL, down this very connection.
+      const id = await client.client('ID');
+      await client.call('CLIENT', 'TRACKING', 'ON', 'REDIRECT', String(id), 'BCAST', 'PREFIX', keys.epoch, 'PREFIX', keys.config);
+      channels.push(INVALIDATION_CHANNEL);
+    } catch (err) {
+      if (!this.trackingRefusedLogged) {
+        this.trackingRefusedLogged = true;
+        this.logger.warn({ err: (err as Error).message }, 'CLIENT TRACKING refused: a flush of the store is noticed only at the next change or reconnection');
+      }
+    }
+    await client.subscribe(...channels);
+    this.subscribed = true;
+  }
+
+  /** On Redis Cluster, the master of the slot that holds the store; elsewhere, the endpoint itself. */
+  private async storeNode(): Promise<HostPort | undefined> {
+    if (this.factory.endpoint.kind !== 'cluster') return undefined;
+    return this.registry.slotMaster(keySlot(this.registry.keys.leases));
+  }
+
+  private receive(message: Inbound): void {
+    if (this.lost !== undefined) return;
+    this.inbox.push(message);
+    if (this.inbox.length > this.options.watchBufferSize) this.onLost(new SubscriptionLost(true));
+    this.wakeLoop?.();
+  }
+
+  private onLost(reason: SubscriptionLost): void {
+    if (this.lost !== undefined) return;
+    this.lost = reason;
+    this.subscribed = false;
+    this.inbox = [];
+    this.wakeLoop?.();
+  }
+
+  private dropSubscriber(): void {
+    const client = this.subscriber;
+    this.subscriber = undefined;
+    this.subscribed = false;
+    if (client !== undefined) {
+      client.removeAllListeners('close');
+      client.removeAllListeners('messageBuffer');
+      client.on('error', () => undefined);
+      closeClient(client);
+    }
+  }
+
+  /** Applies pushed messages as they come, until the subscription goes away. */
+  private async serve(): Promise<void> {
+    const signal = this.abort.signal;
+    while (!signal.aborted) {
+      if (this.lost !== undefined) throw this.lost;
+      const message = this.inbox.shift();
+      if (message === undefined) {
+        await new Promise<void>((resolve) => (this.wakeLoop = resolve));
+        this.wakeLoop = undefined;
+        continue;
+      }
+      await this.waitForRoom();
+      if (message.kind === 'invalidated') await this.onInvalidated(message.keys);
+      else await this.onPushed(message.text);
+    }
+  }
+
+  private async onPushed(text: string): Promise<void> {
+    const change = parsePushedChange(text);
+    if (change === undefined || Number.isNaN(change.n)) {
+      this.countCorrupt(change?.id ?? '', change?.subnet ?? '', `a pushed change that is not one: ${JSON.stringify(text.slice(0, 80))}`);
+      return this.catchUp();
+    }
+    const known = this.position;
+    // A store that had no epoch yet gets one with its first change: adopted if nothing was missed.
+    const sameStore = known.epoch === null ? change.n === known.seq + 1 : change.epoch === known.epoch;
+    if (!sameStore) return this.catchUp();
+    if (change.n <= known.seq) return; // already applied, caught up from the stream first
+    if (change.n !== known.seq + 1) return this.catchUp();
+    if (known.epoch === null) this.position = { ...known, epoch: change.epoch };
+    this.apply(change);
+  }
+
+  private async onInvalidated(keys: readonly string[] | null): Promise<void> {
+    const { epoch, config } = this.registry.keys;
+    // null: the whole database was flushed.
+    if ((keys === null || keys.includes(config)) && this.queue.at(-1)?.type !== 'config') this.push({ type: 'config' });
+    if (keys === null || keys.includes(epoch)) await this.catchUp();
+  }
+
+  /**
+   * Brings the watch up to the store's position: nothing if it is there, the
+   * missed changes from the stream if it still holds them, a listing if not,
+   * and a reset first if the store is not the one it was.
+   */
+  private async catchUp(): Promise<void> {
+    for (;;) {
+      const current = await this.registry.position();
+      const known = this.position;
+      if (known.epoch !== null && current.epoch !== known.epoch) {
+        this.counters.resets++;
+        this.logger.warn({ epoch: known.epoch, now: current.epoch, seq: known.seq }, 'the lease store lost its data or was replaced; its leases must be re-asserted');
+        this.push({ type: 'reset', epoch: current.epoch });
+        this.position = { epoch: current.epoch, seq: 0, streamId: '0-0' };
+        if (!(await this.readStreamUpTo(current.seq))) return this.resync('reset');
+        continue; // the epoch may have changed again meanwhile
+      }
+      if (current.seq < known.seq) {
+        this.logger.info({ seq: known.seq, storeSeq: current.seq }, 'the store is behind this watch (changes lost in a failover); listing again');
+        return this.resync('gap');
+      }
+      if (!(await this.readStreamUpTo(current.seq))) {
+        this.logger.info({ seq: this.position.seq, streamId: this.position.streamId }, 'the change stream no longer holds what this watch missed; listing again');
+        return this.resync('gap');
+      }
+      if (this.position.epoch === null) this.position = { ...this.position, epoch: current.epoch };
+      return;
+    }
+  }
+
+  /** Applies stream entries after the position up to `seq`. False: the stream does not hold them all. */
+  private async readStreamUpTo(seq: number): Promise<boolean> {
+    while (this.position.seq < seq) {
+      await this.waitForRoom();
+      const entries = await this.registry.readChangesAfter(this.position.streamId, CATCH_UP_BATCH);
+      if (entries.length === 0) return false;
+      for (const entry of entries) {
+        if (entry.n !== this.position.seq + 1) {
+          if (Number.isNaN(entry.n)) this.countCorrupt(entry.id, entry.subnet, 'no sequence number');
+          return false;
+        }
+        this.apply(entry);
+      }
+    }
+    return true;
+  }
+
+  /** Lists every lease (after reading the position, so pushes after it complete the picture) and emits them. */
+  private async resync(cause: SnapshotCause): Promise<void> {
+    const position = await this.registry.position();
+    const listing = await this.registry.list();
+    this.position = position;
+    this.push({ type: 'snapshot', leases: [...listing.leases.values()], seq: position.streamId, cause });
+    if (cause !== 'start') {
+      this.counters.resyncs++;
+      this.logger.info({ leases: listing.leases.size, seq: position.seq, cause }, 'lease watch listed the leases again');
+    }
   }
 
   private waitForRoom(): Promise<void> {
@@ -277,82 +446,28 @@ export class LeaseWatcher implements LeaseWatch {
     });
   }
 
-  /** After a reconnection: is the entry at our position still the one we read? */
-  private async positionIntact(client: RedisClient): Promise<boolean> {
-    if (this.streamId === '0-0') return true; // nothing read yet; the sequence check covers it
-    const entry = await this.registry.entryAt(client, this.streamId);
-    return entry !== undefined && entry.n === this.seqNumber;
-  }
-
-  /** Applies one stream entry. False: it is not the next in sequence, so changes were missed. */
-  private apply(entry: StreamEntry): boolean {
-    if (entry.n !== this.seqNumber + 1) {
-      if (Number.isNaN(entry.n)) this.countCorrupt(entry, 'no sequence number');
-      return false;
-    }
-    this.streamId = entry.id;
-    this.seqNumber = entry.n;
+  /** Applies one change that is next in sequence. */
+  private apply(entry: ChangeEntry): void {
+    this.position = { ...this.position, seq: entry.n, streamId: entry.id };
     if (!isChangeType(entry.type)) {
-      this.countCorrupt(entry, `unknown type ${JSON.stringify(entry.type)}`);
-      return true;
+      this.countCorrupt(entry.id, entry.subnet, `unknown type ${JSON.stringify(entry.type)}`);
+      return;
     }
     const type = entry.type;
     const decoded = decodeLease(entry.subnet, entry.attrsJson, entry.expiry);
-    let lease: Lease;
     if (decoded.ok) {
-      lease = decoded.lease;
-    } else {
-      this.countCorrupt(entry, decoded.reason);
-      // A removal still names its subnet; what the consumer knows of it must go.
-      const known = this.state.get(entry.subnet);
-      if ((type === 'removed' || type === 'expired') && known !== undefined) {
-        this.state.delete(entry.subnet);
-        this.push({ type, lease: known, seq: entry.id });
-      }
-      return true;
+      this.push({ type, lease: decoded.lease, seq: entry.id });
+      return;
     }
-    if (type === 'removed' || type === 'expired') this.state.delete(lease.subnet);
-    else this.state.set(lease.subnet, lease);
-    this.push({ type, lease, seq: entry.id });
-    return true;
+    this.countCorrupt(entry.id, entry.subnet, decoded.reason);
+    // A removal still names its subnet, and what the consumer knows of it must go.
+    const bare = type === 'added' ? undefined : bareLease(entry.subnet);
+    if (bare !== undefined) this.push({ type, lease: bare, seq: entry.id });
   }
 
-  private countCorrupt(entry: StreamEntry, reason: string): void {
+  private countCorrupt(id: string, subnet: string, reason: string): void {
     this.counters.corruptEvents++;
     this.registry.counters.corruptEvents++;
-    this.logger.warn({ streamId: entry.id, subnet: entry.subnet, reason }, 'skipping corrupt change-stream entry');
-  }
-
-  /** Lists every lease; on the first call emits the snapshot, afterwards the difference. */
-  private async resync(reason: 'start' | 'gap'): Promise<void> {
-    const snapshot = await this.registry.snapshot();
-    if (reason === 'start') {
-      this.push({ type: 'snapshot', leases: [...snapshot.leases.values()], seq: snapshot.streamId });
-    } else {
-      let added = 0;
-      let removed = 0;
-      let renewed = 0;
-      for (const [subnet, old] of this.state) {
-        if (!snapshot.leases.has(subnet)) {
-          removed++;
-          this.push({ type: 'removed', lease: old, seq: snapshot.streamId });
-        }
-      }
-      for (const [subnet, lease] of snapshot.leases) {
-        const old = this.state.get(subnet);
-        if (old === undefined || !sameAttrs(old, lease)) {
-          added++;
-          this.push({ type: 'added', lease, seq: snapshot.streamId });
-        } else if (old.expiresAt !== lease.expiresAt) {
-          renewed++;
-          this.push({ type: 'renewed', lease, seq: snapshot.streamId });
-        }
-      }
-      this.counters.resyncs++;
-      this.logger.info({ added, removed, renewed, streamId: snapshot.streamId }, 'lease watch resynced');
-    }
-    this.state = snapshot.leases;
-    this.streamId = snapshot.streamId;
-    this.seqNumber = snapshot.seq;
+    this.logger.warn({ streamId: id, subnet, reason }, 'skipping corrupt change');
   }
 }

@@ -1,19 +1,25 @@
 /**
  * The node's wiring: the only place where the lease store meets the data
  * plane. Start-up, in flannel's order:
- *   1. read the network config from Redis;
- *   2. acquire a lease (or reuse this node's, or the previous subnet.env's);
- *   3. create the TUN: the subnet's address as /32, MTU = underlay - 28, and
- *      route the whole cluster network into it;
- *   4. write subnet.env and the CNI conflist;
- *   5. start the data plane, the lease watch that feeds it peers, and the
- *      renewer; install the masquerade rules if asked.
+ *   1. acquire: read the network config from Redis and get a lease (this
+ *      node's own, else the previous subnet.env's, else a free one),
+ *      waiting with backoff, and saying why on /readyz and in the log, while
+ *      Redis is unreachable or holds no usable config;
+ *   2. open the data path: the TUN (the subnet's address as /32, MTU =
+ *      underlay - 28, the whole cluster network routed into it) and the UDP
+ *      transport;
+ *   3. publish the node files: subnet.env and the CNI conflist; install the
+ *      masquerade rules if asked;
+ *   4. follow: the lease watch feeds the peer table one change at a time, and
+ *      the lease keeper renews the lease and re-asserts it, and the config,
+ *      when the store loses its data.
  * Static mode (--static-*) skips the store and takes peers from flags.
  *
  * Stopping (SIGTERM) removes the TUN, its routes and the rules but keeps the
  * lease, so a restarted daemon gets the same subnet and pods keep their
- * addresses. Losing the lease, or a failed data plane, resolves `failed`:
- * the daemon then stops and exits non-zero for the DaemonSet to restart it.
+ * addresses. Only a revoked lease (or its subnet taken by another node), or
+ * a failed data plane, resolves `failed`: the daemon then stops and exits
+ * non-zero. Nothing read from Redis otherwise tears pod networking down.
  */
 import path from 'node:path';
 import type { Logger } from 'pino';
@@ -21,7 +27,18 @@ import { createSealer, DataPlane, emptyCounters, SEAL_OVERHEAD, type Peer, type 
 import type { DaemonConfig } from '../flags.js';
 import { createMetrics } from '../http/metrics.js';
 import { startHttpServer } from '../http/server.js';
-import { connectLeaseStore, minReplicasFor, parseRedisUrl, type Lease, type LeaseRenewer, type LeaseWatch, type SubnetManager } from '../lease/index.js';
+import {
+  connectLeaseStore,
+  LeaseStoreError,
+  minReplicasFor,
+  OptionsError,
+  parseRedisUrl,
+  StoreAccessError,
+  toNetConf,
+  type Lease,
+  type NetworkConfig,
+  type SubnetManager,
+} from '../lease/index.js';
 import { formatCidr, formatIPv4, parseCidr, parseIPv4, type Cidr } from '../net/ipv4.js';
 import { openDgramTransport } from '../transport/dgram.js';
 import { openMmsgTransport } from '../transport/mmsg.js';
@@ -29,24 +46,17 @@ import { openTun } from '../tun/index.js';
 import { readAuthKeys, watchAuthKeys } from './auth-keys.js';
 import { CNI_CONFLIST_NAME, cniConflist, writeFileAtomic } from './cni.js';
 import { installMasquerade, masqueradeInstalled, removeMasquerade } from './masquerade.js';
-import { feedPeersFromLeases } from './peers.js';
+import { PeerFeed } from './peers.js';
 import { acceptLocalSource, deleteTunDevice, routeNetworkInto, tunDeviceExists } from './routes.js';
+import { NodeStatus } from './status.js';
 import { readPreviousSubnet, writeSubnetEnv } from './subnet-env.js';
-import { ENCAPSULATION_OVERHEAD, resolveUnderlay } from './underlay.js';
+import { ENCAPSULATION_OVERHEAD, resolveUnderlay, type Underlay } from './underlay.js';
 
 export interface RunningNode {
   /** Resolves with a reason when the node can no longer do its job. */
   readonly failed: Promise<string>;
   /** Stops everything started, in reverse order; safe to call twice. */
   stop(): Promise<void>;
-}
-
-/** What the control plane decided for this node. */
-interface Assignment {
-  network: Cidr;
-  subnet: Cidr;
-  port: number;
-  lease?: Lease;
 }
 
 export interface StartOptions {
@@ -56,66 +66,68 @@ export interface StartOptions {
   logLinesDropped?: () => number;
 }
 
-export async function startNode(config: DaemonConfig, logger: Logger, options: StartOptions = {}): Promise<RunningNode> {
-  const { signal, logLinesDropped = () => 0 } = options;
-  const startedAt = Date.now();
-  const cleanups: Array<() => unknown> = [];
-  let stopping: Promise<void> | undefined;
-  const stop = () =>
-    (stopping ??= (async () => {
-      for (const cleanup of cleanups.reverse()) {
+/** After the store lost its data, each node re-asserts its lease within this long, at random, so they do not all write at once. */
+const REASSERT_SPREAD_MS = 3_000;
+/** Waiting for a usable store at start-up: 1 s, doubling to 30 s, with jitter. */
+const START_BACKOFF = { initialDelayMs: 1_000, maxDelayMs: 30_000 };
+
+/** Clean-up steps, run in reverse order once. */
+class Cleanups {
+  private readonly steps: Array<() => unknown> = [];
+  private running: Promise<void> | undefined;
+
+  constructor(private readonly logger: Logger) {}
+
+  push(step: () => unknown): void {
+    this.steps.push(step);
+  }
+
+  run(): Promise<void> {
+    return (this.running ??= (async () => {
+      for (const step of this.steps.reverse()) {
         try {
-          await cleanup();
+          await step();
         } catch (err) {
-          logger.error({ err }, 'clean-up step failed');
+          this.logger.error({ err }, 'clean-up step failed');
         }
       }
     })());
+  }
+}
+
+export async function startNode(config: DaemonConfig, logger: Logger, options: StartOptions = {}): Promise<RunningNode> {
+  const { signal, logLinesDropped = () => 0 } = options;
+  const cleanups = new Cleanups(logger);
   let fail!: (reason: string) => void;
   const failed = new Promise<string>((resolve) => (fail = resolve));
+  const status = new NodeStatus();
 
-  let ready = false;
-  let dataplane: DataPlane | undefined;
-  let store: SubnetManager | undefined;
-  let lease: Lease | undefined;
-  let nodeInfo: Record<string, unknown> = {};
-
-  const httpServer = await startHttpServer(
-    {
-      ready: () => ready,
-      status: () => ({
-        node: nodeInfo,
-        lease: lease ? { subnet: lease.subnet, publicIP: lease.publicIP, nodeName: lease.nodeName, expiresAt: lease.expiresAt } : null,
-        store: store ? { address: store.address, connected: store.connected } : null,
-        peers: dataplane ? [...dataplane.peerTable.peers()].map((p) => ({ subnet: formatCidr(p.subnet), endpoint: `${p.endpoint.address}:${p.endpoint.port}` })) : [],
-        counters: dataplane?.snapshot() ?? null,
-        uptimeSeconds: Math.round((Date.now() - startedAt) / 1000),
-      }),
-    },
-    {
-      host: config.healthzIp,
-      port: config.healthzPort,
-      logger,
-      metrics: createMetrics({
-        counters: () => dataplane?.snapshot() ?? emptyCounters(),
-        peers: () => dataplane?.peerTable.size ?? 0,
-        leaseExpiry: () => (lease ? (lease.expiresAt ?? 0) / 1000 : undefined),
-        storeConnected: () => store?.connected,
-        logLinesDropped,
-      }),
-    },
-  );
+  const httpServer = await startHttpServer(status, {
+    host: config.healthzIp,
+    port: config.healthzPort,
+    logger,
+    metrics: createMetrics({
+      counters: () => status.plane?.snapshot() ?? emptyCounters(),
+      peers: () => status.plane?.peerTable.size ?? 0,
+      leaseExpiry: () => (status.lease ? (status.lease.expiresAt ?? 0) / 1000 : undefined),
+      storeConnected: () => status.store?.connected,
+      logLinesDropped,
+    }),
+  });
   cleanups.push(() => httpServer.close());
 
   try {
     // A bad key file fails the start before any lease is taken or device made.
     const auth = config.auth && { ...config.auth, keys: await readAuthKeys(config.auth.keyFile) };
     const underlay = await resolveUnderlay(config);
-    let assignment: Assignment;
+    let network: Cidr;
+    let subnet: Cidr;
+    let port: number;
+    let networkConfig: NetworkConfig | undefined;
     if (config.static) {
-      assignment = config.static;
+      ({ network, subnet, port } = config.static);
     } else {
-      store = await connectLeaseStore({
+      const store = await connectLeaseStore({
         url: config.redisUrl,
         keyPrefix: config.prefix,
         leaseTtlMs: config.leaseTtlMs,
@@ -125,22 +137,17 @@ export async function startNode(config: DaemonConfig, logger: Logger, options: S
         // A daemon outlives Redis restarts: it keeps forwarding and keeps retrying.
         retry: { mode: 'backoff' },
         logger,
-        signal,
       });
-      cleanups.push(() => store!.close());
-      const network = await store.getNetworkConfig();
-      const previous = await readPreviousSubnet(config.subnetFile);
-      const acquired = await store.acquireLease({
-        publicIP: underlay.address,
-        nodeName: config.nodeName,
-        previousSubnet: previous ? formatCidr(previous) : undefined,
-      });
-      lease = acquired.lease;
-      logger.info({ subnet: lease.subnet, how: acquired.source, expiresAt: lease.expiresAt }, 'lease acquired');
-      assignment = { network: network.network, subnet: parseCidr(lease.subnet), port: network.backend.port, lease };
+      status.store = store;
+      cleanups.push(() => store.close());
+      const acquired = await acquire(store, config, underlay, status, logger, signal);
+      networkConfig = acquired.config;
+      status.lease = acquired.lease;
+      network = networkConfig.network;
+      subnet = parseCidr(acquired.lease.subnet);
+      port = networkConfig.backend.port;
     }
 
-    const { network, subnet, port } = assignment;
     // Sealed datagrams carry SEAL_OVERHEAD more bytes, so the pods' MTU gives them up.
     const mtu = underlay.mtu - ENCAPSULATION_OVERHEAD - (auth ? SEAL_OVERHEAD : 0);
     let sealer: Sealer | undefined;
@@ -149,52 +156,117 @@ export async function startNode(config: DaemonConfig, logger: Logger, options: S
       cleanups.push(watchAuthKeys(auth.keyFile, (keys) => keyed.setKeys(keys), logger));
       sealer = keyed;
     }
-    nodeInfo = { name: config.nodeName, publicIp: underlay.address, iface: underlay.iface, subnet: formatCidr(subnet), network: formatCidr(network), tun: config.tunName, mtu, port };
-    logger.info({ ...nodeInfo, transport: config.transport, tunOffload: config.tunOffload, tunTxQueueLength: config.tunTxQueueLength, auth: auth?.mode ?? 'off' }, 'configuring the node');
+    status.node = { name: config.nodeName, publicIp: underlay.address, iface: underlay.iface, subnet: formatCidr(subnet), network: formatCidr(network), tun: config.tunName, mtu, port };
+    logger.info({ ...status.node, transport: config.transport, tunOffload: config.tunOffload, tunTxQueueLength: config.tunTxQueueLength, auth: auth?.mode ?? 'off' }, 'configuring the node');
 
-    // A predecessor that was killed (SIGKILL, OOM) ran no clean-up; whatever it left must not outlive this run.
-    await removeLeftovers(config, logger);
-    const tun = openTun({ name: config.tunName, offload: config.tunOffload, txQueueLength: config.tunTxQueueLength, mtu, address: formatIPv4(subnet.network), prefixLength: 32 });
-    let transport;
-    try {
-      await routeNetworkInto(formatCidr(network), tun.name);
-      await acceptLocalSource(tun.name);
-      const bind = { bindAddress: underlay.address, port };
-      transport = config.transport === 'mmsg' ? openMmsgTransport(bind) : await openDgramTransport(bind);
-    } catch (err) {
-      tun.close();
-      throw err;
-    }
-    const plane = new DataPlane({ tun, transport, localSubnet: subnet, overlayAddress: subnet.network, maxPacket: mtu, logger, sealer });
-    dataplane = plane;
+    const plane = await openDataPath(config, logger, { underlay, network, subnet, port, mtu, sealer });
+    status.plane = plane;
     // Closing the TUN deletes the interface, and the kernel drops its routes with it.
     cleanups.push(() => plane.stop());
-
-    await writeSubnetEnv(config.subnetFile, { network, subnet, mtu, ipMasq: config.ipMasq });
-    const conflist = cniConflist({ subnet: formatCidr(subnet), network: formatCidr(network), mtu, ipamDataDir: config.cniIpamDataDir });
-    await writeFileAtomic(path.join(config.cniConfDir, CNI_CONFLIST_NAME), `${JSON.stringify(conflist, null, 2)}\n`);
-    if (config.ipMasq) {
-      cleanups.push(() => removeMasquerade());
-      await installMasquerade(network, subnet);
-    }
+    await publishNodeFiles(config, { network, subnet, mtu }, cleanups);
 
     plane.start((err) => fail(`data plane failed: ${err.message}`));
     if (config.static) {
       plane.setPeers(config.static.peers.map((p): Peer => ({ subnet: p.subnet, endpoint: { address: p.address, ip: parseIPv4(p.address), port: p.port } })));
-      ready = true;
+      status.running();
     } else {
-      followLeases(store!, lease!, plane, port, config, logger, {
-        onReady: () => (ready = true),
-        onRenewed: (renewed) => (lease = renewed),
-        fail,
-        cleanups,
-      });
+      follow(status.store!, status.lease!, networkConfig!, plane, config, logger, { status, fail, cleanups });
     }
   } catch (err) {
-    await stop();
+    await cleanups.run();
     throw err;
   }
-  return { failed, stop };
+  return { failed, stop: () => cleanups.run() };
+}
+
+/**
+ * Reads the network config and takes a lease, trying again with backoff for
+ * as long as Redis is unreachable or holds nothing usable (no config, an
+ * invalid one, no free subnet): a DaemonSet pod that waits, and says why, is
+ * better than one that crash-loops. Wrong credentials, an untrusted
+ * certificate and bad options are not waited out: they need a new flag.
+ */
+async function acquire(
+  store: SubnetManager,
+  config: DaemonConfig,
+  underlay: Underlay,
+  status: NodeStatus,
+  logger: Logger,
+  signal: AbortSignal | undefined,
+): Promise<{ config: NetworkConfig; lease: Lease }> {
+  const previous = await readPreviousSubnet(config.subnetFile);
+  for (let attempt = 1; ; attempt++) {
+    signal?.throwIfAborted();
+    try {
+      const network = await store.getNetworkConfig();
+      const { lease } = await store.acquireLease({
+        publicIP: underlay.address,
+        nodeName: config.nodeName,
+        previousSubnet: previous ? formatCidr(previous) : undefined,
+      });
+      return { config: network, lease };
+    } catch (err) {
+      if (!(err instanceof LeaseStoreError) || err instanceof StoreAccessError || err instanceof OptionsError) throw err;
+      const delay = backoffDelay(attempt);
+      status.waiting(err.message);
+      logger.warn({ err: err.message, kind: err.name, attempt, retryInMs: delay }, 'waiting for the lease store');
+      await sleep(delay, signal);
+    }
+  }
+}
+
+function backoffDelay(attempt: number): number {
+  const base = Math.min(START_BACKOFF.maxDelayMs, START_BACKOFF.initialDelayMs * 2 ** Math.min(attempt - 1, 30));
+  return Math.round(base * (0.75 + Math.random() * 0.5));
+}
+
+function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(signal!.reason);
+    };
+    const timer = setTimeout(() => {
+      signal?.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
+/** The TUN, its routes, and the UDP transport, joined by a data plane that is not started yet. */
+async function openDataPath(
+  config: DaemonConfig,
+  logger: Logger,
+  path: { underlay: Underlay; network: Cidr; subnet: Cidr; port: number; mtu: number; sealer: Sealer | undefined },
+): Promise<DataPlane> {
+  const { underlay, network, subnet, port, mtu, sealer } = path;
+  // A predecessor that was killed (SIGKILL, OOM) ran no clean-up; whatever it left must not outlive this run.
+  await removeLeftovers(config, logger);
+  const tun = openTun({ name: config.tunName, offload: config.tunOffload, txQueueLength: config.tunTxQueueLength, mtu, address: formatIPv4(subnet.network), prefixLength: 32 });
+  let transport;
+  try {
+    await routeNetworkInto(formatCidr(network), tun.name);
+    await acceptLocalSource(tun.name);
+    const bind = { bindAddress: underlay.address, port };
+    transport = config.transport === 'mmsg' ? openMmsgTransport(bind) : await openDgramTransport(bind);
+  } catch (err) {
+    tun.close();
+    throw err;
+  }
+  return new DataPlane({ tun, transport, localSubnet: subnet, overlayAddress: subnet.network, maxPacket: mtu, logger, sealer });
+}
+
+/** subnet.env and the CNI conflist, for the pods; the masquerade rules if asked. */
+async function publishNodeFiles(config: DaemonConfig, node: { network: Cidr; subnet: Cidr; mtu: number }, cleanups: Cleanups): Promise<void> {
+  const { network, subnet, mtu } = node;
+  await writeSubnetEnv(config.subnetFile, { network, subnet, mtu, ipMasq: config.ipMasq });
+  const conflist = cniConflist({ subnet: formatCidr(subnet), network: formatCidr(network), mtu, ipamDataDir: config.cniIpamDataDir });
+  await writeFileAtomic(path.join(config.cniConfDir, CNI_CONFLIST_NAME), `${JSON.stringify(conflist, null, 2)}\n`);
+  if (config.ipMasq) {
+    cleanups.push(() => removeMasquerade());
+    await installMasquerade(network, subnet);
+  }
 }
 
 /**
@@ -216,34 +288,101 @@ async function removeLeftovers(config: DaemonConfig, logger: Logger): Promise<vo
   }
 }
 
-function followLeases(
+/**
+ * Follows the store: the watch feeds the peer table, the keeper keeps the
+ * lease. When the store loses its data, the node re-asserts its lease and
+ * the network config, and keeps forwarding to the peers it knows.
+ */
+function follow(
   store: SubnetManager,
   lease: Lease,
+  networkConfig: NetworkConfig,
   plane: DataPlane,
-  port: number,
   config: DaemonConfig,
   logger: Logger,
-  hooks: { onReady(): void; onRenewed(lease: Lease): void; fail(reason: string): void; cleanups: Array<() => unknown> },
+  hooks: { status: NodeStatus; fail(reason: string): void; cleanups: Cleanups },
 ): void {
-  const subnet = parseCidr(lease.subnet);
-  const watch: LeaseWatch = store.watchLeases();
-  hooks.cleanups.push(() => watch.close());
-  feedPeersFromLeases(watch, {
+  const { status, fail, cleanups } = hooks;
+  const keeper = store.keepLease(lease, { renewMarginMs: config.leaseRenewMarginMs });
+  cleanups.push(() => keeper.stop());
+  keeper.on('renewed', (renewed) => (status.lease = renewed));
+  keeper.on('restored', (restored) => {
+    status.lease = restored;
+    status.restored++;
+  });
+  keeper.on('lost', (err) => fail(`lease ${lease.subnet} lost: ${err.message}`));
+
+  const configGuard = new ConfigGuard(store, networkConfig, logger);
+  const feed = new PeerFeed({
     ownSubnet: lease.subnet,
     ownPublicIp: lease.publicIP,
-    subnetLength: subnet.prefixLength,
-    defaultPort: port,
+    subnetLength: parseCidr(lease.subnet).prefixLength,
+    defaultPort: networkConfig.backend.port,
+    graceMs: config.peerGraceMs,
     logger,
-    onPeers: (peers) => {
-      plane.setPeers(peers);
-      hooks.onReady();
+    sink: plane,
+    onReady: () => status.running(),
+    onOwnLeaseInDoubt: (reason) => keeper.reassert(reason),
+    onStoreReset: () => {
+      status.resets++;
+      keeper.reassert('the store lost its data', Math.random() * REASSERT_SPREAD_MS);
+      configGuard.check('the store lost its data', Math.random() * REASSERT_SPREAD_MS);
     },
-    onOwnLeaseLost: (reason) => hooks.fail(`lease ${lease.subnet} lost: ${reason}`),
-  }).catch((err: Error) => hooks.fail(`lease watch failed: ${err.message}`));
+    onConfigChanged: () => configGuard.check('the stored network config changed', 0),
+  });
+  status.feed = feed;
+  cleanups.push(() => feed.stop());
 
-  const renewer: LeaseRenewer = store.keepLease(lease, { renewMarginMs: config.leaseRenewMarginMs });
-  hooks.cleanups.push(() => renewer.stop());
-  renewer.on('renewed', (renewed) => hooks.onRenewed(renewed));
-  renewer.on('renewFailed', (err, retryInMs) => logger.warn({ err: err.message, retryInMs }, 'lease renewal failed; retrying'));
-  renewer.on('lost', (err) => hooks.fail(`lease ${lease.subnet} lost: ${err.message}`));
+  const watch = store.watchLeases();
+  cleanups.push(() => watch.close());
+  status.watch = watch;
+  void (async () => {
+    for await (const event of watch) feed.handle(event);
+  })().catch((err: Error) => fail(`lease watch failed: ${err.message}`));
+}
+
+/**
+ * Keeps the stored network config in step with the one this node runs with:
+ * puts it back when the store lost it, and says once, as an error, when an
+ * operator stored a different one (this node keeps forwarding with its own
+ * until it is restarted; it never tears pod networking down over it).
+ */
+class ConfigGuard {
+  private lastDifferent: string | undefined;
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly store: SubnetManager,
+    private readonly config: NetworkConfig,
+    private readonly logger: Logger,
+  ) {}
+
+  check(why: string, delayMs: number, attempt = 1): void {
+    if (this.timer !== undefined) clearTimeout(this.timer);
+    this.timer = setTimeout(() => void this.run(why, attempt), delayMs);
+    this.timer.unref();
+  }
+
+  private async run(why: string, attempt: number): Promise<void> {
+    const mine = toNetConf(this.config);
+    try {
+      const check = await this.store.ensureNetworkConfig(this.config);
+      if (check.status === 'stored') {
+        this.logger.warn({ key: this.store.keys.config, config: mine, why }, 'the network config was missing from the store: stored the one this node runs with');
+        this.lastDifferent = undefined;
+      } else if (check.status === 'same') {
+        this.lastDifferent = undefined;
+      } else if (check.stored !== this.lastDifferent) {
+        this.lastDifferent = check.stored;
+        this.logger.error(
+          { key: this.store.keys.config, stored: check.stored, config: mine },
+          `the stored network config differs from the one this node runs with (${check.why}); it keeps forwarding with its own; restart it to adopt the stored one`,
+        );
+      }
+    } catch (err) {
+      const delay = Math.min(30_000, 1_000 * 2 ** attempt);
+      this.logger.warn({ err: (err as Error).message, retryInMs: delay }, 'could not check the stored network config; trying again');
+      this.check(why, delay, attempt + 1);
+    }
+  }
 }

@@ -1,24 +1,47 @@
 /**
- * From leases to peers: the lease watch's snapshot and changes become whole
- * peer tables for the data plane (flannel's route events, folded into
- * "here is every peer now"). This node's own lease going away, or passing
- * to another address, is reported as lost.
+ * From leases to peers: each lease event becomes one change to the data
+ * plane's peer table (flannel's setRoute and removeRoute), so an event costs
+ * the same at ten nodes as at ten thousand, and the log says what changed,
+ * not the whole table.
+ *
+ * The store is soft state. A peer the store says was removed or expired goes
+ * at once. A peer the store merely forgot (it lost its data, or a listing
+ * after a gap no longer shows it) stays, unconfirmed, for the grace period:
+ * its node re-asserts its lease within seconds, and only a peer that never
+ * does is dropped. This node's own lease going away, or another node naming
+ * its subnet, is handed to the lease keeper, which re-asserts it and decides
+ * whether it is truly lost (revoked, or taken).
  */
 import type { Logger } from 'pino';
 import type { Peer } from '../dataplane/index.js';
-import type { Lease, LeaseWatch } from '../lease/index.js';
-import { parseCidr, tryParseIPv4 } from '../net/ipv4.js';
+import type { Lease, WatchEvent } from '../lease/index.js';
+import { parseCidr, tryParseIPv4, type Cidr } from '../net/ipv4.js';
 
-export interface LeaseFeedOptions {
+/** Where the peers go: the data plane. */
+export interface PeerSink {
+  setPeer(peer: Peer): void;
+  removePeer(subnet: Cidr): boolean;
+}
+
+export interface PeerFeedOptions {
   /** This node's subnet (CIDR text as stored) and public IP. */
-  ownSubnet: string;
-  ownPublicIp: string;
-  subnetLength: number;
+  readonly ownSubnet: string;
+  readonly ownPublicIp: string;
+  readonly subnetLength: number;
   /** Port to use when a lease does not say (flannel's udp backend data: {Port}). */
-  defaultPort: number;
-  logger: Logger;
-  onPeers(peers: Peer[]): void;
-  onOwnLeaseLost(reason: string): void;
+  readonly defaultPort: number;
+  /** How long a peer the store forgot is kept while its node re-asserts its lease. */
+  readonly graceMs: number;
+  readonly logger: Logger;
+  readonly sink: PeerSink;
+  /** The first listing is applied: the node knows its peers. */
+  onReady(): void;
+  /** This node's lease went away, or another node names its subnet: re-assert it. */
+  onOwnLeaseInDoubt(reason: string): void;
+  /** The store lost its data: re-assert this node's lease and the network config. */
+  onStoreReset(): void;
+  /** The stored network config was written or deleted. */
+  onConfigChanged(): void;
 }
 
 /** The peer a lease describes, or why it is not one. */
@@ -33,43 +56,176 @@ export function peerFromLease(lease: Lease, subnetLength: number, defaultPort: n
   return { subnet, endpoint: { address: lease.publicIP, ip, port } };
 }
 
-/** Consumes the watch until it ends; resolves then, rejects if the watch fails for good. */
-export async function feedPeersFromLeases(watch: LeaseWatch, options: LeaseFeedOptions): Promise<void> {
-  const log = options.logger.child({ component: 'lease-feed' });
-  const leases = new Map<string, Lease>();
-  const publish = () => {
-    const peers: Peer[] = [];
-    for (const lease of leases.values()) {
-      if (lease.subnet === options.ownSubnet) continue;
-      const peer = peerFromLease(lease, options.subnetLength, options.defaultPort);
-      if (typeof peer === 'string') log.warn({ subnet: lease.subnet, reason: peer }, 'lease skipped');
-      else peers.push(peer);
-    }
-    options.onPeers(peers);
-  };
+/** A peer as /status shows it. */
+export interface PeerView {
+  readonly subnet: string;
+  readonly endpoint: string;
+  readonly node: string;
+  /** Set while the store has forgotten this peer's lease: since when (epoch ms). */
+  readonly unconfirmedSince?: number;
+}
 
-  for await (const event of watch) {
-    if (event.type === 'snapshot') {
-      leases.clear();
-      for (const lease of event.leases) leases.set(lease.subnet, lease);
-      log.info({ leases: leases.size, seq: event.seq }, 'lease snapshot');
-      if (!leases.has(options.ownSubnet)) return options.onOwnLeaseLost('the lease is missing from the snapshot');
-      publish();
-      continue;
+export class PeerFeed {
+  private readonly options: PeerFeedOptions;
+  private readonly log: Logger;
+  /** The peers in the table, by subnet text, with the lease each came from. */
+  private readonly peers = new Map<string, { readonly peer: Peer; readonly lease: Lease }>();
+  /** Peers the store forgot, and since when: dropped once graceMs has passed without their lease. */
+  private readonly unconfirmed = new Map<string, number>();
+  private graceTimer: NodeJS.Timeout | undefined;
+  private ready = false;
+
+  constructor(options: PeerFeedOptions) {
+    this.options = options;
+    this.log = options.logger.child({ component: 'lease-feed' });
+  }
+
+  get size(): number {
+    return this.peers.size;
+  }
+
+  get unconfirmedCount(): number {
+    return this.unconfirmed.size;
+  }
+
+  view(): PeerView[] {
+    return [...this.peers.entries()].map(([subnet, { peer, lease }]) => {
+      const since = this.unconfirmed.get(subnet);
+      return {
+        subnet,
+        endpoint: `${peer.endpoint.address}:${peer.endpoint.port}`,
+        node: lease.nodeName,
+        ...(since !== undefined ? { unconfirmedSince: since } : {}),
+      };
+    });
+  }
+
+  stop(): void {
+    if (this.graceTimer !== undefined) clearTimeout(this.graceTimer);
+  }
+
+  handle(event: WatchEvent): void {
+    switch (event.type) {
+      case 'snapshot':
+        return this.applyListing(event.leases, event.cause, event.seq);
+      case 'added':
+        return this.added(event.lease, event.seq);
+      case 'removed':
+      case 'expired':
+        return this.gone(event.lease, event.type, event.seq);
+      case 'reset': {
+        const now = Date.now();
+        for (const subnet of this.peers.keys()) if (!this.unconfirmed.has(subnet)) this.unconfirmed.set(subnet, now);
+        this.armGraceTimer();
+        this.log.warn({ peers: this.peers.size, graceMs: this.options.graceMs }, 'the lease store lost its data: forwarding to every known peer until it re-asserts its lease');
+        this.options.onStoreReset();
+        return;
+      }
+      case 'config':
+        this.options.onConfigChanged();
+        return;
     }
-    const { lease } = event;
-    if (event.type === 'renewed') {
-      leases.set(lease.subnet, lease);
-      continue; // Only the expiry moved: the peer table stays as it is.
+  }
+
+  private applyListing(leases: readonly Lease[], cause: string, seq: string): void {
+    const { ownSubnet, ownPublicIp } = this.options;
+    const listed = new Set<string>();
+    let own: Lease | undefined;
+    let changed = 0;
+    for (const lease of leases) {
+      listed.add(lease.subnet);
+      if (lease.subnet === ownSubnet) own = lease;
+      else if (this.upsert(lease, seq, cause === 'start' ? undefined : 'listed')) changed++;
     }
-    log.info({ change: event.type, subnet: lease.subnet, publicIP: lease.publicIP, node: lease.nodeName, seq: event.seq }, 'lease changed');
-    if (event.type === 'added') leases.set(lease.subnet, lease);
-    else leases.delete(lease.subnet);
-    if (lease.subnet === options.ownSubnet) {
-      if (event.type !== 'added') return options.onOwnLeaseLost(`the lease was ${event.type}`);
-      if (lease.publicIP !== options.ownPublicIp) return options.onOwnLeaseLost(`the subnet now belongs to ${lease.publicIP}`);
-      continue;
+    // Absent from a listing is not the same as removed: keep them for the grace period.
+    const now = Date.now();
+    let forgotten = 0;
+    for (const subnet of this.peers.keys()) {
+      if (listed.has(subnet) || this.unconfirmed.has(subnet)) continue;
+      this.unconfirmed.set(subnet, now);
+      forgotten++;
     }
-    publish();
+    this.armGraceTimer();
+    this.log.info({ cause, leases: leases.length, peers: this.peers.size, changed, unconfirmed: this.unconfirmed.size, forgotten, seq }, 'lease listing applied');
+    if (own === undefined) this.options.onOwnLeaseInDoubt('the lease is missing from the store');
+    else if (own.publicIP !== ownPublicIp) this.options.onOwnLeaseInDoubt(`the store says the subnet belongs to ${own.publicIP}`);
+    if (!this.ready) {
+      this.ready = true;
+      this.options.onReady();
+    }
+  }
+
+  private added(lease: Lease, seq: string): void {
+    if (lease.subnet === this.options.ownSubnet) {
+      // This node's own re-assertion coming back, or another node claiming the subnet.
+      if (lease.publicIP !== this.options.ownPublicIp) this.options.onOwnLeaseInDoubt(`the subnet now belongs to ${lease.publicIP}`);
+      return;
+    }
+    this.upsert(lease, seq, 'added');
+  }
+
+  private gone(lease: Lease, type: 'removed' | 'expired', seq: string): void {
+    if (lease.subnet === this.options.ownSubnet) return this.options.onOwnLeaseInDoubt(`the lease was ${type}`);
+    const known = this.peers.get(lease.subnet);
+    if (known === undefined) return;
+    this.drop(lease.subnet);
+    this.log.info({ change: type, subnet: lease.subnet, publicIP: known.lease.publicIP, node: known.lease.nodeName, seq, peers: this.peers.size }, 'peer removed');
+  }
+
+  /**
+   * Puts the lease's peer in the table (confirming it if the store had
+   * forgotten it). Logs `how` it came unless it is unchanged; true if the
+   * table changed.
+   */
+  private upsert(lease: Lease, seq: string, how: string | undefined): boolean {
+    const known = this.peers.get(lease.subnet);
+    const wasUnconfirmed = this.unconfirmed.delete(lease.subnet);
+    const peer = peerFromLease(lease, this.options.subnetLength, this.options.defaultPort);
+    if (typeof peer === 'string') {
+      this.log.warn({ subnet: lease.subnet, reason: peer, seq }, 'lease skipped');
+      if (known !== undefined) this.drop(lease.subnet);
+      return known !== undefined;
+    }
+    const same = known !== undefined && known.peer.endpoint.ip === peer.endpoint.ip && known.peer.endpoint.port === peer.endpoint.port;
+    this.peers.set(lease.subnet, { peer, lease });
+    if (same) {
+      if (wasUnconfirmed) this.log.info({ subnet: lease.subnet, node: lease.nodeName, seq }, 'peer re-asserted its lease');
+      return false;
+    }
+    this.options.sink.setPeer(peer);
+    if (how !== undefined) {
+      const endpoint = `${peer.endpoint.address}:${peer.endpoint.port}`;
+      this.log.info({ change: known === undefined ? how : 'moved', subnet: lease.subnet, endpoint, node: lease.nodeName, seq, peers: this.peers.size }, known === undefined ? 'peer added' : 'peer moved to a new endpoint');
+    }
+    return true;
+  }
+
+  private drop(subnet: string): void {
+    const known = this.peers.get(subnet);
+    if (known === undefined) return;
+    this.peers.delete(subnet);
+    this.unconfirmed.delete(subnet);
+    this.options.sink.removePeer(known.peer.subnet);
+  }
+
+  private armGraceTimer(): void {
+    if (this.graceTimer !== undefined) clearTimeout(this.graceTimer);
+    this.graceTimer = undefined;
+    let oldest = Infinity;
+    for (const since of this.unconfirmed.values()) oldest = Math.min(oldest, since);
+    if (oldest === Infinity) return;
+    this.graceTimer = setTimeout(() => this.dropForgotten(), Math.max(0, oldest + this.options.graceMs - Date.now()));
+    this.graceTimer.unref();
+  }
+
+  private dropForgotten(): void {
+    const now = Date.now();
+    for (const [subnet, since] of this.unconfirmed) {
+      if (since + this.options.graceMs > now) continue;
+      const known = this.peers.get(subnet);
+      this.drop(subnet);
+      this.log.warn({ subnet, publicIP: known?.lease.publicIP, node: known?.lease.nodeName, graceMs: this.options.graceMs }, 'peer dropped: its lease was not re-asserted within the grace period');
+    }
+    this.armGraceTimer();
   }
 }

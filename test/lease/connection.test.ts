@@ -3,7 +3,7 @@ import { createServer, type Server, type Socket } from 'node:net';
 import { after, describe, it } from 'node:test';
 import { connectLeaseStore, StoreAccessError, StoreUnavailableError, type SubnetManager } from '../../daemon/lease/index.js';
 import { freePort, startRedis, startRedisCluster, startRedisSentinel, type RedisServer } from '../harness/redis.js';
-import { EventReader, openStore, silentLogger, sleep } from './helpers.js';
+import { EventReader, openStore, pollUntil, silentLogger } from './helpers.js';
 
 const cleanups: Array<() => Promise<void>> = [];
 
@@ -74,8 +74,13 @@ describe('connection errors', () => {
     const server = await startRedis({ password: 'right-one' });
     cleanups.push(() => server.stop());
     const url = `redis://:wrong-one@127.0.0.1:${server.port}`;
-    for (const retry of [{ mode: 'fail-fast' }, { mode: 'backoff' }] as const) {
-      await assert.rejects(connectLeaseStore({ url, logger: silentLogger(), connectTimeoutMs: 2_000, retry }), (err: unknown) => {
+    // fail-fast refuses at connect; backoff, which connects on first use, at the first operation.
+    const attempts = [
+      () => connectLeaseStore({ url, logger: silentLogger(), connectTimeoutMs: 2_000, retry: { mode: 'fail-fast' } }),
+      async () => (await connectLeaseStore({ url, logger: silentLogger(), connectTimeoutMs: 2_000, retry: { mode: 'backoff' } })).getNetworkConfig(),
+    ];
+    for (const attempt of attempts) {
+      await assert.rejects(attempt(), (err: unknown) => {
         assert.ok(err instanceof StoreAccessError, String(err));
         assert.ok(err.message.startsWith(`Redis at redis://:***@127.0.0.1:${server.port} refused the credentials: `), err.message);
         assert.match(err.message, /WRONGPASS|invalid password/i);
@@ -105,27 +110,26 @@ describe('connection errors', () => {
     assert.ok(Date.now() - started < 1_000);
   });
 
-  it('waits for Redis with backoff (the daemon), and can be aborted', async () => {
+  it('in backoff mode (the daemon) connects on first use, fails each use while Redis is away, and works once it is back', async () => {
     const port = await freePort();
-    const pending = openStore(`redis://127.0.0.1:${port}`, { keyPrefix: 'late', retry: { mode: 'backoff', initialDelayMs: 50, maxDelayMs: 200 } });
-    await sleep(500);
+    const s = track(await openStore(`redis://127.0.0.1:${port}`, { keyPrefix: 'late', retry: { mode: 'backoff', initialDelayMs: 50, maxDelayMs: 200 }, connectTimeoutMs: 500 }));
+    await assert.rejects(s.getNetworkConfig(), (err: unknown) => err instanceof StoreUnavailableError && err.address === `redis://127.0.0.1:${port}` && /ECONNREFUSED/.test(err.message));
     const server: RedisServer = await startRedis({ port });
     cleanups.push(() => server.stop());
-    const s = track(await pending);
     await s.setNetworkConfig({ Network: '10.51.0.0/16' });
     assert.equal((await s.acquireLease({ publicIP: '192.168.0.1', nodeName: 'a' })).source, 'new');
+  });
 
-    const deadPort = await freePort();
-    const controller = new AbortController();
-    setTimeout(() => controller.abort(), 300);
-    await assert.rejects(
-      openStore(`redis://127.0.0.1:${deadPort}`, { retry: { mode: 'backoff', initialDelayMs: 50, maxDelayMs: 100 }, signal: controller.signal }),
-      (err: unknown) => err instanceof StoreUnavailableError && err.address === `redis://127.0.0.1:${deadPort}`,
-    );
-    await assert.rejects(
-      openStore(`redis://127.0.0.1:${deadPort}`, { retry: { mode: 'backoff', initialDelayMs: 20, maxDelayMs: 20, maxAttempts: 3 } }),
-      (err: unknown) => err instanceof StoreUnavailableError && /ECONNREFUSED/.test(err.message),
-    );
+  it('in backoff mode closes the command connection when idle, and opens it again for the next command', async () => {
+    const server = await startRedis();
+    cleanups.push(() => server.stop());
+    const s = track(await openStore(server.url, { keyPrefix: 'idle', commandIdleMs: 300 }));
+    await s.setNetworkConfig({ Network: '10.56.0.0/16' });
+    const commandConnections = () => server.cli('client', 'list').split('\n').filter((line) => /\bname=miniflannel:\d+\b/.test(line)).length;
+    assert.equal(commandConnections(), 1);
+    await pollUntil('the idle connection to close', async () => commandConnections() === 0, 5_000);
+    assert.equal((await s.getNetworkConfig()).subnetLen, 24);
+    assert.equal(commandConnections(), 1);
   });
 });
 
@@ -140,7 +144,7 @@ describe('topologies', () => {
     const got = await Promise.all([1, 2, 3, 4, 5].map((i) => s.acquireLease({ publicIP: `192.168.0.${i}`, nodeName: `n${i}` })));
     assert.equal(new Set(got.map((g) => g.lease.subnet)).size, 5);
     const events = await reader.until(() => reader.seen.length === 6);
-    assert.deepEqual(events.map((e) => (e.type === 'snapshot' ? '' : e.lease.subnet)).sort(), got.map((g) => g.lease.subnet).sort());
+    assert.deepEqual(events.map((e) => ('lease' in e ? e.lease.subnet : '')).sort(), got.map((g) => g.lease.subnet).sort());
     assert.equal((await s.listLeases()).leases.length, 5);
     await reader.watch.close();
   });

@@ -34,7 +34,7 @@ export function uniquePrefix(name: string): string {
   return `test-${process.pid}-${name}-${++prefixCounter}`;
 }
 
-/** A store tuned for tests: daemon-style backoff, fast reaping, short blocks. */
+/** A store tuned for tests: daemon-style backoff, fast reaping. */
 export function openStore(url: string, overrides: Partial<LeaseStoreOptions> = {}): Promise<SubnetManager> {
   return connectLeaseStore({
     url,
@@ -44,7 +44,6 @@ export function openStore(url: string, overrides: Partial<LeaseStoreOptions> = {
     connectTimeoutMs: 3_000,
     commandTimeoutMs: 5_000,
     reapIntervalMs: 100,
-    watchBlockMs: 1_000,
     ...overrides,
   });
 }
@@ -102,5 +101,13 @@ export class EventReader {
 }
 
 export function describeEvent(event: WatchEvent): string {
-  return event.type === 'snapshot' ? `snapshot(${event.leases.length})` : `${event.type} ${event.lease.subnet}`;
+  switch (event.type) {
+    case 'snapshot':
+      return `snapshot(${event.leases.length})`;
+    case 'reset':
+    case 'config':
+      return event.type;
+    default:
+      return `${event.type} ${event.lease.subnet}`;
+  }
 }

@@ -181,14 +181,14 @@ describe('acquire', () => {
     }
   });
 
-  it('tells the owner its revoked lease is lost: renewLease throws and the renewer emits lost', async () => {
+  it('tells the owner its revoked lease is lost: renewLease throws and the keeper emits lost', async () => {
     const { s } = await configured('revoke', { Network: '10.14.0.0/16' }, { leaseTtlMs: 60_000, renewMarginMs: 59_800 });
     const { lease } = await s.acquireLease({ publicIP: '192.168.2.1', nodeName: 'a' });
     const renewer = s.keepLease(lease, { retryInitialDelayMs: 50 });
     const lostEvent = new Promise<LeaseLostError>((resolve) => renewer.once('lost', resolve));
     assert.equal(await s.revokeLease(lease.subnet), true);
     assert.equal(await s.revokeLease(lease.subnet), false, 'a second revoke finds nothing');
-    await assert.rejects(s.renewLease(lease), (err: unknown) => err instanceof LeaseLostError && err.reason === 'missing' && err.subnet === lease.subnet);
+    await assert.rejects(s.renewLease(lease), (err: unknown) => err instanceof LeaseLostError && err.reason === 'revoked' && err.subnet === lease.subnet);
     const err = await lostEvent;
     assert.equal(err.subnet, lease.subnet);
   });
@@ -201,6 +201,139 @@ describe('acquire', () => {
     assert.equal(other.lease.subnet, lease.subnet);
     await assert.rejects(s.renewLease(lease), (err: unknown) => err instanceof LeaseLostError && err.reason === 'taken');
     await assert.rejects(s.revokeLease(lease.subnet, { publicIP: '192.168.3.1' }), LeaseConflictError);
+  });
+});
+
+describe('allocation inside Redis', () => {
+  it('acquires with one script and no listing, whatever the size of the table', async () => {
+    const own = await startRedis();
+    try {
+      const s = await openStore(own.url, { keyPrefix: uniquePrefix('cost') });
+      stores.push(s);
+      await s.setNetworkConfig({ Network: '10.0.0.0/8' }); // 65535 allocatable /24s
+      await Promise.all(Array.from({ length: 300 }, (_, i) => s.acquireLease({ publicIP: ip(i), nodeName: `n${i}` })));
+      own.cli('config', 'resetstat');
+      for (let i = 300; i < 320; i++) await s.acquireLease({ publicIP: ip(i), nodeName: `n${i}` });
+      const calls = new Map<string, number>();
+      for (const line of own.cli('info', 'commandstats').split('\n')) {
+        const match = /^cmdstat_([^:]+):calls=(\d+)/.exec(line.trim());
+        if (match) calls.set(match[1]!, Number(match[2]));
+      }
+      // Each acquire: GET the config, one script (which uses BITPOS on the bitmap), nothing that lists.
+      assert.equal(calls.get('get'), 20 + 20 * 3, 'the config, and inside each script the epoch and the range (twice)');
+      assert.equal(calls.get('evalsha'), 20);
+      assert.equal(calls.get('bitpos'), 20);
+      for (const listing of ['hgetall', 'hscan', 'hkeys', 'zrange', 'xrange']) assert.equal(calls.get(listing), undefined, `no ${listing}`);
+    } finally {
+      await own.stop();
+    }
+  });
+
+  it('rebuilds the bitmap when the range changes, and never hands out a subnet a lease holds', async () => {
+    const { prefix, s } = await configured('rebuild', { Network: '10.60.0.0/24', SubnetLen: 28 }); // 15 allocatable
+    const first = await Promise.all(Array.from({ length: 5 }, (_, i) => s.acquireLease({ publicIP: ip(i), nodeName: `n${i}` })));
+    // A hand edit the bitmap does not know about, and a bitmap wiped by hand.
+    server.cli('hset', `{${prefix}}:leases`, '10.60.0.240/28', '{"PublicIP":"192.168.99.1","NodeName":"hand","BackendType":"udp","BackendData":{}}');
+    server.cli('del', `{${prefix}}:allocated`);
+    server.cli('set', `{${prefix}}:allocatable`, 'stale');
+    const rest = await Promise.allSettled(Array.from({ length: 12 }, (_, i) => s.acquireLease({ publicIP: ip(100 + i), nodeName: `m${i}` })));
+    const got = rest.filter((r) => r.status === 'fulfilled').map((r) => r.value.lease.subnet);
+    assert.equal(got.length, 9, '15 minus the 5 held minus the one written by hand');
+    const all = new Set([...first.map((f) => f.lease.subnet), ...got]);
+    assert.equal(all.size, 14);
+    assert.ok(!all.has('10.60.0.240/28'));
+    assert.ok(rest.filter((r) => r.status === 'rejected').every((r) => r.reason instanceof OutOfSubnetsError));
+  });
+});
+
+describe('soft state: what the store forgot, the owner puts back', () => {
+  it('renewing a lease the store lost puts it back as it was; a revoked one stays revoked', async () => {
+    const volatile = await startRedis();
+    try {
+      const s = await openStore(volatile.url, { keyPrefix: uniquePrefix('forgot') });
+      stores.push(s);
+      await s.setNetworkConfig({ Network: '10.50.0.0/16' });
+      const a = (await s.acquireLease({ publicIP: '192.168.20.1', nodeName: 'a', backendData: { Port: 8300 } })).lease;
+      const b = (await s.acquireLease({ publicIP: '192.168.20.2', nodeName: 'b' })).lease;
+      volatile.cli('flushall');
+      await assert.rejects(s.getNetworkConfig(), ConfigMissingError);
+      const back = await s.renewLease(a);
+      assert.deepEqual({ ...back, expiresAt: 0 }, { ...a, expiresAt: 0 }, 'same subnet, node and backend data');
+      // A node starting now cannot get a's subnet, and b's owner can still put b back.
+      await s.setNetworkConfig({ Network: '10.50.0.0/16' });
+      const newcomer = await s.acquireLease({ publicIP: '192.168.20.3', nodeName: 'c', previousSubnet: a.subnet });
+      assert.notEqual(newcomer.lease.subnet, a.subnet);
+      assert.equal((await s.renewLease(b)).subnet, b.subnet);
+      // After a revocation the owner's renewal is refused, even though the subnet is free.
+      await s.revokeLease(b.subnet);
+      await assert.rejects(s.renewLease(b), (err: unknown) => err instanceof LeaseLostError && err.reason === 'revoked');
+      assert.ok(!(await s.listLeases()).leases.some((l) => l.subnet === b.subnet));
+    } finally {
+      await volatile.stop();
+    }
+  });
+
+  it('puts back a lease that expired while its owner could not renew it, if nobody took the subnet', async () => {
+    const { s } = await configured('expired-back', { Network: '10.51.0.0/16' }, { leaseTtlMs: 300, renewMarginMs: 100 });
+    const { lease } = await s.acquireLease({ publicIP: '192.168.21.1', nodeName: 'a' });
+    await sleep(400);
+    assert.equal(await s.reap(), 1);
+    const back = await s.renewLease(lease);
+    assert.equal(back.subnet, lease.subnet);
+    assert.ok(back.expiresAt! > lease.expiresAt!);
+  });
+
+  it('restores the network config only where none is stored, and says when a different one is', async () => {
+    const { prefix, s } = await configured('ensure', { Network: '10.52.0.0/16' });
+    const mine = await s.getNetworkConfig();
+    assert.deepEqual(await s.ensureNetworkConfig(mine), { status: 'same' });
+    server.cli('del', `{${prefix}}:config`);
+    assert.deepEqual(await s.ensureNetworkConfig(mine), { status: 'stored' });
+    assert.deepEqual(await s.getNetworkConfig(), mine);
+    await s.setNetworkConfig({ Network: '10.53.0.0/16' });
+    const different = await s.ensureNetworkConfig(mine);
+    assert.equal(different.status, 'different');
+    assert.match(different.status === 'different' ? different.why : '', /10\.53\.0\.0\/16.*10\.52\.0\.0\/16/);
+    assert.equal((await s.getNetworkConfig()).network.network, parseCidr('10.53.0.0/16').network, 'never overwritten');
+  });
+
+  it('a keeper puts its lease back after a flush, and stops only when the lease is revoked', async () => {
+    const volatile = await startRedis();
+    try {
+      const s = await openStore(volatile.url, { keyPrefix: uniquePrefix('keeper') });
+      stores.push(s);
+      await s.setNetworkConfig({ Network: '10.54.0.0/16' });
+      const { lease } = await s.acquireLease({ publicIP: '192.168.22.1', nodeName: 'a' });
+      const keeper = s.keepLease(lease);
+      volatile.cli('flushall');
+      const restored = new Promise<Lease>((resolve) => keeper.once('restored', resolve));
+      keeper.reassert('the store lost its data');
+      assert.equal((await restored).subnet, lease.subnet);
+      assert.deepEqual((await s.listLeases()).leases.map((l) => l.subnet), [lease.subnet]);
+      const lost = new Promise<LeaseLostError>((resolve) => keeper.once('lost', resolve));
+      await s.revokeLease(lease.subnet);
+      keeper.reassert('the watch saw it removed');
+      assert.equal((await lost).reason, 'revoked');
+    } finally {
+      await volatile.stop();
+    }
+  });
+
+  it('keepers share the reaping: a lease nobody renews is reaped without anyone calling reap', async () => {
+    const { s } = await configured('reaping', { Network: '10.55.0.0/16' }, { leaseTtlMs: 2_000, renewMarginMs: 1_000, reapIntervalMs: 200 });
+    const kept = await s.acquireLease({ publicIP: '192.168.23.1', nodeName: 'kept' });
+    const dead = await s.acquireLease({ publicIP: '192.168.23.2', nodeName: 'dead' });
+    const keeper = s.keepLease(kept.lease);
+    const watch = s.watchLeases();
+    let expired: string | undefined;
+    for await (const event of watch) {
+      if (event.type === 'expired') {
+        expired = event.lease.subnet;
+        break;
+      }
+    }
+    assert.equal(expired, dead.lease.subnet);
+    keeper.stop();
   });
 });
 
