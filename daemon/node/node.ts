@@ -198,14 +198,18 @@ async function acquire(
   for (let attempt = 1; ; attempt++) {
     signal?.throwIfAborted();
     try {
-      const network = await store.getNetworkConfig();
-      const { lease } = await store.acquireLease({
-        publicIP: underlay.address,
-        nodeName: config.nodeName,
-        previousSubnet: previous ? formatCidr(previous) : undefined,
+      // SIGTERM must not wait for a connection attempt to time out.
+      return await abortable(signal, async () => {
+        const network = await store.getNetworkConfig();
+        const { lease } = await store.acquireLease({
+          publicIP: underlay.address,
+          nodeName: config.nodeName,
+          previousSubnet: previous ? formatCidr(previous) : undefined,
+        });
+        return { config: network, lease };
       });
-      return { config: network, lease };
     } catch (err) {
+      signal?.throwIfAborted();
       if (!(err instanceof LeaseStoreError) || err instanceof StoreAccessError || err instanceof OptionsError) throw err;
       const delay = backoffDelay(attempt);
       status.waiting(err.message);
@@ -218,6 +222,16 @@ async function acquire(
 function backoffDelay(attempt: number): number {
   const base = Math.min(START_BACKOFF.maxDelayMs, START_BACKOFF.initialDelayMs * 2 ** Math.min(attempt - 1, 30));
   return Math.round(base * (0.75 + Math.random() * 0.5));
+}
+
+/** Runs `work`, but rejects as soon as `signal` aborts (the work itself is left to finish or fail on its own). */
+function abortable<T>(signal: AbortSignal | undefined, work: () => Promise<T>): Promise<T> {
+  if (signal === undefined) return work();
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    signal.addEventListener('abort', onAbort, { once: true });
+    work().then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
+  });
 }
 
 function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {

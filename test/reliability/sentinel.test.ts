@@ -113,11 +113,11 @@ test('killing the primary: pods keep talking, daemons reconnect to the promoted 
   const promotedAt = Date.now();
   t.diagnostic(`failover: replica promoted ${promotedAt - killedAt} ms after the primary was killed`);
 
-  // Reconnected: the daemon's log says its connection is ready again, after the kill.
+  // Reconnected: the daemon's log says its watch is back and caught up, after the kill.
   const reconnectedAt = new Map<number, number>();
   for (let i = 1; i <= 3; i++) {
     const at = await waitFor(`node ${i} to reconnect`, async () =>
-      (await daemonLog(cluster.daemon(i))).find((l) => l.msg === 'Redis connection ready' && l.time > killedAt)?.time, 60_000);
+      (await daemonLog(cluster.daemon(i))).find((l) => l.msg === 'lease watch reconnected and caught up' && l.time > killedAt)?.time, 60_000);
     reconnectedAt.set(i, at);
     t.diagnostic(`reconnect time node ${i}: ${at - killedAt} ms after the kill`);
   }
