@@ -12,6 +12,10 @@ export interface MetricsSource {
   leaseExpiry(): number | undefined;
   /** Whether the lease store's connection is up; undefined without a lease store (static mode). */
   storeConnected(): boolean | undefined;
+  /** Times the lease store was found to have lost its data; undefined without a lease store. */
+  storeResets(): number | undefined;
+  /** Peers kept while their node has not yet re-asserted a lease the store forgot. */
+  peersUnconfirmed(): number;
   /** Log lines dropped rather than wait for a stdout reader that stalled or went away. */
   logLinesDropped(): number;
 }
@@ -90,6 +94,24 @@ export function createMetrics(source: MetricsSource): Metrics {
     collect() {
       const connected = source.storeConnected();
       if (connected !== undefined) this.set(connected ? 1 : 0);
+    },
+  });
+  new Counter({
+    name: 'miniflannel_store_resets_total',
+    help: 'Times the lease store was found to have lost its data (restart without persistence, empty replica, flush); the node re-asserted its lease each time',
+    registers: [registry],
+    collect() {
+      const resets = source.storeResets();
+      this.reset();
+      if (resets !== undefined) this.inc(resets);
+    },
+  });
+  new Gauge({
+    name: 'miniflannel_peers_unconfirmed',
+    help: 'Peers still forwarded to although the lease store forgot their lease, until their node re-asserts it or --peer-grace passes',
+    registers: [registry],
+    collect() {
+      this.set(source.peersUnconfirmed());
     },
   });
   snapshotCounter(registry, 'miniflannel_log_lines_dropped_total', "Log lines dropped because the daemon's stdout reader stalled or went away", () => source.logLinesDropped());

@@ -18,8 +18,12 @@ import { backoffDelay, type ResolvedOptions } from './options.js';
 export type RedisClient = Redis | Cluster;
 
 
-/** Reply errors that mean "not now" rather than "wrong": the cure is to retry later. */
-const TRANSIENT_REPLY_CODES = new Set(['LOADING', 'READONLY', 'MASTERDOWN', 'CLUSTERDOWN', 'TRYAGAIN', 'BUSY']);
+/**
+ * Reply errors that mean "not now" rather than "wrong": the cure is to retry
+ * later. MOVED and ASK reach the store only when a redirection could not be
+ * followed: the slot is moving (a failover, a resharding).
+ */
+const TRANSIENT_REPLY_CODES = new Set(['LOADING', 'READONLY', 'MASTERDOWN', 'CLUSTERDOWN', 'TRYAGAIN', 'BUSY', 'MOVED', 'ASK']);
 
 /** Reply errors to AUTH (or to the first command without it) that no retry can cure. */
 const ACCESS_REPLY_CODES = new Set(['WRONGPASS', 'NOAUTH', 'NOPERM']);

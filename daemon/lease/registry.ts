@@ -138,6 +138,14 @@ export function isChangeType(type: string): type is ChangeType {
 /** Expired leases removed per script call; a mass expiry is spread over several calls. */
 const REAP_LIMIT = 256;
 
+/** Times a WAIT pipeline redirected by Redis Cluster (MOVED) is sent again after refreshing the slot map. */
+const PIPELINE_REDIRECTIONS = 3;
+
+/** Reads the slot map again (CLUSTER SLOTS). */
+function refreshSlots(client: Cluster): Promise<void> {
+  return new Promise<void>((resolve, reject) => client.refreshSlotsCache((err) => (err ? reject(err) : resolve())));
+}
+
 /** Leases per listing chunk: no single reply carries the whole table. */
 export const LIST_CHUNK_SIZE = 500;
 
@@ -226,17 +234,31 @@ export class LeaseRegistry {
     return reply;
   }
 
-  /** Sends one write and then WAIT in a pipeline; the write's reply and how many replicas acknowledged it. */
+  /**
+   * Sends one write and then WAIT in a pipeline; the write's reply and how
+   * many replicas acknowledged it. On Redis Cluster, ioredis follows a MOVED
+   * in a pipeline only when every other command in it is read-only, and WAIT
+   * is not: the redirection comes back here, and the client's slot map stays
+   * stale. A redirected write was refused, not run, so it is sent again once
+   * the map is fresh; a slot still moving is reported as unavailable (wrap).
+   */
   private async thenWait(client: RedisClient, write: (pipeline: ChainableCommander) => unknown): Promise<{ reply: unknown; acknowledged: number }> {
-    const pipeline = client.pipeline();
-    write(pipeline);
-    pipeline.wait(this.replication.minReplicas, this.replication.timeoutMs);
-    const results = await pipeline.exec();
-    if (results === null) throw new Error('the pipeline was discarded');
-    const [writeResult, waitResult] = results;
-    if (writeResult?.[0]) throw writeResult[0];
-    if (waitResult?.[0]) throw waitResult[0];
-    return { reply: writeResult?.[1], acknowledged: Number(waitResult?.[1]) || 0 };
+    for (let redirections = 0; ; redirections++) {
+      const pipeline = client.pipeline();
+      write(pipeline);
+      pipeline.wait(this.replication.minReplicas, this.replication.timeoutMs);
+      const results = await pipeline.exec();
+      if (results === null) throw new Error('the pipeline was discarded');
+      const [writeResult, waitResult] = results;
+      const writeError = writeResult?.[0];
+      if (writeError && client instanceof Cluster && redirections < PIPELINE_REDIRECTIONS && isReplyError(writeError) && writeError.message.startsWith('MOVED ')) {
+        await refreshSlots(client);
+        continue;
+      }
+      if (writeError) throw writeError;
+      if (waitResult?.[0]) throw waitResult[0];
+      return { reply: writeResult?.[1], acknowledged: Number(waitResult?.[1]) || 0 };
+    }
   }
 
   private notReplicated(what: string, acknowledged: number): StoreReplicationError {
@@ -386,7 +408,7 @@ export class LeaseRegistry {
   async slotMaster(slot: number): Promise<HostPort> {
     return this.command('finding the node that holds the store', async (client) => {
       if (!(client instanceof Cluster)) throw new Error('not a Redis Cluster');
-      await new Promise<void>((resolve, reject) => client.refreshSlotsCache((err) => (err ? reject(err) : resolve())));
+      await refreshSlots(client);
       const nodeKey = client.slots[slot]?.[0];
       const at = nodeKey?.lastIndexOf(':') ?? -1;
       if (nodeKey === undefined || at < 0) throw new Error(`no node serves slot ${slot}`);

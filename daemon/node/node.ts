@@ -111,6 +111,8 @@ export async function startNode(config: DaemonConfig, logger: Logger, options: S
       peers: () => status.plane?.peerTable.size ?? 0,
       leaseExpiry: () => (status.lease ? (status.lease.expiresAt ?? 0) / 1000 : undefined),
       storeConnected: () => status.store?.connected,
+      storeResets: () => (status.store ? status.resets : undefined),
+      peersUnconfirmed: () => status.feed?.unconfirmedCount ?? 0,
       logLinesDropped,
     }),
   });

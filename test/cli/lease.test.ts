@@ -256,6 +256,32 @@ describe('lease list --watch', () => {
     }
   });
 
+  it('writes nothing to Redis, and says when the store lost its data', async () => {
+    const own = await startRedis();
+    try {
+      const cli = bindCli(own, 'watch-reset');
+      await cli.setConfig({ Network: '10.244.0.0/16' });
+      const store = await cli.store();
+      await store.acquireLease({ publicIP: '198.18.0.2', nodeName: 'node-b' });
+      const changes = () => Number(/rdb_changes_since_last_save:(\d+)/.exec(own.cli('info', 'persistence'))![1]);
+      const before = changes();
+      const watch = startCli(['lease', 'list', '--watch', '--json', '--redis-url', cli.url, '--prefix', cli.prefix]);
+      try {
+        assert.equal(JSON.parse(await watch.nextLine()).type, 'snapshot');
+        await new Promise((resolve) => setTimeout(resolve, 500));
+        assert.equal(changes(), before, 'listing and subscribing changed nothing in Redis');
+        own.cli('flushall');
+        const records = [JSON.parse(await watch.nextLine()), JSON.parse(await watch.nextLine())];
+        assert.deepEqual(records.map((r) => r.type).sort(), ['config', 'reset']);
+      } finally {
+        const { code, stderr } = await watch.stop('SIGINT');
+        assert.equal(code, 0, stderr);
+      }
+    } finally {
+      await own.stop();
+    }
+  });
+
   it('exits 1 with one line when Redis goes away under it', async () => {
     const own = await startRedis();
     try {

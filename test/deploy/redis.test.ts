@@ -94,6 +94,15 @@ describe('the Redis of deploy/redis/redis.yaml', () => {
     assert.equal(pong.trim(), 'PONG');
   });
 
+  test('maxclients is sized for 10,000 nodes, or as close as the file-descriptor limit allows, and Redis says when it is lowered', async () => {
+    assert.match(config.data['redis.conf']!, /^\s*maxclients 25000$/m);
+    const got = Number((await ns.exec(['redis-cli', '-h', NODE_IP, '--no-auth-warning', '-a', PASSWORD, 'config', 'get', 'maxclients'])).trim().split('\n')[1]);
+    const fds = Number((await ns.exec(['sh', '-c', 'ulimit -n'])).trim());
+    // Redis keeps 32 descriptors for itself.
+    assert.equal(got, Math.min(25_000, fds - 32));
+    if (got < 25_000) assert.match(await readFile(log, 'utf8'), /maxclients has been reduced to/);
+  });
+
   test('miniflannel stores its config through the Secret\'s URL, and it survives a restart from the data hostPath', async () => {
     await ns.exec([process.execPath, cliBin, 'config', 'init', '--network', '10.245.0.0/16', '--redis-url', URL]);
     assert.ok(existsSync(path.join(dataDir, 'appendonlydir')), 'the append-only file is in the data volume');

@@ -2,7 +2,7 @@
 // cleanup of exactly the processes this harness started (by pid), also when
 // the test process exits early. A missing binary is an error, never a skip.
 
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, Socket } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -207,38 +207,244 @@ export async function startRedis(options: StartRedisOptions = {}): Promise<Redis
   };
 }
 
+export interface StartRedisClusterOptions {
+  /** Masters, among which `redis-cli --cluster create` divides the 16384 slots. Default 3, the fewest it accepts. */
+  readonly masters?: number;
+  /** Replicas of each master. Default 0. */
+  readonly replicasPerMaster?: number;
+  /**
+   * cluster-node-timeout: how long a master may be unreachable before the
+   * others mark it failed and its replica takes over. Default 2000 ms, so a
+   * failover takes a few seconds rather than the 15 s of Redis's default.
+   */
+  readonly nodeTimeoutMs?: number;
+}
+
 export interface RedisCluster {
-  /** redis+cluster://127.0.0.1:p1,127.0.0.1:p2,... */
+  /** redis+cluster://127.0.0.1:p1,127.0.0.1:p2,... (every node the harness started) */
   readonly url: string;
+  /** Every node the harness started, masters and replicas alike. Roles change with failovers: ask masterOf/replicasOf. */
   readonly nodes: readonly RedisServer[];
+  /** The hash slot of `key` (CLUSTER KEYSLOT). */
+  keySlot(key: string): Promise<number>;
+  /** The node serving `key`'s slot as master right now, as a live node sees it (CLUSTER KEYSLOT, CLUSTER NODES). */
+  masterOf(key: string): Promise<RedisServer>;
+  /** The live nodes replicating `master`, as `master` sees them. */
+  replicasOf(master: RedisServer): Promise<RedisServer[]>;
+  /**
+   * SIGKILL of the process the harness started for `node`: a crash. Its dir
+   * (and nodes.conf) stays, so `node.restart()` brings it back into the
+   * cluster, as a replica of whichever node took its slots meanwhile.
+   */
+  kill(node: RedisServer): Promise<void>;
+  /**
+   * Waits until a node other than `failed` serves `key`'s slot as master, in
+   * the view of every live node, and every live node reports
+   * cluster_state:ok. Returns that node (the promoted replica).
+   */
+  waitForFailover(failed: RedisServer, key: string, timeoutMs?: number): Promise<RedisServer>;
+  /**
+   * Waits until every live node reports cluster_state:ok and knows every
+   * node, every live replica has finished its sync (master_link_status:up),
+   * and every live node sees every slot served and every other live node
+   * running in the role it has.
+   */
+  waitUntilHealthy(timeoutMs?: number): Promise<void>;
+  /** Stops every node (also those killed) and removes their dirs. */
   stop(): Promise<void>;
 }
 
-/** A Redis Cluster of `size` masters (no replicas), all slots assigned. */
-export async function startRedisCluster(size = 3): Promise<RedisCluster> {
-  const nodes: RedisServer[] = [];
-  try {
-    for (let i = 0; i < size; i++) {
-      nodes.push(await startRedis({ args: ['--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf', '--cluster-node-timeout', '2000'] }));
+/** One line of CLUSTER NODES. */
+interface ClusterNodeLine {
+  readonly id: string;
+  readonly port: number;
+  readonly flags: ReadonlySet<string>;
+  /** The master's node ID, for a replica. */
+  readonly masterId: string | undefined;
+  readonly slots: ReadonlyArray<readonly [number, number]>;
+}
+
+/** CLUSTER NODES: "<id> <ip:port@cport[,hostname]> <flags> <master|-> <ping> <pong> <epoch> <link> <slot or range>...". */
+function parseClusterNodes(text: string): ClusterNodeLine[] {
+  const lines: ClusterNodeLine[] = [];
+  for (const line of text.split('\n')) {
+    const fields = line.trim().split(' ');
+    if (fields.length < 8) continue;
+    const [id, address, flags, master] = fields as [string, string, string, string];
+    const port = Number(/:(\d+)@/.exec(address)?.[1]);
+    const slots: Array<readonly [number, number]> = [];
+    // Slots being imported or migrated are shown in brackets; the harness never migrates.
+    for (const range of fields.slice(8)) {
+      const match = /^(\d+)(?:-(\d+))?$/.exec(range);
+      if (match !== null) slots.push([Number(match[1]), Number(match[2] ?? match[1])]);
     }
-    const addresses = nodes.map((n) => `${n.host}:${n.port}`);
-    nodes[0]!.cli('--cluster', 'create', ...addresses, '--cluster-replicas', '0', '--cluster-yes');
-    const deadline = Date.now() + 15_000;
-    for (;;) {
-      const states = nodes.map((n) => /cluster_state:ok/.test(n.cli('cluster', 'info')));
-      if (states.every(Boolean)) break;
-      if (Date.now() > deadline) throw new Error('Redis Cluster did not reach cluster_state:ok within 15 s');
-      await new Promise((r) => setTimeout(r, 100));
+    lines.push({ id, port, flags: new Set(flags.split(',')), masterId: master === '-' ? undefined : master, slots });
+  }
+  return lines;
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+/**
+ * redis-cli against host:port, without blocking the event loop (the clients
+ * under test keep running while the harness watches a failover).
+ */
+async function cliAsync(server: Pick<RedisServer, 'host' | 'port'>, args: readonly string[], timeoutMs = 5_000): Promise<string> {
+  return new Promise((resolve, reject) => {
+    execFile(REDIS_CLI, ['-h', server.host, '-p', String(server.port), ...args], { encoding: 'utf8', timeout: timeoutMs }, (err, stdout, stderr) => {
+      if (err !== null) reject(new Error(`redis-cli -p ${server.port} ${args.join(' ')} failed: ${stderr || err.message}`, { cause: err }));
+      else resolve(stdout);
+    });
+  });
+}
+
+/** Calls `probe` until it returns a value; the last reason it gave is in the timeout's message. */
+async function waitFor<T>(what: string, timeoutMs: number, probe: () => Promise<T | string>): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    let reason: string;
+    try {
+      const result = await probe();
+      if (typeof result !== 'string') return result;
+      reason = result;
+    } catch (err) {
+      reason = (err as Error).message;
     }
-    return {
-      url: `redis+cluster://${addresses.join(',')}`,
-      nodes,
-      async stop() {
-        await Promise.all(nodes.map((n) => n.stop()));
-      },
-    };
-  } catch (err) {
+    if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs} ms (last: ${reason})`);
+    await sleep(50);
+  }
+}
+
+/**
+ * One cluster node. The cluster bus port is picked free like the data port:
+ * by default it is the data port + 10000, which does not exist for the upper
+ * part of the ephemeral range (Redis refuses data ports above 55535).
+ */
+async function startClusterNode(args: readonly string[]): Promise<RedisServer> {
+  for (let attempt = 1; ; attempt++) {
+    const busPort = await freePort();
+    try {
+      return await startRedis({ args: [...args, '--cluster-port', String(busPort)] });
+    } catch (err) {
+      // startRedis already tried other data ports; the bus port may be the one taken.
+      if (attempt >= 3) throw err;
+    }
+  }
+}
+
+/**
+ * A Redis Cluster of `masters` masters with `replicasPerMaster` replicas
+ * each, all slots assigned, ready (state ok, replicas synced) when it
+ * resolves. A number is the count of masters (no replicas), as before.
+ */
+export async function startRedisCluster(options: StartRedisClusterOptions | number = {}): Promise<RedisCluster> {
+  const { masters = 3, replicasPerMaster = 0, nodeTimeoutMs = 2_000 } = typeof options === 'number' ? { masters: options } : options;
+  const args = [
+    '--cluster-enabled', 'yes',
+    '--cluster-config-file', 'nodes.conf',
+    '--cluster-node-timeout', String(nodeTimeoutMs),
+    // A replica's first sync starts at once, not after the default 5 s of waiting for others.
+    '--repl-diskless-sync-delay', '0',
+  ];
+  const count = masters * (1 + replicasPerMaster);
+  const started = await Promise.allSettled(Array.from({ length: count }, () => startClusterNode(args)));
+  const nodes = started.flatMap((result) => (result.status === 'fulfilled' ? [result.value] : []));
+  const stop = async (): Promise<void> => {
     await Promise.all(nodes.map((n) => n.stop()));
+  };
+  const live = (): RedisServer[] => nodes.filter((n) => n.pid !== undefined);
+  const byPort = (port: number): RedisServer => {
+    const node = nodes.find((n) => n.port === port);
+    if (node === undefined) throw new Error(`port ${port} is not a node of this cluster`);
+    return node;
+  };
+  const anyLive = (): RedisServer => {
+    const node = live()[0];
+    if (node === undefined) throw new Error('no node of the cluster is running');
+    return node;
+  };
+  const keySlot = async (key: string): Promise<number> => Number((await cliAsync(anyLive(), ['cluster', 'keyslot', key])).trim());
+  /** The master of `slot` in `view` (CLUSTER NODES of one node), unless that node sees it failed. */
+  const masterIn = (view: readonly ClusterNodeLine[], slot: number): ClusterNodeLine | undefined =>
+    view.find((n) => n.flags.has('master') && !n.flags.has('fail') && n.slots.some(([from, to]) => from <= slot && slot <= to));
+
+  const cluster: RedisCluster = {
+    url: `redis+cluster://${nodes.map((n) => `${n.host}:${n.port}`).join(',')}`,
+    nodes,
+    keySlot,
+    async masterOf(key) {
+      const slot = await keySlot(key);
+      const master = masterIn(parseClusterNodes(await cliAsync(anyLive(), ['cluster', 'nodes'])), slot);
+      if (master === undefined) throw new Error(`no live master serves slot ${slot}`);
+      return byPort(master.port);
+    },
+    async replicasOf(master) {
+      const view = parseClusterNodes(await cliAsync(master, ['cluster', 'nodes']));
+      const id = view.find((n) => n.flags.has('myself'))?.id;
+      return view.filter((n) => n.masterId === id && !n.flags.has('fail')).map((n) => byPort(n.port)).filter((n) => n.pid !== undefined);
+    },
+    async kill(node) {
+      if (!nodes.includes(node)) throw new Error(`port ${node.port} is not a node of this cluster`);
+      await node.kill();
+    },
+    async waitForFailover(failed, key, timeoutMs = 30_000) {
+      const slot = await keySlot(key);
+      return waitFor(`a replica of port ${failed.port} to take over slot ${slot}`, timeoutMs, async () => {
+        const promoted = new Set<number>();
+        for (const node of live()) {
+          if (!/^cluster_state:ok\r?$/m.test(await cliAsync(node, ['cluster', 'info'], 1_000))) return `port ${node.port} says the cluster is not ok`;
+          const master = masterIn(parseClusterNodes(await cliAsync(node, ['cluster', 'nodes'], 1_000)), slot);
+          if (master === undefined || master.port === failed.port) return `port ${node.port} sees port ${master?.port ?? 'none'} serving slot ${slot}`;
+          promoted.add(master.port);
+        }
+        if (promoted.size !== 1) return `the nodes disagree on the master of slot ${slot}: ports ${[...promoted].join(', ')}`;
+        return byPort([...promoted][0]!);
+      });
+    },
+    async waitUntilHealthy(timeoutMs = 30_000) {
+      await waitFor('the Redis Cluster to be healthy', timeoutMs, async () => {
+        const running = live();
+        const replicas = new Set<number>();
+        for (const node of running) {
+          const info = await cliAsync(node, ['cluster', 'info'], 1_000);
+          if (!/^cluster_state:ok\r?$/m.test(info)) return `port ${node.port}: cluster_state is not ok`;
+          if (Number(/^cluster_known_nodes:(\d+)/m.exec(info)?.[1]) !== nodes.length) return `port ${node.port} does not know every node yet`;
+          const replication = await cliAsync(node, ['info', 'replication'], 1_000);
+          if (/^role:slave\r?$/m.test(replication)) {
+            if (!/^master_link_status:up\r?$/m.test(replication)) return `replica on port ${node.port} has not synced yet`;
+            replicas.add(node.port);
+          }
+        }
+        // Every live node sees every other as running, in the role it has: failovers and rejoins have spread.
+        for (const node of running) {
+          const view = parseClusterNodes(await cliAsync(node, ['cluster', 'nodes'], 1_000));
+          const served = view.filter((n) => n.flags.has('master') && !n.flags.has('fail')).reduce((sum, n) => sum + n.slots.reduce((total, [from, to]) => total + to - from + 1, 0), 0);
+          if (served !== 16384) return `port ${node.port} sees ${served} of 16384 slots served`;
+          for (const other of running) {
+            const line = view.find((n) => n.port === other.port);
+            const role = replicas.has(other.port) ? 'slave' : 'master';
+            if (line === undefined || !line.flags.has(role) || line.flags.has('fail') || line.flags.has('fail?')) {
+              return `port ${node.port} does not see port ${other.port} as a running ${role} yet`;
+            }
+          }
+        }
+        return undefined;
+      });
+    },
+    stop,
+  };
+
+  try {
+    const failed = started.find((result) => result.status === 'rejected');
+    if (failed !== undefined) throw (failed as PromiseRejectedResult).reason;
+    await cliAsync(nodes[0]!, ['--cluster', 'create', ...nodes.map((n) => `${n.host}:${n.port}`), '--cluster-replicas', String(replicasPerMaster), '--cluster-yes'], 30_000);
+    await cluster.waitUntilHealthy();
+    // Replicas as the cluster create assigned them (it may mix the start order).
+    const replicas = (await Promise.all(live().map((n) => cliAsync(n, ['info', 'replication'], 1_000)))).filter((text) => /^role:slave\r?$/m.test(text)).length;
+    if (replicas !== masters * replicasPerMaster) throw new Error(`the cluster has ${replicas} replicas, not ${masters * replicasPerMaster}`);
+    return cluster;
+  } catch (err) {
+    await stop();
     throw err;
   }
 }

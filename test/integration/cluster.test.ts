@@ -125,6 +125,8 @@ test('/metrics exposes packets, bytes, drops by reason, peers, lease expiry and 
   assert.ok(value('miniflannel_tun_written_packets_total') > 0);
   assert.equal(value('miniflannel_peers'), 2);
   assert.equal(value('miniflannel_store_connected'), 1);
+  assert.equal(value('miniflannel_store_resets_total'), 0);
+  assert.equal(value('miniflannel_peers_unconfirmed'), 0);
   const expiry = value('miniflannel_lease_expiry_timestamp_seconds');
   assert.ok(expiry > Date.now() / 1000 + 3600, `lease expiry ${expiry}`);
   assert.match(body, /^miniflannel_dropped_packets_total\{direction="ingress",reason="[a-z-]+"\} \d+$/m);

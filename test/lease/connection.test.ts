@@ -2,8 +2,8 @@ import assert from 'node:assert/strict';
 import { createServer, type Server, type Socket } from 'node:net';
 import { after, describe, it } from 'node:test';
 import { connectLeaseStore, StoreAccessError, StoreUnavailableError, type SubnetManager } from '../../daemon/lease/index.js';
-import { freePort, startRedis, startRedisCluster, startRedisSentinel, type RedisServer } from '../harness/redis.js';
-import { EventReader, openStore, pollUntil, silentLogger } from './helpers.js';
+import { freePort, startRedis, startRedisSentinel, type RedisServer } from '../harness/redis.js';
+import { openStore, pollUntil, silentLogger } from './helpers.js';
 
 const cleanups: Array<() => Promise<void>> = [];
 
@@ -133,22 +133,8 @@ describe('connection errors', () => {
   });
 });
 
+// Redis Cluster, with replicas and failovers, has a file of its own: cluster.test.ts.
 describe('topologies', () => {
-  it('works on Redis Cluster: one hash tag keeps the scripts in one slot', async () => {
-    const cluster = await startRedisCluster(3);
-    cleanups.push(() => cluster.stop());
-    const s = track(await openStore(cluster.url, { keyPrefix: 'cluster' }));
-    await s.setNetworkConfig({ Network: '10.52.0.0/16' });
-    const reader = new EventReader(s.watchLeases());
-    assert.equal((await reader.next()).type, 'snapshot');
-    const got = await Promise.all([1, 2, 3, 4, 5].map((i) => s.acquireLease({ publicIP: `192.168.0.${i}`, nodeName: `n${i}` })));
-    assert.equal(new Set(got.map((g) => g.lease.subnet)).size, 5);
-    const events = await reader.until(() => reader.seen.length === 6);
-    assert.deepEqual(events.map((e) => ('lease' in e ? e.lease.subnet : '')).sort(), got.map((g) => g.lease.subnet).sort());
-    assert.equal((await s.listLeases()).leases.length, 5);
-    await reader.watch.close();
-  });
-
   it('works through Redis Sentinel', async () => {
     const sentinel = await startRedisSentinel('mymaster');
     cleanups.push(() => sentinel.stop());

@@ -77,7 +77,7 @@ describe('lease keeper', () => {
       const spread = Math.max(...offsets) - Math.min(...offsets);
       assert.ok(spread >= 25, `renewals spread over ${spread} min of the 30`);
       // Uniform over the window: each third of it gets a fair share of the 200.
-      for (const [from, to] of [[0, 10], [10, 20], [20, 31]]) {
+      for (const [from, to] of [[0, 10], [10, 20], [20, 31]] as const) {
         const share = offsets.filter((m) => m > from && m <= to).length;
         assert.ok(share > 40, `${share} renewals in minutes ${from}..${to}`);
       }

@@ -277,6 +277,23 @@ describe('watch', () => {
     await reader.watch.close();
   });
 
+  it('works without CLIENT TRACKING (an ACL that denies it), saying once that a flush is noticed later', async () => {
+    const limited = await startRedis({ args: ['--user', 'flannel', 'on', '>secret', '~*', '&*', '+@all', '-client', '--user', 'default', 'off'] });
+    servers.push(limited);
+    const { logger, lines } = captureLogger();
+    const url = `redis://flannel:secret@127.0.0.1:${limited.port}`;
+    const s = await openStore(url, { keyPrefix: uniquePrefix('acl'), logger });
+    stores.push(s);
+    await s.setNetworkConfig({ Network: '10.42.0.0/16' });
+    const reader = new EventReader(s.watchLeases());
+    await reader.next();
+    const added = await s.acquireLease({ publicIP: '192.168.11.1', nodeName: 'a' });
+    assert.equal(change(await reader.next()), `added ${added.lease.subnet}`);
+    const refused = lines.filter((l) => l.level === 40 && /CLIENT TRACKING refused/.test(l.msg));
+    assert.equal(refused.length, 1);
+    await reader.watch.close();
+  });
+
   it('skips and counts corrupt values with a warning, and keeps going', async () => {
     const { logger, lines } = captureLogger();
     const { prefix, s } = await configured(server, 'corrupt', { logger });
