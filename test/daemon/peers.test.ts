@@ -1,0 +1,141 @@
+// From lease events to peer-table changes, in memory: one table write per
+// event whatever the size of the cluster, a forgotten peer kept for the
+// grace period, and this node's own lease handed to the keeper.
+import assert from 'node:assert/strict';
+import { describe, it, mock } from 'node:test';
+import type { Peer } from '../../daemon/dataplane/index.js';
+import type { Lease, WatchEvent } from '../../daemon/lease/index.js';
+import { formatCidr, type Cidr } from '../../daemon/net/ipv4.js';
+import { PeerFeed, type PeerSink } from '../../daemon/node/peers.js';
+import { silentLogger } from '../lease/helpers.js';
+
+const OWN = { subnet: '10.244.1.0/24', ip: '198.18.0.1' };
+const GRACE_MS = 60_000;
+
+function lease(third: number, ip = `198.18.1.${third}`, port = 8285): Lease {
+  return { subnet: `10.244.${third}.0/24`, publicIP: ip, nodeName: `n${third}`, backendType: 'udp', backendData: { Port: port }, expiresAt: 1 };
+}
+
+/** A sink that records every call, as the data plane's table would receive them. */
+class RecordingSink implements PeerSink {
+  readonly table = new Map<string, string>();
+  readonly calls: string[] = [];
+
+  setPeer(peer: Peer): void {
+    this.calls.push(`set ${formatCidr(peer.subnet)}`);
+    this.table.set(formatCidr(peer.subnet), `${peer.endpoint.address}:${peer.endpoint.port}`);
+  }
+
+  removePeer(subnet: Cidr): boolean {
+    this.calls.push(`remove ${formatCidr(subnet)}`);
+    return this.table.delete(formatCidr(subnet));
+  }
+}
+
+function feed() {
+  const sink = new RecordingSink();
+  const doubts: string[] = [];
+  const hooks = { ready: 0, resets: 0, configs: 0 };
+  const f = new PeerFeed({
+    ownSubnet: OWN.subnet,
+    ownPublicIp: OWN.ip,
+    subnetLength: 24,
+    defaultPort: 8285,
+    graceMs: GRACE_MS,
+    logger: silentLogger(),
+    sink,
+    onReady: () => hooks.ready++,
+    onOwnLeaseInDoubt: (reason) => doubts.push(reason),
+    onStoreReset: () => hooks.resets++,
+    onConfigChanged: () => hooks.configs++,
+  });
+  const own: Lease = { ...lease(1, OWN.ip) };
+  const snapshot = (leases: Lease[], cause: 'start' | 'gap' | 'reset' = 'start'): WatchEvent => ({ type: 'snapshot', leases: [own, ...leases], seq: '1-0', cause });
+  return { f, sink, doubts, hooks, own, snapshot };
+}
+
+describe('peer feed', () => {
+  it('turns each event into one table write, whatever the number of peers', () => {
+    const { f, sink, hooks, snapshot } = feed();
+    const many = Array.from({ length: 2_000 }, (_, i) => lease(2 + (i % 250), `198.18.${2 + Math.floor(i / 250)}.${(i % 250) + 1}`));
+    const unique = [...new Map(many.map((l) => [l.subnet, l])).values()];
+    f.handle(snapshot(unique));
+    assert.equal(hooks.ready, 1);
+    assert.equal(sink.table.size, unique.length);
+    sink.calls.length = 0;
+    f.handle({ type: 'added', lease: lease(253, '198.18.9.9'), seq: '2-0' });
+    f.handle({ type: 'removed', lease: unique[0]!, seq: '3-0' });
+    f.handle({ type: 'added', lease: lease(7, '198.18.9.7', 9000), seq: '4-0' }); // moved to a new endpoint
+    f.handle({ type: 'added', lease: lease(7, '198.18.9.7', 9000), seq: '5-0' }); // the same again: nothing to do
+    assert.deepEqual(sink.calls, ['set 10.244.253.0/24', `remove ${unique[0]!.subnet}`, 'set 10.244.7.0/24']);
+    assert.equal(sink.table.get('10.244.7.0/24'), '198.18.9.7:9000');
+  });
+
+  it('keeps peers the store forgot for the grace period, and drops those that were not re-asserted', () => {
+    mock.timers.enable({ apis: ['setTimeout', 'Date'], now: 1_000_000 });
+    try {
+      const { f, sink, hooks, snapshot } = feed();
+      f.handle(snapshot([lease(2), lease(3), lease(4)]));
+      f.handle({ type: 'reset', epoch: null });
+      assert.equal(hooks.resets, 1);
+      assert.equal(sink.table.size, 3, 'nothing dropped when the store loses its data');
+      assert.equal(f.unconfirmedCount, 3);
+      f.handle({ type: 'added', lease: lease(2), seq: '1-0' }); // node 2 re-asserts
+      f.handle({ type: 'expired', lease: lease(3), seq: '2-0' }); // the store says 3 expired: gone at once
+      assert.deepEqual([...sink.table.keys()].sort(), ['10.244.2.0/24', '10.244.4.0/24']);
+      assert.equal(f.unconfirmedCount, 1);
+      mock.timers.tick(GRACE_MS - 1);
+      assert.ok(sink.table.has('10.244.4.0/24'), 'kept until the grace period is over');
+      mock.timers.tick(1);
+      assert.deepEqual([...sink.table.keys()], ['10.244.2.0/24'], 'dropped: node 4 never re-asserted');
+      assert.equal(f.unconfirmedCount, 0);
+      assert.equal(f.view().find((p) => p.subnet === '10.244.2.0/24')?.unconfirmedSince, undefined);
+    } finally {
+      mock.timers.reset();
+    }
+  });
+
+  it('after a gap, keeps a peer missing from the new listing for the grace period too, and takes the listing\'s changes at once', () => {
+    mock.timers.enable({ apis: ['setTimeout', 'Date'], now: 0 });
+    try {
+      const { f, sink, snapshot } = feed();
+      f.handle(snapshot([lease(2), lease(3)]));
+      f.handle(snapshot([lease(2, '198.18.7.2'), lease(5)], 'gap'));
+      assert.equal(sink.table.get('10.244.2.0/24'), '198.18.7.2:8285', 'moved at once');
+      assert.ok(sink.table.has('10.244.5.0/24'), 'added at once');
+      assert.ok(sink.table.has('10.244.3.0/24'), 'absent from the listing: kept for now');
+      assert.equal(f.view().find((p) => p.subnet === '10.244.3.0/24')?.unconfirmedSince, 0);
+      mock.timers.tick(GRACE_MS);
+      assert.ok(!sink.table.has('10.244.3.0/24'));
+    } finally {
+      mock.timers.reset();
+    }
+  });
+
+  it('hands this node\'s own lease to the keeper when it goes, is missing, or another node names its subnet; its own echo is nothing', () => {
+    const { f, doubts, own, snapshot } = feed();
+    f.handle(snapshot([lease(2)]));
+    f.handle({ type: 'added', lease: own, seq: '2-0' });
+    assert.deepEqual(doubts, []);
+    f.handle({ type: 'removed', lease: own, seq: '3-0' });
+    f.handle({ type: 'expired', lease: own, seq: '4-0' });
+    f.handle({ type: 'added', lease: { ...own, publicIP: '198.18.0.66' }, seq: '5-0' });
+    f.handle({ type: 'snapshot', leases: [lease(2)], seq: '6-0', cause: 'gap' });
+    assert.deepEqual(doubts, ['the lease was removed', 'the lease was expired', 'the subnet now belongs to 198.18.0.66', 'the lease is missing from the store']);
+  });
+
+  it('skips a lease that is no peer (another backend, a bad port), and drops the peer it replaces', () => {
+    const { f, sink, snapshot } = feed();
+    f.handle(snapshot([lease(2)]));
+    f.handle({ type: 'added', lease: { ...lease(3), backendType: 'vxlan' }, seq: '2-0' });
+    f.handle({ type: 'added', lease: lease(2, '198.18.1.2', 70_000), seq: '3-0' });
+    assert.deepEqual([...sink.table.keys()], []);
+  });
+
+  it('passes config changes on', () => {
+    const { f, hooks, snapshot } = feed();
+    f.handle(snapshot([]));
+    f.handle({ type: 'config' });
+    assert.equal(hooks.configs, 1);
+  });
+});
