@@ -98,8 +98,3 @@ export function bareLease(subnetText: string): Lease | undefined {
     return undefined;
   }
 }
-
-/** Whether two leases differ in anything but their expiry. */
-export function sameAttrs(a: Lease, b: Lease): boolean {
-  return encodeAttrs(a) === encodeAttrs(b);
-}

@@ -34,9 +34,6 @@ export interface LuaScript {
   readonly sha: string;
 }
 
-/** How many KEYS the lease scripts take, in the order above. */
-export const LEASE_SCRIPT_KEY_COUNT = 9;
-
 const PRELUDE = `
 local LEASES, EXPIRY, OWNERS, EVENTS, SEQ, EPOCH, ALLOCATED, ALLOCATABLE, REVOKED =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9]
