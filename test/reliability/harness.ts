@@ -4,13 +4,16 @@
 // leaves in its node (TUN, routes, masquerade rules).
 import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
+import { createWriteStream } from 'node:fs';
 import { readFile } from 'node:fs/promises';
+import path from 'node:path';
 import { createInterface } from 'node:readline';
 import type { Pod, Sandbox, SandboxNode } from '../../cli/sandbox/cluster.js';
-import { cliIn, leaseModeArgs, startDaemon, waitFor, writtenConflist, type RunningDaemon } from '../../cli/sandbox/daemon.js';
+import { cliIn, HEALTHZ_PORT, httpGetIn, leaseModeArgs, startDaemon, waitFor, writtenConflist, type RunningDaemon } from '../../cli/sandbox/daemon.js';
 import { exited, run, stopProcess } from '../../cli/sandbox/exec.js';
 import type { Netns } from '../../cli/sandbox/netns.js';
 import { createTestSandbox } from '../harness/namespaces.js';
+import { daemonBin } from '../harness/paths.js';
 
 export const NETWORK = '10.244.0.0/16';
 
@@ -60,6 +63,39 @@ export class TestCluster {
     return daemon;
   }
 
+  /** Adds a node to the sandbox, starts its daemon with the cluster's flags (resolves once it is ready) and gives it a pod. */
+  async joinNode(extra: readonly string[] = []): Promise<SandboxNode> {
+    const node = await this.sandbox.addNode();
+    await this.startDaemon(node, extra);
+    this.pods.set(node, await this.sandbox.addPod(node, await writtenConflist(node)));
+    return node;
+  }
+
+  /**
+   * Starts a node's daemon with the cluster's flags plus `extra` and returns
+   * at once, without waiting for /readyz: for a daemon that is expected to
+   * wait (Redis down, no config). Stopped (by pid) in destroy() like the others.
+   */
+  spawnDaemon(node: SandboxNode, extra: readonly string[] = []): StartingDaemon {
+    const logFile = path.join(node.workDir, `miniflanneld-${Date.now()}.log`);
+    const log = createWriteStream(logFile);
+    const args = [...leaseModeArgs(node, this.redisUrl), ...this.daemonArgs, ...extra];
+    const child = node.ns.spawn([process.execPath, daemonBin, '--healthz-ip', node.underlayIp, '--healthz-port', String(HEALTHZ_PORT), ...args]);
+    child.stdout?.pipe(log);
+    child.stderr?.pipe(log);
+    const base = `http://${node.underlayIp}:${HEALTHZ_PORT}`;
+    const daemon: StartingDaemon = {
+      process: child,
+      node,
+      logFile,
+      status: async () => JSON.parse((await httpGetIn(node.ns, `${base}/status`)).body),
+      readyz: () => httpGetIn(node.ns, `${base}/readyz`),
+      stop: () => stopProcess(child),
+    };
+    this.daemons.set(node, daemon);
+    return daemon;
+  }
+
   /** The CLI, run from the underlay namespace against the cluster's store. */
   cli(args: readonly string[]): Promise<string> {
     return cliIn(this.sandbox.underlay, [...args, '--redis-url', this.redisUrl]);
@@ -82,6 +118,11 @@ export class TestCluster {
     const left = (await run(['ip', 'netns', 'list'])).split('\n').filter((line) => line.startsWith(prefix));
     assert.deepEqual(left, [], 'namespaces left behind');
   }
+}
+
+/** A daemon started without waiting for it to be ready; readyz() answers status 0 while nothing listens yet. */
+export interface StartingDaemon extends RunningDaemon {
+  readyz(): Promise<{ status: number; body: string }>;
 }
 
 /** redis-cli inside a namespace, against host:port. */
@@ -203,4 +244,88 @@ export async function twoFreeSubnets(cluster: TestCluster): Promise<[string, str
 
 export function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** Pings in a ring, each pod to the next node's pod, for `seconds` (see pingFor). */
+export function pingRing(cluster: TestCluster, indices: readonly number[], seconds: number): Array<Promise<PingRecord>> {
+  return indices.map((from, i) => pingFor(cluster, cluster.pod(from), cluster.pod(indices[(i + 1) % indices.length]!), seconds));
+}
+
+/** Echo requests that got no reply. */
+export function lostPings(ping: PingRecord): number {
+  return ping.transmitted - ping.replies.length;
+}
+
+export interface PacedTransfer {
+  readonly sent: { bytes: number; sha256: string };
+  readonly received: { bytes: number; sha256: string; longestStallMs: number };
+  readonly ms: number;
+}
+
+/** Sends `bytes` at a steady pace over `seconds`, hashing what goes out (node -e, CommonJS). */
+const PACED_SENDER = `
+const { createHash, randomBytes } = require('node:crypto');
+const net = require('node:net');
+const [host, port, totalText, secondsText] = process.argv.slice(1);
+const total = Number(totalText);
+const ticks = Math.max(1, Math.round(Number(secondsText) * 10));
+const per = Math.ceil(total / ticks);
+const hash = createHash('sha256');
+let sent = 0;
+const socket = net.connect(Number(port), host, () => {
+  const tick = () => {
+    if (sent >= total) return socket.end(() => process.stdout.write(JSON.stringify({ bytes: sent, sha256: hash.digest('hex') }) + '\\n'));
+    const chunk = randomBytes(Math.min(per, total - sent));
+    hash.update(chunk);
+    sent += chunk.length;
+    if (socket.write(chunk)) setTimeout(tick, 100);
+    else socket.once('drain', () => setTimeout(tick, 100));
+  };
+  tick();
+});
+socket.on('error', (err) => { process.stderr.write(err.message + '\\n'); process.exit(1); });
+`;
+
+/** Receives one connection, hashing it and timing the longest silence between chunks. */
+const TIMED_RECEIVER = `
+const { createHash } = require('node:crypto');
+const net = require('node:net');
+const [host, port] = process.argv.slice(1);
+const server = net.createServer((socket) => {
+  const hash = createHash('sha256');
+  let bytes = 0;
+  let last = Date.now();
+  let longestStallMs = 0;
+  socket.on('data', (chunk) => {
+    const now = Date.now();
+    longestStallMs = Math.max(longestStallMs, now - last);
+    last = now;
+    hash.update(chunk);
+    bytes += chunk.length;
+  });
+  socket.on('end', () => {
+    process.stdout.write(JSON.stringify({ bytes, sha256: hash.digest('hex'), longestStallMs }) + '\\n');
+    server.close();
+  });
+});
+server.listen(Number(port), host, () => process.stdout.write('listening\\n'));
+`;
+
+/**
+ * A TCP transfer between two pods that lasts about `seconds` (sent in tenths,
+ * every 100 ms), so it spans whatever the test does meanwhile. Resolves once
+ * the receiver has hashed everything; both processes are stopped by pid.
+ */
+export async function pacedTcpTransfer(cluster: TestCluster, from: Pod, to: Pod, bytes: number, seconds: number, port = 5101): Promise<PacedTransfer> {
+  const receiver = cluster.spawn(to.ns, [process.execPath, '-e', TIMED_RECEIVER, to.ip, String(port)]);
+  try {
+    const lines = createInterface({ input: receiver.stdout! })[Symbol.asyncIterator]();
+    assert.equal((await lines.next()).value, 'listening');
+    const startedAt = Date.now();
+    const sent = JSON.parse(await from.ns.exec([process.execPath, '-e', PACED_SENDER, to.ip, String(port), String(bytes), String(seconds)], { timeoutMs: (seconds + 60) * 1000 }));
+    const received = JSON.parse((await lines.next()).value);
+    return { sent, received, ms: Date.now() - startedAt };
+  } finally {
+    await stopProcess(receiver);
+  }
 }
