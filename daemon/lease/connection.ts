@@ -13,7 +13,7 @@ import { Cluster, Redis, ReplyError, type ClusterOptions, type RedisOptions } fr
 import type { Logger } from 'pino';
 import { describeEndpoint, type HostPort, type RedisEndpoint } from './endpoint.js';
 import { LeaseStoreError, StoreAccessError, StoreCommandError, StoreUnavailableError } from './errors.js';
-import { backoffDelay, type ResolvedOptions } from './options.js';
+import type { ResolvedOptions } from './options.js';
 
 export type RedisClient = Redis | Cluster;
 
@@ -79,32 +79,33 @@ export class ConnectionFactory {
     };
   }
 
-  /** A command client that has not started connecting yet; see CommandLink. */
+  /**
+   * A command client that has not started connecting yet; see CommandLink.
+   * It never reconnects and never queues: a command is written only to a
+   * connection that is up, and fails at once otherwise. A command queued
+   * for a connection that comes back later would run after its caller was
+   * told it failed, and do what nobody is waiting for any more (a renewal
+   * that puts a lease back unseen, say). The caller retries, on a new
+   * connection.
+   */
   createCommandClient(connectionName: string): RedisClient {
     const o = this.options;
     const e = this.endpoint;
-    const reconnects = o.retry.mode === 'backoff';
-    const retryStrategy = reconnects
-      ? (times: number) => (times > o.retry.maxAttempts ? null : backoffDelay(o.retry, times))
-      : () => null;
+    const retryStrategy = () => null;
     const common: RedisOptions = {
       ...this.commonOptions(connectionName),
       commandTimeout: o.commandTimeoutMs,
-      // A command timeout alone leaves a dead (silent) socket in place; this
-      // destroys it so the retry strategy reconnects.
+      // A command timeout alone leaves a dead (silent) socket in place; this destroys it.
       socketTimeout: o.commandTimeoutMs,
-      enableOfflineQueue: reconnects,
-      maxRetriesPerRequest: reconnects ? null : 0,
-      // A write followed by WAIT must not be replayed on a new connection:
-      // a WAIT sent there would count the replicas of nothing. The caller
-      // sees the failure and retries the whole write instead.
-      ...(o.minReplicas > 0 ? { autoResendUnfulfilledCommands: false } : {}),
+      enableOfflineQueue: false,
+      maxRetriesPerRequest: 0,
+      autoResendUnfulfilledCommands: false,
     };
     switch (e.kind) {
       case 'standalone':
         return new Redis({ ...common, host: e.node.host, port: e.node.port, db: e.db, retryStrategy });
       case 'sentinel':
-        return new Redis({ ...common, ...this.sentinelOptions(), db: e.db, retryStrategy, sentinelRetryStrategy: reconnects ? retryStrategy : () => null });
+        return new Redis({ ...common, ...this.sentinelOptions(), db: e.db, retryStrategy, sentinelRetryStrategy: retryStrategy });
       case 'cluster': {
         const { enableOfflineQueue, ...nodeOptions } = common;
         const clusterOptions: ClusterOptions = {
@@ -311,13 +312,14 @@ export class CommandLink {
   private open(): Promise<RedisClient> {
     if (this.closed) return Promise.reject(new LeaseStoreError('the lease store is closed'));
     const client = this.client;
-    // A client that is up, or that ioredis is reconnecting (backoff): commands wait for it, bounded by commandTimeoutMs.
-    if (client !== undefined && !['wait', 'end', 'close'].includes(client.status)) return Promise.resolve(client);
+    if (client !== undefined && client.status === 'ready') return Promise.resolve(client);
+    // Anything else is a connection that went away: a new one, shared by whoever asks meanwhile.
     this.connecting ??= this.connectNew().finally(() => (this.connecting = undefined));
     return this.connecting;
   }
 
   private async connectNew(): Promise<RedisClient> {
+    if (this.client !== undefined) closeClient(this.client);
     const client = this.factory.createCommandClient(this.connectionName);
     client.on('error', (err: Error) => this.logger.debug({ address: this.factory.address, err: err.message }, 'Redis command connection error'));
     this.client = client;

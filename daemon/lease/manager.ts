@@ -4,7 +4,6 @@
 // CREATE); this side checks that a lease found for the node still fits the
 // config, and starts over, after a jittered pause, when it lost a race.
 
-import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import { formatCidr, formatIPv4, parseCidr, tryParseIPv4, type Cidr } from '../net/ipv4.js';
 import { allocatableCount, allocatableRange, fitsConfig, parseNetworkConfig, toNetConf, type NetConf, type NetworkConfig } from './config.js';
@@ -138,6 +137,9 @@ function checkIPv4Option(option: string, text: string): string {
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
+/** How long an acquire waits at most for a store that is settling after losing its data (see SETTLE_MS). */
+const MAX_SETTLE_WAIT_MS = 120_000;
+
 /** Pause between acquire attempts after a lost race: 50 ms doubling to 1 s, with jitter. */
 const ACQUIRE_BACKOFF = { initialDelayMs: 50, maxDelayMs: 1_000 };
 
@@ -162,9 +164,7 @@ class LeaseStore implements SubnetManager, LeaseKeeping {
     this.address = factory.address;
     this.logger = options.logger;
     this.keys = keyLayout(options.keyPrefix);
-    // A store that lost its data gets this epoch with its first new change.
-    const epochIfNone = randomBytes(8).toString('hex');
-    this.registry = new LeaseRegistry(link, factory, this.keys, options.streamMaxLen, options.logger, { minReplicas: options.minReplicas, timeoutMs: options.replicationTimeoutMs }, epochIfNone);
+    this.registry = new LeaseRegistry(link, factory, this.keys, options.streamMaxLen, options.logger, { minReplicas: options.minReplicas, timeoutMs: options.replicationTimeoutMs });
   }
 
   get connected(): boolean {
@@ -245,12 +245,21 @@ class LeaseStore implements SubnetManager, LeaseKeeping {
     }
     const range = allocatableRange(config);
     const ttl = this.options.leaseTtlMs;
+    const settleBy = Date.now() + MAX_SETTLE_WAIT_MS;
     for (let attempt = 1; attempt <= this.options.maxAcquireAttempts; attempt++) {
       const created = await this.registry.create(publicIP, attrsJson, ttl, previousText, range, Math.floor(Math.random() * range.count));
       let result: { subnet: string; expiresAt: number | null; source: AcquireSource } | undefined;
       switch (created.status) {
         case 'full':
           throw this.outOfSubnets(config);
+        case 'settling': {
+          // The running nodes are putting back what the store lost: a free-looking subnet may still be theirs.
+          if (Date.now() >= settleBy) throw new LeaseConflictError(`the store is still being rebuilt by its nodes after losing its data (more than ${MAX_SETTLE_WAIT_MS / 1000} s); try again`);
+          this.logger.info({ publicIP, waitMs: created.waitMs }, 'the store lost its data and its nodes are putting their leases back; waiting before taking a new subnet');
+          await sleep(created.waitMs + Math.random() * 500);
+          attempt--;
+          continue;
+        }
         case 'ok':
           this.leaseCount = created.leases;
           if (previousText !== undefined && created.source === 'new') {

@@ -11,11 +11,12 @@ import { OptionsError } from './errors.js';
  * - `fail-fast` (one-shot callers such as the CLI): connectLeaseStore makes one
  *   connection attempt bounded by `connectTimeoutMs`; commands fail at once
  *   while disconnected; a watch reconnects once, then throws.
- * - `backoff` (the daemon): nothing connects until the first operation; the
- *   command connection reconnects with exponential backoff and jitter while in
- *   use (commands wait up to `commandTimeoutMs`, then fail and the caller tries
- *   again) and closes after `commandIdleMs` unused; a watch reconnects forever
- *   (or `maxAttempts` times in a row).
+ * - `backoff` (the daemon): nothing connects until the first operation; an
+ *   operation connects if it must (one attempt, at most `connectTimeoutMs`) and
+ *   fails at once while Redis is away, for its caller to try again (a keeper
+ *   with its own backoff); the command connection closes after
+ *   `commandIdleMs` unused; a watch reconnects with exponential backoff and
+ *   jitter forever (or `maxAttempts` times in a row).
  */
 export type RetryPolicy =
   | { readonly mode: 'fail-fast' }

@@ -1,6 +1,7 @@
 // The registry: the narrow layer that talks to Redis. It knows the key layout
 // and the scripts, and nothing of allocation policy (see manager.ts).
 
+import { randomBytes } from 'node:crypto';
 import { Cluster, type ChainableCommander } from 'ioredis';
 import type { Logger } from 'pino';
 import { isReplyError, type CommandLink, type ConnectionFactory, type RedisClient } from './connection.js';
@@ -21,6 +22,7 @@ export interface KeyLayout {
   readonly allocated: string;
   readonly allocatable: string;
   readonly revoked: string;
+  readonly settling: string;
   /** The Pub/Sub channel each change is published on (not a key). */
   readonly channel: string;
 }
@@ -38,6 +40,7 @@ export function keyLayout(prefix: string): KeyLayout {
     allocated: `${tag}:allocated`,
     allocatable: `${tag}:allocatable`,
     revoked: `${tag}:revoked`,
+    settling: `${tag}:settling`,
     channel: `${tag}:changes`,
   };
 }
@@ -91,6 +94,7 @@ export interface AllocatableRange {
 export type CreateResult =
   | { readonly status: 'ok'; readonly subnet: string; readonly expiresAt: number; readonly source: 'previous' | 'new'; readonly leases: number }
   | { readonly status: 'full'; readonly leases: number }
+  | { readonly status: 'settling'; readonly waitMs: number }
   | { readonly status: 'ip-held'; readonly subnet: string; readonly reservation: boolean };
 
 export type ClaimResult =
@@ -171,20 +175,17 @@ export class LeaseRegistry {
   private readonly streamMaxLen: number;
   private readonly scriptKeys: string[];
   private readonly replication: Replication;
-  /** Written as the epoch by the first change to a store that has none. */
-  private readonly epochIfNone: string;
   /** Redis clock minus local clock, from the last script reply. */
   private clockOffsetMs = 0;
 
-  constructor(link: CommandLink, factory: ConnectionFactory, keys: KeyLayout, streamMaxLen: number, logger: Logger, replication: Replication, epochIfNone: string) {
+  constructor(link: CommandLink, factory: ConnectionFactory, keys: KeyLayout, streamMaxLen: number, logger: Logger, replication: Replication) {
     this.link = link;
     this.replication = replication;
     this.factory = factory;
     this.keys = keys;
     this.streamMaxLen = streamMaxLen;
     this.logger = logger;
-    this.epochIfNone = epochIfNone;
-    this.scriptKeys = [keys.leases, keys.expiry, keys.owners, keys.events, keys.seq, keys.epoch, keys.allocated, keys.allocatable, keys.revoked];
+    this.scriptKeys = [keys.leases, keys.expiry, keys.owners, keys.events, keys.seq, keys.epoch, keys.allocated, keys.allocatable, keys.revoked, keys.settling];
   }
 
   /** The current time by the Redis clock (estimated from the last script call). */
@@ -209,7 +210,8 @@ export class LeaseRegistry {
    * ('missing', 'taken', ...) is reported as it is.
    */
   private async run(script: LuaScript, args: readonly (string | number)[], what: string, durable = false): Promise<Reply> {
-    const argv = [this.streamMaxLen, REAP_LIMIT, this.epochIfNone, this.keys.channel, ...args];
+    // A fresh epoch with every call: a store that lost its data must never get an epoch it had before.
+    const argv = [this.streamMaxLen, REAP_LIMIT, randomBytes(8).toString('hex'), this.keys.channel, ...args];
     const keys = this.scriptKeys;
     const wait = durable && this.replication.minReplicas > 0;
     const sentAt = Date.now();
@@ -279,6 +281,8 @@ export class LeaseRegistry {
         return { status: 'ok', subnet: str(reply[2]), expiresAt: Number(str(reply[3])), source: str(reply[4]) === 'previous' ? 'previous' : 'new', leases: Number(reply[5]) };
       case 'ip-held':
         return { status: 'ip-held', subnet: str(reply[2]), reservation: str(reply[3]) === '' };
+      case 'settling':
+        return { status: 'settling', waitMs: Number(reply[2]) };
       default:
         return { status: 'full', leases: Number(reply[2]) };
     }
@@ -394,10 +398,10 @@ export class LeaseRegistry {
   async ensureConfigText(text: string): Promise<{ stored: true } | { stored: false; current: string }> {
     const reply = await this.command('restoring the network config', async (client) => {
       try {
-        return await client.evalsha(ENSURE_CONFIG.sha, 1, this.keys.config, text);
+        return await client.evalsha(ENSURE_CONFIG.sha, 2, this.keys.config, this.keys.settling, text);
       } catch (err) {
         if (!isReplyError(err) || !err.message.startsWith('NOSCRIPT')) throw err;
-        return client.eval(ENSURE_CONFIG.lua, 1, this.keys.config, text);
+        return client.eval(ENSURE_CONFIG.lua, 2, this.keys.config, this.keys.settling, text);
       }
     });
     const values = reply as unknown[];

@@ -14,8 +14,11 @@
 //   8 {p}:allocatable  string  the range the bitmap describes: "first size count prefixLength"
 //   9 {p}:revoked      hash    subnet -> public IP whose lease an operator revoked (cleared when
 //                              the subnet is taken again), so a daemon never re-asserts a revoked lease
+//  10 {p}:settling     string  present (with a TTL) while running nodes put back what the store
+//                              lost: no new subnet is handed out meanwhile, so none is given away
+//                              before its holder has re-asserted it
 // ARGV: 1 stream cap (XADD MAXLEN ~), 2 reap limit (0: all), 3 an epoch for a store that has
-// none, 4 the change channel (PUBLISH), then per script.
+// none (fresh on every call), 4 the change channel (PUBLISH), then per script.
 //
 // Every script returns {now, status, ...}: now is the Redis clock in ms, the
 // clock that expiries are measured by.
@@ -28,6 +31,14 @@
 
 import { createHash } from 'node:crypto';
 
+/**
+ * How long after a node put back a lease (or the network config) that the
+ * store had lost, no new subnet is handed out. Nodes re-assert within a few
+ * seconds of noticing the loss, and notice it at their reconnection (at most
+ * about 12 s apart with the watch's backoff); each re-assertion extends it.
+ */
+export const SETTLE_MS = 15_000;
+
 export interface LuaScript {
   readonly name: string;
   readonly lua: string;
@@ -35,8 +46,8 @@ export interface LuaScript {
 }
 
 const PRELUDE = `
-local LEASES, EXPIRY, OWNERS, EVENTS, SEQ, EPOCH, ALLOCATED, ALLOCATABLE, REVOKED =
-  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9]
+local LEASES, EXPIRY, OWNERS, EVENTS, SEQ, EPOCH, ALLOCATED, ALLOCATABLE, REVOKED, SETTLING =
+  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10]
 local MAXLEN = ARGV[1]
 local REAP_LIMIT = tonumber(ARGV[2])
 local EPOCH_IF_NONE = ARGV[3]
@@ -164,6 +175,8 @@ local function reap(limit)
   return #due / 2
 end
 
+local SETTLE = ${SETTLE_MS}
+
 -- A lease (expires > 0) or a reservation (expires == '') for ip on subnet.
 local function put(subnet, ip, attrs, expires)
   redis.call('HSET', LEASES, subnet, attrs)
@@ -205,6 +218,9 @@ if previous ~= '' and not live(previous) then
   put(previous, ip, attrs, expires)
   return {NOW, 'ok', previous, expires, 'previous', redis.call('HLEN', LEASES)}
 end
+
+local settling = redis.call('PTTL', SETTLING)
+if settling > 0 then return {NOW, 'settling', settling} end
 
 local range = parse_range(range_text)
 local function rebuild()
@@ -292,6 +308,7 @@ if held then return {NOW, 'ip-held', held} end
 local expires = ''
 if kind == 'lease' then expires = NOW + ttl end
 put(subnet, ip, attrs, expires)
+redis.call('SET', SETTLING, '1', 'PX', SETTLE)
 return {NOW, 'ok', 'restored', int(expires), redis.call('HLEN', LEASES)}
 `,
 );
@@ -390,15 +407,17 @@ return {NOW, page[1], fields, expiries}
 );
 
 /**
- * KEYS 1 {p}:config. ARGV 1 the network config a running node uses.
- * Stores it if the store has none (it lost its data); returns {'stored'} or
- * {'exists', the stored text}. Never overwrites an operator's config.
+ * KEYS 1 {p}:config, 2 {p}:settling. ARGV 1 the network config a running node uses.
+ * Stores it if the store has none (it lost its data), and starts the
+ * settling window; returns {'stored'} or {'exists', the stored text}. Never
+ * overwrites an operator's config.
  */
 export const ENSURE_CONFIG: LuaScript = (() => {
   const lua = `
 local current = redis.call('GET', KEYS[1])
 if current then return {'exists', current} end
 redis.call('SET', KEYS[1], ARGV[1])
+redis.call('SET', KEYS[2], '1', 'PX', ${SETTLE_MS})
 return {'stored'}
 `;
   return { name: 'ensure-config', lua, sha: createHash('sha1').update(lua).digest('hex') };

@@ -120,6 +120,19 @@ describe('connection errors', () => {
     assert.equal((await s.acquireLease({ publicIP: '192.168.0.1', nodeName: 'a' })).source, 'new');
   });
 
+  it('never runs a command later that already failed: a renewal refused during an outage stays undone', async () => {
+    const server = await startRedis();
+    cleanups.push(() => server.stop());
+    const s = track(await openStore(server.url, { keyPrefix: 'ghost', commandTimeoutMs: 1_000, connectTimeoutMs: 1_000 }));
+    await s.setNetworkConfig({ Network: '10.58.0.0/16' });
+    const { lease } = await s.acquireLease({ publicIP: '192.168.25.1', nodeName: 'a' });
+    await server.kill();
+    await assert.rejects(s.renewLease(lease), StoreUnavailableError);
+    await server.restart(); // back empty: no persistence
+    await new Promise((resolve) => setTimeout(resolve, 2_000));
+    assert.equal(server.cli('hlen', s.keys.leases).trim(), '0', 'the failed renewal did not run once Redis came back');
+  });
+
   it('in backoff mode closes the command connection when idle, and opens it again for the next command', async () => {
     const server = await startRedis();
     cleanups.push(() => server.stop());

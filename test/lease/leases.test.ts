@@ -9,6 +9,7 @@ import {
   OutOfSubnetsError,
   StoreUnavailableError,
   connectLeaseStore,
+  parseNetworkConfig,
   type Lease,
   type LeaseStoreOptions,
   type SubnetManager,
@@ -268,6 +269,31 @@ describe('soft state: what the store forgot, the owner puts back', () => {
       await s.revokeLease(b.subnet);
       await assert.rejects(s.renewLease(b), (err: unknown) => err instanceof LeaseLostError && err.reason === 'revoked');
       assert.ok(!(await s.listLeases()).leases.some((l) => l.subnet === b.subnet));
+    } finally {
+      await volatile.stop();
+    }
+  });
+
+  it('hands out no new subnet while running nodes put back what the store lost; a previous subnet is not held up', async () => {
+    const volatile = await startRedis();
+    try {
+      const prefix = uniquePrefix('settle');
+      const s = await openStore(volatile.url, { keyPrefix: prefix });
+      stores.push(s);
+      await s.setNetworkConfig({ Network: '10.57.0.0/16' });
+      const held = (await s.acquireLease({ publicIP: '192.168.24.1', nodeName: 'a' })).lease;
+      volatile.cli('flushall');
+      assert.deepEqual(await s.ensureNetworkConfig(parseNetworkConfig({ Network: '10.57.0.0/16' })), { status: 'stored' });
+      const window = Number(volatile.cli('pttl', `{${prefix}}:settling`).trim());
+      assert.ok(window > 14_000 && window <= 15_000, `the config put back opens a 15 s window (${window} ms left)`);
+      await s.renewLease(held); // a running node puts its lease back: the window starts again
+      volatile.cli('pexpire', `{${prefix}}:settling`, '1500');
+      const returning = await s.acquireLease({ publicIP: '192.168.24.3', nodeName: 'c', previousSubnet: '10.57.77.0/24' });
+      assert.equal(returning.source, 'previous', 'a node taking its previous subnet is not held up');
+      const started = Date.now();
+      const newcomer = await s.acquireLease({ publicIP: '192.168.24.2', nodeName: 'b' });
+      assert.ok(Date.now() - started >= 1_300, `a new subnet waited for the window (${Date.now() - started} ms)`);
+      assert.ok(![held.subnet, returning.lease.subnet].includes(newcomer.lease.subnet));
     } finally {
       await volatile.stop();
     }

@@ -262,6 +262,25 @@ describe('watch', () => {
     await reader.watch.close();
   });
 
+  it('sees a reset even when the store was rebuilt, before it reconnected, by the process that wrote it first', async () => {
+    const volatile = await startRedis();
+    servers.push(volatile);
+    const { prefix, s } = await configured(volatile, 'reepoch');
+    const { lease } = await s.acquireLease({ publicIP: '192.168.5.9', nodeName: 'n' });
+    const watcher = await store(volatile, prefix, { retry: { mode: 'backoff', initialDelayMs: 1_500, maxDelayMs: 1_500 } });
+    const reader = new EventReader(watcher.watchLeases());
+    await reader.next();
+    const epoch = () => volatile.cli('get', `{${prefix}}:epoch`).trim();
+    const before = epoch();
+    await volatile.restart();
+    assert.equal((await s.renewLease(lease)).subnet, lease.subnet); // put back before the watcher is back
+    assert.notEqual(epoch(), before, 'a new epoch for the new incarnation');
+    await reader.until((e) => e.type === 'reset', 15_000);
+    const back = await reader.until((e) => e.type === 'added' && e.lease.subnet === lease.subnet);
+    assert.ok(back.length >= 1);
+    await reader.watch.close();
+  });
+
   it('notices a FLUSHALL at once, without a reconnection', async () => {
     const flushed = await startRedis();
     servers.push(flushed);
