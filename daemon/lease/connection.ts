@@ -100,6 +100,9 @@ export class ConnectionFactory {
       enableOfflineQueue: false,
       maxRetriesPerRequest: 0,
       autoResendUnfulfilledCommands: false,
+      // The ready check is an INFO on every new connection, which costs Redis as much as half a
+      // renewal; a Redis still loading answers the first command with LOADING, retried the same way.
+      enableReadyCheck: false,
     };
     switch (e.kind) {
       case 'standalone':
