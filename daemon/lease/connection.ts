@@ -259,6 +259,9 @@ export class ConnectionFactory {
   /** Maps a failure of a command to the store's error classes. */
   wrap(err: unknown, what: string): LeaseStoreError {
     if (err instanceof LeaseStoreError) return err;
+    // A server that wants a password says so at the first command, not at the connection.
+    const denied = err instanceof Error ? this.accessDenied(err) : undefined;
+    if (denied !== undefined) return denied;
     if (isReplyError(err)) {
       const code = err.message.split(' ', 1)[0] ?? '';
       if (TRANSIENT_REPLY_CODES.has(code)) {

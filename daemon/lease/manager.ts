@@ -467,7 +467,13 @@ export async function connectLeaseStore(options: LeaseStoreOptions): Promise<Sub
   const resolved = resolveOptions(options);
   const factory = new ConnectionFactory(parseRedisUrl(resolved.url), resolved);
   const link = new CommandLink(factory, resolved.logger, `miniflannel:${process.pid}`, resolved.commandIdleMs);
-  if (resolved.retry.mode === 'fail-fast') await link.run(async () => undefined);
+  // fail-fast: Redis unreachable, or refusing us, is said at once (a PING also meets a missing password).
+  if (resolved.retry.mode === 'fail-fast') {
+    await link.run((client) => client.ping()).catch((err: unknown) => {
+      link.close();
+      throw factory.wrap(err, 'connecting');
+    });
+  }
   resolved.logger.info({ address: factory.address, keyPrefix: resolved.keyPrefix, retry: resolved.retry.mode, minReplicas: resolved.minReplicas }, 'lease store opened');
   return new LeaseStore(resolved, factory, link);
 }
