@@ -141,11 +141,47 @@ interface E2eOpts {
 }
 interface ControlPlaneOpts {
   nodes: number;
+  workers: number;
   changes: number;
   steadySeconds: number;
+  idleSeconds: number;
+  leaseTtl: number;
+  leaseRenewMargin: number;
+  kill: number;
   quick?: boolean;
   out?: string;
 }
+
+/** "120s", "2m", "1h", "500ms": a duration with its unit, in ms. */
+function durationArg(value: string): number {
+  const match = /^(\d+)(ms|s|m|h)$/.exec(value.trim());
+  if (!match) throw new InvalidArgumentError(`'${value}' is not a duration with a unit, such as 120s, 2m or 1h`);
+  const ms = Number(match[1]) * { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[match[2] as 'ms' | 's' | 'm' | 'h'];
+  if (ms <= 0) throw new InvalidArgumentError('the duration must be above zero');
+  return ms;
+}
+
+function wholeNumberArg(value: string): number {
+  const n = Number(value);
+  if (!/^\d+$/.test(value) || !Number.isSafeInteger(n)) throw new InvalidArgumentError('expected a whole number (0 or more)');
+  return n;
+}
+
+/** The control-plane options that only make sense together, checked before anything starts. */
+function checkControlPlane(opts: ControlPlaneOpts): void {
+  if (opts.leaseRenewMargin >= opts.leaseTtl) {
+    throw new UsageError(`--lease-renew-margin (${opts.leaseRenewMargin / 1000} s) must be below --lease-ttl (${opts.leaseTtl / 1000} s)`);
+  }
+  if (opts.idleSeconds * 1000 > opts.leaseRenewMargin / 2) {
+    throw new UsageError(
+      `--idle-seconds (${opts.idleSeconds}) must be at most half of --lease-renew-margin (${opts.leaseRenewMargin / 1000} s): the keepers are paused that long, and no lease may lapse`,
+    );
+  }
+  if (opts.kill * 2 > opts.nodes) throw new UsageError(`--kill (${opts.kill}) must be at most half of --nodes (${opts.nodes})`);
+  if (opts.leaseTtl < 10_000) throw new UsageError(`--lease-ttl must be at least 10s (got ${opts.leaseTtl / 1000} s)`);
+}
+
+const CONTROL_PLANE_QUICK: Partial<ControlPlaneOpts> = { changes: 10, steadySeconds: 20, idleSeconds: 4, leaseTtl: 20_000, leaseRenewMargin: 10_000, kill: 2 };
 
 const ENCAP_SIZES = [64, 512, 1400];
 const ENCAP_PEERS = [10, 1000, 10000];
@@ -162,8 +198,19 @@ function runE2e(opts: E2eOpts, openvpn: boolean, log: (line: string) => void): P
   );
 }
 
-function runControlPlane(opts: Pick<ControlPlaneOpts, 'nodes' | 'changes' | 'steadySeconds'>, log: (line: string) => void): Promise<ControlPlaneResult> {
-  return interruptible(undefined, log, (signal) => benchControlPlane({ ...opts, log, signal }));
+function runControlPlane(opts: ControlPlaneOpts, log: (line: string) => void): Promise<ControlPlaneResult> {
+  const { nodes, workers, changes, steadySeconds, idleSeconds, kill } = opts;
+  return interruptible(undefined, log, (signal) =>
+    benchControlPlane({ nodes, workers, changes, steadySeconds, idleSeconds, kill, leaseTtlMs: opts.leaseTtl, renewMarginMs: opts.leaseRenewMargin, log, signal }),
+  );
+}
+
+const CONTROL_PLANE_DEFAULTS: Omit<ControlPlaneOpts, 'nodes'> = { workers: 4, changes: 50, steadySeconds: 120, idleSeconds: 20, leaseTtl: 120_000, leaseRenewMargin: 60_000, kill: 5 };
+
+/** `bench all`'s control-plane part: the defaults (or the quick ones), with at most half the nodes killed. */
+function controlPlaneForAll(nodes: number, quick: boolean): ControlPlaneOpts {
+  const opts: ControlPlaneOpts = { nodes, ...CONTROL_PLANE_DEFAULTS, ...(quick ? CONTROL_PLANE_QUICK : {}) };
+  return { ...opts, kill: Math.min(opts.kill, Math.floor(nodes / 2)) };
 }
 
 const outOption = () => new Option('--out <file>', 'also write the result document (JSON) to this file');
@@ -219,15 +266,21 @@ export function benchCommand(): Command {
 
   bench
     .command('control-plane')
-    .description('N simulated daemons (lease store and watch, no TUN) against one redis-server started on loopback')
+    .description('up to 10,000 simulated daemons (lease store, keeper and watch; no TUN) in worker processes, against one redis-server started on loopback, restarted with and without persistence')
     .addOption(new Option('--nodes <n>', 'simulated daemons').default(1000).argParser(positiveInteger))
-    .addOption(new Option('--changes <n>', 'lease changes to time for watch convergence').default(50).argParser(positiveInteger))
-    .addOption(new Option('--steady-seconds <n>', 'window for counting Redis commands in steady state').default(60).argParser(positiveInteger))
-    .addOption(quickOption('10 changes, a 15 s window'))
+    .addOption(new Option('--workers <n>', 'worker processes the daemons are spread over').default(CONTROL_PLANE_DEFAULTS.workers).argParser(positiveInteger))
+    .addOption(new Option('--changes <n>', 'lease changes to time for watch convergence').default(CONTROL_PLANE_DEFAULTS.changes).argParser(positiveInteger))
+    .addOption(new Option('--steady-seconds <n>', 'window for counting Redis commands and CPU in steady state').default(CONTROL_PLANE_DEFAULTS.steadySeconds).argParser(positiveInteger))
+    .addOption(new Option('--idle-seconds <n>', 'window with every keeper paused: the cost of idle watches (at most half the renew margin)').default(CONTROL_PLANE_DEFAULTS.idleSeconds).argParser(positiveInteger))
+    .addOption(new Option('--lease-ttl <duration>', "the daemons' lease TTL, short so renewals and expiries fall in the window").default(CONTROL_PLANE_DEFAULTS.leaseTtl, '120s').argParser(durationArg))
+    .addOption(new Option('--lease-renew-margin <duration>', 'renew this long before expiry').default(CONTROL_PLANE_DEFAULTS.leaseRenewMargin, '60s').argParser(durationArg))
+    .addOption(new Option('--kill <n>', 'daemons stopped without revoking before the window, whose leases expire in it').default(CONTROL_PLANE_DEFAULTS.kill).argParser(wholeNumberArg))
+    .addOption(quickOption('10 changes, a 20 s window, lease TTL 20 s, under a minute at 50 nodes'))
     .addOption(outOption())
-    .addHelpText('after', examples('miniflannel bench control-plane --nodes 1000', 'miniflannel bench control-plane --nodes 50 --quick --json'))
+    .addHelpText('after', examples('miniflannel bench control-plane --nodes 1000', 'miniflannel bench control-plane --nodes 10000 --out cp.json', 'miniflannel bench control-plane --nodes 50 --quick --json'))
     .action(async (raw: ControlPlaneOpts, command: Command) => {
-      const opts = applyQuick(command, raw, { changes: 10, steadySeconds: 15 });
+      const opts = applyQuick(command, raw, CONTROL_PLANE_QUICK);
+      checkControlPlane(opts);
       await checkWritable('--out', opts.out);
       await controlPlanePrerequisites('bench control-plane');
       const out = outputOf(command);
@@ -277,7 +330,7 @@ export function benchCommand(): Command {
           runE2e({ repeats: opts.repeats, seconds: opts.seconds, udpPps: 'auto', pings: quick ? 50 : 200, ablation: opts.ablation, auth: opts.auth }, openvpn, log),
         );
         const controlPlane = await part('control-plane: simulated daemons against one Redis', () =>
-          runControlPlane({ nodes: opts.nodes, changes: quick ? 10 : 50, steadySeconds: quick ? 15 : 60 }, log),
+          runControlPlane(controlPlaneForAll(opts.nodes, quick), log),
         );
         return { encap, e2e, controlPlane };
       });

@@ -65,26 +65,65 @@ test('bench encap --quick writes every size x peer count with positive rates', a
   }
 });
 
-test('bench control-plane --nodes 50 --quick: leases, convergence and steady-state commands', async () => {
+test('bench control-plane --nodes 50 --quick: bring-up, convergence, steady-state cost, restarts with and without persistence', async () => {
   const out = path.join(work, 'control-plane.json');
   const result = await runCli(['bench', 'control-plane', '--nodes', '50', '--quick', '--out', out], { timeoutMs: 120_000 });
   assert.equal(result.code, 0, result.stderr);
   assert.match(result.stdout, /watch convergence/);
+  assert.match(result.stdout, /targets \(set for 10,000 nodes/);
   const doc = await readDocument(out);
   assert.equal(doc.command, 'control-plane');
   const r = doc.result;
   assert.equal(r.options.nodes, 50);
-  positive(r.acquireAllSeconds, 'acquireAllSeconds');
-  positive(r.allWatchingSeconds, 'allWatchingSeconds');
+  assert.equal(r.options.workers, 4);
+  assert.equal(r.options.leaseTtlSeconds, 20);
+  assert.equal(r.redis.maxclients, 2 * 50 + 100);
+
+  positive(r.bringUp.acquireAllSeconds, 'bringUp.acquireAllSeconds');
+  assert.ok(r.bringUp.allWatchingSeconds >= r.bringUp.acquireAllSeconds, 'the last snapshot comes after the last acquire');
+
+  // Every change reached all 50 watchers: none had been killed yet.
   assert.equal(r.missedDeliveries, 0);
   assert.equal(r.convergenceMillis.samples, r.options.changes);
   assert.equal(r.deliveryMillis.samples, r.options.changes * 50);
   assert.ok(r.convergenceMillis.p50 >= 0 && r.convergenceMillis.p99 >= r.convergenceMillis.p50);
-  positive(r.requestsPerNodePerHour, 'requestsPerNodePerHour');
-  assert.ok(r.commandsPerNodePerHour >= r.requestsPerNodePerHour);
-  assert.ok('xread' in r.commandsPerNodePerHourByCommand || 'evalsha' in r.commandsPerNodePerHourByCommand);
-  // Two connections per simulated daemon were open during the window.
-  assert.ok(r.redisClients >= 100);
+
+  // Steady state: measured at the short TTL, with renewals in the window, and derived for the default TTL.
+  const s = r.steady;
+  assert.equal(r.options.kill, 2);
+  assert.equal(s.nodes, 48);
+  positive(s.measured.commandsPerNodePerHour, 'measured commandsPerNodePerHour');
+  positive(s.measured.renewals, 'renewals in the window');
+  assert.ok('evalsha' in s.measured.byCommand, JSON.stringify(s.measured.byCommand));
+  positive(s.measured.redisCpu.secondsPerHour, 'measured Redis CPU');
+  assert.ok(s.perRenewal.commands >= 1 && 'evalsha' in s.perRenewal.byCommand, JSON.stringify(s.perRenewal));
+  assert.ok(s.perReap.commands >= 1, JSON.stringify(s.perReap));
+  positive(s.atDefaultTtl.commandsPerNodePerHour, 'commands per node per hour at the default TTL');
+  assert.equal(s.atDefaultTtl.leaseTtlHours, 24);
+  assert.match(s.atDefaultTtl.formula, /renewal period/);
+
+  positive(r.memory.bytesPerLease, 'bytesPerLease');
+  positive(r.memory.bytesPerConnection, 'bytesPerConnection');
+  assert.ok(r.memory.connections >= 48, `connections ${r.memory.connections}`);
+
+  // With its AOF, Redis comes back with everything: no watch lists again or sees a reset.
+  assert.equal(r.restartWithPersistence.resyncs, 0);
+  assert.equal(r.restartWithPersistence.resets, 0);
+  assert.equal(r.restartWithPersistence.leasesKept, true);
+  assert.notEqual(r.restartWithPersistence.watchesBackSeconds, null);
+
+  // Without it, the daemons put back every lease with its old subnet, and the config; none exits.
+  const lost = r.restartWithoutPersistence;
+  assert.equal(lost.leasesExpected, 48);
+  assert.equal(lost.leasesBack, 48);
+  assert.equal(lost.configBack, true);
+  assert.notEqual(lost.leasesBackSeconds, null);
+  assert.notEqual(lost.watchersBackSeconds, null);
+  assert.equal(lost.daemonsExited, 0);
+  assert.equal(lost.daemonsThatSawAReset, 48);
+  assert.ok(lost.watchResets >= 48, `watch resets ${lost.watchResets}`);
+  assert.equal(r.daemonsExited, 0, r.exitReasons.join('; '));
+  assert.equal(r.targets.length, 7);
 });
 
 test('bench e2e --quick measures every path and writes the JSON and the chart', async () => {
