@@ -5,11 +5,11 @@ import { mkdtemp, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { examples, positiveInteger } from '../conventions.js';
-import { SANDBOX_REDIS_URL } from '../sandbox/cluster.js';
-import { cliIn, HEALTHZ_PORT, httpGetIn, waitFor } from '../sandbox/daemon.js';
-import { alive, Netns, removeStaleNamespaces, runPrefix } from '../sandbox/netns.js';
-import { leaseOverlay, type Overlay } from '../sandbox/overlays.js';
-import { register, registered, runningSandboxes, unregister, type SandboxRecord } from '../sandbox/registry.js';
+import { SANDBOX_REDIS_URL } from '../../lab/cluster.js';
+import { cliIn, HEALTHZ_PORT, httpGetIn, waitFor } from '../../lab/daemon.js';
+import { alive, Netns, removeStaleNamespaces, runPrefix } from '../../lab/netns.js';
+import { leaseOverlay, type Overlay } from '../../lab/overlays.js';
+import { register, registered, runningSandboxes, unregister, type SandboxRecord } from '../../lab/registry.js';
 
 const say = (line: string): void => void process.stdout.write(`${line}\n`);
 

@@ -6,8 +6,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { pino } from 'pino';
 import { connectLeaseStore, toNetConf, type NetConf, type SubnetManager } from '../../daemon/lease/index.js';
-import { cliBin } from '../harness/paths.js';
-import type { RedisServer } from '../harness/redis.js';
+import { cliBin } from '../../lab/paths.js';
+import type { RedisServer } from '../../lab/redis.js';
 
 export interface CliResult {
   readonly code: number | null;

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
-import { freePort } from '../harness/redis.js';
+import { freePort } from '../../lab/redis.js';
 import { oneLineError, runCli } from './helpers.js';
 
 const EXPIRES_AT = Date.now() + 20 * 3600_000 + 30 * 60_000;

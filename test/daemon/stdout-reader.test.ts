@@ -7,11 +7,11 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import type { ChildProcess } from 'node:child_process';
-import { waitFor } from '../../cli/sandbox/daemon.js';
-import { exited, start, stopProcess } from '../../cli/sandbox/exec.js';
+import { waitFor } from '../../lab/daemon.js';
+import { exited, start, stopProcess } from '../../lab/exec.js';
 import { openFifo } from '../harness/fifo.js';
-import { daemonBin } from '../harness/paths.js';
-import { freePort } from '../harness/redis.js';
+import { daemonBin } from '../../lab/paths.js';
+import { freePort } from '../../lab/redis.js';
 
 /** A hung daemon never exits; a healthy one exits in milliseconds. */
 const PROMPT_EXIT_MS = 3000;

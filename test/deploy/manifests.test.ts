@@ -12,7 +12,7 @@ import { Command } from 'commander';
 import { addGlobalOptions } from '../../cli/conventions.js';
 import { daemonCommand } from '../../daemon/flags.js';
 import { CNI_CONFLIST_NAME, CNI_VERSION, cniConflist } from '../../daemon/node/cni.js';
-import { packageRoot } from '../harness/paths.js';
+import { packageRoot } from '../../lab/paths.js';
 import {
   daemonManifest,
   deployDir,

@@ -3,7 +3,7 @@
 import { readFileSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import { parseAllDocuments } from 'yaml';
-import { packageRoot } from '../harness/paths.js';
+import { packageRoot } from '../../lab/paths.js';
 import type { KubeObject } from './schema.js';
 
 export const deployDir = path.join(packageRoot, 'deploy');

@@ -4,8 +4,8 @@ import { after } from 'node:test';
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { Netns, removeStaleNamespaces, runPrefix } from '../../cli/sandbox/netns.js';
-import { Sandbox } from '../../cli/sandbox/cluster.js';
+import { Netns, removeStaleNamespaces, runPrefix } from '../../lab/netns.js';
+import { Sandbox } from '../../lab/cluster.js';
 
 let counter = 0;
 

@@ -2,9 +2,9 @@
 // counters of /proc/net/snmp (per namespace, shared with the bench), a UDP
 // socket's queue, and a process's resident memory.
 import { readFile } from 'node:fs/promises';
-import type { Netns } from '../../cli/sandbox/netns.js';
+import type { Netns } from '../../lab/netns.js';
 
-export { snmp } from '../../cli/sandbox/snmp.js';
+export { snmp } from '../../lab/snmp.js';
 
 export interface UdpSocketState {
   /** Bytes waiting in the receive queue. */

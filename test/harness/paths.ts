@@ -1,8 +1,5 @@
-import { fileURLToPath } from 'node:url';
 import path from 'node:path';
+import { packageRoot } from '../../lab/paths.js';
 
-/** The package root, from dist/test/harness/. */
-export const packageRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
-export const daemonBin = path.join(packageRoot, 'dist/daemon/main.js');
-export const cliBin = path.join(packageRoot, 'dist/cli/main.js');
+/** A compiled test helper script, for tests that run one in a child process or namespace. */
 export const compiledTest = (relative: string) => path.join(packageRoot, 'dist/test', relative);

@@ -4,8 +4,8 @@
 // the node should never have forwarded shows up here even if the pod's
 // stack would then throw it away.
 import type { ChildProcess } from 'node:child_process';
-import type { Netns } from '../../cli/sandbox/netns.js';
-import { exited } from '../../cli/sandbox/exec.js';
+import type { Netns } from '../../lab/netns.js';
+import { exited } from '../../lab/exec.js';
 
 export interface CapturedPacket {
   source: string;

@@ -1,8 +1,8 @@
 // Traffic between test pods, run from the test process into their namespaces.
 import assert from 'node:assert/strict';
 import { createInterface } from 'node:readline';
-import type { Pod, SandboxNode } from '../../cli/sandbox/cluster.js';
-import { stopProcess } from '../../cli/sandbox/exec.js';
+import type { Pod, SandboxNode } from '../../lab/cluster.js';
+import { stopProcess } from '../../lab/exec.js';
 import { compiledTest } from './paths.js';
 
 export interface TransferEnd {

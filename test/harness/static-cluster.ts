@@ -7,9 +7,9 @@
 //   node i: underlay 198.18.0.i, subnet 10.244.i.0/24
 import assert from 'node:assert/strict';
 import { cniConflist } from '../../daemon/node/cni.js';
-import type { Pod, Sandbox, SandboxNode } from '../../cli/sandbox/cluster.js';
-import { HEALTHZ_PORT, startDaemon, type RunningDaemon } from '../../cli/sandbox/daemon.js';
-import { run } from '../../cli/sandbox/exec.js';
+import type { Pod, Sandbox, SandboxNode } from '../../lab/cluster.js';
+import { HEALTHZ_PORT, startDaemon, type RunningDaemon } from '../../lab/daemon.js';
+import { run } from '../../lab/exec.js';
 import { createTestSandbox } from './namespaces.js';
 
 export const NETWORK = '10.244.0.0/16';

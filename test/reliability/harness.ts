@@ -8,12 +8,12 @@ import { createWriteStream } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
-import type { Pod, Sandbox, SandboxNode } from '../../cli/sandbox/cluster.js';
-import { cliIn, HEALTHZ_PORT, httpGetIn, leaseModeArgs, startDaemon, waitFor, writtenConflist, type RunningDaemon } from '../../cli/sandbox/daemon.js';
-import { exited, run, stopProcess } from '../../cli/sandbox/exec.js';
-import type { Netns } from '../../cli/sandbox/netns.js';
+import type { Pod, Sandbox, SandboxNode } from '../../lab/cluster.js';
+import { cliIn, HEALTHZ_PORT, httpGetIn, leaseModeArgs, startDaemon, waitFor, writtenConflist, type RunningDaemon } from '../../lab/daemon.js';
+import { exited, run, stopProcess } from '../../lab/exec.js';
+import type { Netns } from '../../lab/netns.js';
 import { createTestSandbox } from '../harness/namespaces.js';
-import { daemonBin } from '../harness/paths.js';
+import { daemonBin } from '../../lab/paths.js';
 
 export const NETWORK = '10.244.0.0/16';
 

@@ -1,0 +1,335 @@
+/**
+ * Pod-to-pod data paths side by side, in one run, on the same two-node
+ * namespace topology: miniflannel, kernel VXLAN (flannel's vxlan backend),
+ * the bare underlay (no encapsulation), and OpenVPN without crypto when it
+ * is installed. Every topology stays up for the whole run and the
+ * measurements go round-robin over the paths, so drift on a shared machine
+ * hits all of them alike. Per path and round:
+ *   1. TCP, 1 stream, then 4 streams (iperf3), with the forwarders' CPU
+ *      time read from /proc before and after;
+ *   2. UDP at a fixed offered rate with 1400- and 64-byte payloads: sent,
+ *      delivered, lost;
+ *   3. RTT under light load (ping every 10 ms): p50 and p99.
+ * Each figure is the median over the rounds.
+ */
+import { randomBytes } from 'node:crypto';
+import { SEAL_OVERHEAD } from '../../daemon/dataplane/sealing.js';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { removeStaleNamespaces, runPrefix } from '../netns.js';
+import { miniflannelOverlay, openvpnOverlay, underlayOverlay, vxlanOverlay, type Overlay } from '../overlays.js';
+import type { Pod } from '../cluster.js';
+import { iperfTcp, iperfUdp, pingRtt, type RttResult, type TcpResult, type UdpResult } from './iperf.js';
+import { cpuSeconds, MeasurementProcesses } from './processes.js';
+import { gbps, median, medianOf } from './stats.js';
+
+export interface E2eOptions {
+  /** Rounds over all paths; medians are reported. */
+  repeats: number;
+  /** Length of each iperf3 run (TCP and UDP). */
+  seconds: number;
+  /**
+   * Offered UDP load in packets per second, the same on every path; 'auto'
+   * sets it per payload size to 80 % of what iperf3 sends unthrottled over
+   * the underlay at the start of the run, a load the sender can keep up.
+   */
+  udpPps: number | 'auto';
+  /** Pings per RTT measurement, 10 ms apart. */
+  pings: number;
+  /** Also measure miniflannel with its speed-ups turned off, one at a time. */
+  ablation: boolean;
+  /** Also measure miniflannel with authenticated encapsulation, in both modes (--auth-key-file). */
+  auth: boolean;
+  /** Measure OpenVPN (false when it is not installed). */
+  openvpn: boolean;
+  log: (line: string) => void;
+  /** Aborts between measurements (Ctrl-C). */
+  signal?: AbortSignal;
+  /** Tracks iperf3 and ping so that an interrupt can end them. */
+  processes?: MeasurementProcesses;
+}
+
+export const PATH_NAMES = { miniflannel: 'miniflannel', vxlan: 'kernel VXLAN', underlay: 'underlay', openvpn: 'OpenVPN' } as const;
+
+/** UDP payload sizes measured. */
+export const UDP_PAYLOADS = [1400, 64] as const;
+/** With udpPps 'auto', the offered load as a share of the sender's unthrottled rate. */
+const AUTO_UDP_SHARE = 0.8;
+const PING_INTERVAL_MS = 10;
+
+/** miniflannel configurations beside the default one, slowest first. */
+const ABLATIONS: Array<{ name: string; description: string; args: string[] }> = [
+  { name: 'mf dgram', description: 'miniflannel with --transport dgram --tun-offload off', args: ['--transport', 'dgram', '--tun-offload', 'off'] },
+  { name: 'mf mmsg', description: 'miniflannel with --transport mmsg --tun-offload off', args: ['--transport', 'mmsg', '--tun-offload', 'off'] },
+];
+
+export interface RoundFigures {
+  tcp1Stream: TcpResult;
+  tcp4Streams: TcpResult;
+  udp1400: UdpResult;
+  udp64: UdpResult;
+  rtt: RttResult;
+  /** CPU of the forwarders over both TCP runs; null when the kernel forwards. */
+  cpu: { seconds: number; bytes: number; secondsPerGB: number } | null;
+}
+
+/** A UDP run's figures, each the median over the rounds. */
+export type UdpMedians = UdpResult;
+
+export interface PathMedians {
+  tcp1StreamBitsPerSecond: number;
+  tcp4StreamsBitsPerSecond: number;
+  udp1400: UdpMedians;
+  udp64: UdpMedians;
+  rttP50Micros: number;
+  rttP99Micros: number;
+  /** Forwarder CPU seconds (user + system, both nodes) per 10^9 bytes of TCP payload; null for kernel paths. */
+  cpuSecondsPerGB: number | null;
+}
+
+/** One path against a reference path: throughput ratios, latency added, CPU ratio. */
+export interface Comparison {
+  reference: string;
+  tcp1Stream: number;
+  tcp4Streams: number;
+  udp1400DeliveredPps: number;
+  udp64DeliveredPps: number;
+  rttP50AddedMicros: number;
+  rttP99AddedMicros: number;
+  /** This path's CPU per GB over the reference's; null unless both run in user space. */
+  cpuPerGB: number | null;
+}
+
+export interface PathResult {
+  name: string;
+  description: string;
+  /** The user-space processes timed for CPU, e.g. "miniflanneld x2"; empty for kernel paths. */
+  forwarders: string;
+  rounds: RoundFigures[];
+  median: PathMedians;
+  comparisons: Comparison[];
+}
+
+export interface E2eResult {
+  options: {
+    repeats: number;
+    seconds: number;
+    /** The offered UDP load per payload size, in packets per second, the same on every path. */
+    udpOfferedPps: { '1400': number; '64': number };
+    /** How it was chosen. */
+    udpRate: string;
+    pings: number;
+    pingIntervalMs: number;
+    ablation: boolean;
+    auth: boolean;
+  };
+  paths: PathResult[];
+  /** Paths not measured, and why. */
+  skipped: Array<{ name: string; reason: string }>;
+}
+
+interface PathUnderTest {
+  overlay: Overlay;
+  description: string;
+  forwarders: string;
+}
+
+const DESCRIPTIONS: Record<string, string> = {
+  [PATH_NAMES.miniflannel]: 'miniflanneld on each node, static peers, default flags (mmsg transport, TUN offloads), TUN MTU 1472',
+  [PATH_NAMES.vxlan]: "the kernel's VXLAN device as flannel's vxlan backend sets it up (flannel.1, VNI 1, port 8472, MTU 1450)",
+  [PATH_NAMES.underlay]: 'pod subnets routed to the peer node over the underlay, no encapsulation (flannel host-gw), pod MTU 1500',
+  [PATH_NAMES.openvpn]: 'openvpn point-to-point over UDP, no TLS, --cipher none --auth none, --fast-io, 2 MiB socket buffers, txqueuelen 1000, TUN MTU 1472',
+};
+
+async function buildPaths(options: E2eOptions, root: string, built: PathUnderTest[]): Promise<void> {
+  const prefix = runPrefix();
+  const add = async (make: () => Promise<Overlay>, description?: string) => {
+    options.signal?.throwIfAborted();
+    const overlay = await make();
+    // spawnargs: ip netns exec <ns> <command> ...
+    const kind = overlay.daemons.length > 0 ? 'miniflanneld' : path.basename(overlay.forwarders[0]?.process.spawnargs[4] ?? '');
+    built.push({
+      overlay,
+      description: description ?? DESCRIPTIONS[overlay.name] ?? overlay.name,
+      forwarders: overlay.forwarders.length === 0 ? '' : `${kind} x${overlay.forwarders.length}`,
+    });
+    options.log(`  ${overlay.name}: pods ${overlay.pods.map((p) => p.ip).join(' -> ')}`);
+  };
+  await add(() => miniflannelOverlay({ workDir: path.join(root, 'mf'), prefix: `${prefix}b` }));
+  await add(() => vxlanOverlay({ workDir: path.join(root, 'vx'), prefix: `${prefix}v` }));
+  await add(() => underlayOverlay({ workDir: path.join(root, 'ul'), prefix: `${prefix}u` }));
+  if (options.openvpn) await add(() => openvpnOverlay({ workDir: path.join(root, 'ov'), prefix: `${prefix}o` }));
+  if (options.ablation) {
+    for (const [i, variant] of ABLATIONS.entries()) {
+      await add(
+        async () => ({ ...(await miniflannelOverlay({ workDir: path.join(root, `a${i}`), prefix: `${prefix}a${i}`, extraArgs: variant.args })), name: variant.name }),
+        variant.description,
+      );
+    }
+  }
+  if (options.auth) {
+    const keyFile = path.join(root, 'auth-key');
+    await writeFile(keyFile, `${randomBytes(32).toString('base64')}\n`, { mode: 0o600 });
+    for (const mode of ['mac', 'encrypt'] as const) {
+      await add(
+        async () => ({
+          ...(await miniflannelOverlay({ workDir: path.join(root, `auth-${mode}`), prefix: `${prefix}k${mode[0]}`, extraArgs: ['--auth-key-file', keyFile, '--auth-mode', mode], podMtu: 1500 - 28 - SEAL_OVERHEAD })),
+          name: `mf auth ${mode}`,
+        }),
+        `miniflannel with --auth-key-file --auth-mode ${mode} (AES-256-GCM ${mode === 'mac' ? 'tag, packet in clear' : 'encryption'}; 26 bytes per datagram), TUN MTU ${1500 - 28 - SEAL_OVERHEAD}`,
+      );
+    }
+  }
+}
+
+type OfferedPps = E2eResult['options']['udpOfferedPps'];
+
+async function measureRound(options: E2eOptions, offered: OfferedPps, processes: MeasurementProcesses, target: PathUnderTest, label: string): Promise<RoundFigures> {
+  const { overlay } = target;
+  const [client, server] = overlay.pods as [Pod, Pod];
+  const pids = overlay.forwarders.map((f) => f.process.pid!);
+  const step = () => options.signal?.throwIfAborted();
+
+  step();
+  const cpuBefore = pids.length > 0 ? await cpuSeconds(pids) : 0;
+  const tcp1Stream = await iperfTcp(processes, client, server, { seconds: options.seconds, streams: 1 });
+  options.log(`${label} TCP 1 stream   ${gbps(tcp1Stream.bitsPerSecond)} Gbit/s (${tcp1Stream.retransmits} retransmits)`);
+  step();
+  const tcp4Streams = await iperfTcp(processes, client, server, { seconds: options.seconds, streams: 4 });
+  const cpuAfter = pids.length > 0 ? await cpuSeconds(pids) : 0;
+  options.log(`${label} TCP 4 streams  ${gbps(tcp4Streams.bitsPerSecond)} Gbit/s (${tcp4Streams.retransmits} retransmits)`);
+  const bytes = tcp1Stream.bytes + tcp4Streams.bytes;
+  const cpu = pids.length > 0 ? { seconds: cpuAfter - cpuBefore, bytes, secondsPerGB: (cpuAfter - cpuBefore) / (bytes / 1e9) } : null;
+  if (cpu) options.log(`${label} CPU            ${cpu.secondsPerGB.toFixed(2)} s/GB (${cpu.seconds.toFixed(2)} s for ${(bytes / 1e9).toFixed(2)} GB)`);
+
+  const udp: UdpResult[] = [];
+  for (const payloadBytes of UDP_PAYLOADS) {
+    step();
+    const result = await iperfUdp(processes, client, server, { seconds: options.seconds, payloadBytes, pps: offered[payloadBytes] });
+    udp.push(result);
+    const k = (pps: number) => (pps / 1000).toFixed(1);
+    options.log(`${label} UDP ${String(payloadBytes).padStart(4)} B     ${k(result.deliveredPps)} kpps delivered of ${k(result.sentPps)} sent, ${result.lossPercent.toFixed(2)} % lost (${result.droppedAtReceiverPercent.toFixed(2)} % at the receiving socket)`);
+  }
+  step();
+  const rtt = await pingRtt(processes, client, server, { count: options.pings, intervalMs: PING_INTERVAL_MS });
+  options.log(`${label} RTT            p50 ${rtt.p50Micros.toFixed(0)} µs, p99 ${rtt.p99Micros.toFixed(0)} µs (${rtt.received}/${rtt.sent} replies)`);
+  return { tcp1Stream, tcp4Streams, udp1400: udp[0]!, udp64: udp[1]!, rtt, cpu };
+}
+
+function udpMedians(rounds: readonly UdpResult[]): UdpMedians {
+  return {
+    payloadBytes: rounds[0]!.payloadBytes,
+    requestedPps: rounds[0]!.requestedPps,
+    sentPps: median(rounds.map((r) => r.sentPps)),
+    deliveredPps: median(rounds.map((r) => r.deliveredPps)),
+    lossPercent: median(rounds.map((r) => r.lossPercent)),
+    droppedAtReceiverPercent: median(rounds.map((r) => r.droppedAtReceiverPercent)),
+  };
+}
+
+function mediansOf(rounds: readonly RoundFigures[]): PathMedians {
+  return {
+    tcp1StreamBitsPerSecond: median(rounds.map((r) => r.tcp1Stream.bitsPerSecond)),
+    tcp4StreamsBitsPerSecond: median(rounds.map((r) => r.tcp4Streams.bitsPerSecond)),
+    udp1400: udpMedians(rounds.map((r) => r.udp1400)),
+    udp64: udpMedians(rounds.map((r) => r.udp64)),
+    rttP50Micros: median(rounds.map((r) => r.rtt.p50Micros)),
+    rttP99Micros: median(rounds.map((r) => r.rtt.p99Micros)),
+    cpuSecondsPerGB: medianOf(rounds, (r) => r.cpu?.secondsPerGB ?? null),
+  };
+}
+
+export function compare(path: PathMedians, reference: PathMedians, referenceName: string): Comparison {
+  return {
+    reference: referenceName,
+    tcp1Stream: path.tcp1StreamBitsPerSecond / reference.tcp1StreamBitsPerSecond,
+    tcp4Streams: path.tcp4StreamsBitsPerSecond / reference.tcp4StreamsBitsPerSecond,
+    udp1400DeliveredPps: path.udp1400.deliveredPps / reference.udp1400.deliveredPps,
+    udp64DeliveredPps: path.udp64.deliveredPps / reference.udp64.deliveredPps,
+    rttP50AddedMicros: path.rttP50Micros - reference.rttP50Micros,
+    rttP99AddedMicros: path.rttP99Micros - reference.rttP99Micros,
+    cpuPerGB: path.cpuSecondsPerGB !== null && reference.cpuSecondsPerGB !== null ? path.cpuSecondsPerGB / reference.cpuSecondsPerGB : null,
+  };
+}
+
+/**
+ * Every encapsulating path against kernel VXLAN and the underlay, kernel
+ * VXLAN against the underlay (the limit, compared with nothing), and
+ * miniflannel also against OpenVPN, its user-space peer.
+ */
+function comparisons(paths: Array<Omit<PathResult, 'comparisons'>>): PathResult[] {
+  const byName = new Map(paths.map((p) => [p.name, p]));
+  return paths.map((p) => {
+    const references: string[] = p.name === PATH_NAMES.underlay ? [] : [PATH_NAMES.vxlan, PATH_NAMES.underlay];
+    if (p.name === PATH_NAMES.miniflannel) references.push(PATH_NAMES.openvpn);
+    const list = references
+      .filter((name) => name !== p.name && byName.has(name))
+      .map((name) => compare(p.median, byName.get(name)!.median, name));
+    return { ...p, comparisons: list };
+  });
+}
+
+/** The offered UDP load for 'auto': a share of what the sender manages unthrottled over the underlay, per payload size. */
+async function calibrateUdp(options: E2eOptions, processes: MeasurementProcesses, built: PathUnderTest[]): Promise<OfferedPps> {
+  const underlay = built.find((b) => b.overlay.name === PATH_NAMES.underlay)!.overlay;
+  const [client, server] = underlay.pods as [Pod, Pod];
+  const offered: Record<string, number> = {};
+  for (const payloadBytes of UDP_PAYLOADS) {
+    options.signal?.throwIfAborted();
+    const unthrottled = await iperfUdp(processes, client, server, { seconds: Math.min(options.seconds, 5), payloadBytes, pps: 0 });
+    offered[payloadBytes] = Math.max(1000, Math.round((AUTO_UDP_SHARE * unthrottled.sentPps) / 1000) * 1000);
+    options.log(`UDP ${payloadBytes} B: iperf3 sends ${(unthrottled.sentPps / 1000).toFixed(1)} kpps unthrottled over the underlay; offering ${(offered[payloadBytes]! / 1000).toFixed(0)} kpps on every path`);
+  }
+  return offered as OfferedPps;
+}
+
+export async function benchE2e(options: E2eOptions): Promise<E2eResult> {
+  const processes = options.processes ?? new MeasurementProcesses();
+  const skipped: E2eResult['skipped'] = [];
+  if (!options.openvpn) skipped.push({ name: PATH_NAMES.openvpn, reason: 'openvpn is not installed (apt-get install openvpn)' });
+  await removeStaleNamespaces();
+  const root = await mkdtemp(path.join(tmpdir(), 'miniflannel-bench-'));
+  const built: PathUnderTest[] = [];
+  try {
+    options.log(`building the topologies: two nodes each on a 198.18.0.0/24 underlay in namespaces ${runPrefix()}*`);
+    await buildPaths(options, root, built);
+    const offered = options.udpPps === 'auto' ? await calibrateUdp(options, processes, built) : { '1400': options.udpPps, '64': options.udpPps };
+    const udpRate =
+      options.udpPps === 'auto'
+        ? `auto: ${AUTO_UDP_SHARE * 100} % of what iperf3 sent unthrottled over the underlay at the start of the run`
+        : 'fixed: --udp-pps';
+    const rounds = new Map<PathUnderTest, RoundFigures[]>(built.map((b) => [b, []]));
+    for (let round = 1; round <= options.repeats; round++) {
+      for (const target of built) {
+        const label = `round ${round}/${options.repeats}  ${target.overlay.name.padEnd(12)}`;
+        rounds.get(target)!.push(await measureRound(options, offered, processes, target, label));
+      }
+    }
+    const paths = built.map((b) => ({
+      name: b.overlay.name,
+      description: b.description,
+      forwarders: b.forwarders,
+      rounds: rounds.get(b)!,
+      median: mediansOf(rounds.get(b)!),
+    }));
+    return {
+      options: {
+        repeats: options.repeats,
+        seconds: options.seconds,
+        udpOfferedPps: offered,
+        udpRate,
+        pings: options.pings,
+        pingIntervalMs: PING_INTERVAL_MS,
+        ablation: options.ablation,
+        auth: options.auth,
+      },
+      paths: comparisons(paths),
+      skipped,
+    };
+  } finally {
+    processes.killAll();
+    for (const b of built) await b.overlay.destroy().catch((err: Error) => options.log(`cleanup of ${b.overlay.name} failed: ${err.message}`));
+    await rm(root, { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,119 @@
+// iperf3 and ping between two pods. The iperf3 server is started per
+// measurement (--one-off: one test, then exit) and the client reports JSON.
+import { createInterface } from 'node:readline';
+import type { Pod } from '../cluster.js';
+import { CommandError, stopProcess } from '../exec.js';
+import { snmp } from '../snmp.js';
+import { percentile } from './stats.js';
+import type { MeasurementProcesses } from './processes.js';
+
+export interface TcpResult {
+  /** Payload bits per second at the receiver. */
+  bitsPerSecond: number;
+  /** Payload bytes the receiver got. */
+  bytes: number;
+  retransmits: number;
+}
+
+export interface UdpResult {
+  /** UDP payload of each datagram. */
+  payloadBytes: number;
+  /** The offered load asked of the sender. */
+  requestedPps: number;
+  /** What the sender managed (iperf3 is single-threaded and shares two cores with the forwarders). */
+  sentPps: number;
+  /** Datagrams that reached the receiving pod, per second. */
+  deliveredPps: number;
+  /** Lost datagrams, as iperf3's receiver counts them, in percent of those sent. */
+  lossPercent: number;
+  /** The part of the loss dropped at the receiving pod's own socket (its UDP RcvbufErrors), not on the path. */
+  droppedAtReceiverPercent: number;
+}
+
+export interface RttResult {
+  p50Micros: number;
+  p99Micros: number;
+  sent: number;
+  received: number;
+}
+
+/** Runs `client` against a fresh one-off iperf3 server in `server`; returns the client's JSON report. */
+async function iperf(processes: MeasurementProcesses, client: Pod, server: Pod, args: string[], seconds: number): Promise<any> {
+  const daemon = processes.spawn(server.ns, ['iperf3', '--server', '--one-off', '--forceflush', '--bind', server.ip]);
+  try {
+    await new Promise<void>((resolve, reject) => {
+      const lines = createInterface({ input: daemon.stdout! });
+      lines.on('line', (line) => line.includes('Server listening') && resolve());
+      daemon.once('exit', (code) => reject(new Error(`iperf3 server in ${server.ns.name} exited with ${code}`)));
+    });
+    const out = await processes.run(client.ns, ['iperf3', '--client', server.ip, '--time', String(seconds), '--json', ...args], (seconds + 30) * 1000);
+    const report = JSON.parse(out);
+    if (report.error) throw new Error(`iperf3 from ${client.ip} to ${server.ip}: ${report.error}`);
+    return report;
+  } finally {
+    await stopProcess(daemon);
+  }
+}
+
+export async function iperfTcp(processes: MeasurementProcesses, client: Pod, server: Pod, options: { seconds: number; streams: number }): Promise<TcpResult> {
+  const report = await iperf(processes, client, server, ['--parallel', String(options.streams)], options.seconds);
+  const received = report.end.sum_received;
+  return { bitsPerSecond: received.bits_per_second, bytes: received.bytes, retransmits: report.end.sum_sent.retransmits ?? 0 };
+}
+
+/**
+ * Socket buffers of the UDP sender and receiver. Four busy processes share
+ * two cores, so the receiving iperf3 is sometimes off the CPU for
+ * milliseconds; with the kernel's ~200 KiB it then drops at its own socket
+ * whatever path carried the datagrams, and the figure would measure the
+ * scheduler. A well-tuned UDP server (QUIC, DNS) sizes its buffer so too.
+ */
+const UDP_SOCKET_BUFFER = '4M';
+
+/** The datagrams UDP sockets in the pod's namespace dropped for a full receive buffer. */
+async function receiveBufferOverflows(pod: Pod): Promise<number> {
+  const overflows = (await snmp(pod.ns)).Udp?.RcvbufErrors;
+  if (overflows === undefined) throw new Error(`no Udp RcvbufErrors in /proc/net/snmp of ${pod.ns.name}`);
+  return overflows;
+}
+
+/** UDP at a fixed offered rate (the same on every path; 0: as fast as the sender can), reporting what was sent, delivered and lost, and where. */
+export async function iperfUdp(
+  processes: MeasurementProcesses,
+  client: Pod,
+  server: Pod,
+  options: { seconds: number; payloadBytes: number; pps: number },
+): Promise<UdpResult> {
+  const bitsPerSecond = options.pps * options.payloadBytes * 8;
+  const overflowsBefore = await receiveBufferOverflows(server);
+  const report = await iperf(
+    processes,
+    client,
+    server,
+    ['--udp', '--length', String(options.payloadBytes), '--bitrate', String(bitsPerSecond), '--window', UDP_SOCKET_BUFFER],
+    options.seconds,
+  );
+  const overflows = (await receiveBufferOverflows(server)) - overflowsBefore;
+  const sent = report.end.sum_sent;
+  const received = report.end.sum_received;
+  const delivered = Math.max(0, received.packets - received.lost_packets);
+  return {
+    payloadBytes: options.payloadBytes,
+    requestedPps: options.pps,
+    sentPps: sent.packets / sent.seconds,
+    deliveredPps: delivered / received.seconds,
+    lossPercent: received.packets > 0 ? (100 * received.lost_packets) / received.packets : 100,
+    droppedAtReceiverPercent: received.packets > 0 ? (100 * overflows) / received.packets : 0,
+  };
+}
+
+/** `count` pings `intervalMs` apart (light load); every reply's RTT is parsed. */
+export async function pingRtt(processes: MeasurementProcesses, client: Pod, server: Pod, options: { count: number; intervalMs: number }): Promise<RttResult> {
+  const command = ['ping', '-n', '-c', String(options.count), '-i', String(options.intervalMs / 1000), '-W', '1', server.ip];
+  // ping exits 1 when some replies are missing; the replies that came still count.
+  const { exitCode, stdout: out, stderr } = await processes.outcome(client.ns, command, options.count * options.intervalMs + 30_000);
+  if (exitCode !== 0 && exitCode !== 1) throw new CommandError(command, exitCode, stderr || out);
+  const rtts = [...out.matchAll(/time=([\d.]+) ms/g)].map((m) => Number(m[1]) * 1000);
+  if (rtts.length === 0) throw new Error(`no ping replies from ${server.ip} to ${client.ip}`);
+  return { p50Micros: percentile(rtts, 50), p99Micros: percentile(rtts, 99), sent: options.count, received: rtts.length };
+}
