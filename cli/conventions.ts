@@ -34,7 +34,7 @@ export function positiveInteger(value: string): number {
   return n;
 }
 
-function wholeNumber(value: string): number {
+export function wholeNumber(value: string): number {
   const n = Number(value);
   if (!/^\d+$/.test(value) || !Number.isSafeInteger(n)) throw new InvalidArgumentError('expected a whole number (0 or more)');
   return n;

@@ -10,15 +10,14 @@
 import { CommanderError } from 'commander';
 import { ConfigError, OptionsError } from '../daemon/lease/index.js';
 import { InvalidAddressError } from '../daemon/net/ipv4.js';
+import { UsageError } from '../daemon/usage.js';
+
+// The daemon's class, so that a usage error from code both share (the Redis flags) exits 2 here too.
+export { UsageError };
 
 export const EXIT_OK = 0;
 export const EXIT_FAILURE = 1;
 export const EXIT_USAGE = 2;
-
-/** The command line is wrong: fix the flags or arguments and run it again. */
-export class UsageError extends Error {
-  override readonly name = 'UsageError';
-}
 
 /** The lease (or other object) the command names does not exist. */
 export class NotFoundError extends Error {
@@ -60,8 +59,9 @@ export function exitCodeOf(err: unknown): number {
 
 /**
  * What to print for a failure: one line, or with `debug` the stack and every
- * cause. Commander errors print nothing here: commander already wrote them
- * through the output hook in program.ts.
+ * cause. Commander errors print nothing here: commander already wrote them,
+ * as one line, through the outputError hook that applyConventions
+ * (cli/conventions.ts) installs on every command.
  */
 export function describeFailure(err: unknown, debug: boolean): string {
   if (err instanceof CommanderError) return '';

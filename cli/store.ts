@@ -2,9 +2,9 @@
 // reconnection), short timeouts, silent unless --debug, and always closed
 // before the command returns.
 
-import { readFile } from 'node:fs/promises';
 import { pino, type Logger } from 'pino';
-import { connectLeaseStore, minReplicasFor, OptionsError, parseRedisUrl, type SubnetManager } from '../daemon/lease/index.js';
+import { connectLeaseStore, OptionsError, type SubnetManager } from '../daemon/lease/index.js';
+import { redisConnectionOptions } from '../daemon/redis-flags.js';
 import type { GlobalSettings } from './conventions.js';
 import { UsageError } from './errors.js';
 
@@ -17,18 +17,6 @@ const FLAG_OF_OPTION: Readonly<Record<string, string>> = {
   minReplicas: '--redis-min-replicas',
 };
 
-/** The CA bundle of --redis-ca-file; a file that cannot be read or is not PEM is a usage error naming it. */
-async function readCa(file: string): Promise<Buffer> {
-  let pem: Buffer;
-  try {
-    pem = await readFile(file);
-  } catch (err) {
-    throw new UsageError(`--redis-ca-file ${file}: cannot read it (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`, { cause: err });
-  }
-  if (!pem.includes('-----BEGIN CERTIFICATE-----')) throw new UsageError(`--redis-ca-file ${file}: not a PEM certificate (no BEGIN CERTIFICATE line)`);
-  return pem;
-}
-
 function storeLogger(debug: boolean): Logger {
   // stderr, synchronously: stdout carries the command's data, and main.ts exits right after printing.
   return pino({ level: debug ? 'debug' : 'silent', base: { component: 'lease-store' } }, pino.destination({ dest: 2, sync: true }));
@@ -36,20 +24,13 @@ function storeLogger(debug: boolean): Logger {
 
 export async function openStore(settings: GlobalSettings): Promise<SubnetManager> {
   try {
-    const endpoint = parseRedisUrl(settings.redisUrl);
-    if (settings.redisCaFile !== undefined && !endpoint.tls) {
-      throw new UsageError('--redis-ca-file is only used with TLS: use a rediss:// (or rediss+sentinel://, rediss+cluster://) --redis-url');
-    }
-    const ca = settings.redisCaFile === undefined ? undefined : await readCa(settings.redisCaFile);
     return await connectLeaseStore({
-      url: settings.redisUrl,
+      ...redisConnectionOptions(settings),
       keyPrefix: settings.prefix,
       connectTimeoutMs: settings.timeoutMs,
       commandTimeoutMs: settings.timeoutMs,
-      minReplicas: settings.redisMinReplicas ?? minReplicasFor(endpoint),
       // WAIT must fit in one command's time.
       replicationTimeoutMs: Math.max(1, Math.floor(settings.timeoutMs / 2)),
-      ...(ca !== undefined ? { tls: { ca } } : {}),
       retry: { mode: 'fail-fast' },
       logger: storeLogger(settings.debug),
     });

@@ -3,19 +3,15 @@
  * flannel's FLANNELD_*; values are checked right after parsing, and a bad
  * one is a UsageError naming the flag.
  */
-import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { Command, Option, InvalidArgumentError } from 'commander';
-import { parseRedisUrl } from './lease/index.js';
 import { parseCidr, parseIPv4, type Cidr } from './net/ipv4.js';
+import { redisConnectionOptions, type RedisFlags } from './redis-flags.js';
 import { DEFAULT_TX_QUEUE_LENGTH } from './tun/index.js';
+import { UsageError } from './usage.js';
 
 /** Far beyond any use: 100 000 MTU-sized packets are ~150 MB the kernel may hold. */
 const MAX_TX_QUEUE_LENGTH = 100_000;
-
-export class UsageError extends Error {
-  override name = 'UsageError';
-}
 
 export interface StaticPeer {
   subnet: Cidr;
@@ -23,8 +19,7 @@ export interface StaticPeer {
   port: number;
 }
 
-export interface DaemonConfig {
-  redisUrl: string;
+export interface DaemonConfig extends RedisFlags {
   prefix: string;
   iface?: string;
   publicIp?: string;
@@ -48,8 +43,6 @@ export interface DaemonConfig {
   peerGraceMs: number;
   /** Replicas that must acknowledge each lease write (WAIT); undefined: derived from the URL (minReplicasFor). */
   redisMinReplicas?: number;
-  /** PEM of the CA that signed the Redis server's certificate (--redis-ca-file), for rediss:// URLs. */
-  redisCa?: Buffer;
   healthzIp: string;
   healthzPort: number;
   logLevel: string;
@@ -103,18 +96,6 @@ function replicasArg(value: string): number | 'auto' {
   const n = Number(value);
   if (!/^\d+$/.test(value) || !Number.isSafeInteger(n)) throw new InvalidArgumentError(`'${value}' is not a whole number of replicas or 'auto'`);
   return n;
-}
-
-/** Reads a CA bundle named by `flag`; an unreadable or non-PEM file is a UsageError naming it. */
-export function readCaFile(flag: string, file: string): Buffer {
-  let pem: Buffer;
-  try {
-    pem = readFileSync(file);
-  } catch (err) {
-    throw new UsageError(`${flag} ${file}: cannot read it (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`, { cause: err });
-  }
-  if (!pem.includes('-----BEGIN CERTIFICATE-----')) throw new UsageError(`${flag} ${file}: not a PEM certificate (no BEGIN CERTIFICATE line)`);
-  return pem;
 }
 
 function staticPeerArg(value: string, previous: StaticPeer[] = []): StaticPeer[] {
@@ -184,22 +165,9 @@ export function parseDaemonFlags(argv: string[]): DaemonConfig {
   if (o.leaseRenewMargin >= o.leaseTtl) {
     throw new UsageError(`--lease-renew-margin (${o.leaseRenewMargin} ms) must be below --lease-ttl (${o.leaseTtl} ms), or the lease would be renewed continuously`);
   }
-  let redisCa: Buffer | undefined;
-  if (!isStatic) {
-    let tls: boolean;
-    try {
-      tls = parseRedisUrl(o.redisUrl).tls;
-    } catch (err) {
-      // The message shows the URL with its password masked.
-      throw new UsageError(`--redis-url: ${(err as Error).message}`, { cause: err });
-    }
-    if (o.redisCaFile !== undefined) {
-      if (!tls) throw new UsageError('--redis-ca-file is only used with TLS: use a rediss:// (or rediss+sentinel://, rediss+cluster://) --redis-url');
-      redisCa = readCaFile('--redis-ca-file', o.redisCaFile);
-    }
-  }
-  return {
+  const config: DaemonConfig = {
     redisUrl: o.redisUrl,
+    redisCaFile: o.redisCaFile,
     prefix: o.prefix,
     iface: o.iface,
     publicIp: o.publicIp,
@@ -217,10 +185,12 @@ export function parseDaemonFlags(argv: string[]): DaemonConfig {
     leaseTtlMs: o.leaseTtl,
     peerGraceMs: o.peerGrace,
     redisMinReplicas: o.redisMinReplicas === 'auto' ? undefined : o.redisMinReplicas,
-    redisCa,
     healthzIp: o.healthzIp,
     healthzPort: Number(o.healthzPort),
     logLevel: o.logLevel,
     static: isStatic ? { network: o.staticNetwork, subnet: o.staticSubnet, port: o.staticPort, peers: o.staticPeer } : undefined,
   };
+  // Checked now, so that a mistake exits 2 before anything starts; startNode builds the same options again to connect.
+  if (!isStatic) redisConnectionOptions(config);
+  return config;
 }

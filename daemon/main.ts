@@ -1,9 +1,10 @@
 #!/usr/bin/env node
 import { CommanderError } from 'commander';
 import { pino } from 'pino';
-import { parseDaemonFlags, UsageError } from './flags.js';
+import { parseDaemonFlags } from './flags.js';
 import { stdoutLogDestination } from './log-destination.js';
 import { startNode } from './node/node.js';
+import { UsageError } from './usage.js';
 
 function fail(message: string, code: number): never {
   process.stderr.write(`miniflanneld: ${message}\n`);

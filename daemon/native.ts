@@ -7,13 +7,11 @@ import path from 'node:path';
 
 export interface NativeTunDevice {
   readonly name: string;
-  readonly fd: number;
   setMtu(mtu: number): void;
   setTxQueueLength(packets: number): void;
   setIPv4(address: string, prefixLength: number): void;
   setUp(): void;
   startReading(arena: Buffer, slotSize: number, lengths: Uint32Array, onBatch: (count: number, errno: number) => void): void;
-  stopReading(): void;
   writeBatch(buffer: Buffer, offsets: Uint32Array, lengths: Uint32Array, count: number): number;
   close(): void;
 }
@@ -45,6 +43,10 @@ interface NativeAddon {
   PacketSealer: new (encrypt: boolean, localIp: number, freshnessSeconds: number) => NativePacketSealer;
   /** Sets one IPV4_DEVCONF_* option of an interface over rtnetlink (no /proc/sys needed). */
   setIPv4DevConf(ifname: string, setting: number, value: number): void;
+  /** Routes `network` (host order) / `prefixLength` into the interface over rtnetlink, replacing any route to that block. */
+  replaceRoute(ifname: string, network: number, prefixLength: number): void;
+  /** Deletes an interface over rtnetlink; the kernel drops its routes. */
+  deleteLink(ifname: string): void;
   /** The TUN offload cutter alone (virtio_net_hdr + packet in, MTU-sized packets out); null if it refuses the frame. */
   segmentFrame(frame: Buffer, slotSize: number): Buffer[] | null;
   /** The TUN offload joiner alone: the frames (virtio_net_hdr + packet) it would write. Rewrites `buffer` as the writer does. */

@@ -18,6 +18,7 @@ import type { ChildProcess } from 'node:child_process';
 import { Netns, runPrefix } from './netns.js';
 import { cniAdd, cniDel, type CniRuntime } from './cni.js';
 import { exited, stopProcess } from './exec.js';
+import { redisServerArgs } from './redis.js';
 
 export const UNDERLAY_SUBNET = '198.18.0.0/24';
 export const UNDERLAY_GATEWAY = '198.18.0.254';
@@ -88,8 +89,8 @@ export class Sandbox {
   async startRedis(options: { persistence?: boolean } = { persistence: true }): Promise<void> {
     const dir = path.join(this.options.workDir, 'redis');
     await mkdir(dir, { recursive: true });
-    const persistence = options.persistence ? ['--appendonly', 'yes'] : ['--save', '', '--appendonly', 'no'];
-    const redis = this.underlay.spawn(['redis-server', '--bind', UNDERLAY_GATEWAY, '--port', '6379', '--dir', dir, ...persistence, '--protected-mode', 'no']);
+    // The AOF fsynced every second, as deployments run it (deploy/redis).
+    const redis = this.underlay.spawn(['redis-server', ...redisServerArgs({ host: UNDERLAY_GATEWAY, port: 6379, dir, persistence: options.persistence, fsync: 'everysec' })]);
     this.redis = redis;
     await new Promise<void>((resolve, reject) => {
       const lines = createInterface({ input: redis.stdout! });

@@ -5,6 +5,7 @@ import { createWriteStream } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { ChildProcess } from 'node:child_process';
+import type { StatusDocument } from '../daemon/node/status.js';
 import type { SandboxNode } from './cluster.js';
 import type { Netns } from './netns.js';
 import { stopProcess } from './exec.js';
@@ -40,7 +41,8 @@ export interface RunningDaemon {
   readonly process: ChildProcess;
   readonly node: SandboxNode;
   readonly logFile: string;
-  status(): Promise<any>;
+  /** GET /status, read from inside the node's namespace. */
+  status(): Promise<StatusDocument>;
   stop(): Promise<number | null>;
 }
 
@@ -71,7 +73,7 @@ export async function startDaemon(node: SandboxNode, args: string[]): Promise<Ru
     process: child,
     node,
     logFile,
-    status: async () => JSON.parse((await httpGetIn(node.ns, `${base}/status`)).body),
+    status: async () => JSON.parse((await httpGetIn(node.ns, `${base}/status`)).body) as StatusDocument,
     stop: () => stopProcess(child),
   };
   try {

@@ -1,17 +1,22 @@
-// A real redis-server for tests: a free loopback port, a temp dir, and
-// cleanup of exactly the processes this harness started (by pid), also when
-// the test process exits early. A missing binary is an error, never a skip.
+// A real redis-server for the tests and the benchmarks: a free loopback port
+// kept across restarts, a temp dir, and cleanup of exactly the processes this
+// harness started (by pid), also when the process exits early. A missing
+// binary is an error, never a skip. redisServerArgs() is the one place that
+// turns a configuration into redis-server's argv, also for the servers the lab
+// starts inside network namespaces.
 
 import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Redis } from 'ioredis';
+import { stopProcess } from './exec.js';
 
 const REDIS_SERVER = process.env['REDIS_SERVER'] ?? '/usr/bin/redis-server';
 const REDIS_CLI = process.env['REDIS_CLI'] ?? '/usr/bin/redis-cli';
 
-/** Every child still running, and every temp dir, cleaned up if the test process exits without doing so. */
+/** Every child still running, and every temp dir, cleaned up if the process (a test, a benchmark) exits without doing so. */
 const running = new Set<ChildProcess>();
 const tempDirs = new Set<string>();
 process.once('exit', () => {
@@ -38,19 +43,78 @@ function removeTempDir(dir: string): void {
   tempDirs.delete(dir);
 }
 
-export interface StartRedisOptions {
-  /** appendonly yes (fsync every write) so data survives restart() and kill(). Default false (`--save ''`, no AOF). */
+/** What redis-server runs with: where it listens, where its files go, how it keeps them. */
+export interface RedisServerConfig {
+  /**
+   * The address it binds. Protected mode is off: the server is reachable
+   * only where that address is (loopback, or a namespace the lab created).
+   */
+  readonly host: string;
+  /** Its plain TCP port; 0 for none (a TLS-only server, with --tls-port among `args`). */
+  readonly port: number;
+  /** Its working dir: the append-only file, nodes.conf. */
+  readonly dir: string;
+  /** An append-only file, so the data survives a restart. Default false: no AOF and no RDB (`--save ''`), so a restart comes back empty. */
   readonly persistence?: boolean;
-  /** Extra config directives, e.g. ['--stream-node-max-entries', '4']. */
-  readonly args?: readonly string[];
+  /** When the AOF is fsynced: after every write (default, so even a SIGKILL loses nothing) or once a second, as deployments run it. */
+  readonly fsync?: 'always' | 'everysec';
   /** Require this password (requirepass). */
   readonly password?: string;
-  /** Run as a sentinel with this (writable) config file instead of as a data node. */
+  /** Connections it accepts at most (maxclients). Default Redis's own, 10,000. */
+  readonly maxClients?: number;
+  /** Extra config directives, last so they win, e.g. ['--replicaof', host, port]. */
+  readonly args?: readonly string[];
+}
+
+/** redis-server's argv (without the binary) for `config`. */
+export function redisServerArgs(config: RedisServerConfig): string[] {
+  const persistence = config.persistence === true;
+  return [
+    '--bind', config.host,
+    '--port', String(config.port),
+    '--dir', config.dir,
+    '--protected-mode', 'no',
+    '--save', '',
+    '--appendonly', persistence ? 'yes' : 'no',
+    ...(persistence ? ['--appendfsync', config.fsync ?? 'always'] : []),
+    ...(config.maxClients !== undefined ? ['--maxclients', String(config.maxClients)] : []),
+    ...(config.password !== undefined ? ['--requirepass', config.password] : []),
+    ...(config.args ?? []),
+  ];
+}
+
+export interface StartRedisOptions extends Omit<RedisServerConfig, 'host' | 'port' | 'dir'> {
+  /** Run as a sentinel with this (writable) config file instead of as a data node; the data options are ignored. */
   readonly sentinelConfig?: string;
   /** Listen on this port instead of a free one picked at random. */
   readonly port?: number;
   /** The redis-server binary. Default $REDIS_SERVER or /usr/bin/redis-server. */
   readonly binary?: string;
+}
+
+/** How restart() changes the server; what it leaves out stays as before. */
+export interface RestartOptions {
+  /** Persistence of the new process (see RedisServerConfig.persistence). */
+  readonly persistence?: boolean;
+  /** Delete the files of the earlier processes first, so the new one starts with no data whatever its persistence. */
+  readonly empty?: boolean;
+}
+
+/**
+ * Redis lowers maxclients, with a warning in its log, when it cannot get the
+ * file descriptors: a run that needs them would fail later, and less clearly.
+ */
+export class RedisMaxClientsError extends Error {
+  override readonly name = 'RedisMaxClientsError';
+  constructor(
+    readonly wanted: number,
+    readonly granted: number,
+  ) {
+    super(
+      `redis-server got maxclients ${granted}, not the ${wanted} asked for, for lack of file descriptors; ` +
+        `raise the hard limit (ulimit -Hn ${wanted + 32}) or run as root`,
+    );
+  }
 }
 
 export interface RedisServer {
@@ -61,10 +125,14 @@ export interface RedisServer {
   readonly dir: string;
   /** pid of the current process, undefined while it is down. */
   readonly pid: number | undefined;
+  /** The version the current process reported at start, e.g. 7.0.15. */
+  readonly version: string;
+  /** When the current process first answered PING with its data loaded (epoch ms). */
+  readonly readyAt: number;
   /** Graceful shutdown (SIGTERM), then removes the temp dir. Final. */
   stop(): Promise<void>;
   /** SIGTERM (graceful: AOF flushed), then a new process on the same port and dir. */
-  restart(): Promise<void>;
+  restart(options?: RestartOptions): Promise<void>;
   /** SIGKILL: a crash. The dir stays, so restart() brings the data back (with persistence). */
   kill(): Promise<void>;
   /** Runs redis-cli against this server and returns its stdout. */
@@ -90,7 +158,11 @@ export function freePort(): Promise<number> {
   });
 }
 
-/** Resolves once `PING` on host:port gets a reply (any reply: +PONG or -NOAUTH). */
+/**
+ * Resolves once `PING` on host:port gets a reply (+PONG, or -NOAUTH) other
+ * than -LOADING: the data is in memory. (Redis answers NOAUTH before LOADING,
+ * so with a password this may be before the AOF is loaded.)
+ */
 async function waitForPing(port: number, child: ChildProcess, deadlineMs: number): Promise<void> {
   const deadline = Date.now() + deadlineMs;
   for (;;) {
@@ -103,7 +175,7 @@ async function waitForPing(port: number, child: ChildProcess, deadlineMs: number
       };
       socket.setTimeout(500, () => done(false));
       socket.once('error', () => done(false));
-      socket.once('data', (data) => done(/^[+-]/.test(data.toString())));
+      socket.once('data', (data) => done(/^[+-]/.test(data.toString()) && !data.toString().startsWith('-LOADING')));
       socket.connect(port, '127.0.0.1', () => socket.write('PING\r\n'));
     });
     if (answered) return;
@@ -117,28 +189,36 @@ function waitForExit(child: ChildProcess): Promise<void> {
   return new Promise((resolve) => child.once('exit', () => resolve()));
 }
 
+/** The number CONFIG GET returns for `parameter` on a running server. */
+async function configNumber(host: string, port: number, password: string | undefined, parameter: string): Promise<number> {
+  const client = new Redis({ host, port, password, maxRetriesPerRequest: 1, enableReadyCheck: false, retryStrategy: () => null });
+  try {
+    const [, value] = (await client.config('GET', parameter)) as string[];
+    return Number(value);
+  } finally {
+    client.disconnect();
+  }
+}
+
 export async function startRedis(options: StartRedisOptions = {}): Promise<RedisServer> {
   const binary = options.binary ?? REDIS_SERVER;
   assertRedisInstalled(binary);
   const dir = makeTempDir('redis');
   const host = '127.0.0.1';
   let port = options.port ?? (await freePort());
+  let persistence = options.persistence;
   let child: ChildProcess | undefined;
   let output = '';
+  let version = 'unknown';
+  let readyAt = Number.NaN;
 
   const launch = async (): Promise<void> => {
-    const common = ['--port', String(port), '--bind', host, '--dir', dir, '--daemonize', 'no', '--loglevel', 'warning'];
+    // Warnings only, which include the version line.
+    const quiet = ['--loglevel', 'warning'];
     const args =
       options.sentinelConfig !== undefined
-        ? [options.sentinelConfig, '--sentinel', ...common]
-        : [
-            ...common,
-            '--save', '',
-            '--appendonly', options.persistence === true ? 'yes' : 'no',
-            '--appendfsync', 'always',
-            ...(options.password !== undefined ? ['--requirepass', options.password] : []),
-            ...(options.args ?? []),
-          ];
+        ? [options.sentinelConfig, '--sentinel', ...quiet, '--bind', host, '--port', String(port), '--dir', dir]
+        : [...quiet, ...redisServerArgs({ ...options, host, port, dir, persistence })];
     output = '';
     const proc = spawn(binary, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     proc.stdout?.on('data', (d: Buffer) => (output += d.toString()));
@@ -147,35 +227,54 @@ export async function startRedis(options: StartRedisOptions = {}): Promise<Redis
     proc.once('exit', () => running.delete(proc));
     child = proc;
     try {
-      await waitForPing(port, proc, 10_000);
+      // A long deadline: loading a large AOF is part of the start.
+      await waitForPing(port, proc, 60_000);
     } catch (err) {
       proc.kill('SIGKILL');
       await waitForExit(proc);
       throw new Error(`${(err as Error).message}\n${output}`, { cause: err });
     }
+    readyAt = Date.now();
+    version = /Redis version=([\d.]+)/.exec(output)?.[1] ?? 'unknown';
   };
-
-  // The port was free when probed; another process may grab it first, so try a few.
-  for (let attempt = 1; ; attempt++) {
-    try {
-      await launch();
-      break;
-    } catch (err) {
-      if (attempt >= 5 || options.port !== undefined) {
-        removeTempDir(dir);
-        throw err;
-      }
-      port = await freePort();
-    }
-  }
 
   const shutdown = async (signal: NodeJS.Signals): Promise<void> => {
     const proc = child;
     child = undefined;
-    if (proc === undefined || proc.exitCode !== null || proc.signalCode !== null) return;
-    proc.kill(signal);
-    await waitForExit(proc);
+    if (proc === undefined) return;
+    // A graceful stop flushes the AOF; a server stuck in it is killed after a while.
+    if (signal === 'SIGTERM') await stopProcess(proc, 30_000);
+    else if (proc.exitCode === null && proc.signalCode === null) {
+      proc.kill(signal);
+      await waitForExit(proc);
+    }
   };
+
+  const checkMaxClients = async (): Promise<void> => {
+    if (options.maxClients === undefined) return;
+    const granted = await configNumber(host, port, options.password, 'maxclients');
+    if (granted < options.maxClients) {
+      await shutdown('SIGTERM');
+      throw new RedisMaxClientsError(options.maxClients, granted);
+    }
+  };
+
+  try {
+    // The port was free when probed; another process may grab it first, so try a few.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await launch();
+        break;
+      } catch (err) {
+        if (attempt >= 5 || options.port !== undefined) throw err;
+        port = await freePort();
+      }
+    }
+    await checkMaxClients();
+  } catch (err) {
+    removeTempDir(dir);
+    throw err;
+  }
 
   const auth = options.password !== undefined ? `:${encodeURIComponent(options.password)}@` : '';
   return {
@@ -188,13 +287,25 @@ export async function startRedis(options: StartRedisOptions = {}): Promise<Redis
     get pid() {
       return child?.exitCode === null ? child.pid : undefined;
     },
+    get version() {
+      return version;
+    },
+    get readyAt() {
+      return readyAt;
+    },
     async stop() {
       await shutdown('SIGTERM');
       removeTempDir(dir);
     },
-    async restart() {
+    async restart(change = {}) {
       await shutdown('SIGTERM');
+      if (change.empty === true) {
+        rmSync(dir, { recursive: true, force: true });
+        mkdirSync(dir);
+      }
+      persistence = change.persistence ?? persistence;
       await launch();
+      await checkMaxClients();
     },
     async kill() {
       await shutdown('SIGKILL');

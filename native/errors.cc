@@ -26,8 +26,16 @@ const char* ErrnoName(int err) {
     case EFAULT: return "EFAULT";
     case ENETDOWN: return "ENETDOWN";
     case EADDRNOTAVAIL: return "EADDRNOTAVAIL";
+    case ENETUNREACH: return "ENETUNREACH";
+    case EOPNOTSUPP: return "EOPNOTSUPP";
+    case EPROTO: return "EPROTO";
     default: return "EUNKNOWN";
   }
+}
+
+std::string PermissionHint(int err, const std::string& what) {
+  if (err == EPERM || err == EACCES) return what + " requires CAP_NET_ADMIN";
+  return what;
 }
 
 void ThrowErrno(Napi::Env env, int err, const std::string& what) {

@@ -13,4 +13,7 @@ void ThrowErrno(Napi::Env env, int err, const std::string& what);
 
 const char* ErrnoName(int err);
 
+// `what`, plus what to grant when `err` says permission was refused.
+std::string PermissionHint(int err, const std::string& what);
+
 }  // namespace miniflannel

@@ -1,5 +1,6 @@
 #include "netlink.h"
 
+#include <arpa/inet.h>
 #include <linux/if_link.h>
 #include <linux/netlink.h>
 #include <linux/rtnetlink.h>
@@ -17,65 +18,101 @@ namespace miniflannel {
 
 namespace {
 
-// Appends an attribute header (and payload) at `at`; returns it so nests can grow its length.
-rtattr* PutAttr(char* message, size_t* length, unsigned short type, const void* data, size_t size) {
-  auto* attr = reinterpret_cast<rtattr*>(message + NLMSG_ALIGN(*length));
-  attr->rta_type = type;
-  attr->rta_len = static_cast<unsigned short>(RTA_LENGTH(size));
-  if (size > 0) std::memcpy(RTA_DATA(attr), data, size);
-  *length = NLMSG_ALIGN(*length) + RTA_ALIGN(attr->rta_len);
-  return attr;
-}
-
-void EndNest(char* message, size_t length, rtattr* nest) {
-  nest->rta_len = static_cast<unsigned short>(message + length - reinterpret_cast<char*>(nest));
-}
-
-// RTM_SETLINK { IFLA_AF_SPEC { AF_INET { IFLA_INET_CONF { setting: value } } } }; returns 0 or an errno.
-int SetDevConf(unsigned ifindex, unsigned short setting, uint32_t value) {
-  alignas(NLMSG_ALIGNTO) char message[256] = {};
-  auto* header = reinterpret_cast<nlmsghdr*>(message);
-  header->nlmsg_type = RTM_SETLINK;
-  header->nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK;
-  header->nlmsg_seq = 1;
-  size_t length = NLMSG_LENGTH(sizeof(ifinfomsg));
-  auto* link = static_cast<ifinfomsg*>(NLMSG_DATA(header));
-  link->ifi_family = AF_UNSPEC;
-  link->ifi_index = static_cast<int>(ifindex);
-  rtattr* af_spec = PutAttr(message, &length, IFLA_AF_SPEC, nullptr, 0);
-  rtattr* inet = PutAttr(message, &length, AF_INET, nullptr, 0);
-  rtattr* conf = PutAttr(message, &length, IFLA_INET_CONF, nullptr, 0);
-  PutAttr(message, &length, setting, &value, sizeof(value));
-  EndNest(message, length, conf);
-  EndNest(message, length, inet);
-  EndNest(message, length, af_spec);
-  header->nlmsg_len = static_cast<uint32_t>(length);
-
-  int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
-  if (fd < 0) return errno;
-  sockaddr_nl kernel = {};
-  kernel.nl_family = AF_NETLINK;
-  int result = 0;
-  if (sendto(fd, message, length, 0, reinterpret_cast<sockaddr*>(&kernel), sizeof(kernel)) < 0) {
-    result = errno;
-  } else {
-    alignas(NLMSG_ALIGNTO) char reply[1024];
-    ssize_t got = recv(fd, reply, sizeof(reply), 0);
-    auto* answer = reinterpret_cast<nlmsghdr*>(reply);
-    if (got < 0) {
-      result = errno;
-    } else if (!NLMSG_OK(answer, static_cast<size_t>(got)) || answer->nlmsg_type != NLMSG_ERROR) {
-      result = EPROTO;
-    } else {
-      result = -static_cast<nlmsgerr*>(NLMSG_DATA(answer))->error;
-    }
+// One rtnetlink request: a header, its fixed part, then attributes.
+class Request {
+ public:
+  Request(uint16_t type, uint16_t flags, size_t fixed_size) {
+    header()->nlmsg_type = type;
+    header()->nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK | flags;
+    header()->nlmsg_seq = 1;
+    length_ = NLMSG_LENGTH(fixed_size);
   }
-  close(fd);
-  return result;
+
+  nlmsghdr* header() { return reinterpret_cast<nlmsghdr*>(message_); }
+  template <typename Fixed>
+  Fixed* fixed() { return static_cast<Fixed*>(NLMSG_DATA(header())); }
+
+  // Appends an attribute; returns it so that a nest can be closed with End.
+  rtattr* Put(unsigned short type, const void* data, size_t size) {
+    auto* attr = reinterpret_cast<rtattr*>(message_ + NLMSG_ALIGN(length_));
+    attr->rta_type = type;
+    attr->rta_len = static_cast<unsigned short>(RTA_LENGTH(size));
+    if (size > 0) std::memcpy(RTA_DATA(attr), data, size);
+    length_ = NLMSG_ALIGN(length_) + RTA_ALIGN(attr->rta_len);
+    return attr;
+  }
+  void End(rtattr* nest) { nest->rta_len = static_cast<unsigned short>(message_ + length_ - reinterpret_cast<char*>(nest)); }
+
+  // Sends the request and waits for its acknowledgement. Returns 0 or an
+  // errno; the kernel's own words for a refusal (e.g. "Nexthop device is not
+  // up"), which `ip` would have printed, go into *detail.
+  int Send(std::string* detail) {
+    header()->nlmsg_len = static_cast<uint32_t>(length_);
+    int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
+    if (fd < 0) return errno;
+    // Best effort: a kernel without them acknowledges all the same, only with no words and with the request echoed.
+    int on = 1;
+    setsockopt(fd, SOL_NETLINK, NETLINK_EXT_ACK, &on, sizeof(on));
+    setsockopt(fd, SOL_NETLINK, NETLINK_CAP_ACK, &on, sizeof(on));
+    sockaddr_nl kernel = {};
+    kernel.nl_family = AF_NETLINK;
+    int result = 0;
+    if (sendto(fd, message_, length_, 0, reinterpret_cast<sockaddr*>(&kernel), sizeof(kernel)) < 0) {
+      result = errno;
+    } else {
+      alignas(NLMSG_ALIGNTO) char reply[4096];
+      ssize_t got = recv(fd, reply, sizeof(reply), 0);
+      auto* answer = reinterpret_cast<nlmsghdr*>(reply);
+      if (got < 0) {
+        result = errno;
+      } else if (!NLMSG_OK(answer, static_cast<size_t>(got)) || answer->nlmsg_type != NLMSG_ERROR) {
+        result = EPROTO;
+      } else {
+        result = -static_cast<nlmsgerr*>(NLMSG_DATA(answer))->error;
+        if (result != 0) *detail = ExtendedAckMessage(answer);
+      }
+    }
+    close(fd);
+    return result;
+  }
+
+ private:
+  static std::string ExtendedAckMessage(const nlmsghdr* answer) {
+    if (!(answer->nlmsg_flags & NLM_F_ACK_TLVS)) return "";
+    auto* error = static_cast<const nlmsgerr*>(NLMSG_DATA(answer));
+    size_t offset = sizeof(nlmsgerr);
+    if (!(answer->nlmsg_flags & NLM_F_CAPPED)) offset += error->msg.nlmsg_len - NLMSG_HDRLEN;
+    if (NLMSG_HDRLEN + offset > answer->nlmsg_len) return "";
+    auto* attr = reinterpret_cast<const rtattr*>(reinterpret_cast<const char*>(error) + offset);
+    int remaining = static_cast<int>(answer->nlmsg_len - NLMSG_HDRLEN - offset);
+    for (; RTA_OK(attr, remaining); attr = RTA_NEXT(attr, remaining)) {
+      if (attr->rta_type == NLMSGERR_ATTR_MSG) {
+        return std::string(static_cast<const char*>(RTA_DATA(attr)), strnlen(static_cast<const char*>(RTA_DATA(attr)), RTA_PAYLOAD(attr)));
+      }
+    }
+    return "";
+  }
+
+  alignas(NLMSG_ALIGNTO) char message_[256] = {};
+  size_t length_ = 0;
+};
+
+// Throws `CODE: what: the kernel's words (strerror)`, with the capability to grant on EPERM.
+void ThrowRefusal(Napi::Env env, int err, const std::string& what, const std::string& detail) {
+  std::string hinted = PermissionHint(err, what);
+  ThrowErrno(env, err, detail.empty() ? hinted : hinted + ": " + detail);
+}
+
+// The index of interface `name`, or 0 after throwing ENODEV for `what`.
+unsigned InterfaceIndex(Napi::Env env, const std::string& name, const std::string& what) {
+  unsigned ifindex = if_nametoindex(name.c_str());
+  if (ifindex == 0) ThrowErrno(env, errno, what + ": no interface '" + name + "'");
+  return ifindex;
 }
 
 }  // namespace
 
+// RTM_SETLINK { IFLA_AF_SPEC { AF_INET { IFLA_INET_CONF { setting: value } } } }
 Napi::Value SetIPv4DevConf(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 3 || !info[0].IsString() || !info[1].IsNumber() || !info[2].IsNumber()) {
@@ -83,14 +120,87 @@ Napi::Value SetIPv4DevConf(const Napi::CallbackInfo& info) {
     return env.Undefined();
   }
   std::string name = info[0].As<Napi::String>().Utf8Value();
-  unsigned ifindex = if_nametoindex(name.c_str());
-  if (ifindex == 0) {
-    ThrowErrno(env, errno, "no interface '" + name + "'");
+  auto setting = static_cast<unsigned short>(info[1].As<Napi::Number>().Uint32Value());
+  uint32_t value = info[2].As<Napi::Number>().Uint32Value();
+  std::string what = "setting an IPv4 option of '" + name + "' over rtnetlink";
+  unsigned ifindex = InterfaceIndex(env, name, what);
+  if (ifindex == 0) return env.Undefined();
+
+  Request request(RTM_SETLINK, 0, sizeof(ifinfomsg));
+  request.fixed<ifinfomsg>()->ifi_family = AF_UNSPEC;
+  request.fixed<ifinfomsg>()->ifi_index = static_cast<int>(ifindex);
+  rtattr* af_spec = request.Put(IFLA_AF_SPEC, nullptr, 0);
+  rtattr* inet = request.Put(AF_INET, nullptr, 0);
+  rtattr* conf = request.Put(IFLA_INET_CONF, nullptr, 0);
+  request.Put(setting, &value, sizeof(value));
+  request.End(conf);
+  request.End(inet);
+  request.End(af_spec);
+  std::string detail;
+  if (int err = request.Send(&detail)) {
+    ThrowRefusal(env, err, what, detail);
+  }
+  return env.Undefined();
+}
+
+// RTM_NEWROUTE (create | replace) { RTA_DST: network, RTA_OIF: ifindex }, a
+// link-scope unicast route in the main table, as `ip route replace` makes it.
+Napi::Value ReplaceRoute(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 3 || !info[0].IsString() || !info[1].IsNumber() || !info[2].IsNumber()) {
+    Napi::TypeError::New(env, "replaceRoute(ifname, network, prefixLength)").ThrowAsJavaScriptException();
     return env.Undefined();
   }
-  int err = SetDevConf(ifindex, static_cast<unsigned short>(info[1].As<Napi::Number>().Uint32Value()),
-                       info[2].As<Napi::Number>().Uint32Value());
-  if (err != 0) ThrowErrno(env, err, "setting an IPv4 option of '" + name + "' over rtnetlink (needs CAP_NET_ADMIN)");
+  std::string name = info[0].As<Napi::String>().Utf8Value();
+  in_addr network = {htonl(info[1].As<Napi::Number>().Uint32Value())};
+  uint32_t prefix = info[2].As<Napi::Number>().Uint32Value();
+  char text[INET_ADDRSTRLEN];
+  inet_ntop(AF_INET, &network, text, sizeof(text));
+  std::string what = "routing " + std::string(text) + "/" + std::to_string(prefix) + " into '" + name + "'";
+  if (prefix > 32) {
+    ThrowErrno(env, EINVAL, what + ": a prefix length is 0 to 32");
+    return env.Undefined();
+  }
+  unsigned ifindex = InterfaceIndex(env, name, what);
+  if (ifindex == 0) return env.Undefined();
+
+  Request request(RTM_NEWROUTE, NLM_F_CREATE | NLM_F_REPLACE, sizeof(rtmsg));
+  auto* fixed = request.fixed<rtmsg>();
+  fixed->rtm_family = AF_INET;
+  fixed->rtm_dst_len = static_cast<unsigned char>(prefix);
+  fixed->rtm_table = RT_TABLE_MAIN;
+  fixed->rtm_protocol = RTPROT_BOOT;
+  fixed->rtm_scope = RT_SCOPE_LINK;
+  fixed->rtm_type = RTN_UNICAST;
+  request.Put(RTA_DST, &network, sizeof(network));
+  uint32_t oif = ifindex;
+  request.Put(RTA_OIF, &oif, sizeof(oif));
+  std::string detail;
+  if (int err = request.Send(&detail)) {
+    ThrowRefusal(env, err, what, detail);
+  }
+  return env.Undefined();
+}
+
+// RTM_DELLINK by index.
+Napi::Value DeleteLink(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsString()) {
+    Napi::TypeError::New(env, "deleteLink(ifname)").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  std::string name = info[0].As<Napi::String>().Utf8Value();
+  std::string what = "deleting interface '" + name + "'";
+  unsigned ifindex = InterfaceIndex(env, name, what);
+  if (ifindex == 0) return env.Undefined();
+
+  Request request(RTM_DELLINK, 0, sizeof(ifinfomsg));
+  request.fixed<ifinfomsg>()->ifi_family = AF_UNSPEC;
+  request.fixed<ifinfomsg>()->ifi_index = static_cast<int>(ifindex);
+  std::string detail;
+  if (int err = request.Send(&detail)) {
+    ThrowRefusal(env, err, what, detail);
+  }
   return env.Undefined();
 }
 

@@ -1,6 +1,8 @@
-// Per-interface IPv4 settings over rtnetlink rather than /proc/sys, which
-// container runtimes mount read-only unless the container is privileged.
-// CAP_NET_ADMIN in the network namespace is all it needs.
+// Interface settings and routes over rtnetlink rather than /proc/sys or the
+// `ip` command: container runtimes mount /proc/sys read-only unless the
+// container is privileged, and the image carries no iproute2. CAP_NET_ADMIN
+// in the network namespace is all it needs. Each call is one synchronous
+// request and its acknowledgement, at start-up and clean-up only.
 #pragma once
 
 #include <napi.h>
@@ -9,5 +11,13 @@ namespace miniflannel {
 
 // setIPv4DevConf(ifname, setting /* IPV4_DEVCONF_* */, value): throws with err.code on failure.
 Napi::Value SetIPv4DevConf(const Napi::CallbackInfo& info);
+
+// replaceRoute(ifname, network /* IPv4, host order */, prefixLength): routes the
+// block into the interface in the main table, replacing any route to the same
+// block (`ip route replace NETWORK/LEN dev IFNAME`). Throws with err.code.
+Napi::Value ReplaceRoute(const Napi::CallbackInfo& info);
+
+// deleteLink(ifname): deletes the interface; the kernel drops its routes. Throws with err.code.
+Napi::Value DeleteLink(const Napi::CallbackInfo& info);
 
 }  // namespace miniflannel

@@ -33,11 +33,6 @@ int InterfaceIoctl(unsigned long request, struct ifreq* ifr) {
   return result;
 }
 
-std::string PermissionHint(int err, const std::string& what) {
-  if (err == EPERM || err == EACCES) return what + " requires CAP_NET_ADMIN";
-  return what;
-}
-
 bool ParseIPv4(const std::string& text, in_addr* out) {
   return inet_pton(AF_INET, text.c_str(), out) == 1;
 }
@@ -49,13 +44,11 @@ void TunDevice::Init(Napi::Env env, Napi::Object exports) {
       env, "TunDevice",
       {
           InstanceAccessor<&TunDevice::Name>("name"),
-          InstanceAccessor<&TunDevice::Fd>("fd"),
           InstanceMethod<&TunDevice::SetMtu>("setMtu"),
           InstanceMethod<&TunDevice::SetTxQueueLength>("setTxQueueLength"),
           InstanceMethod<&TunDevice::SetIPv4>("setIPv4"),
           InstanceMethod<&TunDevice::SetUp>("setUp"),
           InstanceMethod<&TunDevice::StartReading>("startReading"),
-          InstanceMethod<&TunDevice::StopReading>("stopReading"),
           InstanceMethod<&TunDevice::WriteBatch>("writeBatch"),
           InstanceMethod<&TunDevice::Close>("close"),
       });
@@ -121,10 +114,6 @@ bool TunDevice::EnsureOpen(Napi::Env env) {
 
 Napi::Value TunDevice::Name(const Napi::CallbackInfo& info) {
   return Napi::String::New(info.Env(), name_);
-}
-
-Napi::Value TunDevice::Fd(const Napi::CallbackInfo& info) {
-  return Napi::Number::New(info.Env(), fd_);
 }
 
 // Sets one whole-number attribute of the interface with an ioctl; `what`
@@ -296,11 +285,6 @@ size_t TunDevice::DrainOffloaded(int* error) {
     scratch_length_ = 0;
   }
   return count;
-}
-
-Napi::Value TunDevice::StopReading(const Napi::CallbackInfo& info) {
-  poller_.Stop();
-  return info.Env().Undefined();
 }
 
 // writeBatch(buffer, offsets: Uint32Array, lengths: Uint32Array, count) -> packets written

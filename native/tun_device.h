@@ -33,7 +33,6 @@ class TunDevice : public Napi::ObjectWrap<TunDevice> {
 
  private:
   Napi::Value Name(const Napi::CallbackInfo& info);
-  Napi::Value Fd(const Napi::CallbackInfo& info);
   Napi::Value SetNumber(const Napi::CallbackInfo& info, unsigned long request, const char* what,
                         void (*store)(struct ifreq&, int));
   Napi::Value SetMtu(const Napi::CallbackInfo& info);
@@ -41,7 +40,6 @@ class TunDevice : public Napi::ObjectWrap<TunDevice> {
   Napi::Value SetIPv4(const Napi::CallbackInfo& info);
   Napi::Value SetUp(const Napi::CallbackInfo& info);
   Napi::Value StartReading(const Napi::CallbackInfo& info);
-  Napi::Value StopReading(const Napi::CallbackInfo& info);
   Napi::Value WriteBatch(const Napi::CallbackInfo& info);
   Napi::Value Close(const Napi::CallbackInfo& info);
 

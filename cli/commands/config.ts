@@ -1,12 +1,13 @@
 // `miniflannel config`: read, replace and initialise the network config
-// (flannel's net-conf.json) in the lease store. Every write is validated with
-// the store's parser first and reports what it changed; a change of Network
-// or SubnetLen under existing leases needs --force, because the nodes keep
-// their old subnets until they restart.
+// (flannel's net-conf.json) in the lease store. Every write is validated by
+// the store and reports what it changed; a change of Network or SubnetLen
+// under existing leases needs --force, because the nodes keep their old
+// subnets until they restart: the store refuses it otherwise
+// (ConfigChangeRefusedError), checking and writing in one atomic step.
 
 import { readFile } from 'node:fs/promises';
 import { Command } from 'commander';
-import { ConfigError, ConfigMissingError, parseNetworkConfig, toNetConf, type NetworkConfig, type SubnetManager } from '../../daemon/lease/index.js';
+import { ConfigError, ConfigMissingError, layoutChangeUnderLeases, parseNetworkConfig, toNetConf, type ConfigWriteOptions, type NetworkConfig, type SubnetManager } from '../../daemon/lease/index.js';
 import { examples, outputOf, settingsOf } from '../conventions.js';
 import { InputError, reasonOf, RefusedError, UsageError } from '../errors.js';
 import type { Output } from '../output.js';
@@ -61,39 +62,22 @@ function configFields(out: Output, conf: NetConfForm, indent = ''): string {
   ], indent);
 }
 
-interface WriteOptions {
-  /** Replace the Network or SubnetLen even though leases exist (with a warning). */
-  readonly force: boolean;
-  /** Validate and report, but do not write. */
-  readonly dryRun: boolean;
-}
-
 interface WriteResult {
   readonly previous: NetConfForm | null;
   readonly config: NetConfForm;
   readonly changes: Change[];
 }
 
-/** Validates `text`, applies the lease guard, and stores it as written. */
-async function writeConfig(store: SubnetManager, out: Output, text: string, options: WriteOptions): Promise<WriteResult> {
-  const config = toNetConf(parseNetworkConfig(text));
-  const current = await currentConfig(store);
-  if (current === 'invalid') out.warn(`the config stored at ${store.keys.config} is invalid; replacing it`);
-  const previous = current === null || current === 'invalid' ? null : toNetConf(current);
-  const changes = diffConfigs(previous, config);
-  const moved = previous === null ? [] : changes.filter((c) => c.field === 'Network' || c.field === 'SubnetLen').map((c) => c.field);
-  if (moved.length > 0) {
-    const leases = (await store.listLeases()).leases.length;
-    if (leases > 0) {
-      const what = `${moved.join(' and ')} while ${leases} lease${leases === 1 ? '' : 's'} exist${leases === 1 ? 's' : ''}`;
-      if (!options.force) {
-        throw new RefusedError(`refusing to change ${what}: the nodes would keep subnets outside the new layout until they restart; pass --force to change it anyway`);
-      }
-      out.warn(`changing ${what}: each node keeps its old subnet until it restarts and acquires a new one; restart them, or revoke their leases`);
-    }
+/** Stores `text` as written; the store validates it and applies the lease guard. */
+async function writeConfig(store: SubnetManager, out: Output, text: string, options: ConfigWriteOptions): Promise<WriteResult> {
+  const write = await store.setNetworkConfig(text, options);
+  if (write.previous === 'invalid') out.warn(`the config stored at ${store.keys.config} is invalid; replacing it`);
+  if (write.moved.length > 0) {
+    out.warn(`changing ${layoutChangeUnderLeases(write.moved, write.leases)}: each node keeps its old subnet until it restarts and acquires a new one; restart them, or revoke their leases`);
   }
-  if (!options.dryRun) await store.setNetworkConfig(text);
-  return { previous, config, changes };
+  const previous = write.previous === null || write.previous === 'invalid' ? null : toNetConf(write.previous);
+  const config = toNetConf(write.config);
+  return { previous, config, changes: diffConfigs(previous, config) };
 }
 
 function printWrite(out: Output, key: string, result: WriteResult, dryRun: boolean): void {

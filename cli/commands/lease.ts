@@ -4,8 +4,8 @@
 
 import { createInterface } from 'node:readline';
 import { Command } from 'commander';
-import { ConfigError, ConfigMissingError, LeaseConflictError, type Lease, type NetworkConfig, type SubnetManager, type WatchEvent } from '../../daemon/lease/index.js';
-import { cidrContains, formatCidr, InvalidAddressError, parseCidr, tryParseIPv4, type Cidr } from '../../daemon/net/ipv4.js';
+import { ConfigError, ConfigMissingError, holderOf, misfitOf, type Lease, type NetworkConfig, type SubnetManager, type WatchEvent } from '../../daemon/lease/index.js';
+import { formatCidr, InvalidAddressError, parseCidr, tryParseIPv4, type Cidr } from '../../daemon/net/ipv4.js';
 import { examples, outputOf, settingsOf } from '../conventions.js';
 import { NotFoundError, RefusedError, UsageError } from '../errors.js';
 import { humanDuration, isoTime, textOf, type Cell, type Output } from '../output.js';
@@ -34,11 +34,6 @@ function redisNow(store: SubnetManager): number {
   return Math.floor(store.serverNow());
 }
 
-/** "node-b (198.18.0.2)", or the bare IP for a reservation no node has claimed yet. */
-export function holderOf(lease: Lease): string {
-  return lease.nodeName === '' ? lease.publicIP : `${lease.nodeName} (${lease.publicIP})`;
-}
-
 function backendOf(lease: Lease): string {
   const port = lease.backendData['Port'];
   return typeof port === 'number' ? `${lease.backendType}:${port}` : lease.backendType;
@@ -52,7 +47,7 @@ function expiryCell(lease: Lease, now: number): Cell {
 
 /** By subnet address (10.244.20.0/24 before 10.244.100.0/24), as every listing is shown. */
 function bySubnet(leases: readonly Lease[]): Lease[] {
-  return [...leases].sort((a, b) => parseCidr(a.subnet).network - parseCidr(b.subnet).network);
+  return [...leases].sort((a, b) => a.cidr.network - b.cidr.network);
 }
 
 const LEASE_COLUMNS = ['SUBNET', 'PUBLIC IP', 'NODE', 'BACKEND', 'EXPIRES IN'];
@@ -79,18 +74,6 @@ export function parseSubnetArgument(text: string): Cidr {
   }
 }
 
-/** Why `subnet` cannot be a node's lease under `config`, or undefined if it can. */
-export function misfitOf(subnet: Cidr, config: NetworkConfig): UsageError | undefined {
-  const text = formatCidr(subnet);
-  if (subnet.prefixLength !== config.subnetLen) {
-    return new UsageError(`subnet ${text} is a /${subnet.prefixLength}, but the network config gives each node a /${config.subnetLen} (SubnetLen)`);
-  }
-  if (!cidrContains(config.network, subnet.network)) {
-    return new UsageError(`subnet ${text} lies outside the Network ${formatCidr(config.network)}`);
-  }
-  return undefined;
-}
-
 /**
  * The lease on `text`, for show and revoke. A subnet that does not fit the
  * network config is a usage error, unless a lease holds exactly that subnet:
@@ -101,9 +84,10 @@ async function findLease(store: SubnetManager, out: Output, text: string): Promi
   const subnet = formatCidr(cidr);
   const [{ leases }, config] = await Promise.all([store.listLeases(), readConfigIfAny(store)]);
   const lease = leases.find((l) => l.subnet === subnet);
-  const misfit = config === undefined ? undefined : misfitOf(cidr, config);
-  if (lease === undefined) throw misfit ?? new NotFoundError(`no lease on subnet ${subnet}`);
-  if (misfit !== undefined) out.warn(`${misfit.message}: this lease predates the current network config`);
+  // As a reservation: show and revoke also take reservations outside SubnetMin..SubnetMax.
+  const misfit = config === undefined ? undefined : misfitOf(config, cidr, true);
+  if (lease === undefined) throw misfit === undefined ? new NotFoundError(`no lease on subnet ${subnet}`) : new UsageError(misfit);
+  if (misfit !== undefined) out.warn(`${misfit}: this lease predates the current network config`);
   return { lease, now: redisNow(store) };
 }
 
@@ -234,21 +218,9 @@ async function show(command: Command, text: string): Promise<void> {
 async function reserve(command: Command, text: string, opts: { publicIp: string; node?: string }): Promise<void> {
   const out = outputOf(command);
   if (tryParseIPv4(opts.publicIp) < 0) throw new UsageError(`--public-ip "${opts.publicIp}" is not an IPv4 address such as 198.18.0.2`);
-  const cidr = parseSubnetArgument(text);
-  const subnet = formatCidr(cidr);
+  const subnet = formatCidr(parseSubnetArgument(text));
   await withStore(settingsOf(command), async (store) => {
-    const misfit = misfitOf(cidr, await store.getNetworkConfig());
-    if (misfit !== undefined) throw misfit;
-    const before = (await store.listLeases()).leases.find((l) => l.subnet === subnet);
-    if (before !== undefined && before.publicIP !== opts.publicIp) {
-      const how = before.expiresAt === null ? 'reserved for' : 'leased to';
-      throw new LeaseConflictError(`subnet ${subnet} is already taken: it is ${how} ${holderOf(before)}; revoke it first`);
-    }
-    let lease = await store.reserve(subnet, opts.publicIp);
-    // The store reserves with no node name; naming the node is a second write, the one a node makes when it claims its reservation.
-    const renamed = opts.node !== undefined && opts.node !== lease.nodeName;
-    if (renamed) lease = await store.renewLease({ ...lease, nodeName: opts.node! });
-    const outcome = before === undefined ? 'created' : before.expiresAt !== null ? 'converted' : renamed ? 'updated' : 'unchanged';
+    const { lease, outcome } = await store.reserve(subnet, opts.publicIp, opts.node);
     const now = redisNow(store);
     if (out.json) return out.document({ outcome, lease: leaseDocument(lease, now) });
     switch (outcome) {

@@ -1,17 +1,6 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { spawn } from 'node:child_process';
-import { closeSync, openSync } from 'node:fs';
-import { mkdtemp, readFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import { examples, positiveInteger } from '../conventions.js';
-import { SANDBOX_REDIS_URL } from '../../lab/cluster.js';
-import { cliIn, HEALTHZ_PORT, httpGetIn, waitFor } from '../../lab/daemon.js';
-import { alive, Netns, removeStaleNamespaces, runPrefix } from '../../lab/netns.js';
-import { leaseOverlay, type Overlay } from '../../lab/overlays.js';
-import { register, registered, runningSandboxes, unregister, type SandboxRecord } from '../../lab/registry.js';
-
-const say = (line: string): void => void process.stdout.write(`${line}\n`);
+import { loadLab } from '../lab.js';
 
 function nodeCount(value: string): number {
   const n = Number(value);
@@ -19,126 +8,7 @@ function nodeCount(value: string): number {
   return n;
 }
 
-async function recordOf(overlay: Overlay, workDir: string): Promise<SandboxRecord> {
-  const nodes: SandboxRecord['nodes'] = [];
-  for (const pod of overlay.pods) {
-    const status = await overlay.daemons[pod.node.index - 1]!.status();
-    nodes.push({
-      namespace: pod.node.ns.name,
-      underlayIp: pod.node.underlayIp,
-      subnet: status.lease.subnet,
-      healthz: `http://${pod.node.underlayIp}:${HEALTHZ_PORT}`,
-      pod: { namespace: pod.ns.name, ip: pod.ip },
-    });
-  }
-  return { pid: process.pid, startedAt: new Date().toISOString(), redisUrl: SANDBOX_REDIS_URL, underlayNamespace: overlay.sandbox.underlay.name, logDir: workDir, nodes };
-}
-
-async function demonstrate(overlay: Overlay, record: SandboxRecord): Promise<void> {
-  say('');
-  for (const node of record.nodes) say(`  node ${node.namespace}  underlay ${node.underlayIp}  subnet ${node.subnet}  pod ${node.pod.ip}`);
-  say('\npod-to-pod traffic across nodes (ping through miniflannel):');
-  for (const from of overlay.pods) {
-    for (const to of overlay.pods) {
-      if (from === to) continue;
-      const out = await from.ns.exec(['ping', '-c', '1', '-W', '2', to.ip]);
-      say(`  ${from.ip} -> ${to.ip}  ok  ${/time=([\d.]+ ms)/.exec(out)?.[1] ?? '?'}`);
-    }
-  }
-  say('\nminiflannel lease list:');
-  say((await cliIn(overlay.sandbox.underlay, ['lease', 'list', '--redis-url', SANDBOX_REDIS_URL])).trimEnd().replace(/^/gm, '  '));
-  const [first, second] = record.nodes;
-  const cli = process.argv[1];
-  say('\nwhere to look next:');
-  say(`  metrics: ip netns exec ${first!.namespace} curl -s ${first!.healthz}/metrics`);
-  say(`  status:  ip netns exec ${first!.namespace} ${cli} status --daemon ${first!.healthz}`);
-  say(`  leases:  ip netns exec ${record.underlayNamespace} ${cli} lease list --watch --redis-url ${record.redisUrl}`);
-  say(`  logs:    ${overlay.daemons.map((d) => d.logFile).join('\n           ')}`);
-  say(`  a pod:   ip netns exec ${first!.pod.namespace} ping ${second!.pod.ip}`);
-  say(`  scripts: ${cli} sandbox status | down`);
-}
-
-async function up(opts: { nodes: number; exit?: boolean }): Promise<void> {
-  await removeStaleNamespaces();
-  const workDir = await mkdtemp(path.join(tmpdir(), 'miniflannel-sandbox-'));
-  say(`building ${opts.nodes} nodes on the 198.18.0.0/24 underlay with Redis at ${SANDBOX_REDIS_URL},`);
-  say('setting the network config with `miniflannel config init`, then one miniflanneld and one pod per node ...');
-  const overlay = await leaseOverlay({ workDir, prefix: `${runPrefix()}sb`, nodes: opts.nodes });
-  let stopping: Promise<void> | undefined;
-  const teardown = () =>
-    (stopping ??= (async () => {
-      say('\ntearing down the sandbox ...');
-      await unregister();
-      await overlay.destroy();
-      say('done: namespaces, devices and daemons are gone');
-    })());
-  const stopped = new Promise<void>((resolve) => {
-    for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.once(signal, () => void teardown().then(resolve));
-  });
-  try {
-    const record = await recordOf(overlay, workDir);
-    await demonstrate(overlay, record);
-    if (opts.exit) return await teardown();
-    await register(record);
-  } catch (err) {
-    await teardown();
-    throw err;
-  }
-  say('\nrunning; press Ctrl-C (or run `miniflannel sandbox down`) to tear down');
-  await stopped;
-}
-
-/** Starts `sandbox up` in the background and returns once its cluster is ready, with its output. */
-async function upDetached(opts: { nodes: number }): Promise<void> {
-  const logFile = path.join(tmpdir(), `miniflannel-sandbox-${Date.now()}.log`);
-  const out = openSync(logFile, 'a');
-  const child = spawn(process.execPath, [process.argv[1]!, 'sandbox', 'up', '--nodes', String(opts.nodes)], { detached: true, stdio: ['ignore', out, out] });
-  closeSync(out);
-  child.unref();
-  const pid = child.pid!;
-  await waitFor(`the sandbox (pid ${pid}, output in ${logFile})`, async () => {
-    if (!alive(pid)) throw new Error(`sandbox up exited before it was ready; output: ${logFile}\n${await readFile(logFile, 'utf8')}`);
-    return (await registered(pid)) !== undefined;
-  }, 180_000);
-  process.stdout.write(await readFile(logFile, 'utf8'));
-  say(`\nrunning in the background as pid ${pid} (output: ${logFile}); \`miniflannel sandbox down\` tears it down`);
-}
-
-async function status(json: boolean): Promise<void> {
-  const sandboxes = await runningSandboxes();
-  const report = [];
-  for (const record of sandboxes) {
-    const nodes = [];
-    for (const node of record.nodes) {
-      const ready = await httpGetIn(Netns.named(node.namespace), `${node.healthz}/readyz`).then((r) => r.status === 200, () => false);
-      nodes.push({ ...node, ready });
-    }
-    report.push({ ...record, nodes });
-  }
-  if (json) return say(JSON.stringify(report, null, 2));
-  if (report.length === 0) {
-    process.stderr.write('no sandbox is running\n');
-    return;
-  }
-  for (const record of report) {
-    say(`sandbox pid ${record.pid}, up since ${record.startedAt}, Redis ${record.redisUrl} in ${record.underlayNamespace}`);
-    for (const node of record.nodes) {
-      say(`  node ${node.namespace}  underlay ${node.underlayIp}  subnet ${node.subnet}  pod ${node.pod.ip}  ${node.ready ? 'ready' : 'NOT READY'}`);
-    }
-  }
-}
-
-async function down(onlyPid: number | undefined): Promise<void> {
-  const sandboxes = (await runningSandboxes()).filter((record) => onlyPid === undefined || record.pid === onlyPid);
-  for (const record of sandboxes) {
-    say(`stopping sandbox pid ${record.pid} ...`);
-    process.kill(record.pid, 'SIGTERM');
-    await waitFor(`sandbox pid ${record.pid} to tear down`, async () => !alive(record.pid), 60_000);
-  }
-  const stale = await removeStaleNamespaces();
-  if (sandboxes.length === 0 && stale.length === 0) process.stderr.write('no sandbox is running\n');
-  else say(`done${stale.length > 0 ? `; removed ${stale.length} namespaces of crashed runs` : ''}`);
-}
+const sandboxLab = () => loadLab('sandbox', 'miniflannel sandbox');
 
 export function sandboxCommand(): Command {
   const sandbox = new Command('sandbox').description('a local miniflannel cluster in network namespaces (needs root)');
@@ -149,17 +19,20 @@ export function sandboxCommand(): Command {
     .option('--exit', 'tear down right after the demonstration instead of waiting for Ctrl-C')
     .option('--detach', 'keep running in the background once ready; stop it with `sandbox down`')
     .addHelpText('after', examples('sudo miniflannel sandbox up --nodes 3', 'sudo miniflannel sandbox up --detach && sudo miniflannel sandbox status'))
-    .action((opts: { nodes: number; exit?: boolean; detach?: boolean }) => (opts.detach && !opts.exit ? upDetached(opts) : up(opts)));
+    .action(async (opts: { nodes: number; exit?: boolean; detach?: boolean }) => {
+      const lab = await sandboxLab();
+      await (opts.detach && !opts.exit ? lab.upDetached(opts) : lab.up(opts));
+    });
   sandbox
     .command('status')
     .description('list running sandboxes, their nodes and whether each daemon is ready')
     .addHelpText('after', examples('sudo miniflannel sandbox status --json'))
-    .action((_opts, command: Command) => status(command.optsWithGlobals<{ json?: boolean }>().json === true));
+    .action(async (_opts, command: Command) => (await sandboxLab()).status(command.optsWithGlobals<{ json?: boolean }>().json === true));
   sandbox
     .command('down')
     .description('tear down the running sandboxes, and namespaces left by crashed runs')
     .addOption(new Option('--pid <pid>', 'only the sandbox of this `sandbox up` process').argParser(positiveInteger))
     .addHelpText('after', examples('sudo miniflannel sandbox down', 'sudo miniflannel sandbox down --pid 4242'))
-    .action((opts: { pid?: number }) => down(opts.pid));
+    .action(async (opts: { pid?: number }) => (await sandboxLab()).down(opts.pid));
   return sandbox;
 }

@@ -1,9 +1,12 @@
 // `miniflannel status`: what a running miniflanneld reports on GET /status —
 // its node, its lease, its peers, its packet and drop counters, its uptime.
-// Fields a daemon does not report (an older one, or one still starting) are
-// shown as absent rather than refused.
+// The document is the daemon's StatusDocument; fields a daemon does not
+// report (an older one, or one still starting) are shown as absent rather
+// than refused.
 
 import { Command, Option } from 'commander';
+import { packetCounters, type PacketCounter } from '../../daemon/dataplane/index.js';
+import type { NodeInfo, StatusDocument } from '../../daemon/node/status.js';
 import { examples, outputOf, settingsOf } from '../conventions.js';
 import { DaemonError, reasonOf, UsageError } from '../errors.js';
 import { humanBytes, humanDuration, isoTime, type Cell, type Output } from '../output.js';
@@ -11,6 +14,9 @@ import { humanBytes, humanDuration, isoTime, type Cell, type Output } from '../o
 export const DEFAULT_DAEMON_URL = 'http://127.0.0.1:8286';
 
 type Json = Record<string, unknown>;
+
+/** GET /status as a daemon answers it: a StatusDocument, of which an older daemon may leave fields out. */
+type ReportedStatus = Partial<StatusDocument>;
 
 function isObject(value: unknown): value is Json {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
@@ -27,7 +33,7 @@ function daemonBase(text: string): URL {
   return url;
 }
 
-async function fetchStatus(base: URL, label: string, timeoutMs: number): Promise<Json> {
+async function fetchStatus(base: URL, label: string, timeoutMs: number): Promise<ReportedStatus> {
   const url = new URL(`${base.pathname.replace(/\/+$/, '')}/status`, base);
   let response: Response;
   let body: string;
@@ -48,56 +54,43 @@ async function fetchStatus(base: URL, label: string, timeoutMs: number): Promise
     throw new DaemonError(label, `daemon at ${label} sent a status that is not JSON`, { cause });
   }
   if (!isObject(doc)) throw new DaemonError(label, `daemon at ${label} sent a status that is not a JSON object`);
-  return doc;
+  return doc as ReportedStatus;
 }
 
 function text(value: unknown): string {
   return typeof value === 'string' || typeof value === 'number' ? String(value) : '-';
 }
 
-/** Counter labels in the order of the packet path: outbound, then inbound. */
-const COUNTERS: ReadonlyArray<{ readonly key: string; readonly title: string; readonly bytes?: true }> = [
-  { key: 'tunPacketsRead', title: 'TUN packets read' },
-  { key: 'udpPacketsSent', title: 'UDP packets sent' },
-  { key: 'udpBytesSent', title: 'UDP bytes sent', bytes: true },
-  { key: 'udpSendErrors', title: 'UDP send errors' },
-  { key: 'udpPacketsReceived', title: 'UDP packets received' },
-  { key: 'tunPacketsWritten', title: 'TUN packets written' },
-  { key: 'tunBytesWritten', title: 'TUN bytes written', bytes: true },
-  { key: 'icmpErrorsSent', title: 'ICMP errors sent' },
-];
-
-function drops(counters: Json, key: string, direction: string): Array<[string, Cell]> {
-  const table = counters[key];
+function drops(table: Readonly<Record<string, number>> | undefined, direction: string): Array<[string, Cell]> {
   if (!isObject(table)) return [];
   return Object.entries(table)
     .filter(([, n]) => typeof n === 'number' && n > 0)
     .map(([reason, n]) => [`${direction} ${reason}`, { text: String(n), style: 'yellow' }]);
 }
 
-function render(out: Output, label: string, doc: Json): void {
+function render(out: Output, label: string, doc: ReportedStatus): void {
   const section = (title: string) => out.paint({ text: title, style: 'bold' });
-  const node = isObject(doc['node']) ? doc['node'] : {};
-  const uptime = typeof doc['uptimeSeconds'] === 'number' ? humanDuration(doc['uptimeSeconds'] * 1000) : '-';
+  const node: Partial<NodeInfo> = doc.node ?? {};
+  const uptime = typeof doc.uptimeSeconds === 'number' ? humanDuration(doc.uptimeSeconds * 1000) : '-';
   out.line(out.fields([
     ['Daemon', label],
     ['Uptime', uptime],
   ]));
 
   out.line(section('Node'));
-  const tun = node['tun'] === undefined ? '-' : node['mtu'] === undefined ? text(node['tun']) : `${text(node['tun'])} (MTU ${text(node['mtu'])})`;
+  const tun = node.tun === undefined ? '-' : node.mtu === undefined ? text(node.tun) : `${text(node.tun)} (MTU ${text(node.mtu)})`;
   out.line(out.fields([
-    ['Public IP', text(node['publicIp'])],
-    ['Subnet', text(node['subnet'])],
-    ['Network', text(node['network'])],
+    ['Public IP', text(node.publicIp)],
+    ['Subnet', text(node.subnet)],
+    ['Network', text(node.network)],
     ['TUN', tun],
   ], '  '));
 
-  const lease = doc['lease'];
+  const lease = doc.lease;
   if (lease === null) {
     out.line(`${section('Lease')}  none (static subnet, or not acquired yet)`);
-  } else if (isObject(lease)) {
-    const expiresAt = lease['expiresAt'];
+  } else if (lease !== undefined) {
+    const expiresAt = lease.expiresAt;
     // The daemon's expiry is on the Redis clock; this host's clock is the best guess here.
     const expires: Cell =
       expiresAt === null
@@ -107,40 +100,40 @@ function render(out: Output, label: string, doc: Json): void {
           : '-';
     out.line(section('Lease'));
     out.line(out.fields([
-      ['Subnet', text(lease['subnet'])],
-      ['Public IP', text(lease['publicIP'])],
-      ['Node', text(lease['nodeName']) || '-'],
+      ['Subnet', text(lease.subnet)],
+      ['Public IP', text(lease.publicIP)],
+      ['Node', text(lease.nodeName) || '-'],
       ['Expires', expires],
     ], '  '));
   }
 
-  const store = doc['store'];
-  if (isObject(store)) {
+  const store = doc.store;
+  if (store) {
     out.line(section('Store'));
     out.line(out.fields([
-      ['Address', text(store['address'])],
-      ['Connected', store['connected'] === true ? { text: 'yes', style: 'green' } : { text: 'no', style: 'red' }],
+      ['Address', text(store.address)],
+      ['Connected', store.connected === true ? { text: 'yes', style: 'green' } : { text: 'no', style: 'red' }],
     ], '  '));
   }
 
-  const peers = Array.isArray(doc['peers']) ? doc['peers'].filter(isObject) : [];
+  const peers = doc.peers ?? [];
   out.line(section(`Peers (${peers.length})`));
   if (peers.length > 0) {
-    out.line(out.table(['SUBNET', 'ENDPOINT'], peers.map((p) => [text(p['subnet']), text(p['endpoint'])])).replace(/^/gm, '  '));
+    out.line(out.table(['SUBNET', 'ENDPOINT'], peers.map((p) => [text(p.subnet), text(p.endpoint)])).replace(/^/gm, '  '));
   }
 
-  const counters = doc['counters'];
-  if (!isObject(counters)) {
+  const counters = doc.counters;
+  if (!counters) {
     out.line(`${section('Counters')}  none (the data plane has not started)`);
     return;
   }
   out.line(section('Counters'));
-  const count = ({ key, bytes }: (typeof COUNTERS)[number]): string => {
+  const count = ({ key, bytes }: PacketCounter): string => {
     const value = counters[key];
     return bytes && typeof value === 'number' ? `${value} (${humanBytes(value)})` : text(value);
   };
-  out.line(out.fields(COUNTERS.map((counter) => [counter.title, count(counter)]), '  '));
-  const dropped = [...drops(counters, 'egressDrops', 'egress'), ...drops(counters, 'ingressDrops', 'ingress')];
+  out.line(out.fields(packetCounters.map((counter) => [counter.title, count(counter)]), '  '));
+  const dropped = [...drops(counters.egressDrops, 'egress'), ...drops(counters.ingressDrops, 'ingress')];
   if (dropped.length === 0) {
     out.line(`${section('Drops')}  none`);
   } else {

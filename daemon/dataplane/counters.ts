@@ -51,8 +51,6 @@ export class Counters {
   udpPacketsSent = 0;
   /** Bytes handed to the socket, including the few a full socket buffer then refused. */
   udpBytesSent = 0;
-  /** Send failures the socket reported after accepting a datagram (e.g. EMSGSIZE, ENETUNREACH). */
-  udpSendErrors = 0;
   udpPacketsReceived = 0;
   tunPacketsWritten = 0;
   tunBytesWritten = 0;
@@ -60,14 +58,63 @@ export class Counters {
   readonly egressDrops = zeroed(egressDropReasons);
   readonly ingressDrops = zeroed(ingressDropReasons);
 
-  snapshot(): CountersSnapshot {
-    return { ...this, egressDrops: { ...this.egressDrops }, ingressDrops: { ...this.ingressDrops } };
+  /** `udpSendErrors` is the transport's: failures it learnt of after accepting a datagram. */
+  snapshot(udpSendErrors: number): CountersSnapshot {
+    return {
+      tunPacketsRead: this.tunPacketsRead,
+      udpPacketsSent: this.udpPacketsSent,
+      udpBytesSent: this.udpBytesSent,
+      udpSendErrors,
+      udpPacketsReceived: this.udpPacketsReceived,
+      tunPacketsWritten: this.tunPacketsWritten,
+      tunBytesWritten: this.tunBytesWritten,
+      icmpErrorsSent: this.icmpErrorsSent,
+      egressDrops: { ...this.egressDrops },
+      ingressDrops: { ...this.ingressDrops },
+    };
   }
 }
 
-export type CountersSnapshot = Omit<Counters, 'snapshot'>;
+export interface CountersSnapshot {
+  readonly tunPacketsRead: number;
+  readonly udpPacketsSent: number;
+  readonly udpBytesSent: number;
+  /** Send failures the socket reported after accepting a datagram (e.g. EMSGSIZE, ENETUNREACH); node:dgram only. */
+  readonly udpSendErrors: number;
+  readonly udpPacketsReceived: number;
+  readonly tunPacketsWritten: number;
+  readonly tunBytesWritten: number;
+  readonly icmpErrorsSent: number;
+  readonly egressDrops: Readonly<Record<EgressDropReason, number>>;
+  readonly ingressDrops: Readonly<Record<IngressDropReason, number>>;
+}
 
 /** All zero: the figures of a data plane that has not started. */
 export function emptyCounters(): CountersSnapshot {
-  return new Counters().snapshot();
+  return new Counters().snapshot(0);
 }
+
+export type PacketCounterKey = Exclude<keyof CountersSnapshot, 'egressDrops' | 'ingressDrops'>;
+
+export interface PacketCounter {
+  readonly key: PacketCounterKey;
+  /** The Prometheus counter (GET /metrics). */
+  readonly metric: string;
+  readonly help: string;
+  /** The label `miniflannel status` prints. */
+  readonly title: string;
+  /** Counts bytes, not packets. */
+  readonly bytes?: true;
+}
+
+/** The packet counters in the order of the packet path, outbound then inbound: the one list metrics and `miniflannel status` read. */
+export const packetCounters: readonly PacketCounter[] = [
+  { key: 'tunPacketsRead', metric: 'miniflannel_tun_read_packets_total', title: 'TUN packets read', help: 'Packets read from the TUN device (after cutting offloaded super-packets)' },
+  { key: 'udpPacketsSent', metric: 'miniflannel_udp_sent_packets_total', title: 'UDP packets sent', help: 'Datagrams sent to peers' },
+  { key: 'udpBytesSent', metric: 'miniflannel_udp_sent_bytes_total', title: 'UDP bytes sent', help: 'Bytes handed to the UDP socket', bytes: true },
+  { key: 'udpSendErrors', metric: 'miniflannel_udp_send_errors_total', title: 'UDP send errors', help: 'Datagrams the socket reported failing after accepting them' },
+  { key: 'udpPacketsReceived', metric: 'miniflannel_udp_received_packets_total', title: 'UDP packets received', help: 'Datagrams received on the overlay port' },
+  { key: 'tunPacketsWritten', metric: 'miniflannel_tun_written_packets_total', title: 'TUN packets written', help: 'Packets delivered into the TUN device' },
+  { key: 'tunBytesWritten', metric: 'miniflannel_tun_written_bytes_total', title: 'TUN bytes written', help: 'Bytes delivered into the TUN device', bytes: true },
+  { key: 'icmpErrorsSent', metric: 'miniflannel_icmp_errors_sent_total', title: 'ICMP errors sent', help: 'ICMP errors written back into the TUN (no route, fragmentation needed)' },
+];

@@ -1,36 +1,27 @@
 /**
- * Ingress: UDP -> TUN.
+ * Ingress: UDP -> TUN, one transport wake-up's batch at a time.
  *   1. UDP receive: a batch of datagrams, each with its sender's endpoint.
- *   2. Sender: it must be a known peer's endpoint; a stranger's datagram is dropped.
- *      With a cluster key, the datagram is then opened (sealing.ts): authentic, fresh, not a replay.
- *   3. Check: the payload is a well-formed IPv4 packet.
- *   4. Spoofing: the inner source lies in that peer's subnet, the inner destination in ours.
- *   5. Deliver: accepted packets are written to the TUN in one batch; the kernel routes them to the pod.
+ *   2. Sender: it must be a known peer's endpoint; a stranger's datagram is dropped
+ *      before any parsing or crypto is spent on it.
+ *   3. Open (with a cluster key, sealing.ts): authentic, fresh, not a replay; the packet
+ *      is then in clear SEAL_HEADER_BYTES into the datagram.
+ *   4. Check: the payload is a well-formed IPv4 packet.
+ *   5. Spoofing: the inner source lies in that peer's subnet, the inner destination in ours.
+ *   6. Deliver: accepted packets are written to the TUN in one batch, in place in the
+ *      transport's buffer; the kernel routes them to the pod. Packets it refuses are
+ *      counted as tun-write-failed.
+ * Every datagram received ends as written or as exactly one drop (counters.ts).
  */
 import { cidrContains as contains, type Cidr } from '../net/ipv4.js';
-import type { IngressDropReason } from './counters.js';
-import { checkIPv4, destinationAddress, isSubnetBroadcast, sourceAddress } from './ipv4-packet.js';
+import { ReusableBatch } from '../net/packet-batch.js';
+import type { DatagramBatch } from '../transport/index.js';
+import type { TunDevice } from '../tun/index.js';
+import type { Counters, IngressDropReason } from './counters.js';
+import { checkIPv4, destinationAddress, isSubnetBroadcast, sourceAddress, totalLength } from './ipv4-packet.js';
 import type { Peer, PeerTable } from './peer-table.js';
+import { OPEN_REPLAYED, SEAL_HEADER_BYTES, type Sealer } from './sealing.js';
 
-/**
- * Decides whether the datagram payload at buf[offset, offset+length), sent
- * from senderIp:senderPort, may be delivered to this node's pods: `null` if
- * so, else why not.
- */
-export function checkIngress(
-  buf: Buffer,
-  offset: number,
-  length: number,
-  senderIp: number,
-  senderPort: number,
-  peers: PeerTable,
-  localSubnet: Cidr,
-): IngressDropReason | null {
-  const peer = peers.fromEndpoint(senderIp, senderPort);
-  return peer === undefined ? 'unknown-sender' : checkFromPeer(buf, offset, length, peer, localSubnet);
-}
-
-/** The checks after the sender is known to be `peer` (and, with a cluster key, its datagram opened). */
+/** Steps 4 and 5, once the sender is known to be `peer` (and, with a cluster key, its datagram opened): `null` to deliver, else why not. */
 export function checkFromPeer(buf: Buffer, offset: number, length: number, peer: Peer, localSubnet: Cidr): IngressDropReason | null {
   const malformed = checkIPv4(buf, offset, length);
   if (malformed !== null) return malformed;
@@ -39,4 +30,71 @@ export function checkFromPeer(buf: Buffer, offset: number, length: number, peer:
   // Our subnet's broadcast would reach every socket on this node: no peer sends there (see send.ts).
   if (!contains(localSubnet, destination) || isSubnetBroadcast(destination, localSubnet.prefixLength)) return 'wrong-destination';
   return null;
+}
+
+export interface IngressOptions {
+  tun: TunDevice;
+  /** Datagrams one received batch holds at most (the transport's batchCapacity). */
+  batchCapacity: number;
+  /** This node's subnet: the only destinations delivered to. */
+  localSubnet: Cidr;
+  sealer: Sealer | undefined;
+}
+
+export class Ingress {
+  /** Read once per batch: a table swapped meanwhile applies from the next batch. */
+  peers: PeerTable;
+  /** The accepted packets of one batch, listed over the transport's buffer. */
+  private readonly deliveries: ReusableBatch;
+
+  constructor(
+    private readonly counters: Counters,
+    peers: PeerTable,
+    private readonly options: IngressOptions,
+  ) {
+    this.peers = peers;
+    this.deliveries = new ReusableBatch(options.batchCapacity);
+  }
+
+  /** Steps 2 to 6 for one received batch. */
+  deliver(batch: DatagramBatch): void {
+    const { localSubnet, tun, sealer } = this.options;
+    const { buffer, offsets, lengths, sourceIps, sourcePorts, count } = batch;
+    const counters = this.counters;
+    const peers = this.peers;
+    const deliveries = this.deliveries;
+    deliveries.buffer = buffer;
+    deliveries.clear();
+    counters.udpPacketsReceived += count;
+    for (let i = 0; i < count; i++) {
+      let offset = offsets[i]!;
+      let length = lengths[i]!;
+      const peer = peers.fromEndpoint(sourceIps[i]!, sourcePorts[i]!);
+      if (peer === undefined) {
+        counters.ingressDrops['unknown-sender']++;
+        continue;
+      }
+      if (sealer) {
+        const opened = sealer.open(buffer, offset, length, sourceIps[i]!);
+        if (opened < 0) {
+          counters.ingressDrops[opened === OPEN_REPLAYED ? 'replayed' : 'unauthenticated']++;
+          continue;
+        }
+        offset += SEAL_HEADER_BYTES;
+        length = opened;
+      }
+      const reason = checkFromPeer(buffer, offset, length, peer, localSubnet);
+      if (reason === null) {
+        deliveries.push(offset, totalLength(buffer, offset));
+      } else {
+        counters.ingressDrops[reason]++;
+      }
+    }
+    if (deliveries.count === 0) return;
+    const written = tun.write(deliveries);
+    counters.tunPacketsWritten += written;
+    counters.ingressDrops['tun-write-failed'] += deliveries.count - written;
+    // Bytes are counted for the batch as a whole; a failed write is rare enough not to track per packet.
+    for (let i = 0; i < deliveries.count; i++) counters.tunBytesWritten += deliveries.lengths[i]!;
+  }
 }

@@ -3,7 +3,7 @@
  * packet path never touches prom-client.
  */
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
-import type { CountersSnapshot } from '../dataplane/index.js';
+import { packetCounters, type CountersSnapshot, type PacketCounterKey } from '../dataplane/index.js';
 
 export interface MetricsSource {
   counters(): CountersSnapshot;
@@ -19,19 +19,6 @@ export interface MetricsSource {
   /** Log lines dropped rather than wait for a stdout reader that stalled or went away. */
   logLinesDropped(): number;
 }
-
-type PacketCounter = Exclude<keyof CountersSnapshot, 'egressDrops' | 'ingressDrops'>;
-
-const packetCounters: Array<[string, PacketCounter, string]> = [
-  ['miniflannel_tun_read_packets_total', 'tunPacketsRead', 'Packets read from the TUN device (after cutting offloaded super-packets)'],
-  ['miniflannel_udp_sent_packets_total', 'udpPacketsSent', 'Datagrams sent to peers'],
-  ['miniflannel_udp_sent_bytes_total', 'udpBytesSent', 'Bytes handed to the UDP socket'],
-  ['miniflannel_udp_send_errors_total', 'udpSendErrors', 'Datagrams the socket reported failing after accepting them'],
-  ['miniflannel_udp_received_packets_total', 'udpPacketsReceived', 'Datagrams received on the overlay port'],
-  ['miniflannel_tun_written_packets_total', 'tunPacketsWritten', 'Packets delivered into the TUN device'],
-  ['miniflannel_tun_written_bytes_total', 'tunBytesWritten', 'Bytes delivered into the TUN device'],
-  ['miniflannel_icmp_errors_sent_total', 'icmpErrorsSent', 'ICMP errors written back into the TUN (no route, fragmentation needed)'],
-];
 
 /** A counter whose value is read from a snapshot when scraped. */
 function snapshotCounter(registry: Registry, name: string, help: string, read: () => number): void {
@@ -56,8 +43,8 @@ export function createMetrics(source: MetricsSource): Metrics {
   collectDefaultMetrics({ register: registry });
   // One snapshot per scrape, so the drop counters and the totals agree.
   let snapshot = source.counters();
-  const read = (key: PacketCounter) => () => snapshot[key];
-  for (const [name, key, help] of packetCounters) snapshotCounter(registry, name, help, read(key));
+  const read = (key: PacketCounterKey) => () => snapshot[key];
+  for (const { metric, key, help } of packetCounters) snapshotCounter(registry, metric, help, read(key));
 
   new Counter({
     name: 'miniflannel_dropped_packets_total',

@@ -14,7 +14,7 @@ import {
   tryParseIPv4,
   type Cidr,
 } from '../net/ipv4.js';
-import { ConfigError } from './errors.js';
+import { ConfigError, type LayoutField } from './errors.js';
 
 /** The stored form, as an operator writes it (flannel's net-conf.json). */
 export interface NetConf {
@@ -219,14 +219,26 @@ export function allocatableRange(config: NetworkConfig): { first: number; size: 
 }
 
 /**
- * Whether a lease on `subnet` may be kept under `config` (flannel's
- * isSubnetConfigCompat): right length, inside the network, and, unless it is a
- * reservation, inside SubnetMin..SubnetMax. Reservations may sit outside the
- * allocatable range precisely so that random allocation never touches them.
+ * Why a lease on `subnet` may not be kept under `config`, or undefined if it
+ * may (flannel's isSubnetConfigCompat): it must be SubnetLen long, inside the
+ * network, and, unless it is a reservation, inside SubnetMin..SubnetMax.
+ * Reservations may sit outside the allocatable range precisely so that random
+ * allocation never touches them.
  */
-export function fitsConfig(config: NetworkConfig, subnet: Cidr, reservation: boolean): boolean {
-  if (subnet.prefixLength !== config.subnetLen) return false;
-  if (!cidrContains(config.network, subnet.network)) return false;
-  if (reservation) return true;
-  return subnet.network >= config.subnetMin && subnet.network <= config.subnetMax;
+export function misfitOf(config: NetworkConfig, subnet: Cidr, reservation: boolean): string | undefined {
+  const text = formatCidr(subnet);
+  if (subnet.prefixLength !== config.subnetLen) {
+    return `subnet ${text} is a /${subnet.prefixLength}, but the network config gives each node a /${config.subnetLen} (SubnetLen)`;
+  }
+  if (!cidrContains(config.network, subnet.network)) return `subnet ${text} lies outside the Network ${formatCidr(config.network)}`;
+  if (reservation || (subnet.network >= config.subnetMin && subnet.network <= config.subnetMax)) return undefined;
+  return `subnet ${text} lies outside SubnetMin..SubnetMax (${formatIPv4(config.subnetMin)} to ${formatIPv4(config.subnetMax)})`;
+}
+
+/** The layout fields that differ between two configs: changing them strands the subnets already handed out. */
+export function layoutChanges(previous: NetworkConfig, next: NetworkConfig): LayoutField[] {
+  const changed: LayoutField[] = [];
+  if (previous.network.network !== next.network.network || previous.network.prefixLength !== next.network.prefixLength) changed.push('Network');
+  if (previous.subnetLen !== next.subnetLen) changed.push('SubnetLen');
+  return changed;
 }

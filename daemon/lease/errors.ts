@@ -77,6 +77,33 @@ export class LeaseConflictError extends LeaseStoreError {
   override readonly name = 'LeaseConflictError';
 }
 
+/**
+ * A config write would change Network or SubnetLen while leases exist, and
+ * was not forced: the nodes would keep subnets outside the new layout until
+ * they restart. Nothing was written.
+ */
+export class ConfigChangeRefusedError extends LeaseStoreError {
+  override readonly name = 'ConfigChangeRefusedError';
+  /** The fields of the layout the write would change. */
+  readonly fields: readonly LayoutField[];
+  /** The live leases (reservations included) when the write was refused. */
+  readonly leases: number;
+
+  constructor(fields: readonly LayoutField[], leases: number) {
+    super(`refusing to change ${layoutChangeUnderLeases(fields, leases)}: the nodes would keep subnets outside the new layout until they restart; pass --force to change it anyway`);
+    this.fields = fields;
+    this.leases = leases;
+  }
+}
+
+/** The network config fields that decide which subnets exist. */
+export type LayoutField = 'Network' | 'SubnetLen';
+
+/** "Network and SubnetLen while 2 leases exist": what a forced or refused layout change does. */
+export function layoutChangeUnderLeases(fields: readonly LayoutField[], leases: number): string {
+  return `${fields.join(' and ')} while ${leases} lease${leases === 1 ? '' : 's'} exist${leases === 1 ? 's' : ''}`;
+}
+
 /** Redis could not be reached, or did not answer in time. */
 export class StoreUnavailableError extends LeaseStoreError {
   override readonly name: string = 'StoreUnavailableError';

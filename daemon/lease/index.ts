@@ -4,8 +4,8 @@
 // soft state: the nodes re-assert what a store that lost its data forgot.
 // Key layout and guarantees: docs/redis.md.
 //
-// Exports: connectLeaseStore (the SubnetManager), the net-conf parser, the
-// URL parser, the error classes, and the public types. The registry, the
+// Exports: connectLeaseStore (the SubnetManager), the net-conf parser and its
+// subnet rule (misfitOf), the URL parser, the error classes, and the public types. The registry, the
 // scripts and the connection plumbing stay internal.
 
 export { connectLeaseStore } from './manager.js';
@@ -14,8 +14,12 @@ export type {
   AcquireResult,
   AcquireSource,
   ConfigCheck,
+  ConfigWrite,
+  ConfigWriteOptions,
   LeaseListing,
   LeaseStoreStats,
+  Reservation,
+  ReserveOutcome,
   SubnetManager,
 } from './manager.js';
 
@@ -24,9 +28,10 @@ export type { KeepLeaseOptions, LeaseKeeperEvents } from './keeper.js';
 
 export type { LeaseWatch, SnapshotCause, WatchEvent, WatchOptions, WatchStats } from './watch.js';
 export type { ChangeType, CorruptLease, KeyLayout } from './registry.js';
+export { holderOf } from './lease.js';
 export type { Lease } from './lease.js';
 
-export { parseNetworkConfig, toNetConf, defaultSubnetLen, DEFAULT_UDP_PORT, BACKEND_TYPES } from './config.js';
+export { parseNetworkConfig, toNetConf, misfitOf, defaultSubnetLen, DEFAULT_UDP_PORT, BACKEND_TYPES } from './config.js';
 export type { BackendType, NetConf, NetworkConfig } from './config.js';
 
 export { LEASE_STORE_DEFAULTS, defaultReapInterval } from './options.js';
@@ -40,6 +45,8 @@ export {
   OptionsError,
   ConfigError,
   ConfigMissingError,
+  ConfigChangeRefusedError,
+  layoutChangeUnderLeases,
   OutOfSubnetsError,
   LeaseLostError,
   LeaseConflictError,
@@ -48,3 +55,4 @@ export {
   StoreAccessError,
   StoreCommandError,
 } from './errors.js';
+export type { LayoutField } from './errors.js';

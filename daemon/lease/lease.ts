@@ -5,11 +5,13 @@
 // PublicIP), and the sorted set {p}:expiry maps the subnet to its expiry. A
 // subnet in the hash but not in the sorted set is a reservation.
 
-import { formatCidr, parseCidr, tryParseIPv4 } from '../net/ipv4.js';
+import { formatCidr, parseCidr, tryParseIPv4, type Cidr } from '../net/ipv4.js';
 
 export interface Lease {
-  /** The leased subnet in CIDR form, e.g. "10.5.3.0/24". */
+  /** The leased subnet in CIDR form, e.g. "10.5.3.0/24": its key in the store. */
   readonly subnet: string;
+  /** `subnet`, decoded once where the lease was read, so no consumer parses the text again. */
+  readonly cidr: Cidr;
   /** The owner's underlay address: where packets for `subnet` are sent. */
   readonly publicIP: string;
   /** The owner's Kubernetes node name ("" for a reservation nobody has claimed yet). */
@@ -57,13 +59,8 @@ function isPlainObject(value: unknown): value is Record<string, unknown> {
  * Never throws: a corrupt value is the caller's to skip and count.
  */
 export function decodeLease(subnetText: string, attrsJson: string, expiry: string | number | null): DecodeResult {
-  let subnet: string;
-  try {
-    subnet = formatCidr(parseCidr(subnetText));
-  } catch {
-    return { ok: false, reason: `subnet ${JSON.stringify(subnetText)} is not a CIDR block` };
-  }
-  if (subnet !== subnetText) return { ok: false, reason: `subnet ${JSON.stringify(subnetText)} is not in canonical form` };
+  const cidr = canonicalCidr(subnetText);
+  if (typeof cidr === 'string') return { ok: false, reason: cidr };
   let doc: unknown;
   try {
     doc = JSON.parse(attrsJson);
@@ -81,7 +78,19 @@ export function decodeLease(subnetText: string, attrsJson: string, expiry: strin
     expiresAt = typeof expiry === 'number' ? expiry : Number(expiry);
     if (!Number.isSafeInteger(expiresAt) || expiresAt <= 0) return { ok: false, reason: `expiry ${JSON.stringify(expiry)} is not a timestamp` };
   }
-  return { ok: true, lease: { subnet, publicIP: PublicIP, nodeName: NodeName, backendType: BackendType, backendData: BackendData, expiresAt } };
+  return { ok: true, lease: { subnet: subnetText, cidr, publicIP: PublicIP, nodeName: NodeName, backendType: BackendType, backendData: BackendData, expiresAt } };
+}
+
+/** The block a stored subnet names, or why it is not one: the store writes only canonical CIDR text. */
+function canonicalCidr(subnetText: string): Cidr | string {
+  let cidr: Cidr;
+  try {
+    cidr = parseCidr(subnetText);
+  } catch {
+    return `subnet ${JSON.stringify(subnetText)} is not a CIDR block`;
+  }
+  if (formatCidr(cidr) !== subnetText) return `subnet ${JSON.stringify(subnetText)} is not in canonical form`;
+  return cidr;
 }
 
 /**
@@ -90,11 +99,12 @@ export function decodeLease(subnetText: string, attrsJson: string, expiry: strin
  * canonical CIDR block either.
  */
 export function bareLease(subnetText: string): Lease | undefined {
-  try {
-    const subnet = formatCidr(parseCidr(subnetText));
-    if (subnet !== subnetText) return undefined;
-    return { subnet, publicIP: '', nodeName: '', backendType: '', backendData: {}, expiresAt: null };
-  } catch {
-    return undefined;
-  }
+  const cidr = canonicalCidr(subnetText);
+  if (typeof cidr === 'string') return undefined;
+  return { subnet: subnetText, cidr, publicIP: '', nodeName: '', backendType: '', backendData: {}, expiresAt: null };
+}
+
+/** "node-b (198.18.0.2)", or the bare IP for a reservation no node has claimed yet. */
+export function holderOf(lease: Pick<Lease, 'nodeName' | 'publicIP'>): string {
+  return lease.nodeName === '' ? lease.publicIP : `${lease.nodeName} (${lease.publicIP})`;
 }

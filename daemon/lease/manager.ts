@@ -6,12 +6,22 @@
 
 import type { Logger } from 'pino';
 import { formatCidr, formatIPv4, parseCidr, tryParseIPv4, type Cidr } from '../net/ipv4.js';
-import { allocatableCount, allocatableRange, fitsConfig, parseNetworkConfig, toNetConf, type NetConf, type NetworkConfig } from './config.js';
+import { allocatableCount, allocatableRange, layoutChanges, misfitOf, parseNetworkConfig, toNetConf, type NetConf, type NetworkConfig } from './config.js';
 import { CommandLink, ConnectionFactory } from './connection.js';
 import { parseRedisUrl } from './endpoint.js';
-import { ConfigError, ConfigMissingError, LeaseConflictError, LeaseLostError, OptionsError, OutOfSubnetsError } from './errors.js';
+import {
+  ConfigChangeRefusedError,
+  ConfigError,
+  ConfigMissingError,
+  layoutChangeUnderLeases,
+  LeaseConflictError,
+  LeaseLostError,
+  OptionsError,
+  OutOfSubnetsError,
+  type LayoutField,
+} from './errors.js';
 import { LeaseKeeper, type ClaimOutcome, type KeepLeaseOptions, type LeaseKeeping } from './keeper.js';
-import { decodeLease, encodeAttrs, type Lease } from './lease.js';
+import { decodeLease, encodeAttrs, holderOf, type Lease } from './lease.js';
 import { backoffDelay, resolveOptions, type LeaseStoreOptions, type ResolvedOptions } from './options.js';
 import { keyLayout, LeaseRegistry, type CorruptLease, type KeyLayout } from './registry.js';
 import { LeaseWatcher, type LeaseWatch, type WatchOptions } from './watch.js';
@@ -37,6 +47,47 @@ export type AcquireSource = 'existing' | 'reservation' | 'previous' | 'new';
 export interface AcquireResult {
   readonly lease: Lease;
   readonly source: AcquireSource;
+}
+
+/** What `reserve` did to the subnet. */
+export type ReserveOutcome =
+  /** A new reservation. */
+  | 'created'
+  /** The public IP's own lease now never expires (and names the node, if one was given). */
+  | 'converted'
+  /** The reservation already existed; its node name changed. */
+  | 'updated'
+  /** The reservation already existed as asked; nothing was written. */
+  | 'unchanged';
+
+export interface Reservation {
+  /** The reservation as stored after the call. */
+  readonly lease: Lease;
+  readonly outcome: ReserveOutcome;
+}
+
+/** How a config write treats the subnets already handed out. */
+export interface ConfigWriteOptions {
+  /**
+   * Change Network or SubnetLen even though leases exist (their nodes keep
+   * their old subnets until they restart). Default false: such a write throws
+   * ConfigChangeRefusedError.
+   */
+  readonly force?: boolean;
+  /** Validate and decide, the lease guard included, but store nothing. Default false. */
+  readonly dryRun?: boolean;
+}
+
+/** What a config write did (with dryRun: would do). */
+export interface ConfigWrite {
+  /** The config written, defaults filled in. */
+  readonly config: NetworkConfig;
+  /** The config it replaced: null if none was stored, 'invalid' if the stored one broke the rules. */
+  readonly previous: NetworkConfig | null | 'invalid';
+  /** The layout fields it changed while leases existed (possible only with force). */
+  readonly moved: readonly LayoutField[];
+  /** The live leases, reservations included, when it was written. */
+  readonly leases: number;
 }
 
 /** All current leases. */
@@ -75,8 +126,12 @@ export interface SubnetManager {
 
   /** The stored network config with defaults filled in. Throws ConfigMissingError or ConfigError. */
   getNetworkConfig(): Promise<NetworkConfig>;
-  /** Validates (ConfigError) and stores a net-conf. Returns it with defaults filled in. */
-  setNetworkConfig(netConf: string | NetConf): Promise<NetworkConfig>;
+  /**
+   * Validates (ConfigError) and stores a net-conf, as written. A change of
+   * Network or SubnetLen while leases exist throws ConfigChangeRefusedError
+   * unless `force`; the check and the write are one atomic step.
+   */
+  setNetworkConfig(netConf: string | NetConf, options?: ConfigWriteOptions): Promise<ConfigWrite>;
   /**
    * What a running node does when the store may have lost its data: stores
    * `config` if the store holds none, and otherwise says whether the stored
@@ -99,8 +154,14 @@ export interface SubnetManager {
   renewLease(lease: Lease): Promise<Lease>;
   /** Deletes a lease; with `publicIP`, only if that IP owns it (else LeaseConflictError). False if there was none. The owner's node stops. */
   revokeLease(subnet: string, options?: { readonly publicIP?: string }): Promise<boolean>;
-  /** Reserves `subnet` for `publicIP`: a lease that never expires and only that IP can take. */
-  reserve(subnet: string, publicIP: string): Promise<Lease>;
+  /**
+   * Reserves `subnet` for `publicIP`, in one atomic step: a lease that never
+   * expires and only that IP can take. `nodeName` names the node until it
+   * claims the reservation itself; undefined keeps the stored name. Throws
+   * OptionsError if the subnet does not fit the config, LeaseConflictError
+   * if another IP holds it or the IP holds another subnet.
+   */
+  reserve(subnet: string, publicIP: string, nodeName?: string): Promise<Reservation>;
   /** Deletes a reservation. False if there was none; LeaseConflictError if the subnet holds an ordinary lease. */
   unreserve(subnet: string): Promise<boolean>;
   /** Every live lease, read in chunks; writes nothing. */
@@ -135,6 +196,9 @@ function checkIPv4Option(option: string, text: string): string {
   return text;
 }
 
+/** Config writes that lost a race with another writer before one goes through. */
+const CONFIG_WRITE_ATTEMPTS = 5;
+
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** How long an acquire waits at most for a store that is settling after losing its data (see SETTLE_MS). */
@@ -142,6 +206,14 @@ const MAX_SETTLE_WAIT_MS = 120_000;
 
 /** Pause between acquire attempts after a lost race: 50 ms doubling to 1 s, with jitter. */
 const ACQUIRE_BACKOFF = { initialDelayMs: 50, maxDelayMs: 1_000 };
+
+/** The subnet an acquire got, before it becomes a Lease. */
+interface Held {
+  readonly subnet: string;
+  readonly cidr: Cidr;
+  readonly expiresAt: number | null;
+  readonly source: AcquireSource;
+}
 
 class LeaseStore implements SubnetManager, LeaseKeeping {
   readonly address: string;
@@ -195,13 +267,37 @@ class LeaseStore implements SubnetManager, LeaseKeeping {
     }
   }
 
-  async setNetworkConfig(netConf: string | NetConf): Promise<NetworkConfig> {
+  async setNetworkConfig(netConf: string | NetConf, options?: ConfigWriteOptions): Promise<ConfigWrite> {
     const doc: unknown = typeof netConf === 'string' ? parseJsonForConfig(netConf) : netConf;
     const config = parseNetworkConfig(doc);
+    const force = options?.force === true;
+    const dryRun = options?.dryRun === true;
     // Stored as written (flannel keeps defaults implicit), so later defaults still apply.
-    await this.registry.setConfigText(JSON.stringify(doc));
-    this.logger.info({ key: this.keys.config, config: toNetConf(config) }, 'network config stored');
-    return config;
+    const text = JSON.stringify(doc);
+    for (let attempt = 1; attempt <= CONFIG_WRITE_ATTEMPTS; attempt++) {
+      const storedText = await this.registry.getConfigText();
+      const previous = storedText === null ? null : this.tryParseStoredConfig(storedText);
+      const changes = previous === null || previous === 'invalid' ? [] : layoutChanges(previous, config);
+      const result = await this.registry.writeConfigText(storedText, text, changes.length > 0 && !force, dryRun);
+      if (result.status === 'changed') continue;
+      if (result.status === 'refused') throw new ConfigChangeRefusedError(changes, result.leases);
+      const moved = result.leases > 0 ? changes : [];
+      if (!dryRun) {
+        this.logger.info({ key: this.keys.config, config: toNetConf(config) }, 'network config stored');
+        if (moved.length > 0) this.logger.warn({ key: this.keys.config, moved, leases: result.leases }, `forced a change of ${layoutChangeUnderLeases(moved, result.leases)}`);
+      }
+      return { config, previous, moved, leases: result.leases };
+    }
+    throw new LeaseConflictError(`the network config at ${this.keys.config} changed during each of ${CONFIG_WRITE_ATTEMPTS} attempts to write it; try again`);
+  }
+
+  private tryParseStoredConfig(text: string): NetworkConfig | 'invalid' {
+    try {
+      return parseNetworkConfig(text);
+    } catch (err) {
+      if (err instanceof ConfigError) return 'invalid';
+      throw err;
+    }
   }
 
   async ensureNetworkConfig(config: NetworkConfig): Promise<ConfigCheck> {
@@ -238,8 +334,9 @@ class LeaseStore implements SubnetManager, LeaseKeeping {
     let previousText: string | undefined;
     if (previous !== undefined) {
       previousText = formatCidr(previous);
-      if (!fitsConfig(config, previous, false)) {
-        this.logger.info({ previousSubnet: previousText }, 'previous subnet does not fit the network config; not reusing it');
+      const misfit = misfitOf(config, previous, false);
+      if (misfit !== undefined) {
+        this.logger.info({ previousSubnet: previousText, misfit }, 'previous subnet does not fit the network config; not reusing it');
         previousText = undefined;
       }
     }
@@ -248,7 +345,7 @@ class LeaseStore implements SubnetManager, LeaseKeeping {
     const settleBy = Date.now() + MAX_SETTLE_WAIT_MS;
     for (let attempt = 1; attempt <= this.options.maxAcquireAttempts; attempt++) {
       const created = await this.registry.create(publicIP, attrsJson, ttl, previousText, range, Math.floor(Math.random() * range.count));
-      let result: { subnet: string; expiresAt: number | null; source: AcquireSource } | undefined;
+      let result: Held | undefined;
       switch (created.status) {
         case 'full':
           throw this.outOfSubnets(config);
@@ -265,15 +362,15 @@ class LeaseStore implements SubnetManager, LeaseKeeping {
           if (previousText !== undefined && created.source === 'new') {
             this.logger.info({ previousSubnet: previousText }, 'previous subnet is held by another node; not reusing it');
           }
-          result = { subnet: created.subnet, expiresAt: created.expiresAt, source: created.source };
+          result = { subnet: created.subnet, cidr: created.cidr, expiresAt: created.expiresAt, source: created.source };
           break;
         case 'ip-held':
-          result = await this.reuseHeld(config, created.subnet, created.reservation, publicIP, attrsJson);
+          result = await this.reuseHeld(config, created.subnet, created.cidr, created.reservation, publicIP, attrsJson);
           if (result === undefined && this.logger.isLevelEnabled('debug')) this.logger.debug({ publicIP, attempt }, 'lost a race for this node\'s own lease; starting over');
           break;
       }
       if (result !== undefined) {
-        const lease: Lease = { subnet: result.subnet, ...attrs, expiresAt: result.expiresAt };
+        const lease: Lease = { subnet: result.subnet, cidr: result.cidr, ...attrs, expiresAt: result.expiresAt };
         this.logger.info({ subnet: lease.subnet, publicIP, source: result.source, expiresAt: lease.expiresAt, attempt }, 'lease acquired');
         return { lease, source: result.source };
       }
@@ -289,18 +386,12 @@ class LeaseStore implements SubnetManager, LeaseKeeping {
    * still fits the config, else released so the next attempt allocates anew.
    * Undefined: start over.
    */
-  private async reuseHeld(
-    config: NetworkConfig,
-    subnet: string,
-    reservation: boolean,
-    publicIP: string,
-    attrsJson: string,
-  ): Promise<{ subnet: string; expiresAt: number | null; source: AcquireSource } | undefined> {
-    if (fitsConfig(config, parseCidr(subnet), reservation)) {
+  private async reuseHeld(config: NetworkConfig, subnet: string, cidr: Cidr, reservation: boolean, publicIP: string, attrsJson: string): Promise<Held | undefined> {
+    if (misfitOf(config, cidr, reservation) === undefined) {
       const claimed = await this.registry.claim(subnet, publicIP, attrsJson, this.options.leaseTtlMs, reservation ? 'reservation' : 'lease');
       if (claimed.status !== 'ok') return undefined;
       this.leaseCount = claimed.leases;
-      return { subnet, expiresAt: claimed.expiresAt, source: reservation ? 'reservation' : 'existing' };
+      return { subnet, cidr, expiresAt: claimed.expiresAt, source: reservation ? 'reservation' : 'existing' };
     }
     if (reservation) {
       throw new LeaseConflictError(
@@ -357,26 +448,31 @@ class LeaseStore implements SubnetManager, LeaseKeeping {
     return result.status === 'ok';
   }
 
-  async reserve(subnet: string, publicIP: string): Promise<Lease> {
+  async reserve(subnet: string, publicIP: string, nodeName?: string): Promise<Reservation> {
     const cidr = canonicalSubnet('subnet', subnet);
     const text = formatCidr(cidr);
     checkIPv4Option('publicIP', publicIP);
+    if (nodeName !== undefined && typeof nodeName !== 'string') throw new OptionsError('nodeName', 'nodeName must be a string');
     const config = await this.getNetworkConfig();
-    if (!fitsConfig(config, cidr, true)) {
-      throw new OptionsError('subnet', `subnet ${text} does not fit the network config: it must be a /${config.subnetLen} inside ${formatCidr(config.network)}`);
-    }
-    const attrsJson = encodeAttrs({ publicIP, nodeName: '', backendType: config.backend.type, backendData: { Port: config.backend.port } });
-    const result = await this.registry.reserve(text, publicIP, attrsJson);
+    const misfit = misfitOf(config, cidr, true);
+    if (misfit !== undefined) throw new OptionsError('subnet', misfit);
+    const attrsJson = encodeAttrs({ publicIP, nodeName: nodeName ?? '', backendType: config.backend.type, backendData: { Port: config.backend.port } });
+    const result = await this.registry.reserve(text, publicIP, attrsJson, nodeName);
     switch (result.status) {
-      case 'taken':
-        throw new LeaseConflictError(`subnet ${text} is leased to ${result.owner || 'another node'}; revoke that lease before reserving it for ${publicIP}`);
+      case 'taken': {
+        const { holder } = result;
+        if (holder === undefined) throw new LeaseConflictError(`subnet ${text} is already taken by another node (its stored value is corrupt); revoke it first`);
+        throw new LeaseConflictError(`subnet ${text} is already taken: it is ${holder.expiresAt === null ? 'reserved for' : 'leased to'} ${holderOf(holder)}; revoke it first`);
+      }
       case 'ip-held':
         throw new LeaseConflictError(`${publicIP} already holds ${result.subnet}; reserve that subnet, or revoke it first`);
+      case 'unnamed':
+        throw new LeaseConflictError(`subnet ${text} is held by ${publicIP}, but its stored value is not in the form miniflannel writes, so its node cannot be renamed; revoke it and reserve it again`);
       case 'ok': {
         const decoded = decodeLease(text, result.attrsJson, null);
         if (!decoded.ok) throw new LeaseConflictError(`subnet ${text} is held by ${publicIP} but its stored value is corrupt (${decoded.reason}); revoke it first`);
-        this.logger.info({ subnet: text, publicIP, change: result.change }, 'subnet reserved');
-        return decoded.lease;
+        this.logger.info({ subnet: text, publicIP, nodeName: decoded.lease.nodeName, outcome: result.change }, 'subnet reserved');
+        return { lease: decoded.lease, outcome: result.change };
       }
     }
   }
@@ -394,10 +490,7 @@ class LeaseStore implements SubnetManager, LeaseKeeping {
   async listLeases(): Promise<LeaseListing> {
     const position = await this.registry.position();
     const listing = await this.registry.list();
-    const leases = [...listing.leases.values()]
-      .map((lease) => ({ lease, network: parseCidr(lease.subnet).network }))
-      .sort((a, b) => a.network - b.network)
-      .map(({ lease }) => lease);
+    const leases = [...listing.leases.values()].sort((a, b) => a.cidr.network - b.cidr.network);
     return { leases, seq: position.streamId, corrupt: listing.corrupt };
   }
 

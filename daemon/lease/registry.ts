@@ -7,8 +7,9 @@ import type { Logger } from 'pino';
 import { isReplyError, type CommandLink, type ConnectionFactory, type RedisClient } from './connection.js';
 import type { HostPort } from './endpoint.js';
 import { StoreReplicationError } from './errors.js';
+import { parseCidr, type Cidr } from '../net/ipv4.js';
 import { decodeLease, type Lease } from './lease.js';
-import { CLAIM, CREATE, ENSURE_CONFIG, LIST_CHUNK, POSITION, REAP, REMOVE, RESERVE, type LuaScript } from './scripts.js';
+import { CLAIM, CREATE, ENSURE_CONFIG, LIST_CHUNK, POSITION, REAP, REMOVE, RESERVE, SET_CONFIG, type LuaScript } from './scripts.js';
 
 /** The Redis keys (and the change channel) of one key prefix. */
 export interface KeyLayout {
@@ -43,6 +44,11 @@ export function keyLayout(prefix: string): KeyLayout {
     settling: `${tag}:settling`,
     channel: `${tag}:changes`,
   };
+}
+
+/** The KEYS every lease script takes, in the order scripts.ts documents. */
+export function scriptKeys(keys: KeyLayout): string[] {
+  return [keys.leases, keys.expiry, keys.owners, keys.events, keys.seq, keys.epoch, keys.allocated, keys.allocatable, keys.revoked, keys.settling, keys.config];
 }
 
 /** Counters of what the store had to skip. */
@@ -91,11 +97,12 @@ export interface AllocatableRange {
   readonly prefixLength: number;
 }
 
+/** `subnet` is the stored text and `cidr` the same subnet decoded. */
 export type CreateResult =
-  | { readonly status: 'ok'; readonly subnet: string; readonly expiresAt: number; readonly source: 'previous' | 'new'; readonly leases: number }
+  | { readonly status: 'ok'; readonly subnet: string; readonly cidr: Cidr; readonly expiresAt: number; readonly source: 'previous' | 'new'; readonly leases: number }
   | { readonly status: 'full'; readonly leases: number }
   | { readonly status: 'settling'; readonly waitMs: number }
-  | { readonly status: 'ip-held'; readonly subnet: string; readonly reservation: boolean };
+  | { readonly status: 'ip-held'; readonly subnet: string; readonly cidr: Cidr; readonly reservation: boolean };
 
 export type ClaimResult =
   | { readonly status: 'ok'; readonly change: 'renewed' | 'updated' | 'restored'; readonly expiresAt: number | null; readonly leases: number }
@@ -109,9 +116,15 @@ export type RemoveResult =
   | { readonly status: 'taken'; readonly owner: string };
 
 export type ReserveResult =
-  | { readonly status: 'ok'; readonly change: 'created' | 'converted' | 'unchanged'; readonly attrsJson: string }
-  | { readonly status: 'taken'; readonly owner: string }
-  | { readonly status: 'ip-held'; readonly subnet: string };
+  | { readonly status: 'ok'; readonly change: 'created' | 'converted' | 'updated' | 'unchanged'; readonly attrsJson: string }
+  /** `holder` is undefined when its stored value is corrupt. */
+  | { readonly status: 'taken'; readonly holder: Lease | undefined }
+  | { readonly status: 'ip-held'; readonly subnet: string }
+  | { readonly status: 'unnamed' };
+
+export type ConfigWriteResult =
+  | { readonly status: 'ok' | 'refused'; readonly leases: number }
+  | { readonly status: 'changed' };
 
 export type ChangeType = 'added' | 'removed' | 'expired';
 
@@ -185,7 +198,7 @@ export class LeaseRegistry {
     this.keys = keys;
     this.streamMaxLen = streamMaxLen;
     this.logger = logger;
-    this.scriptKeys = [keys.leases, keys.expiry, keys.owners, keys.events, keys.seq, keys.epoch, keys.allocated, keys.allocatable, keys.revoked, keys.settling];
+    this.scriptKeys = scriptKeys(keys);
   }
 
   /** The current time by the Redis clock (estimated from the last script call). */
@@ -277,10 +290,14 @@ export class LeaseRegistry {
     const rangeText = `${range.first} ${range.size} ${range.count} ${range.prefixLength}`;
     const reply = await this.run(CREATE, [publicIP, attrsJson, ttlMs, previous ?? '', rangeText, start], 'creating a lease', true);
     switch (reply[1]) {
-      case 'ok':
-        return { status: 'ok', subnet: str(reply[2]), expiresAt: Number(str(reply[3])), source: str(reply[4]) === 'previous' ? 'previous' : 'new', leases: Number(reply[5]) };
-      case 'ip-held':
-        return { status: 'ip-held', subnet: str(reply[2]), reservation: str(reply[3]) === '' };
+      case 'ok': {
+        const subnet = str(reply[2]);
+        return { status: 'ok', subnet, cidr: parseCidr(subnet), expiresAt: Number(str(reply[3])), source: str(reply[4]) === 'previous' ? 'previous' : 'new', leases: Number(reply[5]) };
+      }
+      case 'ip-held': {
+        const subnet = str(reply[2]);
+        return { status: 'ip-held', subnet, cidr: parseCidr(subnet), reservation: str(reply[3]) === '' };
+      }
       case 'settling':
         return { status: 'settling', waitMs: Number(reply[2]) };
       default:
@@ -317,15 +334,20 @@ export class LeaseRegistry {
     }
   }
 
-  async reserve(subnet: string, publicIP: string, attrsJson: string): Promise<ReserveResult> {
-    const reply = await this.run(RESERVE, [subnet, publicIP, attrsJson], 'reserving a subnet', true);
+  /** `nodeName` undefined: keep the name stored on the subnet ('' for a new reservation, whose attributes are `attrsJson`). */
+  async reserve(subnet: string, publicIP: string, attrsJson: string, nodeName: string | undefined): Promise<ReserveResult> {
+    const reply = await this.run(RESERVE, [subnet, publicIP, attrsJson, nodeName === undefined ? '' : JSON.stringify(nodeName)], 'reserving a subnet', true);
     switch (reply[1]) {
       case 'ok':
-        return { status: 'ok', change: str(reply[2]) as 'created' | 'converted' | 'unchanged', attrsJson: str(reply[3]) };
+        return { status: 'ok', change: str(reply[2]) as 'created' | 'converted' | 'updated' | 'unchanged', attrsJson: str(reply[3]) };
       case 'ip-held':
         return { status: 'ip-held', subnet: str(reply[2]) };
-      default:
-        return { status: 'taken', owner: str(reply[2]) };
+      case 'unnamed':
+        return { status: 'unnamed' };
+      default: {
+        const holder = decodeLease(subnet, str(reply[2]), str(reply[3]));
+        return { status: 'taken', holder: holder.ok ? holder.lease : undefined };
+      }
     }
   }
 
@@ -384,14 +406,15 @@ export class LeaseRegistry {
     return this.command('reading the network config', (client) => client.get(this.keys.config));
   }
 
-  async setConfigText(text: string): Promise<void> {
-    const what = 'writing the network config';
-    const { acknowledged } = await this.command(what, async (client) => {
-      if (this.replication.minReplicas > 0) return this.thenWait(client, (pipeline) => pipeline.set(this.keys.config, text));
-      await client.set(this.keys.config, text);
-      return { acknowledged: Infinity };
-    });
-    if (acknowledged < this.replication.minReplicas) throw this.notReplicated(what, acknowledged);
+  /**
+   * Stores `text` as the network config if the stored text is still
+   * `expected` (null: none), refusing while live leases exist if `guarded`;
+   * with `dryRun`, decides the same way but writes nothing.
+   */
+  async writeConfigText(expected: string | null, text: string, guarded: boolean, dryRun: boolean): Promise<ConfigWriteResult> {
+    const reply = await this.run(SET_CONFIG, [expected ?? '', text, guarded ? '1' : '0', dryRun ? '1' : '0'], 'writing the network config', !dryRun);
+    if (reply[1] === 'changed') return { status: 'changed' };
+    return { status: reply[1] === 'refused' ? 'refused' : 'ok', leases: Number(reply[2]) };
   }
 
   /** Stores `text` as the network config if none is stored; otherwise returns the stored one. */

@@ -17,6 +17,7 @@
 //  10 {p}:settling     string  present (with a TTL) while running nodes put back what the store
 //                              lost: no new subnet is handed out meanwhile, so none is given away
 //                              before its holder has re-asserted it
+//  11 {p}:config       string  the network config (net-conf.json as written)
 // ARGV: 1 stream cap (XADD MAXLEN ~), 2 reap limit (0: all), 3 an epoch for a store that has
 // none (fresh on every call), 4 the change channel (PUBLISH), then per script.
 //
@@ -46,8 +47,8 @@ export interface LuaScript {
 }
 
 const PRELUDE = `
-local LEASES, EXPIRY, OWNERS, EVENTS, SEQ, EPOCH, ALLOCATED, ALLOCATABLE, REVOKED, SETTLING =
-  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10]
+local LEASES, EXPIRY, OWNERS, EVENTS, SEQ, EPOCH, ALLOCATED, ALLOCATABLE, REVOKED, SETTLING, CONFIG =
+  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10], KEYS[11]
 local MAXLEN = ARGV[1]
 local REAP_LIMIT = tonumber(ARGV[2])
 local EPOCH_IF_NONE = ARGV[3]
@@ -335,30 +336,81 @@ return {NOW, 'ok'}
 );
 
 /**
- * ARGV 5 subnet, 6 public IP, 7 attributes for a new reservation.
- * Makes the subnet a reservation (no expiry) for the public IP: creates it, or
- * converts the IP's own lease on it. Returns {now, 'ok', 'created'|'converted'|'unchanged', attributes},
- * {now, 'taken', owner} or {now, 'ip-held', subnet}.
+ * ARGV 5 subnet, 6 public IP, 7 attributes for a new reservation, 8 the node
+ * name as a JSON string, or '' to keep the stored one.
+ * Makes the subnet a reservation (no expiry) for the public IP, naming the
+ * node: creates it, converts the IP's own lease on it, or renames the node of
+ * its reservation ("added" for each). The name is replaced inside the stored
+ * text, which encodeAttrs writes in a fixed order, so the text stays the one
+ * the node itself writes and its next renewal changes nothing.
+ * Returns {now, 'ok', 'created'|'converted'|'updated'|'unchanged', attributes},
+ * {now, 'taken', the holder's attributes, its expiry or ''}, {now, 'ip-held', subnet}
+ * or {now, 'unnamed'} (the stored text is not in encodeAttrs' form, so the name cannot be replaced).
  */
 export const RESERVE = script(
   'reserve',
   `
+-- attrs with its NodeName string replaced by name (JSON text), or nil if attrs is not in encodeAttrs' form.
+local function with_node(attrs, name)
+  local head = string.match(attrs, '^{"PublicIP":"[^"\\\\]*","NodeName":"')
+  if not head then return nil end
+  local i = #head + 1
+  while true do
+    local c = string.sub(attrs, i, i)
+    if c == '' then return nil end
+    if c == '"' then break end
+    if c == '\\\\' then i = i + 2 else i = i + 1 end
+  end
+  return string.sub(head, 1, -2) .. name .. string.sub(attrs, i + 1)
+end
+
 reap(REAP_LIMIT)
-local subnet, ip, attrs = ARGV[5], ARGV[6], ARGV[7]
+local subnet, ip, attrs, name = ARGV[5], ARGV[6], ARGV[7], ARGV[8]
 local current, score = live(subnet)
 if current then
-  local owner = owner_of(current)
-  if owner ~= ip then return {NOW, 'taken', owner or ''} end
-  if not score then return {NOW, 'ok', 'unchanged', current} end
-  redis.call('ZREM', EXPIRY, subnet)
+  if owner_of(current) ~= ip then return {NOW, 'taken', current, int(score)} end
+  local named = current
+  if name ~= '' then
+    named = with_node(current, name)
+    if not named then return {NOW, 'unnamed'} end
+  end
+  if not score and named == current then return {NOW, 'ok', 'unchanged', current} end
+  local change = 'updated'
+  if score then
+    redis.call('ZREM', EXPIRY, subnet)
+    change = 'converted'
+  end
+  redis.call('HSET', LEASES, subnet, named)
   redis.call('HSET', OWNERS, ip, subnet)
-  emit('added', subnet, current, '')
-  return {NOW, 'ok', 'converted', current}
+  emit('added', subnet, named, '')
+  return {NOW, 'ok', change, named}
 end
 local held = held_by(ip)
 if held then return {NOW, 'ip-held', held} end
 put(subnet, ip, attrs, '')
 return {NOW, 'ok', 'created', attrs}
+`,
+);
+
+/**
+ * ARGV 5 the config text the caller decided on ('' for none), 6 the text to
+ * store, 7 '1' to refuse while live leases exist (the write changes Network
+ * or SubnetLen, unforced), 8 '1' for a dry run (decide, write nothing).
+ * The caller compares the configs (the rules and defaults live in config.ts);
+ * this step makes that decision hold: it writes only if the stored text is
+ * still the one compared, and counts the live leases in the same step, so no
+ * lease can appear between the check and the write.
+ * Returns {now, 'ok', live leases}, {now, 'refused', live leases} or {now, 'changed'}.
+ */
+export const SET_CONFIG = script(
+  'set-config',
+  `
+local expected, text, guard, dry = ARGV[5], ARGV[6], ARGV[7], ARGV[8]
+if (redis.call('GET', CONFIG) or '') ~= expected then return {NOW, 'changed'} end
+local leases = redis.call('HLEN', LEASES) - redis.call('ZCOUNT', EXPIRY, '-inf', NOW)
+if guard == '1' and leases > 0 then return {NOW, 'refused', leases} end
+if dry ~= '1' then redis.call('SET', CONFIG, text) end
+return {NOW, 'ok', leases}
 `,
 );
 

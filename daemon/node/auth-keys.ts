@@ -11,7 +11,7 @@
 import { unwatchFile, watchFile } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import type { Logger } from 'pino';
-import { AUTH_KEY_BYTES, authKey, type AuthKey } from '../dataplane/sealing.js';
+import { AUTH_KEY_BYTES, authKey, type AuthKey } from '../dataplane/index.js';
 
 export const MAX_AUTH_KEYS = 4;
 

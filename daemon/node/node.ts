@@ -14,6 +14,8 @@
  *      the lease keeper renews the lease and re-asserts it, and the config,
  *      when the store loses its data.
  * Static mode (--static-*) skips the store and takes peers from flags.
+ * Each step is a function below, and tells NodeStatus (status.ts), the one
+ * object behind /readyz, /status and /metrics, what it made.
  *
  * Stopping (SIGTERM) removes the TUN, its routes and the rules but keeps the
  * lease, so a restarted daemon gets the same subnet and pods keep their
@@ -23,23 +25,22 @@
  */
 import path from 'node:path';
 import type { Logger } from 'pino';
-import { createSealer, DataPlane, emptyCounters, SEAL_OVERHEAD, type Peer, type Sealer } from '../dataplane/index.js';
+import { createSealer, DataPlane, SEAL_OVERHEAD, type AuthKey, type Peer, type Sealer } from '../dataplane/index.js';
 import type { DaemonConfig } from '../flags.js';
 import { createMetrics } from '../http/metrics.js';
 import { startHttpServer } from '../http/server.js';
 import {
   connectLeaseStore,
   LeaseStoreError,
-  minReplicasFor,
   OptionsError,
-  parseRedisUrl,
   StoreAccessError,
   toNetConf,
   type Lease,
   type NetworkConfig,
   type SubnetManager,
 } from '../lease/index.js';
-import { formatCidr, formatIPv4, parseCidr, parseIPv4, type Cidr } from '../net/ipv4.js';
+import { formatCidr, formatIPv4, parseIPv4, type Cidr } from '../net/ipv4.js';
+import { redisConnectionOptions } from '../redis-flags.js';
 import { openDgramTransport } from '../transport/dgram.js';
 import { openMmsgTransport } from '../transport/mmsg.js';
 import { openTun } from '../tun/index.js';
@@ -48,7 +49,7 @@ import { CNI_CONFLIST_NAME, cniConflist, writeFileAtomic } from './cni.js';
 import { installMasquerade, masqueradeInstalled, removeMasquerade } from './masquerade.js';
 import { PeerFeed } from './peers.js';
 import { acceptLocalSource, deleteTunDevice, routeNetworkInto, tunDeviceExists } from './routes.js';
-import { NodeStatus } from './status.js';
+import { NodeStatus, type NodeInfo } from './status.js';
 import { readPreviousSubnet, writeSubnetEnv } from './subnet-env.js';
 import { ENCAPSULATION_OVERHEAD, resolveUnderlay, type Underlay } from './underlay.js';
 
@@ -95,90 +96,86 @@ class Cleanups {
   }
 }
 
+/** What every start-up step is handed: where to log, what to report, what to undo. */
+interface StepContext {
+  readonly config: DaemonConfig;
+  readonly logger: Logger;
+  readonly status: NodeStatus;
+  readonly cleanups: Cleanups;
+}
+
+/** Authenticated encapsulation: the flags, and the keys read from the key file. */
+type Auth = NonNullable<DaemonConfig['auth']> & { readonly keys: AuthKey[] };
+
+/** The lease this node holds, the network config it came with, and the store that keeps both. */
+interface Leased {
+  readonly kind: 'leased';
+  readonly store: SubnetManager;
+  readonly lease: Lease;
+  readonly config: NetworkConfig;
+}
+
+/** What step 1 yields: the subnet this node routes for, and where it came from. */
+interface Assignment {
+  readonly network: Cidr;
+  readonly subnet: Cidr;
+  readonly port: number;
+  readonly source: Leased | { readonly kind: 'static'; readonly peers: readonly Peer[] };
+}
+
 export async function startNode(config: DaemonConfig, logger: Logger, options: StartOptions = {}): Promise<RunningNode> {
-  const { signal, logLinesDropped = () => 0 } = options;
   const cleanups = new Cleanups(logger);
   let fail!: (reason: string) => void;
   const failed = new Promise<string>((resolve) => (fail = resolve));
-  const status = new NodeStatus();
-
-  const httpServer = await startHttpServer(status, {
-    host: config.healthzIp,
-    port: config.healthzPort,
-    logger,
-    metrics: createMetrics({
-      counters: () => status.plane?.snapshot() ?? emptyCounters(),
-      peers: () => status.plane?.peerTable.size ?? 0,
-      leaseExpiry: () => (status.lease ? (status.lease.expiresAt ?? 0) / 1000 : undefined),
-      storeConnected: () => status.store?.connected,
-      storeResets: () => (status.store ? status.resets : undefined),
-      peersUnconfirmed: () => status.feed?.unconfirmedCount ?? 0,
-      logLinesDropped,
-    }),
-  });
+  const status = new NodeStatus({ logLinesDropped: options.logLinesDropped });
+  const httpServer = await startHttpServer(status, { host: config.healthzIp, port: config.healthzPort, logger, metrics: createMetrics(status) });
   cleanups.push(() => httpServer.close());
+  const context: StepContext = { config, logger, status, cleanups };
 
   try {
     // A bad key file fails the start before any lease is taken or device made.
-    const auth = config.auth && { ...config.auth, keys: await readAuthKeys(config.auth.keyFile) };
+    const auth: Auth | undefined = config.auth && { ...config.auth, keys: await readAuthKeys(config.auth.keyFile) };
     const underlay = await resolveUnderlay(config);
-    let network: Cidr;
-    let subnet: Cidr;
-    let port: number;
-    let networkConfig: NetworkConfig | undefined;
-    if (config.static) {
-      ({ network, subnet, port } = config.static);
-    } else {
-      const store = await connectLeaseStore({
-        url: config.redisUrl,
-        keyPrefix: config.prefix,
-        leaseTtlMs: config.leaseTtlMs,
-        renewMarginMs: config.leaseRenewMarginMs,
-        minReplicas: config.redisMinReplicas ?? minReplicasFor(parseRedisUrl(config.redisUrl)),
-        ...(config.redisCa !== undefined ? { tls: { ca: config.redisCa } } : {}),
-        // A daemon outlives Redis restarts: it keeps forwarding and keeps retrying.
-        retry: { mode: 'backoff' },
-        logger,
-      });
-      status.store = store;
-      cleanups.push(() => store.close());
-      const acquired = await acquire(store, config, underlay, status, logger, signal);
-      networkConfig = acquired.config;
-      status.lease = acquired.lease;
-      network = networkConfig.network;
-      subnet = parseCidr(acquired.lease.subnet);
-      port = networkConfig.backend.port;
-    }
-
-    // Sealed datagrams carry SEAL_OVERHEAD more bytes, so the pods' MTU gives them up.
-    const mtu = underlay.mtu - ENCAPSULATION_OVERHEAD - (auth ? SEAL_OVERHEAD : 0);
-    let sealer: Sealer | undefined;
-    if (auth) {
-      const keyed = createSealer({ mode: auth.mode, localIp: parseIPv4(underlay.address), keys: auth.keys });
-      cleanups.push(watchAuthKeys(auth.keyFile, (keys) => keyed.setKeys(keys), logger));
-      sealer = keyed;
-    }
-    status.node = { name: config.nodeName, publicIp: underlay.address, iface: underlay.iface, subnet: formatCidr(subnet), network: formatCidr(network), tun: config.tunName, mtu, port };
-    logger.info({ ...status.node, transport: config.transport, tunOffload: config.tunOffload, tunTxQueueLength: config.tunTxQueueLength, auth: auth?.mode ?? 'off' }, 'configuring the node');
-
-    const plane = await openDataPath(config, logger, { underlay, network, subnet, port, mtu, sealer });
-    status.plane = plane;
-    // Closing the TUN deletes the interface, and the kernel drops its routes with it.
-    cleanups.push(() => plane.stop());
-    await publishNodeFiles(config, { network, subnet, mtu }, cleanups);
+    const assignment = await acquireSubnet(context, underlay, options.signal);
+    const { plane, mtu } = await openDataPath(context, underlay, assignment, auth);
+    await publishNodeFiles(context, { network: assignment.network, subnet: assignment.subnet, mtu });
 
     plane.start((err) => fail(`data plane failed: ${err.message}`));
-    if (config.static) {
-      plane.setPeers(config.static.peers.map((p): Peer => ({ subnet: p.subnet, endpoint: { address: p.address, ip: parseIPv4(p.address), port: p.port } })));
-      status.running();
+    const { source } = assignment;
+    if (source.kind === 'leased') {
+      follow(context, source, plane, fail);
     } else {
-      follow(status.store!, status.lease!, networkConfig!, plane, config, logger, { status, fail, cleanups });
+      plane.setPeers(source.peers);
+      status.running();
     }
   } catch (err) {
     await cleanups.run();
     throw err;
   }
   return { failed, stop: () => cleanups.run() };
+}
+
+/** Step 1: the subnet to route for, from the static flags, or leased from the store. */
+async function acquireSubnet(context: StepContext, underlay: Underlay, signal: AbortSignal | undefined): Promise<Assignment> {
+  const { config, logger, status, cleanups } = context;
+  if (config.static) {
+    const { network, subnet, port, peers } = config.static;
+    return { network, subnet, port, source: { kind: 'static', peers: peers.map((p) => ({ subnet: p.subnet, endpoint: { address: p.address, ip: parseIPv4(p.address), port: p.port } })) } };
+  }
+  const store = await connectLeaseStore({
+    ...redisConnectionOptions(config),
+    keyPrefix: config.prefix,
+    leaseTtlMs: config.leaseTtlMs,
+    renewMarginMs: config.leaseRenewMarginMs,
+    // A daemon outlives Redis restarts: it keeps forwarding and keeps retrying.
+    retry: { mode: 'backoff' },
+    logger,
+  });
+  cleanups.push(() => store.close());
+  status.storeOpened(store);
+  const leased = await acquireLease(context, store, underlay, signal);
+  status.leaseAcquired(leased);
+  return { network: leased.config.network, subnet: leased.lease.cidr, port: leased.config.backend.port, source: { kind: 'leased', store, ...leased } };
 }
 
 /**
@@ -188,12 +185,10 @@ export async function startNode(config: DaemonConfig, logger: Logger, options: S
  * better than one that crash-loops. Wrong credentials, an untrusted
  * certificate and bad options are not waited out: they need a new flag.
  */
-async function acquire(
+async function acquireLease(
+  { config, logger, status }: StepContext,
   store: SubnetManager,
-  config: DaemonConfig,
   underlay: Underlay,
-  status: NodeStatus,
-  logger: Logger,
   signal: AbortSignal | undefined,
 ): Promise<{ config: NetworkConfig; lease: Lease }> {
   const previous = await readPreviousSubnet(config.subnetFile);
@@ -250,31 +245,43 @@ function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
   });
 }
 
-/** The TUN, its routes, and the UDP transport, joined by a data plane that is not started yet. */
-async function openDataPath(
-  config: DaemonConfig,
-  logger: Logger,
-  path: { underlay: Underlay; network: Cidr; subnet: Cidr; port: number; mtu: number; sealer: Sealer | undefined },
-): Promise<DataPlane> {
-  const { underlay, network, subnet, port, mtu, sealer } = path;
+/** Step 2: the TUN (the subnet's address as /32, the cluster network routed into it) and the UDP transport, joined by a data plane that is not started yet. */
+async function openDataPath(context: StepContext, underlay: Underlay, assignment: Assignment, auth: Auth | undefined): Promise<{ plane: DataPlane; mtu: number }> {
+  const { config, logger, status, cleanups } = context;
+  const { network, subnet, port } = assignment;
+  // Sealed datagrams carry SEAL_OVERHEAD more bytes, so the pods' MTU gives them up.
+  const mtu = underlay.mtu - ENCAPSULATION_OVERHEAD - (auth ? SEAL_OVERHEAD : 0);
+  let sealer: Sealer | undefined;
+  if (auth) {
+    const keyed = createSealer({ mode: auth.mode, localIp: parseIPv4(underlay.address), keys: auth.keys });
+    cleanups.push(watchAuthKeys(auth.keyFile, (keys) => keyed.setKeys(keys), logger));
+    sealer = keyed;
+  }
+  const info: NodeInfo = { name: config.nodeName, publicIp: underlay.address, iface: underlay.iface, subnet: formatCidr(subnet), network: formatCidr(network), tun: config.tunName, mtu, port };
+  logger.info({ ...info, transport: config.transport, tunOffload: config.tunOffload, tunTxQueueLength: config.tunTxQueueLength, auth: auth?.mode ?? 'off' }, 'configuring the node');
+
   // A predecessor that was killed (SIGKILL, OOM) ran no clean-up; whatever it left must not outlive this run.
   await removeLeftovers(config, logger);
   const tun = openTun({ name: config.tunName, offload: config.tunOffload, txQueueLength: config.tunTxQueueLength, mtu, address: formatIPv4(subnet.network), prefixLength: 32 });
   let transport;
   try {
-    await routeNetworkInto(formatCidr(network), tun.name);
-    await acceptLocalSource(tun.name);
+    routeNetworkInto(network, tun.name);
+    acceptLocalSource(tun.name);
     const bind = { bindAddress: underlay.address, port };
     transport = config.transport === 'mmsg' ? openMmsgTransport(bind) : await openDgramTransport(bind);
   } catch (err) {
     tun.close();
     throw err;
   }
-  return new DataPlane({ tun, transport, localSubnet: subnet, overlayAddress: subnet.network, maxPacket: mtu, logger, sealer });
+  const plane = new DataPlane({ tun, transport, localSubnet: subnet, overlayAddress: subnet.network, maxPacket: mtu, logger, sealer });
+  // Closing the TUN deletes the interface, and the kernel drops its routes with it.
+  cleanups.push(() => plane.stop());
+  status.dataPathOpened(info, plane);
+  return { plane, mtu };
 }
 
-/** subnet.env and the CNI conflist, for the pods; the masquerade rules if asked. */
-async function publishNodeFiles(config: DaemonConfig, node: { network: Cidr; subnet: Cidr; mtu: number }, cleanups: Cleanups): Promise<void> {
+/** Step 3: subnet.env and the CNI conflist, for the pods; the masquerade rules if asked. */
+async function publishNodeFiles({ config, cleanups }: StepContext, node: { network: Cidr; subnet: Cidr; mtu: number }): Promise<void> {
   const { network, subnet, mtu } = node;
   await writeSubnetEnv(config.subnetFile, { network, subnet, mtu, ipMasq: config.ipMasq });
   const conflist = cniConflist({ subnet: formatCidr(subnet), network: formatCidr(network), mtu, ipamDataDir: config.cniIpamDataDir });
@@ -296,7 +303,7 @@ async function publishNodeFiles(config: DaemonConfig, node: { network: Cidr; sub
 async function removeLeftovers(config: DaemonConfig, logger: Logger): Promise<void> {
   if (await tunDeviceExists(config.tunName)) {
     logger.warn({ tun: config.tunName }, 'removing a TUN device left by a previous run');
-    await deleteTunDevice(config.tunName);
+    deleteTunDevice(config.tunName);
   }
   if (!config.ipMasq && (await masqueradeInstalled())) {
     logger.warn('removing masquerade rules left by a previous run (--ip-masq is off)');
@@ -305,34 +312,27 @@ async function removeLeftovers(config: DaemonConfig, logger: Logger): Promise<vo
 }
 
 /**
- * Follows the store: the watch feeds the peer table, the keeper keeps the
- * lease. When the store loses its data, the node re-asserts its lease and
- * the network config, and keeps forwarding to the peers it knows.
+ * Step 4, in lease mode: the watch feeds the peer table, the keeper keeps
+ * the lease. When the store loses its data, the node re-asserts its lease
+ * and the network config, and keeps forwarding to the peers it knows.
  */
 function follow(
-  store: SubnetManager,
-  lease: Lease,
-  networkConfig: NetworkConfig,
+  { config, logger, status, cleanups }: StepContext,
+  leased: Leased,
   plane: DataPlane,
-  config: DaemonConfig,
-  logger: Logger,
-  hooks: { status: NodeStatus; fail(reason: string): void; cleanups: Cleanups },
+  fail: (reason: string) => void,
 ): void {
-  const { status, fail, cleanups } = hooks;
+  const { store, lease, config: networkConfig } = leased;
   const keeper = store.keepLease(lease, { renewMarginMs: config.leaseRenewMarginMs });
   cleanups.push(() => keeper.stop());
-  keeper.on('renewed', (renewed) => (status.lease = renewed));
-  keeper.on('restored', (restored) => {
-    status.lease = restored;
-    status.restored++;
-  });
+  keeper.on('restored', () => status.leaseRestored());
   keeper.on('lost', (err) => fail(`lease ${lease.subnet} lost: ${err.message}`));
 
   const configGuard = new ConfigGuard(store, networkConfig, logger);
   const feed = new PeerFeed({
     ownSubnet: lease.subnet,
     ownPublicIp: lease.publicIP,
-    subnetLength: parseCidr(lease.subnet).prefixLength,
+    subnetLength: lease.cidr.prefixLength,
     defaultPort: networkConfig.backend.port,
     graceMs: config.peerGraceMs,
     logger,
@@ -340,18 +340,16 @@ function follow(
     onReady: () => status.running(),
     onOwnLeaseInDoubt: (reason) => keeper.reassert(reason),
     onStoreReset: () => {
-      status.resets++;
       keeper.reassert('the store lost its data', Math.random() * REASSERT_SPREAD_MS);
       configGuard.check('the store lost its data', Math.random() * REASSERT_SPREAD_MS);
     },
     onConfigChanged: () => configGuard.check('the stored network config changed', 0),
   });
-  status.feed = feed;
   cleanups.push(() => feed.stop());
 
   const watch = store.watchLeases();
   cleanups.push(() => watch.close());
-  status.watch = watch;
+  status.following({ keeper, feed, watch });
   void (async () => {
     for await (const event of watch) feed.handle(event);
   })().catch((err: Error) => fail(`lease watch failed: ${err.message}`));

@@ -15,7 +15,7 @@
 import type { Logger } from 'pino';
 import type { Peer } from '../dataplane/index.js';
 import type { Lease, WatchEvent } from '../lease/index.js';
-import { parseCidr, tryParseIPv4, type Cidr } from '../net/ipv4.js';
+import { tryParseIPv4, type Cidr } from '../net/ipv4.js';
 
 /** Where the peers go: the data plane. */
 export interface PeerSink {
@@ -51,9 +51,8 @@ export function peerFromLease(lease: Lease, subnetLength: number, defaultPort: n
   if (ip < 0) return `public IP ${lease.publicIP} is not IPv4`;
   const port = lease.backendData.Port ?? defaultPort;
   if (typeof port !== 'number' || !Number.isInteger(port) || port < 1 || port > 65535) return `port ${String(port)} is invalid`;
-  const subnet = parseCidr(lease.subnet);
-  if (subnet.prefixLength !== subnetLength) return `subnet is not a /${subnetLength}`;
-  return { subnet, endpoint: { address: lease.publicIP, ip, port } };
+  if (lease.cidr.prefixLength !== subnetLength) return `subnet is not a /${subnetLength}`;
+  return { subnet: lease.cidr, endpoint: { address: lease.publicIP, ip, port } };
 }
 
 /** A peer as /status shows it. */

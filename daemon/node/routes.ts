@@ -1,31 +1,35 @@
 /**
- * Kernel routing for the overlay, through iproute2: the whole cluster
- * network goes into the TUN; the node's own subnet stays on the pod bridge
- * (a longer prefix, so it wins).
+ * Kernel routing for the overlay, over rtnetlink (native/netlink.h): the
+ * whole cluster network goes into the TUN; the node's own subnet stays on
+ * the pod bridge (a longer prefix, so it wins).
  */
-import { execFile } from 'node:child_process';
 import { access } from 'node:fs/promises';
-import { promisify } from 'node:util';
 import { loadNative } from '../native.js';
+import type { Cidr } from '../net/ipv4.js';
 
-const execFileAsync = promisify(execFile);
-
+/** A route or interface change the kernel refused; `code` is its errno name (`EPERM`, `ENODEV`, …). */
 export class RouteError extends Error {
   override name = 'RouteError';
-}
+  readonly code: string | undefined;
 
-async function ip(...args: string[]): Promise<void> {
-  try {
-    await execFileAsync('ip', args);
-  } catch (err) {
-    const stderr = (err as { stderr?: string }).stderr?.trim();
-    throw new RouteError(`\`ip ${args.join(' ')}\` failed: ${stderr || (err as Error).message}`, { cause: err });
+  constructor(message: string, options: { cause: unknown }) {
+    super(message, options);
+    this.code = (options.cause as NodeJS.ErrnoException).code;
   }
 }
 
-/** Routes `network` (CIDR) into `device`; replaces any earlier route, so a restart is idempotent. */
-export function routeNetworkInto(network: string, device: string): Promise<void> {
-  return ip('route', 'replace', network, 'dev', device);
+/** Runs one netlink change; the native message already names the change, the errno and what to grant. */
+function asRouteError(change: () => void): void {
+  try {
+    change();
+  } catch (err) {
+    throw new RouteError((err as Error).message, { cause: err });
+  }
+}
+
+/** Routes `network` into `device`; replaces any earlier route, so a restart is idempotent. */
+export function routeNetworkInto(network: Cidr, device: string): void {
+  asRouteError(() => loadNative().replaceRoute(device, network.network, network.prefixLength));
 }
 
 /** IPV4_DEVCONF_ACCEPT_LOCAL in <linux/ip.h>. */
@@ -50,6 +54,6 @@ export async function tunDeviceExists(device: string): Promise<boolean> {
 }
 
 /** Deletes a TUN device; the kernel drops the routes through it. */
-export function deleteTunDevice(device: string): Promise<void> {
-  return ip('link', 'delete', device);
+export function deleteTunDevice(device: string): void {
+  asRouteError(() => loadNative().deleteLink(device));
 }

@@ -1,10 +1,16 @@
 /**
- * What the daemon reports on /readyz and /status: one object that the
- * wiring fills in as the node comes up, read by the HTTP server on demand.
+ * What the daemon reports on /readyz, /status and /metrics: one object that
+ * each start-up step tells what it made (the store, the lease, the data
+ * path, the lease watch), and that reads the current figures from those
+ * parts whenever it is asked: the lease as the keeper last renewed it, the
+ * data plane's counters, the feed's peers. Nothing is copied, so nothing
+ * goes stale.
  */
 import type { CountersSnapshot, DataPlane } from '../dataplane/index.js';
+import type { MetricsSource } from '../http/metrics.js';
 import type { StatusSource } from '../http/server.js';
 import type { Lease, LeaseWatch, SubnetManager } from '../lease/index.js';
+import { emptyCounters } from '../dataplane/index.js';
 import { formatCidr } from '../net/ipv4.js';
 import type { PeerFeed, PeerView } from './peers.js';
 
@@ -22,13 +28,18 @@ export interface NodeInfo {
 /** starting: before the first attempt; waiting: for a usable store (see reason); running: forwarding with known peers. */
 export type NodeState = 'starting' | 'waiting' | 'running';
 
-/** The JSON document of GET /status. */
+/**
+ * The JSON document of GET /status: what `miniflannel status` and the test
+ * lab read. Fields are only ever added, so an older CLI reads a newer daemon.
+ */
 export interface StatusDocument {
   readonly state: NodeState;
   /** Why the node is not running yet. */
   readonly reason?: string;
   readonly node: NodeInfo | null;
+  /** null in static mode, and until the lease is acquired. */
   readonly lease: { readonly subnet: string; readonly publicIP: string; readonly nodeName: string; readonly expiresAt: number | null } | null;
+  /** null in static mode. */
   readonly store: {
     readonly address: string;
     readonly connected: boolean;
@@ -40,22 +51,69 @@ export interface StatusDocument {
     readonly resyncs: number;
   } | null;
   readonly peers: readonly PeerView[];
+  /** null until the data path is open. */
   readonly counters: CountersSnapshot | null;
   readonly uptimeSeconds: number;
 }
 
-export class NodeStatus implements StatusSource {
-  node: NodeInfo | undefined;
-  lease: Lease | undefined;
-  store: SubnetManager | undefined;
-  plane: DataPlane | undefined;
-  feed: PeerFeed | undefined;
-  watch: LeaseWatch | undefined;
-  resets = 0;
-  restored = 0;
+/** What the status reads from each part: narrow, so that a test can hand in plain objects. */
+export type StoreView = Pick<SubnetManager, 'address' | 'connected'>;
+/** The lease as acquired, or the keeper, whose `lease` is the one it last renewed. */
+export type LeaseView = { readonly lease: Lease };
+export type PlaneView = Pick<DataPlane, 'snapshot'> & { readonly peerTable: Pick<DataPlane['peerTable'], 'size' | 'peers'> };
+export type FeedView = Pick<PeerFeed, 'view' | 'unconfirmedCount'>;
+export type WatchView = Pick<LeaseWatch, 'stats'>;
+
+export interface NodeStatusOptions {
+  /** Log lines the logger's destination dropped, for /metrics; 0 when not given. */
+  readonly logLinesDropped?: () => number;
+  /** The clock of the uptime; Date.now when not given. */
+  readonly now?: () => number;
+}
+
+export class NodeStatus implements StatusSource, MetricsSource {
   private state: NodeState = 'starting';
   private reason: string | undefined;
-  private readonly startedAt = Date.now();
+  private store: StoreView | undefined;
+  private leaseView: LeaseView | undefined;
+  private info: NodeInfo | undefined;
+  private plane: PlaneView | undefined;
+  private feed: FeedView | undefined;
+  private watch: WatchView | undefined;
+  private restored = 0;
+  private readonly now: () => number;
+  private readonly startedAt: number;
+  private readonly droppedLogLines: () => number;
+
+  constructor(options: NodeStatusOptions = {}) {
+    this.now = options.now ?? Date.now;
+    this.startedAt = this.now();
+    this.droppedLogLines = options.logLinesDropped ?? (() => 0);
+  }
+
+  // What the start-up steps made, in their order.
+
+  storeOpened(store: StoreView): void {
+    this.store = store;
+  }
+
+  leaseAcquired(lease: LeaseView): void {
+    this.leaseView = lease;
+  }
+
+  dataPathOpened(info: NodeInfo, plane: PlaneView): void {
+    this.info = info;
+    this.plane = plane;
+  }
+
+  /** The keeper replaces the lease as acquired: from now on the status shows each renewal. */
+  following(parts: { keeper: LeaseView; feed: FeedView; watch: WatchView }): void {
+    this.leaseView = parts.keeper;
+    this.feed = parts.feed;
+    this.watch = parts.watch;
+  }
+
+  // What happened since.
 
   waiting(reason: string): void {
     this.state = 'waiting';
@@ -67,28 +125,67 @@ export class NodeStatus implements StatusSource {
     this.reason = undefined;
   }
 
+  leaseRestored(): void {
+    this.restored++;
+  }
+
+  // What the HTTP server reads.
+
   readiness(): { ready: boolean; reason?: string } {
     if (this.state === 'running') return { ready: true };
     return { ready: false, reason: this.reason ?? 'starting' };
   }
 
   status(): StatusDocument {
-    const lease = this.lease;
+    const lease = this.leaseView?.lease;
     const store = this.store;
-    const peers =
-      this.feed?.view() ??
-      (this.plane ? [...this.plane.peerTable.peers()].map((p) => ({ subnet: formatCidr(p.subnet), endpoint: `${p.endpoint.address}:${p.endpoint.port}`, node: '' })) : []);
     return {
       state: this.state,
       ...(this.reason !== undefined ? { reason: this.reason } : {}),
-      node: this.node ?? null,
+      node: this.info ?? null,
       lease: lease ? { subnet: lease.subnet, publicIP: lease.publicIP, nodeName: lease.nodeName, expiresAt: lease.expiresAt } : null,
       store: store
-        ? { address: store.address, connected: store.connected, resets: this.resets, leaseRestored: this.restored, resyncs: this.watch?.stats.resyncs ?? 0 }
+        ? { address: store.address, connected: store.connected, resets: this.watch?.stats.resets ?? 0, leaseRestored: this.restored, resyncs: this.watch?.stats.resyncs ?? 0 }
         : null,
-      peers,
+      peers: this.peerViews(),
       counters: this.plane?.snapshot() ?? null,
-      uptimeSeconds: Math.round((Date.now() - this.startedAt) / 1000),
+      uptimeSeconds: Math.round((this.now() - this.startedAt) / 1000),
     };
+  }
+
+  /** The feed's view in lease mode; in static mode the peer table, whose peers have no node name. */
+  private peerViews(): PeerView[] {
+    if (this.feed) return this.feed.view();
+    if (!this.plane) return [];
+    return [...this.plane.peerTable.peers()].map((p) => ({ subnet: formatCidr(p.subnet), endpoint: `${p.endpoint.address}:${p.endpoint.port}`, node: '' }));
+  }
+
+  counters(): CountersSnapshot {
+    return this.plane?.snapshot() ?? emptyCounters();
+  }
+
+  peers(): number {
+    return this.plane?.peerTable.size ?? 0;
+  }
+
+  leaseExpiry(): number | undefined {
+    const lease = this.leaseView?.lease;
+    return lease ? (lease.expiresAt ?? 0) / 1000 : undefined;
+  }
+
+  storeConnected(): boolean | undefined {
+    return this.store?.connected;
+  }
+
+  storeResets(): number | undefined {
+    return this.store ? (this.watch?.stats.resets ?? 0) : undefined;
+  }
+
+  peersUnconfirmed(): number {
+    return this.feed?.unconfirmedCount ?? 0;
+  }
+
+  logLinesDropped(): number {
+    return this.droppedLogLines();
   }
 }

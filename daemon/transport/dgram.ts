@@ -127,7 +127,7 @@ class DgramTransport implements PacketTransport {
   }
 
   send(buffer: Buffer, offset: number, length: number, to: Endpoint): boolean {
-    if (this.congested) return false;
+    if (this.congested || length === 0) return false;
     if (this.stagingUsed + length > this.staging.length) {
       this.staging = Buffer.allocUnsafeSlow(Math.max(STAGING_BYTES, length));
       this.stagingUsed = 0;

@@ -3,7 +3,7 @@
  * bare IP packets as UDP datagrams between nodes (flannel's UDP wire format:
  * the payload is the packet, nothing else).
  */
-import type { PacketBatch } from '../dataplane/packet-batch.js';
+import type { PacketBatch } from '../net/packet-batch.js';
 
 export interface Endpoint {
   /** Dotted quad, as the socket API wants it. */
@@ -33,12 +33,22 @@ export interface PacketTransport {
   /**
    * Queues buffer[offset, offset+length) for `to`. It is sent no later than
    * the next flush(); until then the caller must leave those bytes alone.
-   * Returns false if the datagram was dropped because the socket is backed up.
+   * Returns false if the datagram was dropped at once (the socket is
+   * backed up). A zero-length slot is dropped and counted, not sent as an
+   * empty datagram: either refused here or reported by flush().
    */
   send(buffer: Buffer, offset: number, length: number, to: Endpoint): boolean;
-  /** Sends what is queued. Returns how many queued datagrams the kernel refused (a full socket buffer, say). */
+  /**
+   * Sends what is queued. Returns how many queued datagrams were not sent
+   * (refused by the kernel, a full socket buffer say, or zero-length); the
+   * caller counts them as dropped.
+   */
   flush(): number;
-  /** Datagrams the socket reported failing after they were accepted (node:dgram reports these late). */
-  readonly sendErrors: number;
+  /**
+   * Datagrams the socket reported failing after it had accepted them
+   * (node:dgram reports these late). Absent where failures are known at
+   * flush() and counted there.
+   */
+  readonly sendErrors?: number;
   close(): Promise<void>;
 }

@@ -41,7 +41,6 @@ export function openMmsgTransport(options: MmsgTransportOptions): PacketTranspor
 }
 
 class MmsgTransport implements PacketTransport {
-  readonly sendErrors = 0;
   private readonly received: DatagramBatch & { count: number };
   // The pending sends: where each packet is in `pendingBuffer`, and where it goes.
   private pendingBuffer: Buffer | undefined;

@@ -5,7 +5,7 @@
  * written to it are delivered by the kernel as if they came off a wire.
  */
 import { getSystemErrorName } from 'node:util';
-import type { PacketBatch } from '../dataplane/packet-batch.js';
+import type { PacketBatch } from '../net/packet-batch.js';
 import { loadNative, type NativeTunDevice } from '../native.js';
 
 export interface TunDevice {
@@ -14,13 +14,18 @@ export interface TunDevice {
   readonly batchCapacity: number;
   /**
    * Starts delivering packets. `onBatch` gets each wake-up's packets in one
-   * call; the batch is reused afterwards. `onError` is called once if reading
-   * stops for good (the interface was deleted, say).
+   * call; the batch is reused afterwards. A zero-length slot is a packet
+   * that was read but cannot be forwarded (an offloaded super-packet that
+   * cannot be cut): it keeps its place in the count, and the reader drops
+   * and counts it like any malformed packet. `onError` is called once if
+   * reading stops for good (the interface was deleted, say).
    */
   start(onBatch: (batch: PacketBatch) => void, onError: (err: Error) => void): void;
   /**
-   * Writes packets; returns how many the kernel accepted. With offload it
-   * may join segments of one TCP flow and rewrite the headers in `batch`.
+   * Writes packets; returns how many the kernel accepted. A zero-length
+   * slot is dropped, not written, and left out of the returned count, so a
+   * caller counts it with the refused ones. With offload it may join
+   * segments of one TCP flow and rewrite the headers in `batch`.
    */
   write(batch: PacketBatch): number;
   /** Stops reading and releases the fd; the kernel deletes the interface. */

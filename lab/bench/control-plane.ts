@@ -41,11 +41,12 @@ import { pino } from 'pino';
 import type { Redis } from 'ioredis';
 import { connectLeaseStore, defaultReapInterval, LEASE_STORE_DEFAULTS, type Lease, type SubnetManager } from '../../daemon/lease/index.js';
 import { stopProcess } from '../exec.js';
+import { RedisMaxClientsError, startRedis, type RedisServer } from '../redis.js';
 import {
   commandDeltas,
   cpuSeconds,
   infoNumber,
-  LocalRedis,
+  monitorClient,
   parseInfo,
   storeBytes,
   microsPerCall,
@@ -54,7 +55,7 @@ import {
 import type { OperationName, Operations, Reached, ReplyMessage, RequestMessage, WorkerConfig, WorkerStats } from './control-plane-protocol.js';
 // Internal to the lease store, read here only to tell the commands its scripts run inside Redis from those sent over the wire.
 import * as leaseScripts from '../../daemon/lease/scripts.js';
-import { openFileLimit, PrerequisiteError } from './prerequisites.js';
+import { openFileLimit, PrerequisiteError, which } from './prerequisites.js';
 import { percentile } from './stats.js';
 
 export interface ControlPlaneOptions {
@@ -584,13 +585,12 @@ export async function benchControlPlane(options: ControlPlaneOptions): Promise<C
   const storeOptions = { leaseTtlMs: options.leaseTtlMs, renewMarginMs: options.renewMarginMs };
 
   log(`starting redis-server on 127.0.0.1 (a free port, maxclients ${maxClients}, AOF fsync every second, its files in a temp dir)`);
-  const redis = await LocalRedis.create(maxClients);
+  const redis = await startBenchRedis(maxClients);
   let workers: Workers | undefined;
   let monitor: Redis | undefined;
   let admin: SubnetManager | undefined;
   try {
-    await redis.start('aof');
-    monitor = redis.client();
+    monitor = monitorClient(redis.url);
     const info = async () => parseInfo(await monitor!.info('all'));
     const baseline = await info();
     admin = await connectLeaseStore({ url: redis.url, logger: silent, retry: { mode: 'fail-fast' }, ...storeOptions });
@@ -850,9 +850,9 @@ export async function benchControlPlane(options: ControlPlaneOptions): Promise<C
     monitor.disconnect();
     monitor = undefined;
     const persistentStoppedAt = Date.now();
-    await redis.stop();
-    const persistentReadyAt = await redis.start('aof');
-    monitor = redis.client();
+    await redis.restart();
+    const persistentReadyAt = redis.readyAt;
+    monitor = monitorClient(redis.url);
     const back = lastReached(await w.all('await-reconnected', { timeoutMs: RECOVERY_TIMEOUT_MS }, signal));
     const afterPersistent = await w.stats(signal);
     const restartWithPersistence = {
@@ -876,9 +876,9 @@ export async function benchControlPlane(options: ControlPlaneOptions): Promise<C
     monitor.disconnect();
     monitor = undefined;
     const stoppedAt = Date.now();
-    await redis.stop();
-    const emptyReadyAt = await redis.start('none');
-    monitor = redis.client();
+    await redis.restart({ persistence: false, empty: true });
+    const emptyReadyAt = redis.readyAt;
+    monitor = monitorClient(redis.url);
     log(`  redis-server back (empty) after ${((emptyReadyAt - stoppedAt) / 1000).toFixed(2)} s; waiting for every lease`);
     recovery = new AbortController();
     const recoverySignal = AbortSignal.any([signal, recovery.signal]);
@@ -987,7 +987,22 @@ export async function benchControlPlane(options: ControlPlaneOptions): Promise<C
     await admin?.close().catch(() => undefined);
     monitor?.disconnect();
     await Promise.all((workers?.handles ?? []).map((h) => h.stop().catch(() => undefined)));
-    await redis.remove();
+    await redis.stop();
+  }
+}
+
+/**
+ * redis-server on a free loopback port kept for the whole run, its files in
+ * a temp dir, with an append-only file fsynced every second, as the sandbox
+ * and deployments run it; the binary on PATH, the one the prerequisites
+ * checked.
+ */
+async function startBenchRedis(maxClients: number): Promise<RedisServer> {
+  try {
+    return await startRedis({ persistence: true, fsync: 'everysec', maxClients, binary: await which('redis-server') });
+  } catch (err) {
+    if (err instanceof RedisMaxClientsError) throw new PrerequisiteError(`${err.message}, or use fewer --nodes`, { cause: err });
+    throw err;
   }
 }
 

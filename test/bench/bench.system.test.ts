@@ -13,22 +13,11 @@ import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { cleanEnv, oneLineError, outcomeOf, runCli } from '../cli/helpers.js';
 import { cliBin } from '../../lab/paths.js';
+import { positive, readDocument } from './document.js';
 
 const work = await mkdtemp(path.join(tmpdir(), 'miniflannel-bench-test-'));
 after(() => rm(work, { recursive: true, force: true }));
 
-
-async function readDocument(file: string): Promise<any> {
-  const doc = JSON.parse(await readFile(file, 'utf8'));
-  assert.equal(doc.tool, 'miniflannel bench');
-  assert.match(doc.miniflannel, /^\d+\.\d+\.\d+/);
-  assert.ok(doc.machine.cpus > 0 && typeof doc.machine.kernel === 'string' && doc.machine.node === process.version);
-  assert.equal(doc.machine.loadAverageAtStart.length, 3);
-  assert.ok(Date.parse(doc.finishedAt) >= Date.parse(doc.startedAt));
-  return doc;
-}
-
-const positive = (value: unknown, what: string) => assert.ok(typeof value === 'number' && Number.isFinite(value) && value > 0, `${what} = ${String(value)}`);
 
 /**
  * A directory of links to every program on the usual PATH except `missing`,
@@ -45,25 +34,6 @@ async function pathWithout(missing: string): Promise<string> {
   }
   return dir;
 }
-
-test('bench encap --quick writes every size x peer count with positive rates', async () => {
-  const out = path.join(work, 'encap.json');
-  const result = await runCli(['bench', 'encap', '--quick', '--out', out], { timeoutMs: 60_000 });
-  assert.equal(result.code, 0, result.stderr);
-  assert.match(result.stdout, /Mpps/);
-  const doc = await readDocument(out);
-  assert.equal(doc.command, 'encap');
-  const figures = doc.result.figures as any[];
-  assert.deepEqual(
-    figures.map((f) => `${f.packetBytes}/${f.peers}`).sort(),
-    ['64/10', '64/1000', '64/10000', '512/10', '512/1000', '512/10000', '1400/10', '1400/1000', '1400/10000'].sort(),
-  );
-  for (const f of figures) {
-    positive(f.packetsPerSecond, 'packetsPerSecond');
-    assert.ok(Math.abs(f.bitsPerSecond - f.packetsPerSecond * f.packetBytes * 8) < 1e-3 * f.bitsPerSecond);
-    assert.equal(f.repeatsPacketsPerSecond.length, 3);
-  }
-});
 
 test('bench control-plane --nodes 50 --quick: bring-up, convergence, steady-state cost, restarts with and without persistence', async () => {
   const out = path.join(work, 'control-plane.json');

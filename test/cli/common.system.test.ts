@@ -80,6 +80,9 @@ describe('usage errors: exit 2, one line', () => {
     ['a bad --timeout', ['lease', 'list', '--timeout', 'soon'], /--timeout <ms>' argument 'soon' is invalid/],
     ['a bad --redis-url', ['lease', 'list', '--redis-url', 'http://127.0.0.1:6379'], /^miniflannel: --redis-url: Redis URL "http:\/\/127\.0\.0\.1:6379" is invalid/],
     ['a bad --prefix', ['config', 'get', '--prefix', 'a{b}'], /^miniflannel: --prefix: keyPrefix must be/],
+    // The daemon's checks of the Redis flags (daemon/redis-flags.ts), run by the CLI too.
+    ['a --redis-ca-file without TLS', ['lease', 'list', '--redis-ca-file', '/etc/hostname'], /^miniflannel: --redis-ca-file is only used with TLS/],
+    ['an unreadable --redis-ca-file', ['lease', 'list', '--redis-url', 'rediss://127.0.0.1:6379', '--redis-ca-file', '/nonexistent/ca.pem'], /^miniflannel: --redis-ca-file \/nonexistent\/ca\.pem: cannot read it \(ENOENT\)$/],
   ];
   it('for each kind of mistake', async () => {
     const results = await Promise.all(cases.map(([, args]) => runCli(args)));

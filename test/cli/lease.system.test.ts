@@ -144,6 +144,26 @@ describe('reserve, list, show, revoke', () => {
     assert.equal((await store.listLeases()).leases[0]!.expiresAt, null);
   });
 
+  it('renames the node of a reservation in one write, and says so', async () => {
+    const { cli, store } = await cluster('rename');
+    await store.reserve('10.244.6.0/24', '198.18.0.6');
+    const events = store.watchLeases();
+    try {
+      assert.equal((await events.next()).value?.type, 'snapshot');
+      const out = await cli.ok(['lease', 'reserve', '10.244.6.0/24', '--public-ip', '198.18.0.6', '--node', 'node-f']);
+      assert.equal(out.trim(), '10.244.6.0/24 was already reserved for 198.18.0.6; its node is now node-f');
+      const added = (await events.next()).value;
+      assert.ok(added?.type === 'added' && added.lease.nodeName === 'node-f' && added.lease.expiresAt === null, JSON.stringify(added));
+      const doc = JSON.parse(await cli.ok(['lease', 'reserve', '10.244.6.0/24', '--public-ip', '198.18.0.6', '--node', 'node-f', '--json']));
+      assert.deepEqual([doc.outcome, doc.lease.nodeName], ['unchanged', 'node-f']);
+      const taken = await cli.run(['lease', 'reserve', '10.244.6.0/24', '--public-ip', '198.18.0.9']);
+      assert.equal(taken.code, 1);
+      assert.equal(oneLineError(taken), 'miniflannel: subnet 10.244.6.0/24 is already taken: it is reserved for node-f (198.18.0.6); revoke it first');
+    } finally {
+      await events.close();
+    }
+  });
+
   it('refuses to reserve a taken subnet, naming who holds it', async () => {
     const { cli, store } = await cluster('taken');
     await store.acquireLease({ publicIP: '198.18.0.2', nodeName: 'node-b', previousSubnet: '10.244.3.0/24' });

@@ -5,6 +5,12 @@ import assert from 'node:assert/strict';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
+import { pino } from 'pino';
+import { emptyCounters } from '../../daemon/dataplane/index.js';
+import { createMetrics } from '../../daemon/http/metrics.js';
+import { startHttpServer } from '../../daemon/http/server.js';
+import { parseCidr } from '../../daemon/net/ipv4.js';
+import { NodeStatus } from '../../daemon/node/status.js';
 import { freePort } from '../../lab/redis.js';
 import { oneLineError, runCli } from './helpers.js';
 
@@ -104,6 +110,36 @@ describe('status', () => {
     assert.match(result.stdout, /^Peers \(0\)$/m);
     assert.match(result.stdout, /^Uptime:\s+59s$/m);
     assert.match(result.stdout, /^ {2}TUN packets written:\s+1099$/m);
+  });
+
+  it("reads the document the daemon's own NodeStatus serves", async () => {
+    const status = new NodeStatus();
+    status.storeOpened({ address: 'redis://10.0.0.5:6379', connected: true });
+    const lease = { subnet: '10.244.3.0/24', cidr: parseCidr('10.244.3.0/24'), publicIP: '198.18.0.2', nodeName: 'node-b', backendType: 'udp', backendData: {}, expiresAt: null };
+    status.leaseAcquired({ lease });
+    const counters = { ...emptyCounters(), tunPacketsRead: 5, egressDrops: { ...emptyCounters().egressDrops, 'no-route': 3 } };
+    const node = { name: 'node-b', publicIp: '198.18.0.2', iface: 'eth0', subnet: '10.244.3.0/24', network: '10.244.0.0/16', tun: 'flannel0', mtu: 1472, port: 8285 };
+    status.dataPathOpened(node, { snapshot: () => counters, peerTable: { size: 0, peers: () => [].values() } });
+    const daemon = await startHttpServer(status, { host: '127.0.0.1', port: 0, logger: pino({ level: 'silent' }), metrics: createMetrics(status) });
+    try {
+      const url = `http://127.0.0.1:${daemon.port}`;
+      const result = await runCli(['status', '--daemon', url]);
+      assert.equal(result.code, 0, result.stderr);
+      assert.match(result.stdout, /^Node\n {2}Public IP:\s+198\.18\.0\.2\n {2}Subnet:\s+10\.244\.3\.0\/24\n {2}Network:\s+10\.244\.0\.0\/16\n {2}TUN:\s+flannel0 \(MTU 1472\)$/m);
+      assert.match(result.stdout, /^Lease\n {2}Subnet:\s+10\.244\.3\.0\/24\n {2}Public IP:\s+198\.18\.0\.2\n {2}Node:\s+node-b\n {2}Expires:\s+never \(reserved\)$/m);
+      assert.match(result.stdout, /^Store\n {2}Address:\s+redis:\/\/10\.0\.0\.5:6379\n {2}Connected:\s+yes$/m);
+      assert.match(result.stdout, /^Peers \(0\)$/m);
+      assert.match(result.stdout, /^ {2}TUN packets read:\s+5$/m);
+      assert.match(result.stdout, /^Drops\n {2}egress no-route:\s+3$/m);
+      const json = await runCli(['status', '--daemon', url, '--json']);
+      const { daemon: shown, uptimeSeconds, ...doc } = JSON.parse(json.stdout);
+      assert.equal(shown, url);
+      assert.equal(typeof uptimeSeconds, 'number');
+      const { uptimeSeconds: _, ...expected } = status.status();
+      assert.deepEqual(doc, JSON.parse(JSON.stringify(expected)));
+    } finally {
+      await daemon.close();
+    }
   });
 
   it('takes the daemon URL from MINIFLANNEL_DAEMON', async () => {

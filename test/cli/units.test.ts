@@ -5,10 +5,10 @@ import assert from 'node:assert/strict';
 import { Writable } from 'node:stream';
 import { describe, it } from 'node:test';
 import { CommanderError } from 'commander';
-import { ConfigError, ConfigMissingError, LeaseConflictError, OptionsError, OutOfSubnetsError, parseNetworkConfig, StoreCommandError, StoreUnavailableError, toNetConf } from '../../daemon/lease/index.js';
+import { ConfigError, ConfigMissingError, LeaseConflictError, misfitOf, OptionsError, OutOfSubnetsError, parseNetworkConfig, StoreCommandError, StoreUnavailableError, toNetConf } from '../../daemon/lease/index.js';
 import { InvalidAddressError, parseCidr } from '../../daemon/net/ipv4.js';
 import { diffConfigs } from '../../cli/commands/config.js';
-import { misfitOf, parseSubnetArgument } from '../../cli/commands/lease.js';
+import { parseSubnetArgument } from '../../cli/commands/lease.js';
 import { describeFailure, exitCodeOf, NotFoundError, UsageError } from '../../cli/errors.js';
 import { colorEnabled, humanBytes, humanDuration, Output } from '../../cli/output.js';
 
@@ -88,11 +88,12 @@ describe('config diff', () => {
 describe('subnet arguments', () => {
   const config = parseNetworkConfig({ Network: '10.244.0.0/16' });
   it('accepts a SubnetLen block inside the network, and names the rule otherwise', () => {
-    assert.equal(misfitOf(parseSubnetArgument('10.244.3.0/24'), config), undefined);
-    assert.equal(misfitOf(parseSubnetArgument('10.244.0.0/24'), config), undefined, 'reservations may lie outside SubnetMin..SubnetMax');
-    assert.match(misfitOf(parseCidr('10.244.3.0/25'), config)!.message, /\/25.*\/24 \(SubnetLen\)/);
-    assert.match(misfitOf(parseCidr('10.244.0.0/16'), config)!.message, /\/16.*SubnetLen/);
-    assert.match(misfitOf(parseCidr('10.245.3.0/24'), config)!.message, /outside the Network 10\.244\.0\.0\/16/);
+    // The CLI's subnet arguments name what a reservation may be: the store's rule, with reservation true.
+    assert.equal(misfitOf(config, parseSubnetArgument('10.244.3.0/24'), true), undefined);
+    assert.equal(misfitOf(config, parseSubnetArgument('10.244.0.0/24'), true), undefined, 'reservations may lie outside SubnetMin..SubnetMax');
+    assert.match(misfitOf(config, parseCidr('10.244.3.0/25'), true)!, /\/25.*\/24 \(SubnetLen\)/);
+    assert.match(misfitOf(config, parseCidr('10.244.0.0/16'), true)!, /\/16.*SubnetLen/);
+    assert.match(misfitOf(config, parseCidr('10.245.3.0/24'), true)!, /outside the Network 10\.244\.0\.0\/16/);
     assert.throws(() => parseSubnetArgument('10.244.3.7/24'), (err: unknown) => err instanceof UsageError && /did you mean 10\.244\.3\.0\/24/.test(err.message));
     assert.throws(() => parseSubnetArgument('10.244.3.0'), InvalidAddressError);
     assert.throws(() => parseSubnetArgument('10.244.3.0/33'), InvalidAddressError);

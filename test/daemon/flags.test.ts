@@ -1,8 +1,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { CommanderError } from 'commander';
-import { daemonCommand, parseDaemonFlags, UsageError } from '../../daemon/flags.js';
+import { daemonCommand, parseDaemonFlags } from '../../daemon/flags.js';
 import { formatCidr } from '../../daemon/net/ipv4.js';
+import { UsageError } from '../../daemon/usage.js';
 
 const argv = (...args: string[]) => ['node', 'miniflanneld', ...args];
 

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { describe, it, mock } from 'node:test';
 import type { Peer } from '../../daemon/dataplane/index.js';
 import type { Lease, WatchEvent } from '../../daemon/lease/index.js';
-import { formatCidr, type Cidr } from '../../daemon/net/ipv4.js';
+import { formatCidr, parseCidr, type Cidr } from '../../daemon/net/ipv4.js';
 import { PeerFeed, type PeerSink } from '../../daemon/node/peers.js';
 import { silentLogger } from '../lease/helpers.js';
 
@@ -13,7 +13,8 @@ const OWN = { subnet: '10.244.1.0/24', ip: '198.18.0.1' };
 const GRACE_MS = 60_000;
 
 function lease(third: number, ip = `198.18.1.${third}`, port = 8285): Lease {
-  return { subnet: `10.244.${third}.0/24`, publicIP: ip, nodeName: `n${third}`, backendType: 'udp', backendData: { Port: port }, expiresAt: 1 };
+  const subnet = `10.244.${third}.0/24`;
+  return { subnet, cidr: parseCidr(subnet), publicIP: ip, nodeName: `n${third}`, backendType: 'udp', backendData: { Port: port }, expiresAt: 1 };
 }
 
 /** A sink that records every call, as the data plane's table would receive them. */

@@ -90,8 +90,8 @@ describe('deploy/Dockerfile, followed in a fresh copy of the build context', () 
     for (const needed of ['package.json', 'package-lock.json', 'binding.gyp', 'tsconfig.json', 'native/addon.cc', 'daemon/main.ts', 'cli/main.ts', 'deploy/healthcheck.mjs']) {
       assert.ok(contextFiles.includes(needed), `${needed} is in the context`);
     }
-    const leaked = contextFiles.filter((f) => /^(node_modules|dist|build|\.git|test)\//.test(f));
-    assert.deepEqual(leaked, [], 'host build output, git data or tests in the context');
+    const leaked = contextFiles.filter((f) => /^(node_modules|dist|build|\.git|test|lab)\//.test(f));
+    assert.deepEqual(leaked, [], 'host build output, git data, the lab or tests in the context');
   });
 
   test('the build stage compiles the native binding (npm ci) and the TypeScript', () => {
@@ -111,10 +111,20 @@ describe('deploy/Dockerfile, followed in a fresh copy of the build context', () 
     assert.deepEqual(readdirSync(image('build/Release')), ['miniflannel_native.node'], 'only the addon of node-gyp\'s output');
     assert.ok(!existsSync(image('native')) && !existsSync(image('daemon')) && !existsSync(image('test')), 'no sources in the image');
     assert.ok(existsSync(image('dist/daemon/main.js')) && existsSync(image('dist/cli/main.js')));
+    assert.deepEqual(readdirSync(image('dist')).sort(), ['cli', 'daemon'], 'neither the lab nor the tests in the image');
   });
 
-  test('the runtime installs iproute2 and iptables, which the daemon runs, and this machine has every package the stages install', async () => {
-    assert.ok(runtime.aptPackages.includes('iproute2'), 'iproute2 (ip) in the runtime');
+  test('`miniflannel sandbox` and `bench` from the image say in one line that the lab is not installed', async () => {
+    for (const args of [['sandbox', 'status'], ['bench', 'encap', '--quick']]) {
+      const outcome = await runForOutcome([...resolveProgram(['miniflannel']), ...args], { env: runtimeEnv });
+      assert.equal(outcome.exitCode, 1, outcome.stderr);
+      assert.match(outcome.stderr, /^miniflannel: miniflannel (sandbox|bench) needs the lab, which is not installed here \(.*\/dist\/lab\/.*\); run it from a source checkout/);
+      assert.equal(outcome.stderr.trimEnd().split('\n').length, 1, outcome.stderr);
+    }
+  });
+
+  test('the runtime installs iptables, which the daemon runs, no iproute2 (routes go through rtnetlink), and this machine has every package the stages install', async () => {
+    assert.ok(!runtime.aptPackages.includes('iproute2'), 'no iproute2 in the runtime: the daemon runs no `ip`');
     assert.ok(runtime.aptPackages.includes('iptables'), 'iptables in the runtime');
     for (const name of [...build.aptPackages, ...runtime.aptPackages]) {
       const outcome = await runForOutcome(['dpkg-query', '-W', '-f', '${Status}', name]);

@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import type { IngressDropReason } from '../../daemon/dataplane/index.js';
 import { cniConflist } from '../../daemon/node/cni.js';
 import { authKey, createSealer, SEAL_OVERHEAD, type AuthKey } from '../../daemon/dataplane/sealing.js';
 import { parseIPv4 } from '../../daemon/net/ipv4.js';
@@ -71,7 +72,7 @@ describe('authenticated encapsulation between daemons', () => {
     const { sent, received } = await tcpTransfer(p1, p2, 32 * 1024 * 1024);
     assert.equal(received.bytes, sent.bytes);
     assert.equal(received.sha256, sent.sha256);
-    const counters = (await daemons[1]!.status()).counters;
+    const counters = (await daemons[1]!.status()).counters!;
     assert.ok(counters.tunPacketsWritten > (32 * 1024 * 1024) / MTU);
     assert.equal(counters.ingressDrops.unauthenticated, 0);
   });
@@ -88,7 +89,7 @@ describe('authenticated encapsulation between daemons', () => {
         return out.toString('hex');
       };
       const send = (bindPort: number, ...payloads: string[]) => sendDatagrams(player, bindPort, { ip: '198.18.0.2', port: 8285 }, payloads);
-      const before = (await daemons[1]!.status()).counters;
+      const before = (await daemons[1]!.status()).counters!;
 
       const legitimate = sealWith(k1, 'sealed-by-a-peer');
       const forged = Buffer.from(sealWith(k1, 'forged-payload'), 'hex');
@@ -98,11 +99,11 @@ describe('authenticated encapsulation between daemons', () => {
       await send(8285, legitimate, legitimate);
       await waitFor('the sealed datagram', async () => listener.received.includes('sealed-by-a-peer'));
       const counters = await waitFor('every datagram to be counted', async () => {
-        const now = (await daemons[1]!.status()).counters;
+        const now = (await daemons[1]!.status()).counters!;
         return now.udpPacketsReceived - before.udpPacketsReceived >= 6 && now;
       });
       assert.deepEqual(listener.received, ['sealed-by-a-peer']);
-      const delta = (reason: string) => counters.ingressDrops[reason] - before.ingressDrops[reason];
+      const delta = (reason: IngressDropReason) => counters.ingressDrops[reason] - before.ingressDrops[reason];
       assert.equal(delta('unauthenticated'), 3, 'bare, unknown key, forged');
       assert.equal(delta('unknown-sender'), 1);
       assert.equal(delta('replayed'), 1);
@@ -130,12 +131,12 @@ describe('authenticated encapsulation between daemons', () => {
     await step([k2], [k2]); // the old key is retired
     assert.deepEqual(daemons.map((d) => d.process.pid), pids);
     // A node still sealing with the retired key is now refused.
-    const before = (await d2.status()).counters.ingressDrops.unauthenticated;
+    const before = (await d2.status()).counters!.ingressDrops.unauthenticated;
     await writeKeys(n1, [k1]);
     await waitFor('node 1 to reload', async () => (await reloads(d1)) >= 4);
     const outcome = await p1.ns.execForOutcome(['ping', '-c', '2', '-i', '0.2', '-W', '1', p2.ip]);
     assert.notEqual(outcome.exitCode, 0);
-    assert.ok((await d2.status()).counters.ingressDrops.unauthenticated >= before + 2);
+    assert.ok((await d2.status()).counters!.ingressDrops.unauthenticated >= before + 2);
   });
 
   it('keeps the keys in use when the file becomes unusable, and says so', async () => {

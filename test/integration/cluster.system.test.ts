@@ -55,18 +55,19 @@ test('every node holds a distinct subnet of the network and wrote subnet.env and
   const subnets = new Set<string>();
   for (const node of sandbox.nodes) {
     const status = await daemons.get(node)!.status();
-    assert.match(status.lease.subnet, /^10\.244\.\d+\.0\/24$/);
-    assert.equal(status.lease.publicIP, node.underlayIp);
-    subnets.add(status.lease.subnet);
+    const lease = status.lease!;
+    assert.match(lease.subnet, /^10\.244\.\d+\.0\/24$/);
+    assert.equal(lease.publicIP, node.underlayIp);
+    subnets.add(lease.subnet);
     const env = await readFile(path.join(node.workDir, 'run', 'subnet.env'), 'utf8');
-    const [a, b, c] = status.lease.subnet.split('.');
+    const [a, b, c] = lease.subnet.split('.');
     assert.match(env, new RegExp(`^FLANNEL_SUBNET=${a}\\.${b}\\.${c}\\.1/24$`, 'm'));
     assert.match(env, /^FLANNEL_NETWORK=10\.244\.0\.0\/16$/m);
     assert.match(env, /^FLANNEL_MTU=1472$/m);
     assert.match(env, /^FLANNEL_IPMASQ=true$/m);
     const conflist = await writtenConflist(node);
     assert.deepEqual(conflist.plugins.map((p: { type: string }) => p.type), ['bridge', 'portmap']);
-    assert.equal(conflist.plugins[0].ipam.ranges[0][0].subnet, status.lease.subnet);
+    assert.equal(conflist.plugins[0].ipam.ranges[0][0].subnet, lease.subnet);
     assert.equal(status.peers.length, 2);
   }
   assert.equal(subnets.size, 3);
@@ -145,7 +146,7 @@ test('a node that joins is reachable, and the others pick it up without a restar
 
 test('a node that leaves and whose lease is revoked becomes unreachable with net unreachable', async () => {
   const fourth = sandbox.nodes[3]!;
-  const { lease } = await daemons.get(fourth)!.status();
+  const lease = (await daemons.get(fourth)!.status()).lease!;
   assert.equal(await daemons.get(fourth)!.stop(), 0, 'SIGTERM is a clean stop');
   assert.doesNotMatch(await fourth.ns.ip('link', 'show'), /flannel0/, 'the TUN is gone');
   assert.doesNotMatch(await fourth.ns.exec(['iptables', '-t', 'nat', '-S']), /MINIFLANNEL/, 'the masquerade rules are gone');
@@ -161,10 +162,10 @@ test('a node that leaves and whose lease is revoked becomes unreachable with net
 
 test('a restarted daemon keeps its subnet and its pods work again', async () => {
   const node = sandbox.nodes[1]!;
-  const { lease } = await daemons.get(node)!.status();
+  const lease = (await daemons.get(node)!.status()).lease!;
   await daemons.get(node)!.stop();
   const restarted = await startNodeDaemon(node);
-  assert.equal((await restarted.status()).lease.subnet, lease.subnet);
+  assert.equal((await restarted.status()).lease!.subnet, lease.subnet);
   await ping(pod(1), pod(2));
   await ping(pod(2), pod(3));
 });
@@ -187,7 +188,7 @@ test('stopping Redis for 10 s breaks no established flow', async () => {
     await stopProcess(iperf);
   }
   for (const i of [1, 2, 3]) {
-    await waitFor(`node ${i} to reconnect to Redis`, async () => (await daemon(i).status()).store.connected === true, 30_000);
+    await waitFor(`node ${i} to reconnect to Redis`, async () => (await daemon(i).status()).store!.connected === true, 30_000);
     assert.equal(daemon(i).process.exitCode, null, `node ${i} still running`);
   }
 });
@@ -195,7 +196,7 @@ test('stopping Redis for 10 s breaks no established flow', async () => {
 test('a daemon whose lease is revoked under it says so and exits non-zero, leaving no TUN behind', async () => {
   const node = sandbox.nodes[1]!;
   const running = daemons.get(node)!;
-  const { lease } = await running.status();
+  const lease = (await running.status()).lease!;
   await cliIn(sandbox.underlay, ['lease', 'revoke', lease.subnet, '--yes', '--redis-url', SANDBOX_REDIS_URL]);
   const code = await waitFor('the daemon to exit', async () => running.process.exitCode ?? false);
   assert.notEqual(code, 0);

@@ -4,6 +4,7 @@
 // stranger, with hand-made datagrams.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
+import type { IngressDropReason } from '../../daemon/dataplane/index.js';
 import { cniConflist } from '../../daemon/node/cni.js';
 import type { Pod, Sandbox, SandboxNode } from '../../lab/cluster.js';
 import { createTestSandbox } from '../harness/namespaces.js';
@@ -67,8 +68,8 @@ test('an unleased destination gets ICMP net unreachable from the node', async ()
   assert.notEqual(outcome.exitCode, 0);
   assert.match(outcome.stdout, /From 10\.244\.1\.0 .*Destination Net Unreachable/);
   const status = await daemons[0]!.status();
-  assert.ok(status.counters.egressDrops['no-route'] >= 1);
-  assert.ok(status.counters.icmpErrorsSent >= 1);
+  assert.ok(status.counters!.egressDrops['no-route'] >= 1);
+  assert.ok(status.counters!.icmpErrorsSent >= 1);
 });
 
 test('MTU-sized packets pass; a larger one with DF gets fragmentation needed', async () => {
@@ -90,17 +91,17 @@ test('only a known peer speaking for its own subnet reaches a pod', async () => 
   const target = pods[1]!; // on node 2, whose static peers include node 3's address
   const listener = await listenUdp(target, 6000);
   try {
-    const before = (await daemons[1]!.status()).counters;
+    const before = (await daemons[1]!.status()).counters!;
     const send = (bindPort: number, ...payloads: string[]) => sendDatagrams(player, bindPort, { ip: '198.18.0.2', port: 8285 }, payloads);
 
     await send(9999, innerUdp('10.244.3.5', target.ip, 'from-a-stranger-port'));
     await send(8285, innerUdp('10.244.1.5', target.ip, 'spoofed-source'), innerUdp('10.244.3.5', '10.244.1.9', 'wrong-destination'));
     await send(8285, innerUdp('10.244.3.5', target.ip, 'legitimate'));
     await waitFor('the legitimate datagram', async () => listener.received.includes('legitimate'));
-    const afterCounters = (await daemons[1]!.status()).counters;
+    const afterCounters = (await daemons[1]!.status()).counters!;
 
     assert.deepEqual(listener.received, ['legitimate']);
-    const delta = (reason: string) => afterCounters.ingressDrops[reason] - before.ingressDrops[reason];
+    const delta = (reason: IngressDropReason) => afterCounters.ingressDrops[reason] - before.ingressDrops[reason];
     assert.equal(delta('unknown-sender'), 1);
     assert.equal(delta('spoofed-source'), 1);
     assert.equal(delta('wrong-destination'), 1);
@@ -110,7 +111,7 @@ test('only a known peer speaking for its own subnet reaches a pod', async () => 
 });
 
 test('the counters add up', async () => {
-  const [sender, receiver] = await Promise.all(daemons.map(async (d) => (await d.status()).counters));
+  const [sender, receiver] = await Promise.all([daemons[0]!.status(), daemons[1]!.status()]).then(([a, b]) => [a.counters!, b.counters!] as const);
   for (const c of [sender, receiver]) {
     const sum = (drops: Record<string, number>) => Object.values(drops).reduce((a, b) => a + b, 0);
     assert.equal(c.tunPacketsRead, c.udpPacketsSent + sum(c.egressDrops));
@@ -130,7 +131,7 @@ test('/metrics serves the same counters for Prometheus', async () => {
   ]);
   assert.equal(metrics.status, 200);
   const value = (line: string) => Number(new RegExp(`^${line.replace(/[{}]/g, '\\$&')} (\\d+)$`, 'm').exec(metrics.body)?.[1]);
-  assert.equal(value('miniflannel_dropped_packets_total{direction="ingress",reason="spoofed-source"}'), status.counters.ingressDrops['spoofed-source']);
+  assert.equal(value('miniflannel_dropped_packets_total{direction="ingress",reason="spoofed-source"}'), status.counters!.ingressDrops['spoofed-source']);
   assert.equal(value('miniflannel_peers'), 2);
   assert.ok(value('miniflannel_udp_received_packets_total') > 0);
 });

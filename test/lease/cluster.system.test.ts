@@ -143,7 +143,7 @@ describe('Redis Cluster', () => {
     const removed = await reader.until((e) => e.type === 'removed');
     assert.deepEqual(subnetsOf(removed, 'removed'), [got[0]!.lease.subnet]);
     // CLIENT TRACKING is per node: a config write is reported because the watch sits on the slot's master.
-    await other.setNetworkConfig({ Network: '10.52.0.0/16', SubnetLen: 25 });
+    await other.setNetworkConfig({ Network: '10.52.0.0/16', SubnetLen: 25 }, { force: true });
     assert.equal((await reader.until((e) => e.type === 'config')).at(-1)?.type, 'config');
     assert.equal(reader.watch.stats.reconnects, 0);
     await reader.watch.close();
@@ -256,7 +256,7 @@ describe('Redis Cluster', () => {
     assert.equal(reader.watch.stats.reconnects, 0);
     const other = await s.acquireLease({ publicIP: '198.18.1.2', nodeName: 'p2' });
     await reader.until((e) => e.type === 'added' && e.lease.subnet === other.lease.subnet);
-    await s.setNetworkConfig({ Network: '10.71.0.0/16', SubnetLen: 25 });
+    await s.setNetworkConfig({ Network: '10.71.0.0/16', SubnetLen: 25 }, { force: true });
     await reader.until((e) => e.type === 'config');
     assert.deepEqual({ resets: reader.watch.stats.resets, resyncs: reader.watch.stats.resyncs }, { resets: 0, resyncs: 0 });
 

@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { ConfigError, defaultSubnetLen, parseNetworkConfig, toNetConf } from '../../daemon/lease/index.js';
-import { formatIPv4 } from '../../daemon/net/ipv4.js';
+import { layoutChanges } from '../../daemon/lease/config.js';
+import { ConfigError, defaultSubnetLen, misfitOf, parseNetworkConfig, toNetConf } from '../../daemon/lease/index.js';
+import { formatIPv4, parseCidr } from '../../daemon/net/ipv4.js';
 
 /** Asserts that `input` is refused for `field`, and that the message names the field. */
 function rejects(input: unknown, field: string, rule: RegExp): void {
@@ -71,4 +72,28 @@ describe('network config validation: one rule each', () => {
   it('rejects an unknown Backend field', () => rejects({ Network: '10.5.0.0/16', Backend: { Type: 'udp', VNI: 1 } }, 'Backend.VNI', /not a known field/));
   it('rejects an unknown field (a typo must not pass silently)', () => rejects({ Network: '10.5.0.0/16', SubnetLength: 24 }, 'SubnetLength', /not a known field/));
   it('rejects IPv6', () => rejects({ Network: '10.5.0.0/16', EnableIPv6: true }, 'EnableIPv6', /IPv6/));
+});
+
+describe('subnets under a config', () => {
+  const config = parseNetworkConfig({ Network: '10.5.0.0/16', SubnetMin: '10.5.10.0', SubnetMax: '10.5.20.0' });
+
+  it('keeps a lease SubnetLen long inside SubnetMin..SubnetMax, and a reservation anywhere in the Network', () => {
+    assert.equal(misfitOf(config, parseCidr('10.5.10.0/24'), false), undefined);
+    assert.equal(misfitOf(config, parseCidr('10.5.20.0/24'), false), undefined);
+    assert.equal(misfitOf(config, parseCidr('10.5.30.0/24'), true), undefined);
+    assert.equal(misfitOf(config, parseCidr('10.5.30.0/24'), false), 'subnet 10.5.30.0/24 lies outside SubnetMin..SubnetMax (10.5.10.0 to 10.5.20.0)');
+    assert.equal(misfitOf(config, parseCidr('10.5.9.0/24'), false), 'subnet 10.5.9.0/24 lies outside SubnetMin..SubnetMax (10.5.10.0 to 10.5.20.0)');
+    assert.equal(misfitOf(config, parseCidr('10.6.10.0/24'), true), 'subnet 10.6.10.0/24 lies outside the Network 10.5.0.0/16');
+    assert.equal(misfitOf(config, parseCidr('10.5.10.0/25'), true), 'subnet 10.5.10.0/25 is a /25, but the network config gives each node a /24 (SubnetLen)');
+  });
+
+  it('names the layout fields that differ, defaults included', () => {
+    const base = parseNetworkConfig({ Network: '10.5.0.0/16' });
+    assert.deepEqual(layoutChanges(base, config), [], 'SubnetMin and SubnetMax do not move existing subnets');
+    assert.deepEqual(layoutChanges(base, parseNetworkConfig({ Network: '10.5.0.0/16', SubnetLen: 24, Backend: { Type: 'udp', Port: 9000 } })), []);
+    assert.deepEqual(layoutChanges(base, parseNetworkConfig({ Network: '10.6.0.0/16' })), ['Network']);
+    assert.deepEqual(layoutChanges(parseNetworkConfig({ Network: '10.4.0.0/16' }), parseNetworkConfig({ Network: '10.4.0.0/15' })), ['Network'], 'same address, another length');
+    assert.deepEqual(layoutChanges(base, parseNetworkConfig({ Network: '10.5.0.0/16', SubnetLen: 25 })), ['SubnetLen']);
+    assert.deepEqual(layoutChanges(base, parseNetworkConfig({ Network: '10.5.0.0/23' })), ['Network', 'SubnetLen'], 'a /23 defaults to /25 subnets');
+  });
 });

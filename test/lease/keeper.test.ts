@@ -6,6 +6,7 @@ import { describe, it, mock } from 'node:test';
 import { LeaseKeeper, type ClaimOutcome, type LeaseKeeping } from '../../daemon/lease/keeper.js';
 import { LeaseLostError, StoreUnavailableError } from '../../daemon/lease/index.js';
 import type { Lease } from '../../daemon/lease/lease.js';
+import { parseCidr } from '../../daemon/net/ipv4.js';
 import { silentLogger } from './helpers.js';
 
 const HOUR = 3_600_000;
@@ -37,7 +38,7 @@ class MemoryStore implements LeaseKeeping {
 }
 
 function lease(expiresAt: number | null): Lease {
-  return { subnet: '10.244.3.0/24', publicIP: '198.18.0.3', nodeName: 'n3', backendType: 'udp', backendData: { Port: 8285 }, expiresAt };
+  return { subnet: '10.244.3.0/24', cidr: parseCidr('10.244.3.0/24'), publicIP: '198.18.0.3', nodeName: 'n3', backendType: 'udp', backendData: { Port: 8285 }, expiresAt };
 }
 
 function keeper(store: MemoryStore, held: Lease, reapIntervalMs = 30 * 60_000): LeaseKeeper {

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import {
+  ConfigChangeRefusedError,
   ConfigError,
   ConfigMissingError,
   LeaseConflictError,
@@ -16,6 +17,8 @@ import {
 } from '../../daemon/lease/index.js';
 import { cidrContains, parseCidr } from '../../daemon/net/ipv4.js';
 import { startRedis, type RedisServer } from '../../lab/redis.js';
+import { keyLayout, scriptKeys } from '../../daemon/lease/registry.js';
+import { SET_CONFIG } from '../../daemon/lease/scripts.js';
 import { openStore, pollUntil, silentLogger, sleep, uniquePrefix } from './helpers.js';
 
 let server: RedisServer;
@@ -59,6 +62,65 @@ describe('network config in Redis', () => {
     const { s } = await configured('badset', { Network: '10.5.0.0/16' });
     await assert.rejects(s.setNetworkConfig({ Network: '10.5.0.0/16', SubnetLen: 31 }), (err: unknown) => err instanceof ConfigError && err.field === 'SubnetLen');
     assert.equal((await s.getNetworkConfig()).subnetLen, 24);
+  });
+
+  it('refuses to change Network or SubnetLen while leases exist unless forced, checking in the same step as the write', async () => {
+    const { prefix, s } = await configured('guard', { Network: '10.6.0.0/16' });
+    await s.reserve('10.6.9.0/24', '192.168.6.9');
+    await s.acquireLease({ publicIP: '192.168.6.1', nodeName: 'a' });
+    const stored = () => server.cli('get', `{${prefix}}:config`).trim();
+    const before = stored();
+    for (const [netConf, fields] of [
+      [{ Network: '10.7.0.0/16' }, ['Network']],
+      [{ Network: '10.6.0.0/16', SubnetLen: 25 }, ['SubnetLen']],
+      [{ Network: '10.6.0.0/20', SubnetLen: 26 }, ['Network', 'SubnetLen']],
+    ] as const) {
+      await assert.rejects(s.setNetworkConfig(netConf), (err: unknown) => {
+        assert.ok(err instanceof ConfigChangeRefusedError, String(err));
+        assert.deepEqual(err.fields, fields);
+        assert.equal(err.leases, 2, 'the reservation counts');
+        assert.match(err.message, /^refusing to change .* while 2 leases exist: .*pass --force/);
+        return true;
+      });
+      assert.equal(stored(), before, `nothing written for ${JSON.stringify(netConf)}`);
+    }
+    await assert.rejects(s.setNetworkConfig({ Network: '10.7.0.0/16' }, { dryRun: true }), ConfigChangeRefusedError, 'a dry run applies the same rule');
+
+    // Other fields may change under leases.
+    const port = await s.setNetworkConfig({ Network: '10.6.0.0/16', Backend: { Type: 'udp', Port: 9000 } });
+    assert.deepEqual([port.moved, port.leases, (port.previous as { backend: unknown }).backend], [[], 2, { type: 'udp', port: 8285 }]);
+
+    const dry = await s.setNetworkConfig({ Network: '10.7.0.0/16' }, { force: true, dryRun: true });
+    assert.deepEqual(dry.moved, ['Network']);
+    assert.equal((await s.getNetworkConfig()).backend.port, 9000, 'a dry run writes nothing');
+
+    const forced = await s.setNetworkConfig({ Network: '10.7.0.0/16' }, { force: true });
+    assert.deepEqual([forced.moved, forced.leases], [['Network'], 2]);
+    assert.equal(stored(), '{"Network":"10.7.0.0/16"}');
+  });
+
+  it('writes the config only if the stored text is still the one the caller compared', async () => {
+    const { prefix, s } = await configured('guard-cas', { Network: '10.11.0.0/16' });
+    const keys = scriptKeys(keyLayout(prefix));
+    const evalSetConfig = (expected: string) => server.cli('eval', SET_CONFIG.lua, String(keys.length), ...keys, '100', '0', 'e', 'c', expected, '{"Network":"10.12.0.0/16"}', '0', '0');
+    assert.match(evalSetConfig('{"Network":"10.99.0.0/16"}'), /changed/);
+    assert.equal((await s.getNetworkConfig()).network.network, parseCidr('10.11.0.0/16').network, 'not written');
+    assert.match(evalSetConfig('{"Network":"10.11.0.0/16"}'), /ok/);
+    assert.equal((await s.getNetworkConfig()).network.network, parseCidr('10.12.0.0/16').network);
+  });
+
+  it('counts only live leases against a layout change, and treats an invalid stored config as none', async () => {
+    const { prefix, s } = await configured('guard-expired', { Network: '10.8.0.0/16' }, { leaseTtlMs: 300, renewMarginMs: 100 });
+    await s.acquireLease({ publicIP: '192.168.7.1', nodeName: 'a' });
+    await sleep(400);
+    const moved = await s.setNetworkConfig({ Network: '10.9.0.0/16' });
+    assert.deepEqual([moved.moved, moved.leases], [[], 0], 'an expired lease holds nothing back');
+
+    await s.acquireLease({ publicIP: '192.168.7.2', nodeName: 'b' });
+    server.cli('set', `{${prefix}}:config`, '{"Network": "10.9.0.0/33"}');
+    const replaced = await s.setNetworkConfig({ Network: '10.10.0.0/16' });
+    assert.equal(replaced.previous, 'invalid');
+    assert.deepEqual(replaced.moved, []);
   });
 
   it('reports a corrupt stored config as ConfigError naming the key', async () => {
@@ -410,7 +472,7 @@ describe('restart reuse, in flannel order', () => {
   it('drops a lease of this IP that no longer fits a changed config and allocates anew', async () => {
     const { s } = await configured('reuse-changed', { Network: '10.23.0.0/16' });
     const old = await s.acquireLease({ publicIP: '192.168.7.1', nodeName: 'a' });
-    await s.setNetworkConfig({ Network: '10.24.0.0/16' });
+    await s.setNetworkConfig({ Network: '10.24.0.0/16' }, { force: true });
     const got = await s.acquireLease({ publicIP: '192.168.7.1', nodeName: 'a', previousSubnet: old.lease.subnet });
     assert.equal(got.source, 'new');
     assert.ok(cidrContains(parseCidr('10.24.0.0/16'), parseCidr(got.lease.subnet).network));
@@ -422,7 +484,7 @@ describe('restart reuse, in flannel order', () => {
 describe('reservations', () => {
   it('keeps a reserved subnet from everyone but its public IP, which gets it on acquire', async () => {
     const { s } = await configured('reserve', { Network: '10.30.0.0/28' }); // three /30s
-    const reserved = await s.reserve('10.30.0.8/30', '192.168.8.8');
+    const { lease: reserved } = await s.reserve('10.30.0.8/30', '192.168.8.8');
     assert.equal(reserved.expiresAt, null);
     const others = await Promise.allSettled([1, 2, 3].map((i) => s.acquireLease({ publicIP: ip(i), nodeName: `n${i}` })));
     const got = others.filter((o) => o.status === 'fulfilled').map((o) => o.value.lease.subnet);
@@ -455,10 +517,50 @@ describe('reservations', () => {
     assert.equal(await s.unreserve('10.31.0.0/24'), false);
   });
 
+  it('says what it did: created, converted, updated (the node renamed) or unchanged, writing an event only for a change', async () => {
+    const { prefix, s } = await configured('reserve-outcome', { Network: '10.33.0.0/16' });
+    const seq = () => Number(server.cli('get', `{${prefix}}:seq`).trim() || 0);
+    const stored = (subnet: string) => server.cli('hget', `{${prefix}}:leases`, subnet).trim();
+
+    const created = await s.reserve('10.33.9.0/24', '192.168.11.9', 'node-i');
+    assert.deepEqual([created.outcome, created.lease.nodeName, created.lease.expiresAt], ['created', 'node-i', null]);
+    assert.equal(created.lease.cidr.prefixLength, 24);
+    let events = seq();
+
+    const same = await s.reserve('10.33.9.0/24', '192.168.11.9', 'node-i');
+    assert.deepEqual([same.outcome, same.lease.nodeName], ['unchanged', 'node-i']);
+    const kept = await s.reserve('10.33.9.0/24', '192.168.11.9');
+    assert.deepEqual([kept.outcome, kept.lease.nodeName], ['unchanged', 'node-i'], 'no node name keeps the stored one');
+    assert.equal(seq(), events, 'nothing written');
+
+    const renamed = await s.reserve('10.33.9.0/24', '192.168.11.9', 'node-"j"');
+    assert.deepEqual([renamed.outcome, renamed.lease.nodeName], ['updated', 'node-"j"']);
+    assert.equal(seq(), events + 1, 'one "added" event');
+    assert.equal(stored('10.33.9.0/24'), '{"PublicIP":"192.168.11.9","NodeName":"node-\\"j\\"","BackendType":"udp","BackendData":{"Port":8285}}', 'the text a node writes');
+    const back = await s.reserve('10.33.9.0/24', '192.168.11.9', 'node-i');
+    assert.deepEqual([back.outcome, back.lease.nodeName], ['updated', 'node-i'], 'an escaped name is replaced whole');
+    events = seq();
+    const claimed = await s.acquireLease({ publicIP: '192.168.11.9', nodeName: 'node-i' });
+    assert.equal(claimed.source, 'reservation');
+    assert.equal(seq(), events, 'the node claiming its renamed reservation changes nothing');
+
+    const { lease } = await s.acquireLease({ publicIP: '192.168.11.5', nodeName: 'node-e', backendData: { Port: 9000 } });
+    const converted = await s.reserve(lease.subnet, '192.168.11.5', 'node-f');
+    assert.deepEqual([converted.outcome, converted.lease.nodeName, converted.lease.expiresAt, converted.lease.backendData], ['converted', 'node-f', null, { Port: 9000 }]);
+    assert.equal(seq(), events + 2, 'the acquire and the conversion');
+
+    await assert.rejects(s.reserve('10.33.9.0/24', '192.168.11.7', 'node-g'), (err: unknown) => {
+      assert.ok(err instanceof LeaseConflictError);
+      assert.equal(err.message, 'subnet 10.33.9.0/24 is already taken: it is reserved for node-i (192.168.11.9); revoke it first');
+      return true;
+    });
+    assert.equal(stored('10.33.9.0/24'), '{"PublicIP":"192.168.11.9","NodeName":"node-i","BackendType":"udp","BackendData":{"Port":8285}}', 'untouched');
+  });
+
   it('turns an existing lease of the same IP into a reservation', async () => {
     const { s } = await configured('reserve3', { Network: '10.32.0.0/16' }, { leaseTtlMs: 300, renewMarginMs: 100 });
     const { lease } = await s.acquireLease({ publicIP: '192.168.10.1', nodeName: 'a' });
-    const reserved = await s.reserve(lease.subnet, '192.168.10.1');
+    const { lease: reserved } = await s.reserve(lease.subnet, '192.168.10.1');
     assert.equal(reserved.expiresAt, null);
     assert.equal(reserved.nodeName, 'a', 'the node data is kept');
     await sleep(600);

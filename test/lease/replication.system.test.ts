@@ -81,7 +81,7 @@ describe('replication (WAIT)', () => {
     const renewed = await s.renewLease(lease);
     waited('renewing');
     assert.equal(Number(replica.cli('zscore', s.keys.expiry, lease.subnet)), renewed.expiresAt);
-    const reserved = await s.reserve('10.60.200.0/24', '198.18.1.2');
+    const { lease: reserved } = await s.reserve('10.60.200.0/24', '198.18.1.2');
     waited('reserving');
     assert.match(replica.cli('hget', s.keys.leases, reserved.subnet), /198\.18\.1\.2/);
     assert.ok(await s.revokeLease(reserved.subnet));

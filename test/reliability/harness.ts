@@ -227,7 +227,9 @@ export async function waitForPeers(cluster: TestCluster, index: number, count: n
 
 /** The daemon's lease as /status shows it. */
 export async function statusLease(daemon: RunningDaemon): Promise<{ subnet: string; publicIP: string; expiresAt: number }> {
-  return (await daemon.status()).lease;
+  const lease = (await daemon.status()).lease!;
+  // A daemon's own lease always expires; only a reservation has none.
+  return { ...lease, expiresAt: lease.expiresAt! };
 }
 
 /** Two subnets of the network that no running daemon holds (daemons pick theirs at random). */

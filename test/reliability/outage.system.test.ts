@@ -29,7 +29,7 @@ after(async () => {
   await cluster?.destroy();
 });
 
-const peerSubnets = async (i: number): Promise<string[]> => ((await cluster.daemon(i).status()).peers as Array<{ subnet: string }>).map((p) => p.subnet);
+const peerSubnets = async (i: number): Promise<string[]> => (await cluster.daemon(i).status()).peers.map((p) => p.subnet);
 
 test('Redis down for 60 s: pods keep talking, renewals and watch events catch up, no lease is lost', async (t) => {
   const before = new Map<number, { subnet: string; expiresAt: number }>();
@@ -47,7 +47,7 @@ test('Redis down for 60 s: pods keep talking, renewals and watch events catch up
   await sleep(OUTAGE_MS / 2);
   for (let i = 1; i <= 3; i++) {
     const status = await cluster.daemon(i).status();
-    assert.equal(status.store.connected, false, `node ${i} sees Redis down`);
+    assert.equal(status.store!.connected, false, `node ${i} sees Redis down`);
     assert.equal(status.peers.length, 3, `node ${i} forwards with its cached peers`);
   }
   await sleep(downAt + OUTAGE_MS - Date.now());

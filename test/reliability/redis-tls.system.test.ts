@@ -13,6 +13,7 @@ import { UNDERLAY_GATEWAY, type SandboxNode } from '../../lab/cluster.js';
 import { HEALTHZ_PORT, httpGetIn } from '../../lab/daemon.js';
 import { cliBin } from '../../lab/paths.js';
 import { run, type Outcome } from '../../lab/exec.js';
+import { redisServerArgs } from '../../lab/redis.js';
 import { daemonBin } from '../../lab/paths.js';
 import { lineFrom, TestCluster } from './harness.js';
 
@@ -75,14 +76,14 @@ before(async () => {
   assert.ok(existsSync('/usr/bin/openssl'), 'openssl is missing: apt-get install openssl (.ci/run and dev.sh do)');
   cluster = await TestCluster.create(1, URL);
   pki = await makePki(path.join(cluster.sandbox.options.workDir, 'pki'));
-  const redis = cluster.spawn(cluster.sandbox.underlay, [
-    'redis-server', '--port', '0', '--tls-port', '6379', '--bind', UNDERLAY_GATEWAY,
+  const tls = [
+    '--tls-port', '6379',
     '--tls-cert-file', path.join(pki.dir, 'server.pem'), '--tls-key-file', path.join(pki.dir, 'server.key'), '--tls-ca-cert-file', pki.ca,
     // Clients prove nothing with certificates here; they authenticate as an ACL user.
     '--tls-auth-clients', 'no',
     '--user', USER, 'on', `>${PASSWORD}`, '~*', '&*', '+@all', '--user', 'default', 'off',
-    '--save', '', '--appendonly', 'no', '--dir', cluster.sandbox.options.workDir,
-  ]);
+  ];
+  const redis = cluster.spawn(cluster.sandbox.underlay, ['redis-server', ...redisServerArgs({ host: UNDERLAY_GATEWAY, port: 0, dir: cluster.sandbox.options.workDir, args: tls })]);
   await lineFrom(redis, 'Ready to accept connections', 'redis-server with TLS');
   const init = await cli(['config', 'init', '--network', '10.244.0.0/16', '--redis-url', URL, '--redis-ca-file', pki.ca]);
   assert.equal(init.exitCode, 0, init.stderr);
@@ -95,11 +96,11 @@ after(async () => {
 
 test('rediss:// with the CA file and an ACL user: the daemon gets a lease and the CLI lists it (CA from the environment twin)', async () => {
   const status = await cluster.daemon(1).status();
-  assert.equal(status.store.address, MASKED);
-  assert.equal(status.store.connected, true);
+  assert.equal(status.store!.address, MASKED);
+  assert.equal(status.store!.connected, true);
   const listed = await cli(['lease', 'list', '--json', '--redis-url', URL], { MINIFLANNEL_REDIS_CA_FILE: pki.ca });
   assert.equal(listed.exitCode, 0, listed.stderr);
-  assert.deepEqual(JSON.parse(listed.stdout).leases.map((l: { subnet: string }) => l.subnet), [status.lease.subnet]);
+  assert.deepEqual(JSON.parse(listed.stdout).leases.map((l: { subnet: string }) => l.subnet), [status.lease!.subnet]);
 });
 
 test('a wrong password: one line naming the user, not the password, and exit 1 (daemon and CLI)', async () => {

@@ -11,6 +11,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { UNDERLAY_GATEWAY } from '../../lab/cluster.js';
 import { waitFor } from '../../lab/daemon.js';
+import { redisServerArgs } from '../../lab/redis.js';
 import { daemonLog, describePing, lineFrom, pingFor, redisCli, repliesBetween, statusLease, TestCluster, type PingRecord } from './harness.js';
 
 const HOST = UNDERLAY_GATEWAY;
@@ -29,9 +30,7 @@ async function startDataNode(port: number, replicaOf?: number): Promise<ChildPro
   const dir = path.join(cluster.sandbox.options.workDir, `redis-${port}`);
   await mkdir(dir, { recursive: true });
   const replication = replicaOf === undefined ? [] : ['--replicaof', HOST, String(replicaOf)];
-  const child = cluster.spawn(cluster.sandbox.underlay, [
-    'redis-server', '--bind', HOST, '--port', String(port), '--dir', dir, '--save', '', '--appendonly', 'no', '--protected-mode', 'no', ...replication,
-  ]);
+  const child = cluster.spawn(cluster.sandbox.underlay, ['redis-server', ...redisServerArgs({ host: HOST, port, dir, args: replication })]);
   await lineFrom(child, 'Ready to accept connections', `redis-server on ${port}`);
   return child;
 }
@@ -142,7 +141,7 @@ test('killing the primary: pods keep talking, daemons reconnect to the promoted 
   for (let i = 1; i <= 3; i++) {
     assert.equal(cluster.daemon(i).process.exitCode, null, `node ${i} still running`);
     assert.equal((await statusLease(cluster.daemon(i))).subnet, leasesBefore.get(i)!.subnet, `node ${i} kept its subnet`);
-    assert.equal((await cluster.daemon(i).status()).store.connected, true);
+    assert.equal((await cluster.daemon(i).status()).store!.connected, true);
   }
   const listedAfter = JSON.parse(await cluster.cli(['lease', 'list', '--json'])).leases.map((l: { subnet: string; publicIP: string }) => `${l.subnet}=${l.publicIP}`).sort();
   assert.deepEqual(listedAfter, listedBefore, 'no lease lost');

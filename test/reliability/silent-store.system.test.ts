@@ -33,11 +33,11 @@ test('a Redis that goes silent is noticed by TCP keepalive within a minute; pods
   for (const rule of DROP) await iptables('-I', rule);
   let lostAt: number;
   try {
-    lostAt = await waitFor('node 1 to notice the silent store', async () => ((await cluster.daemon(1).status()).store.connected === false ? Date.now() : undefined), 70_000);
+    lostAt = await waitFor('node 1 to notice the silent store', async () => ((await cluster.daemon(1).status()).store!.connected === false ? Date.now() : undefined), 70_000);
     t.diagnostic(`node 1 noticed the silence ${lostAt - silentAt} ms after it began`);
     const said = (await daemonLog(cluster.daemon(1))).find((l) => l.msg === 'lease watch lost Redis; retrying' && l.time >= silentAt);
     assert.ok(said, 'the log says the watch lost Redis');
-    assert.equal((await cluster.daemon(2).status()).store.connected, true, 'node 2 still reaches Redis');
+    assert.equal((await cluster.daemon(2).status()).store!.connected, true, 'node 2 still reaches Redis');
     // Forwarding does not depend on Redis.
     await cluster.pod(1).ns.exec(['ping', '-c', '3', '-i', '0.2', '-W', '2', cluster.pod(2).ip]);
 
@@ -53,8 +53,8 @@ test('a Redis that goes silent is noticed by TCP keepalive within a minute; pods
   await waitForPeers(cluster, 1, 2, 60_000);
   t.diagnostic(`node 1 caught up ${Date.now() - backAt} ms after Redis could be reached again`);
   const status = await cluster.daemon(1).status();
-  assert.equal(status.store.connected, true);
-  assert.equal(status.store.resyncs, 0, 'caught up from the stream, without a listing');
+  assert.equal(status.store!.connected, true);
+  assert.equal(status.store!.resyncs, 0, 'caught up from the stream, without a listing');
   assert.equal(cluster.daemon(1).process.exitCode, null);
   assert.ok(lostAt - silentAt < 60_000);
 });

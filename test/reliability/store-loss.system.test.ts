@@ -123,7 +123,7 @@ async function assertStoreShows(subnets: Map<number, string>): Promise<void> {
 
 /** The subnets `index` lists as peers, and which of them are unconfirmed. */
 async function peersOf(index: number): Promise<{ subnets: string[]; unconfirmed: string[] }> {
-  const peers = (await cluster.daemon(index).status()).peers as Array<{ subnet: string; unconfirmedSince?: number }>;
+  const peers = (await cluster.daemon(index).status()).peers;
   return { subnets: peers.map((p) => p.subnet).sort(), unconfirmed: peers.filter((p) => p.unconfirmedSince !== undefined).map((p) => p.subnet) };
 }
 
@@ -179,11 +179,11 @@ async function assertLossHandled(t: TestContext, nodes: readonly number[], since
     t.diagnostic(`node ${i}: store ${JSON.stringify(status.store)}`);
     assert.ok((await linesSince(i, LOST_MESSAGES.watch, since)).length > 0, `node ${i}'s watch logged "${LOST_MESSAGES.watch}"`);
     assert.ok((await linesSince(i, LOST_MESSAGES.feed, since)).length > 0, `node ${i}'s feed logged "${LOST_MESSAGES.feed}"`);
-    assert.ok(status.store.resets > before.get(i)!.resets, `node ${i} counted the reset on /status (store.resets ${status.store.resets})`);
-    assert.ok(status.store.leaseRestored > before.get(i)!.leaseRestored, `node ${i} counted putting its lease back on /status (store.leaseRestored ${status.store.leaseRestored})`);
+    assert.ok(status.store!.resets > before.get(i)!.resets, `node ${i} counted the reset on /status (store.resets ${status.store!.resets})`);
+    assert.ok(status.store!.leaseRestored > before.get(i)!.leaseRestored, `node ${i} counted putting its lease back on /status (store.leaseRestored ${status.store!.leaseRestored})`);
     assert.ok((await linesSince(i, LOST_MESSAGES.keeper, since)).length > 0, `node ${i}'s keeper logged "${LOST_MESSAGES.keeper}"`);
     assert.equal(status.state, 'running', `node ${i} is running`);
-    assert.equal(status.store.connected, true, `node ${i} is connected to the store`);
+    assert.equal(status.store!.connected, true, `node ${i} is connected to the store`);
     configStored += (await linesSince(i, LOST_MESSAGES.config, since)).length;
   }
   assert.ok(configStored >= 1, `a node logged "${LOST_MESSAGES.config}"`);
@@ -196,7 +196,7 @@ interface StoreCounts {
 
 async function storeCountsOf(nodes: readonly number[]): Promise<Map<number, StoreCounts>> {
   const counts = new Map<number, StoreCounts>();
-  for (const i of nodes) counts.set(i, (await cluster.daemon(i).status()).store);
+  for (const i of nodes) counts.set(i, (await cluster.daemon(i).status()).store!);
   return counts;
 }
 
@@ -385,7 +385,7 @@ test('Redis down for 60 s and back empty: pods talk throughout, no daemon exits,
       await sleep(OUTAGE_MS / 2);
       for (const i of nodes) {
         const status = await cluster.daemon(i).status();
-        assert.equal(status.store.connected, false, `node ${i} sees Redis down`);
+        assert.equal(status.store!.connected, false, `node ${i} sees Redis down`);
         assert.equal(status.peers.length, nodes.length - 1, `node ${i} forwards with its known peers`);
       }
       await sleep(downAt + OUTAGE_MS - Date.now());
@@ -427,7 +427,7 @@ test('a peer that does not re-assert its lease is dropped after --peer-grace, th
   }
   const checkedAt = Date.now();
   for (const i of [1, 2]) {
-    const peers = ((await cluster.daemon(i).status()).peers as Array<{ subnet: string; unconfirmedSince?: number }>);
+    const peers = (await cluster.daemon(i).status()).peers;
     const stopped = peers.find((p) => p.subnet === gone);
     assert.ok(checkedAt - flushedAt < PEER_GRACE_MS - 1_000, `checked before the grace period ran out (${checkedAt - flushedAt} ms)`);
     assert.ok(stopped !== undefined, `node ${i} still has the stopped node's peer ${checkedAt - flushedAt} ms after the flush`);
@@ -470,7 +470,7 @@ test('a daemon that starts while Redis is down, or holds no config, waits and sa
   assert.match(said, /^not ready: .*Redis.*198\.18\.0\.254:6379/);
   const status = await waiting.status();
   assert.equal(status.state, 'waiting');
-  assert.match(status.reason, /Redis/);
+  assert.match(status.reason ?? '', /Redis/);
   const logged = (await daemonLog(waiting)).filter((l) => l.msg === 'waiting for the lease store');
   assert.ok(logged.length > 0, 'it logged "waiting for the lease store"');
   assert.match(String(logged[0]!['err']), /Redis/, 'the log line says why');

@@ -11,6 +11,7 @@
 // the flood stops.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import type { EgressDropReason, IngressDropReason, PacketCounterKey } from '../../daemon/dataplane/index.js';
 import type { Pod, SandboxNode } from '../../lab/cluster.js';
 import type { RunningDaemon } from '../../lab/daemon.js';
 import type { Netns } from '../../lab/netns.js';
@@ -68,7 +69,7 @@ describe('overload', () => {
 
     const pids = daemons.map((d) => d.process.pid!);
     const memoryBefore = await Promise.all(pids.map(memoryOf));
-    const countersBefore = await Promise.all(daemons.map(async (d) => (await d.status()).counters));
+    const countersBefore = await Promise.all(daemons.map(async (d) => (await d.status()).counters!));
     const kernelBefore = await Promise.all(nodes.map((n) => snmp(n.ns)));
     const sinksBefore = await Promise.all([p1, p2].map(sinkCount));
     const tunBefore = await Promise.all(nodes.map((n) => linkDrops(n.ns, 'flannel0')));
@@ -126,7 +127,7 @@ describe('overload', () => {
     );
 
     const memoryAfter = await Promise.all(pids.map(memoryOf));
-    const countersAfter = await Promise.all(daemons.map(async (d) => (await d.status()).counters));
+    const countersAfter = await Promise.all(daemons.map(async (d) => (await d.status()).counters!));
     const kernelAfter = await Promise.all(nodes.map((n) => snmp(n.ns)));
     const sinksAfter = await Promise.all([p1, p2].map(sinkCount));
     const tunAfter = await Promise.all(nodes.map((n) => linkDrops(n.ns, 'flannel0')));
@@ -139,10 +140,10 @@ describe('overload', () => {
     for (const [i, daemon] of daemons.entries()) {
       const before = countersBefore[i]!;
       const now = countersAfter[i]!;
-      const d = (key: string) => now[key] - before[key];
+      const d = (key: PacketCounterKey) => now[key] - before[key];
       const rcvbuf = kernelAfter[i]!['Udp']!['RcvbufErrors']! - kernelBefore[i]!['Udp']!['RcvbufErrors']!;
-      const egressDrops = Object.fromEntries(Object.keys(now.egressDrops).map((k) => [k, now.egressDrops[k] - before.egressDrops[k]]).filter(([, v]) => v !== 0));
-      const ingressDrops = Object.fromEntries(Object.keys(now.ingressDrops).map((k) => [k, now.ingressDrops[k] - before.ingressDrops[k]]).filter(([, v]) => v !== 0));
+      const egressDrops = Object.fromEntries((Object.keys(now.egressDrops) as EgressDropReason[]).map((k) => [k, now.egressDrops[k] - before.egressDrops[k]]).filter(([, v]) => v !== 0));
+      const ingressDrops = Object.fromEntries((Object.keys(now.ingressDrops) as IngressDropReason[]).map((k) => [k, now.ingressDrops[k] - before.ingressDrops[k]]).filter(([, v]) => v !== 0));
       t.diagnostic(
         `${daemon.node.ns.name} (${i === 0 ? 'mmsg' : 'dgram'}): received ${d('udpPacketsReceived')} datagrams, wrote ${d('tunPacketsWritten')} to the TUN, ` +
           `read ${d('tunPacketsRead')} from it, sent ${d('udpPacketsSent')}; kernel receive-buffer drops ${rcvbuf}, ` +

@@ -10,6 +10,7 @@
 // first as a broadcast on its pod bridge.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import type { EgressDropReason } from '../../daemon/dataplane/index.js';
 import type { Pod } from '../../lab/cluster.js';
 import type { Netns } from '../../lab/netns.js';
 import { staticCluster, type StaticCluster } from '../harness/static-cluster.js';
@@ -39,13 +40,13 @@ describe('garbage from the kernel into the TUN', () => {
     const node = d1!.node;
 
     // The control: unicast across the overlay does move the peer's counters.
-    const control = (await d2!.status()).counters.udpPacketsReceived;
+    const control = (await d2!.status()).counters!.udpPacketsReceived;
     await p1.ns.exec(['ping', '-c', '2', '-i', '0.2', '-W', '2', p2.ip]);
-    assert.ok((await d2!.status()).counters.udpPacketsReceived >= control + 2, 'pod-to-pod pings reach the peer');
+    assert.ok((await d2!.status()).counters!.udpPacketsReceived >= control + 2, 'pod-to-pod pings reach the peer');
 
     await node.ns.ip('-6', 'addr', 'add', 'fd00:244::1/64', 'dev', 'flannel0', 'nodad');
     await node.ns.ip('route', 'add', '239.0.0.0/8', 'dev', 'flannel0');
-    const [before1, before2] = await Promise.all([d1!.status(), d2!.status()]).then((s) => s.map((x) => x.counters));
+    const [before1, before2] = await Promise.all([d1!.status(), d2!.status()]).then(([a, b]) => [a.counters!, b.counters!] as const);
 
     const ipv6 = [
       ['-6', 'fd00:244::2'],
@@ -62,9 +63,9 @@ describe('garbage from the kernel into the TUN', () => {
     ];
     await Promise.all([...ipv6.map((args) => pingInto(node.ns, args)), ...nonUnicast.map(([ns, args]) => pingInto(ns, args))]);
     await new Promise((resolve) => setTimeout(resolve, 500));
-    const [after1, after2] = await Promise.all([d1!.status(), d2!.status()]).then((s) => s.map((x) => x.counters));
+    const [after1, after2] = await Promise.all([d1!.status(), d2!.status()]).then(([a, b]) => [a.counters!, b.counters!] as const);
 
-    const egress = (reason: string) => after1.egressDrops[reason] - before1.egressDrops[reason];
+    const egress = (reason: EgressDropReason) => after1.egressDrops[reason] - before1.egressDrops[reason];
     const read = after1.tunPacketsRead - before1.tunPacketsRead;
     t.diagnostic(`node 1 read ${read} packets from its TUN: not-ipv4 ${egress('not-ipv4')}, non-unicast ${egress('non-unicast')}, no-route ${egress('no-route')}, forwarded ${after1.udpPacketsSent - before1.udpPacketsSent}`);
     t.diagnostic(`node 2 received ${after2.udpPacketsReceived - before2.udpPacketsReceived} datagrams meanwhile`);

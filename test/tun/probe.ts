@@ -4,7 +4,7 @@ import dgram from 'node:dgram';
 import { readdirSync, readFileSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { openTun, type TunDevice } from '../../daemon/tun/index.js';
-import type { PacketBatch } from '../../daemon/dataplane/packet-batch.js';
+import type { PacketBatch } from '../../daemon/net/packet-batch.js';
 import { ipv4Packet } from '../harness/packets.js';
 
 const openFds = () => readdirSync('/proc/self/fd').length;
@@ -88,15 +88,19 @@ async function write(): Promise<void> {
     return ipv4Packet({ source: '10.99.0.2', destination: '10.99.0.1', protocol: 17, payload: udp });
   });
   const buffer = Buffer.concat(packets);
-  const offsets = new Uint32Array(count);
-  const lengths = new Uint32Array(count);
+  // One zero-length slot among them: dropped, not written, and not in the count written.
+  const offsets = new Uint32Array(count + 1);
+  const lengths = new Uint32Array(count + 1);
   let at = 0;
   packets.forEach((p, i) => {
-    offsets[i] = at;
-    lengths[i] = p.length;
+    const slot = i < count / 2 ? i : i + 1;
+    offsets[slot] = at;
+    lengths[slot] = p.length;
     at += p.length;
   });
-  const written = tun.write({ buffer, offsets, lengths, count });
+  offsets[count / 2] = 0;
+  lengths[count / 2] = 0;
+  const written = tun.write({ buffer, offsets, lengths, count: count + 1 });
   await done;
   socket.close();
   tun.close();

@@ -30,7 +30,7 @@ for (const variant of ['plain', 'offload']) {
     assert.ok(Math.max(...batchSizes) <= capacity, 'never more than the batch capacity');
   });
 
-  test(`${variant}: packets written in one batch are delivered by the kernel`, async () => {
+  test(`${variant}: packets written in one batch are delivered by the kernel; a zero-length slot among them is not counted as written`, async () => {
     const ns = await testNamespace();
     const { written, received } = await runProbe(ns, 'write', [], variant);
     assert.equal(written, 10);

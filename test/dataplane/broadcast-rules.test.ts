@@ -1,4 +1,4 @@
-// Directed broadcasts into the cluster network, as plain functions (no root):
+// Directed broadcasts into the cluster network (no root):
 // the kernel routes a peer subnet's broadcast (10.244.2.255) into the TUN as
 // unicast, but the node that leases that subnet would take it as a broadcast
 // on its pod bridge, reaching every socket there. Neither direction carries it.
@@ -6,14 +6,15 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { PeerTable, type Peer } from '../../daemon/dataplane/peer-table.js';
 import { routeEgress } from '../../daemon/dataplane/send.js';
-import { checkIngress } from '../../daemon/dataplane/receive.js';
 import { isSubnetBroadcast } from '../../daemon/dataplane/ipv4-packet.js';
 import { parseCidr, parseIPv4 } from '../../daemon/net/ipv4.js';
 import { ipv4Packet } from '../harness/packets.js';
+import { ingressVerdict, MemoryNetwork, memoryNode } from './memory-plane.js';
 
-const local = parseCidr('10.244.1.0/24');
 const peer: Peer = { subnet: parseCidr('10.244.2.0/24'), endpoint: { address: '198.18.0.2', ip: parseIPv4('198.18.0.2'), port: 8285 } };
 const table = new PeerTable(24, [peer]);
+const node = memoryNode(new MemoryNetwork(), { subnet: '10.244.1.0/24', ip: parseIPv4('198.18.0.1') });
+node.plane.setPeers([peer]);
 
 test('egress: a peer subnet broadcast and the network broadcast are non-unicast; the peer TUN address is not', () => {
   for (const destination of ['10.244.2.255', '10.244.255.255', '10.244.9.255']) {
@@ -28,9 +29,9 @@ test('egress: a peer subnet broadcast and the network broadcast are non-unicast;
 
 test('ingress: a peer may not send to our subnet broadcast', () => {
   const broadcast = ipv4Packet({ source: '10.244.2.9', destination: '10.244.1.255' });
-  assert.equal(checkIngress(broadcast, 0, broadcast.length, peer.endpoint.ip, 8285, table, local), 'wrong-destination');
+  assert.equal(ingressVerdict(node, broadcast, peer.endpoint.ip, 8285).verdict, 'wrong-destination');
   const tunAddress = ipv4Packet({ source: '10.244.2.9', destination: '10.244.1.0' });
-  assert.equal(checkIngress(tunAddress, 0, tunAddress.length, peer.endpoint.ip, 8285, table, local), null);
+  assert.equal(ingressVerdict(node, tunAddress, peer.endpoint.ip, 8285).verdict, null);
 });
 
 test('subnets of /31 and /32 have no broadcast address', () => {

@@ -1,0 +1,116 @@
+// Real DataPlanes over the in-memory TUN and transport: nodes that can be
+// cross-wired in one process, and a way to feed one node's ingress any
+// datagram from any sender, through the production path.
+import pino from 'pino';
+import { DataPlane, PeerTable, type CountersSnapshot, type Peer } from '../../daemon/dataplane/index.js';
+import type { Sealer } from '../../daemon/dataplane/sealing.js';
+import { formatIPv4, parseCidr, type Cidr } from '../../daemon/net/ipv4.js';
+import type { DatagramBatch } from '../../daemon/transport/index.js';
+import { MemoryNetwork, MemoryTransport } from '../../daemon/transport/memory.js';
+import { MemoryTun } from '../../daemon/tun/memory.js';
+
+export const PORT = 8285;
+export const MAX_PACKET = 1472;
+
+export interface MemoryNode {
+  readonly plane: DataPlane;
+  readonly tun: MemoryTun;
+  readonly transport: MemoryTransport;
+  readonly subnet: Cidr;
+  /** This node as its peers see it. */
+  readonly peer: Peer;
+}
+
+export interface MemoryNodeOptions {
+  subnet: string;
+  ip: number;
+  port?: number;
+  maxPacket?: number;
+  /** The TUN's MTU, the largest packet it reads; default maxPacket, as in the daemon. */
+  tunMtu?: number;
+  sealer?: Sealer;
+  tunBatchCapacity?: number;
+  transportBatchCapacity?: number;
+  icmpRatePerSecond?: number;
+}
+
+export function memoryNode(network: MemoryNetwork, options: MemoryNodeOptions): MemoryNode {
+  const subnet = parseCidr(options.subnet);
+  const port = options.port ?? PORT;
+  const tun = new MemoryTun({ batchCapacity: options.tunBatchCapacity ?? 64, mtu: options.tunMtu ?? options.maxPacket ?? MAX_PACKET });
+  const transport = network.open({ ip: options.ip, port }, { batchCapacity: options.transportBatchCapacity ?? 256 });
+  const plane = new DataPlane({
+    tun,
+    transport,
+    localSubnet: subnet,
+    overlayAddress: subnet.network,
+    maxPacket: options.maxPacket ?? MAX_PACKET,
+    logger: pino({ level: 'silent' }),
+    ...(options.icmpRatePerSecond !== undefined ? { icmpRatePerSecond: options.icmpRatePerSecond } : {}),
+    ...(options.sealer ? { sealer: options.sealer } : {}),
+  });
+  plane.start((err) => {
+    throw err;
+  });
+  const peer: Peer = { subnet, endpoint: { address: formatIPv4(options.ip), ip: options.ip, port } };
+  return { plane, tun, transport, subnet, peer };
+}
+
+/** Each node knows every other as its peer. */
+export function meshed(...nodes: MemoryNode[]): void {
+  for (const node of nodes) node.plane.setPeers(nodes.filter((n) => n !== node).map((n) => n.peer));
+}
+
+const sum = (drops: Readonly<Record<string, number>>) => Object.values(drops).reduce((a, b) => a + b, 0);
+
+/** The two identities every snapshot must satisfy: all read is forwarded or dropped with a reason. */
+export function unaccounted(c: CountersSnapshot): { egress: number; ingress: number } {
+  return {
+    egress: c.tunPacketsRead - c.udpPacketsSent - sum(c.egressDrops),
+    ingress: c.udpPacketsReceived - c.tunPacketsWritten - sum(c.ingressDrops),
+  };
+}
+
+/** Lays datagrams out in one buffer, at uneven offsets, as a transport's read hands them over. */
+export function datagramBatch(datagrams: ReadonlyArray<{ data: Buffer; ip: number; port: number }>): DatagramBatch {
+  const offsets = new Uint32Array(datagrams.length);
+  const lengths = new Uint32Array(datagrams.length);
+  let size = 0;
+  for (const [i, d] of datagrams.entries()) {
+    offsets[i] = size + 3;
+    lengths[i] = d.data.length;
+    size += d.data.length + 3 + 24;
+  }
+  const buffer = Buffer.alloc(size, 0x45);
+  for (const [i, d] of datagrams.entries()) d.data.copy(buffer, offsets[i]);
+  return {
+    buffer,
+    offsets,
+    lengths,
+    sourceIps: Uint32Array.from(datagrams, (d) => d.ip),
+    sourcePorts: Uint16Array.from(datagrams, (d) => d.port),
+    count: datagrams.length,
+  };
+}
+
+/**
+ * What the node's ingress did with one datagram from ip:port: null if it
+ * wrote the packet to the TUN (which is then returned in `delivered`), else
+ * the one drop reason it counted.
+ */
+export function ingressVerdict(node: MemoryNode, data: Buffer, ip: number, port: number): { verdict: string | null; delivered?: Buffer } {
+  const before = node.plane.snapshot();
+  node.transport.receive(datagramBatch([{ data, ip, port }]));
+  const after = node.plane.snapshot();
+  const written = after.tunPacketsWritten - before.tunPacketsWritten;
+  const reasons = Object.keys(after.ingressDrops).filter(
+    (r) => after.ingressDrops[r as keyof typeof after.ingressDrops] !== before.ingressDrops[r as keyof typeof before.ingressDrops],
+  );
+  if (after.udpPacketsReceived - before.udpPacketsReceived !== 1 || written + reasons.length !== 1) {
+    throw new Error(`one datagram was not counted exactly once: written ${written}, drops ${reasons.join(',')}`);
+  }
+  if (written === 1) return { verdict: null, delivered: node.tun.takeWritten()[0]! };
+  return { verdict: reasons[0]! };
+}
+
+export { MemoryNetwork, PeerTable };
