@@ -3,6 +3,7 @@
 // how a command turns its parsed options into settings and an Output.
 
 import { Command, InvalidArgumentError, Option } from 'commander';
+import { minReplicasArg } from '../daemon/redis-flags.js';
 import { colorEnabled, Output } from './output.js';
 
 /** The global options after parsing, as commands use them. */
@@ -18,7 +19,7 @@ export interface GlobalSettings {
   /** PEM file of the CA that signed the Redis server's certificate, for rediss:// (--redis-ca-file, MINIFLANNEL_REDIS_CA_FILE). */
   readonly redisCaFile?: string;
   /** Replicas that must acknowledge each write (--redis-min-replicas, MINIFLANNEL_REDIS_MIN_REPLICAS); undefined: derived from the URL. */
-  readonly redisMinReplicas?: number;
+  readonly redisMinReplicas?: number | 'auto';
 }
 
 export const GLOBAL_DEFAULTS = Object.freeze({
@@ -45,7 +46,7 @@ export function addGlobalOptions(program: Command): Command {
   return program
     .addOption(new Option('--redis-url <url>', 'Redis address: redis://, rediss://, redis+sentinel://, redis+cluster://').env('MINIFLANNEL_REDIS_URL').default(GLOBAL_DEFAULTS.redisUrl))
     .addOption(new Option('--redis-ca-file <path>', 'PEM file of the CA that signed the Redis server certificate (rediss://)').env('MINIFLANNEL_REDIS_CA_FILE'))
-    .addOption(new Option('--redis-min-replicas <n>', 'replicas that must acknowledge each write (WAIT); default: 1 with redis+sentinel://, else 0').env('MINIFLANNEL_REDIS_MIN_REPLICAS').argParser(wholeNumber))
+    .addOption(new Option('--redis-min-replicas <n|auto>', 'replicas that must acknowledge each write (WAIT); auto (the default): 1 with redis+sentinel://, else 0').env('MINIFLANNEL_REDIS_MIN_REPLICAS').argParser(minReplicasArg))
     .addOption(new Option('--prefix <prefix>', 'key prefix of the lease store in Redis').env('MINIFLANNEL_PREFIX').default(GLOBAL_DEFAULTS.prefix))
     .addOption(new Option('--timeout <ms>', 'bound on connecting and on each request').env('MINIFLANNEL_TIMEOUT').default(GLOBAL_DEFAULTS.timeoutMs).argParser(positiveInteger))
     .option('--json', 'print JSON for scripts instead of text')
@@ -56,7 +57,7 @@ export function addGlobalOptions(program: Command): Command {
 interface ParsedGlobals {
   redisUrl: string;
   redisCaFile?: string;
-  redisMinReplicas?: number;
+  redisMinReplicas?: number | 'auto';
   prefix: string;
   timeout: number;
   json?: boolean;

@@ -24,7 +24,7 @@ export class NotFoundError extends Error {
   override readonly name = 'NotFoundError';
 }
 
-/** The store's state forbids the change unless the operator insists (--force), or the operator declined. */
+/** The command will not make the change as things stand (e.g. `config init` over a stored config, or a declined prompt); the store's own refusals have their classes. */
 export class RefusedError extends Error {
   override readonly name = 'RefusedError';
 }

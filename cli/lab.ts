@@ -14,11 +14,11 @@ export interface SandboxLab {
   down(onlyPid: number | undefined): Promise<void>;
 }
 
-export interface EncapOptions {
+export interface EncapRequest {
   readonly repeats: number;
   readonly millis: number;
 }
-export interface E2eOptions {
+export interface E2eRequest {
   readonly repeats: number;
   readonly seconds: number;
   readonly udpPps: number | 'auto';
@@ -26,7 +26,7 @@ export interface E2eOptions {
   readonly ablation?: boolean;
   readonly auth?: boolean;
 }
-export interface ControlPlaneOptions {
+export interface ControlPlaneRequest {
   readonly nodes: number;
   readonly workers: number;
   readonly changes: number;
@@ -36,10 +36,10 @@ export interface ControlPlaneOptions {
   readonly leaseRenewMargin: number;
   readonly kill: number;
 }
-export interface AllOptions {
-  readonly encap: EncapOptions;
-  readonly e2e: E2eOptions;
-  readonly controlPlane: ControlPlaneOptions;
+export interface AllRequest {
+  readonly encap: EncapRequest;
+  readonly e2e: E2eRequest;
+  readonly controlPlane: ControlPlaneRequest;
 }
 /** Where a bench prints (text or JSON), what it writes, and the version it records. */
 export interface BenchContext {
@@ -49,14 +49,14 @@ export interface BenchContext {
 }
 
 export interface BenchLab {
-  encap(opts: EncapOptions, context: BenchContext): Promise<void>;
-  e2e(opts: E2eOptions, context: BenchContext): Promise<void>;
-  controlPlane(opts: ControlPlaneOptions, context: BenchContext): Promise<void>;
-  all(opts: AllOptions, context: BenchContext): Promise<void>;
+  encap(opts: EncapRequest, context: BenchContext): Promise<void>;
+  e2e(opts: E2eRequest, context: BenchContext): Promise<void>;
+  controlPlane(opts: ControlPlaneRequest, context: BenchContext): Promise<void>;
+  all(opts: AllRequest, context: BenchContext): Promise<void>;
 }
 
 /** The lab is not installed alongside this CLI (the image, or `npm install` of the package). */
-export class LabMissingError extends Error {
+class LabMissingError extends Error {
   override readonly name = 'LabMissingError';
 }
 

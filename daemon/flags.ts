@@ -6,7 +6,7 @@
 import { hostname } from 'node:os';
 import { Command, Option, InvalidArgumentError } from 'commander';
 import { parseCidr, parseIPv4, type Cidr } from './net/ipv4.js';
-import { redisConnectionOptions, type RedisFlags } from './redis-flags.js';
+import { minReplicasArg, redisConnectionOptions, type RedisFlags } from './redis-flags.js';
 import { DEFAULT_TX_QUEUE_LENGTH } from './tun/index.js';
 import { UsageError } from './usage.js';
 
@@ -91,13 +91,6 @@ function durationArg(value: string): number {
   return ms;
 }
 
-function replicasArg(value: string): number | 'auto' {
-  if (value === 'auto') return value;
-  const n = Number(value);
-  if (!/^\d+$/.test(value) || !Number.isSafeInteger(n)) throw new InvalidArgumentError(`'${value}' is not a whole number of replicas or 'auto'`);
-  return n;
-}
-
 function staticPeerArg(value: string, previous: StaticPeer[] = []): StaticPeer[] {
   const match = /^([^=]+)=([^:]+)(?::(\d+))?$/.exec(value);
   if (!match) throw new InvalidArgumentError(`'${value}' is not SUBNET=IP[:PORT], e.g. 10.244.2.0/24=198.18.0.2`);
@@ -128,7 +121,7 @@ export function daemonCommand(): Command {
     .addOption(option('--auth-key-file <path>', 'cluster key file: authenticate every datagram (AES-256-GCM) and drop the rest; off by default, flannel-compatible (docs/security.md)', 'AUTH_KEY_FILE'))
     .addOption(option('--auth-mode <mode>', 'with --auth-key-file: mac (packets in clear, authenticated) or encrypt', 'AUTH_MODE').default('mac').choices(['mac', 'encrypt']))
     .addOption(option('--redis-ca-file <path>', 'PEM file of the CA that signed the Redis server certificate, for rediss:// URLs', 'REDIS_CA_FILE'))
-    .addOption(option('--redis-min-replicas <n|auto>', 'replicas that must acknowledge each lease write (WAIT); auto: 1 with redis+sentinel://, else 0', 'REDIS_MIN_REPLICAS').default('auto').argParser(replicasArg))
+    .addOption(option('--redis-min-replicas <n|auto>', 'replicas that must acknowledge each lease write (WAIT); auto: 1 with redis+sentinel://, else 0', 'REDIS_MIN_REPLICAS').default('auto').argParser(minReplicasArg))
     .addOption(option('--lease-renew-margin <duration>', 'renew the lease this long before it expires', 'LEASE_RENEW_MARGIN').default(60 * 60_000, '60m').argParser(durationArg))
     .addOption(option('--lease-ttl <duration>', 'how long a lease lives unless renewed (short ones for tests)', 'LEASE_TTL').default(24 * 3_600_000, '24h').argParser(durationArg))
     .addOption(option('--peer-grace <duration>', 'after the lease store lost its data, keep forwarding to a peer this long while its node re-asserts its lease', 'PEER_GRACE').default(5 * 60_000, '5m').argParser(durationArg))

@@ -4,6 +4,7 @@
  * connection options in one place, so both check and default them alike.
  */
 import { readFileSync } from 'node:fs';
+import { InvalidArgumentError } from 'commander';
 import { minReplicasFor, parseRedisUrl, type LeaseStoreOptions } from './lease/index.js';
 import { UsageError } from './usage.js';
 
@@ -21,6 +22,14 @@ export interface RedisConnectionOptions {
   readonly url: string;
   readonly minReplicas: number;
   readonly tls?: LeaseStoreOptions['tls'];
+}
+
+/** Parses --redis-min-replicas (and its environment twins): a whole number, or 'auto'. */
+export function minReplicasArg(value: string): number | 'auto' {
+  if (value === 'auto') return value;
+  const n = Number(value);
+  if (!/^\d+$/.test(value) || !Number.isSafeInteger(n)) throw new InvalidArgumentError(`'${value}' is not a whole number of replicas or 'auto'`);
+  return n;
 }
 
 /**

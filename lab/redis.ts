@@ -127,7 +127,7 @@ export interface RedisServer {
   readonly pid: number | undefined;
   /** The version the current process reported at start, e.g. 7.0.15. */
   readonly version: string;
-  /** When the current process first answered PING with its data loaded (epoch ms). */
+  /** When the current process first answered PING (epoch ms): with its data loaded, unless a password is set (Redis says NOAUTH while still loading). */
   readonly readyAt: number;
   /** Graceful shutdown (SIGTERM), then removes the temp dir. Final. */
   stop(): Promise<void>;

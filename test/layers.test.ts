@@ -44,3 +44,13 @@ test('nothing in cli/ imports the lab or the tests: sandbox and bench load the l
 test('the lab does not import the tests', () => {
   assert.deepEqual(violations('lab', ['test/']), []);
 });
+
+test('the TUN device and the transport import nothing from the data plane above them', () => {
+  assert.deepEqual(violations('daemon/tun', ['daemon/dataplane/', 'daemon/node/', 'daemon/lease/']), []);
+  assert.deepEqual(violations('daemon/transport', ['daemon/dataplane/', 'daemon/node/', 'daemon/lease/']), []);
+});
+
+test('the lease store knows nothing of packets, and the data plane nothing of Redis', () => {
+  assert.deepEqual(violations('daemon/lease', ['daemon/dataplane/', 'daemon/tun/', 'daemon/transport/', 'daemon/node/']), []);
+  assert.deepEqual(violations('daemon/dataplane', ['daemon/lease/', 'daemon/node/']), []);
+});

@@ -6,7 +6,7 @@ import path from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { examples, outputOf, positiveInteger, wholeNumber } from '../conventions.js';
 import { UsageError } from '../errors.js';
-import { loadLab, type BenchContext, type ControlPlaneOptions, type E2eOptions, type EncapOptions } from '../lab.js';
+import { loadLab, type BenchContext, type ControlPlaneRequest, type E2eRequest, type EncapRequest } from '../lab.js';
 import { packageVersion } from './version.js';
 
 const benchLab = () => loadLab('bench', 'miniflannel bench');
@@ -46,9 +46,9 @@ function autoOrPositive(value: string): number | 'auto' {
 
 /** The parsed flags: a bench's options, with --quick and where to write. */
 type Flags<T> = { -readonly [K in keyof T]: T[K] } & { quick?: boolean; out?: string };
-type EncapOpts = Flags<EncapOptions>;
-type E2eOpts = Flags<E2eOptions> & { svg?: string };
-type ControlPlaneOpts = Flags<ControlPlaneOptions>;
+type EncapOpts = Flags<EncapRequest>;
+type E2eOpts = Flags<E2eRequest> & { svg?: string };
+type ControlPlaneOpts = Flags<ControlPlaneRequest>;
 
 /** "120s", "2m", "1h", "500ms": a duration with its unit, in ms. */
 function durationArg(value: string): number {
@@ -78,8 +78,8 @@ const CONTROL_PLANE_QUICK: Partial<ControlPlaneOpts> = { changes: 10, steadySeco
 const CONTROL_PLANE_DEFAULTS: Omit<ControlPlaneOpts, 'nodes'> = { workers: 4, changes: 50, steadySeconds: 120, idleSeconds: 20, leaseTtl: 120_000, leaseRenewMargin: 60_000, kill: 5 };
 
 /** `bench all`'s control-plane part: the defaults (or the quick ones), with at most half the nodes killed. */
-function controlPlaneForAll(nodes: number, quick: boolean): ControlPlaneOptions {
-  const opts: ControlPlaneOptions = { nodes, ...CONTROL_PLANE_DEFAULTS, ...(quick ? CONTROL_PLANE_QUICK : {}) };
+function controlPlaneForAll(nodes: number, quick: boolean): ControlPlaneRequest {
+  const opts: ControlPlaneRequest = { nodes, ...CONTROL_PLANE_DEFAULTS, ...(quick ? CONTROL_PLANE_QUICK : {}) };
   return { ...opts, kill: Math.min(opts.kill, Math.floor(nodes / 2)) };
 }
 
@@ -91,7 +91,7 @@ export function benchCommand(): Command {
 
   bench
     .command('encap')
-    .description('the hot path in process: egress checks, peer lookup, framing and ingress checks, at 64/512/1400 B and 10/1000/10000 peers (no root)')
+    .description('the hot path in process: the data plane\'s egress and ingress loops over an in-memory TUN and network, at 64/512/1400 B and 10/1000/10000 peers (no root)')
     .addOption(new Option('--repeats <n>', 'repeats per case; medians are reported').default(5).argParser(positiveInteger))
     .addOption(new Option('--millis <ms>', 'length of each repeat').default(1000).argParser(positiveInteger))
     .addOption(quickOption('3 repeats of 200 ms, a few seconds'))
@@ -165,7 +165,7 @@ export function benchCommand(): Command {
       await checkWritable('--out', opts.out);
       await checkWritable('--svg', opts.svg);
       const quick = opts.quick === true;
-      const encap: EncapOptions = quick ? { repeats: 3, millis: 200 } : { repeats: 5, millis: 1000 };
+      const encap: EncapRequest = quick ? { repeats: 3, millis: 200 } : { repeats: 5, millis: 1000 };
       const e2e = { repeats: opts.repeats, seconds: opts.seconds, udpPps: 'auto' as const, pings: quick ? 50 : 200, ablation: opts.ablation, auth: opts.auth };
       await (await benchLab()).all({ encap, e2e, controlPlane: controlPlaneForAll(opts.nodes, quick) }, context(command, { out: opts.out, svg: opts.svg }));
     });

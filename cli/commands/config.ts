@@ -71,7 +71,7 @@ interface WriteResult {
 /** Stores `text` as written; the store validates it and applies the lease guard. */
 async function writeConfig(store: SubnetManager, out: Output, text: string, options: ConfigWriteOptions): Promise<WriteResult> {
   const write = await store.setNetworkConfig(text, options);
-  if (write.previous === 'invalid') out.warn(`the config stored at ${store.keys.config} is invalid; replacing it`);
+  if (write.previous === 'invalid') out.warn(`the config stored at ${store.keys.config} was invalid; ${options.dryRun === true ? 'it would be replaced' : 'replaced it'}`);
   if (write.moved.length > 0) {
     out.warn(`changing ${layoutChangeUnderLeases(write.moved, write.leases)}: each node keeps its old subnet until it restarts and acquires a new one; restart them, or revoke their leases`);
   }

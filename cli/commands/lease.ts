@@ -302,7 +302,7 @@ export function leaseCommand(): Command {
 
   lease
     .command('revoke')
-    .description('delete a lease or reservation: the node holding it loses the subnet, and the other nodes drop their route to it')
+    .description('delete a lease or reservation: the node holding it loses the subnet, and the other nodes drop it from their peer tables')
     .argument('<subnet>', 'the leased subnet, e.g. 10.244.3.0/24')
     .option('-y, --yes', 'do not ask for confirmation (required when stdin is not a terminal)')
     .addHelpText('after', examples('miniflannel lease revoke 10.244.3.0/24', 'miniflannel lease revoke 10.244.3.0/24 --yes --json'))

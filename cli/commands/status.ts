@@ -54,7 +54,16 @@ async function fetchStatus(base: URL, label: string, timeoutMs: number): Promise
     throw new DaemonError(label, `daemon at ${label} sent a status that is not JSON`, { cause });
   }
   if (!isObject(doc)) throw new DaemonError(label, `daemon at ${label} sent a status that is not a JSON object`);
-  return doc as ReportedStatus;
+  return reported(doc);
+}
+
+/** The document with every section of the wrong shape left out, so that it shows as absent instead of failing the command. */
+function reported(doc: Json): ReportedStatus {
+  const result: Json = { ...doc };
+  for (const key of ['node', 'store', 'counters'] as const) if (!isObject(doc[key])) delete result[key];
+  if (doc['lease'] !== null && !isObject(doc['lease'])) delete result['lease'];
+  result['peers'] = Array.isArray(doc['peers']) ? doc['peers'].filter(isObject) : undefined;
+  return result as ReportedStatus;
 }
 
 function text(value: unknown): string {

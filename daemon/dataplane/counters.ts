@@ -58,43 +58,26 @@ export class Counters {
   readonly egressDrops = zeroed(egressDropReasons);
   readonly ingressDrops = zeroed(ingressDropReasons);
 
-  /** `udpSendErrors` is the transport's: failures it learnt of after accepting a datagram. */
+  /** `udpSendErrors` is the transport's: failures it learnt of after accepting a datagram (node:dgram only). */
   snapshot(udpSendErrors: number): CountersSnapshot {
-    return {
-      tunPacketsRead: this.tunPacketsRead,
-      udpPacketsSent: this.udpPacketsSent,
-      udpBytesSent: this.udpBytesSent,
-      udpSendErrors,
-      udpPacketsReceived: this.udpPacketsReceived,
-      tunPacketsWritten: this.tunPacketsWritten,
-      tunBytesWritten: this.tunBytesWritten,
-      icmpErrorsSent: this.icmpErrorsSent,
-      egressDrops: { ...this.egressDrops },
-      ingressDrops: { ...this.ingressDrops },
-    };
+    const figures: Partial<Record<PacketCounterKey, number>> = {};
+    for (const { key } of packetCounters) figures[key] = key === 'udpSendErrors' ? udpSendErrors : this[key];
+    return { ...(figures as Record<PacketCounterKey, number>), egressDrops: { ...this.egressDrops }, ingressDrops: { ...this.ingressDrops } };
   }
 }
 
-export interface CountersSnapshot {
-  readonly tunPacketsRead: number;
-  readonly udpPacketsSent: number;
-  readonly udpBytesSent: number;
-  /** Send failures the socket reported after accepting a datagram (e.g. EMSGSIZE, ENETUNREACH); node:dgram only. */
-  readonly udpSendErrors: number;
-  readonly udpPacketsReceived: number;
-  readonly tunPacketsWritten: number;
-  readonly tunBytesWritten: number;
-  readonly icmpErrorsSent: number;
+/** The packet counters a snapshot reports: the data plane's own, and the transport's send errors. */
+export type PacketCounterKey = Exclude<keyof Counters, 'egressDrops' | 'ingressDrops' | 'snapshot'> | 'udpSendErrors';
+
+export type CountersSnapshot = { readonly [K in PacketCounterKey]: number } & {
   readonly egressDrops: Readonly<Record<EgressDropReason, number>>;
   readonly ingressDrops: Readonly<Record<IngressDropReason, number>>;
-}
+};
 
 /** All zero: the figures of a data plane that has not started. */
 export function emptyCounters(): CountersSnapshot {
   return new Counters().snapshot(0);
 }
-
-export type PacketCounterKey = Exclude<keyof CountersSnapshot, 'egressDrops' | 'ingressDrops'>;
 
 export interface PacketCounter {
   readonly key: PacketCounterKey;

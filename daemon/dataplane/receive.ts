@@ -22,7 +22,7 @@ import type { Peer, PeerTable } from './peer-table.js';
 import { OPEN_REPLAYED, SEAL_HEADER_BYTES, type Sealer } from './sealing.js';
 
 /** Steps 4 and 5, once the sender is known to be `peer` (and, with a cluster key, its datagram opened): `null` to deliver, else why not. */
-export function checkFromPeer(buf: Buffer, offset: number, length: number, peer: Peer, localSubnet: Cidr): IngressDropReason | null {
+function checkFromPeer(buf: Buffer, offset: number, length: number, peer: Peer, localSubnet: Cidr): IngressDropReason | null {
   const malformed = checkIPv4(buf, offset, length);
   if (malformed !== null) return malformed;
   if (!contains(peer.subnet, sourceAddress(buf, offset))) return 'spoofed-source';

@@ -7,7 +7,7 @@ import { access } from 'node:fs/promises';
 import { loadNative } from '../native.js';
 import type { Cidr } from '../net/ipv4.js';
 
-/** A route or interface change the kernel refused; `code` is its errno name (`EPERM`, `ENODEV`, …). */
+/** A route, interface or interface-option change the kernel refused; `code` is its errno name (`EPERM`, `ENODEV`, …). */
 export class RouteError extends Error {
   override name = 'RouteError';
   readonly code: string | undefined;
@@ -42,7 +42,7 @@ const DEVCONF_ACCEPT_LOCAL = 23;
  * read-only, while CAP_NET_ADMIN is enough for netlink.
  */
 export function acceptLocalSource(device: string): void {
-  loadNative().setIPv4DevConf(device, DEVCONF_ACCEPT_LOCAL, 1);
+  asRouteError(() => loadNative().setIPv4DevConf(device, DEVCONF_ACCEPT_LOCAL, 1));
 }
 
 /** Whether a TUN device of this name exists (sysfs shows tun_flags only for TUN/TAP devices). */

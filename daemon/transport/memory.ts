@@ -11,6 +11,7 @@
  * alone. A zero-length slot is dropped and reported by flush(), not sent.
  */
 import type { DatagramBatch, Endpoint, PacketTransport } from './index.js';
+import { SendQueue } from './send-queue.js';
 
 /** Where a transport is bound: an endpoint without the dotted quad. */
 export interface MemoryAddress {
@@ -67,14 +68,7 @@ export class MemoryTransport implements PacketTransport {
   private readonly received: DatagramBatch & { buffer: Buffer; count: number };
   private onBatch: ((batch: DatagramBatch) => void) | undefined;
   private closed = false;
-  // The queue: where each datagram is in `pendingBuffer`, and where it goes.
-  private pendingBuffer: Buffer | undefined;
-  private readonly offsets = new Uint32Array(defaults.sendBatch);
-  private readonly lengths = new Uint32Array(defaults.sendBatch);
-  private readonly ips = new Uint32Array(defaults.sendBatch);
-  private readonly ports = new Uint16Array(defaults.sendBatch);
-  private pending = 0;
-  private refused = 0;
+  private readonly sends = new SendQueue(defaults.sendBatch, (queue, count) => this.deliver(queue, count));
 
   /** Use MemoryNetwork.open(). */
   constructor(
@@ -116,24 +110,12 @@ export class MemoryTransport implements PacketTransport {
   send(buffer: Buffer, offset: number, length: number, to: Endpoint): boolean {
     if (this.closed) throw new Error(`memory transport on port ${this.port} is closed`);
     if (this.congested) return false;
-    if (buffer !== this.pendingBuffer || this.pending === this.offsets.length) {
-      this.sendPending();
-      this.pendingBuffer = buffer;
-    }
-    const i = this.pending++;
-    this.offsets[i] = offset;
-    this.lengths[i] = length;
-    this.ips[i] = to.ip;
-    this.ports[i] = to.port;
+    this.sends.add(buffer, offset, length, to);
     return true;
   }
 
   flush(): number {
-    this.sendPending();
-    this.pendingBuffer = undefined;
-    const refused = this.refused;
-    this.refused = 0;
-    return refused;
+    return this.sends.flush();
   }
 
   close(): Promise<void> {
@@ -143,34 +125,34 @@ export class MemoryTransport implements PacketTransport {
     return Promise.resolve();
   }
 
-  /** Delivers the queue in order, one receiver batch per run of datagrams to the same endpoint. */
-  private sendPending(): void {
-    const buffer = this.pendingBuffer;
-    const count = this.pending;
-    this.pending = 0;
-    if (count === 0 || buffer === undefined) return;
+  /** Delivers the queue in order, one receiver batch per run of datagrams to the same endpoint; returns how many were accepted. */
+  private deliver(queue: SendQueue, count: number): number {
+    const { buffer, offsets, lengths, ips, ports } = queue;
+    let accepted = 0;
     let receiver: MemoryTransport | undefined;
     let to = -1;
     for (let i = 0; i < count; i++) {
-      const length = this.lengths[i]!;
-      if (length === 0 || this.refuseSends > 0) {
-        if (length !== 0) this.refuseSends--;
-        this.refused++;
+      const length = lengths[i]!;
+      if (length === 0) continue;
+      if (this.refuseSends > 0) {
+        this.refuseSends--;
         continue;
       }
-      const key = keyOf(this.ips[i]!, this.ports[i]!);
+      accepted++;
+      const key = keyOf(ips[i]!, ports[i]!);
       if (key !== to) {
         receiver?.deliverReceived();
         to = key;
-        receiver = this.network.at(this.ips[i]!, this.ports[i]!);
+        receiver = this.network.at(ips[i]!, ports[i]!);
       }
       if (receiver === undefined) {
         this.network.lost++;
         continue;
       }
-      receiver.take(buffer, this.offsets[i]!, length, this.ip, this.port);
+      receiver.take(buffer!, offsets[i]!, length, this.ip, this.port);
     }
     receiver?.deliverReceived();
+    return accepted;
   }
 
   /** Adds a datagram to the batch being received; a full batch is delivered at once. */

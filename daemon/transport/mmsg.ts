@@ -11,6 +11,7 @@
 import { getSystemErrorName } from 'node:util';
 import { loadNative, type NativeUdpSocket } from '../native.js';
 import type { DatagramBatch, Endpoint, PacketTransport } from './index.js';
+import { SendQueue } from './send-queue.js';
 
 export interface MmsgTransportOptions {
   /** Address to bind; 0.0.0.0 for all. */
@@ -42,14 +43,7 @@ export function openMmsgTransport(options: MmsgTransportOptions): PacketTranspor
 
 class MmsgTransport implements PacketTransport {
   private readonly received: DatagramBatch & { count: number };
-  // The pending sends: where each packet is in `pendingBuffer`, and where it goes.
-  private pendingBuffer: Buffer | undefined;
-  private readonly offsets: Uint32Array;
-  private readonly lengths: Uint32Array;
-  private readonly ips: Uint32Array;
-  private readonly ports: Uint16Array;
-  private pending = 0;
-  private refused = 0;
+  private readonly sends = new SendQueue(SEND_BATCH, (q, count) => this.socket.sendBatch(q.buffer!, q.offsets, q.lengths, q.ips, q.ports, count));
 
   constructor(
     private readonly socket: NativeUdpSocket,
@@ -64,10 +58,6 @@ class MmsgTransport implements PacketTransport {
       sourcePorts: new Uint16Array(entries),
       count: 0,
     };
-    this.offsets = new Uint32Array(SEND_BATCH);
-    this.lengths = new Uint32Array(SEND_BATCH);
-    this.ips = new Uint32Array(SEND_BATCH);
-    this.ports = new Uint16Array(SEND_BATCH);
   }
 
   get batchCapacity(): number {
@@ -91,31 +81,12 @@ class MmsgTransport implements PacketTransport {
   }
 
   send(buffer: Buffer, offset: number, length: number, to: Endpoint): boolean {
-    if (buffer !== this.pendingBuffer || this.pending === this.offsets.length) {
-      this.sendPending();
-      this.pendingBuffer = buffer;
-    }
-    const i = this.pending++;
-    this.offsets[i] = offset;
-    this.lengths[i] = length;
-    this.ips[i] = to.ip;
-    this.ports[i] = to.port;
+    this.sends.add(buffer, offset, length, to);
     return true;
   }
 
   flush(): number {
-    this.sendPending();
-    this.pendingBuffer = undefined;
-    const refused = this.refused;
-    this.refused = 0;
-    return refused;
-  }
-
-  private sendPending(): void {
-    if (this.pending === 0 || !this.pendingBuffer) return;
-    const sent = this.socket.sendBatch(this.pendingBuffer, this.offsets, this.lengths, this.ips, this.ports, this.pending);
-    this.refused += this.pending - sent;
-    this.pending = 0;
+    return this.sends.flush();
   }
 
   close(): Promise<void> {

@@ -16,7 +16,7 @@ import { MeasurementProcesses } from './processes.js';
 import { controlPlaneReport, e2eReport, encapReport } from './report.js';
 import { document, writeJson, type BenchDocument } from './result.js';
 import { e2eChart } from './svg.js';
-import type { AllOptions, BenchContext, BenchLab, ControlPlaneOptions, E2eOptions, EncapOptions } from '../../cli/lab.js';
+import type { AllRequest, BenchContext, BenchLab, ControlPlaneRequest, E2eRequest, EncapRequest } from '../../cli/lab.js';
 import type { Output } from '../../cli/output.js';
 
 const CNI_BRIDGE = '/usr/lib/cni/bridge';
@@ -92,46 +92,46 @@ async function finish(out: Output, doc: BenchDocument<unknown>, report: string, 
 const ENCAP_SIZES = [64, 512, 1400];
 const ENCAP_PEERS = [10, 1000, 10000];
 
-function runEncap(opts: EncapOptions, log: (line: string) => void): { options: object; figures: EncapFigure[] } {
+function runEncap(opts: EncapRequest, log: (line: string) => void): { options: object; figures: EncapFigure[] } {
   const figures = benchEncap({ sizes: ENCAP_SIZES, peerCounts: ENCAP_PEERS, repeats: opts.repeats, millisPerRepeat: opts.millis, log });
   return { options: { sizes: ENCAP_SIZES, peerCounts: ENCAP_PEERS, repeats: opts.repeats, millisPerRepeat: opts.millis }, figures };
 }
 
-function runE2e(opts: E2eOptions, openvpn: boolean, log: (line: string) => void): Promise<E2eResult> {
+function runE2e(opts: E2eRequest, openvpn: boolean, log: (line: string) => void): Promise<E2eResult> {
   const processes = new MeasurementProcesses();
   return interruptible(processes, log, (signal) =>
     benchE2e({ repeats: opts.repeats, seconds: opts.seconds, udpPps: opts.udpPps, pings: opts.pings, ablation: opts.ablation === true, auth: opts.auth === true, openvpn, log, signal, processes }),
   );
 }
 
-function runControlPlane(opts: ControlPlaneOptions, log: (line: string) => void): Promise<ControlPlaneResult> {
+function runControlPlane(opts: ControlPlaneRequest, log: (line: string) => void): Promise<ControlPlaneResult> {
   const { nodes, workers, changes, steadySeconds, idleSeconds, kill } = opts;
   return interruptible(undefined, log, (signal) =>
     benchControlPlane({ nodes, workers, changes, steadySeconds, idleSeconds, kill, leaseTtlMs: opts.leaseTtl, renewMarginMs: opts.leaseRenewMargin, log, signal }),
   );
 }
 
-async function encap(opts: EncapOptions, { out, version, files }: BenchContext): Promise<void> {
+async function encap(opts: EncapRequest, { out, version, files }: BenchContext): Promise<void> {
   const log = progress();
   const doc = await document('encap', version, async () => runEncap(opts, log));
   await finish(out, doc, encapReport(out, doc.result.figures, opts.repeats), files);
 }
 
-async function e2e(opts: E2eOptions, { out, version, files }: BenchContext): Promise<void> {
+async function e2e(opts: E2eRequest, { out, version, files }: BenchContext): Promise<void> {
   const { openvpn } = await e2ePrerequisites('bench e2e');
   const log = progress();
   const doc = await document('e2e', version, () => runE2e(opts, openvpn, log));
   await finish(out, doc, e2eReport(out, doc.result), { ...files, e2e: doc.result });
 }
 
-async function controlPlane(opts: ControlPlaneOptions, { out, version, files }: BenchContext): Promise<void> {
+async function controlPlane(opts: ControlPlaneRequest, { out, version, files }: BenchContext): Promise<void> {
   await controlPlanePrerequisites('bench control-plane');
   const log = progress();
   const doc = await document('control-plane', version, () => runControlPlane(opts, log));
   await finish(out, doc, controlPlaneReport(out, doc.result), files);
 }
 
-async function all(opts: AllOptions, { out, version, files }: BenchContext): Promise<void> {
+async function all(opts: AllRequest, { out, version, files }: BenchContext): Promise<void> {
   const { openvpn } = await e2ePrerequisites('bench all');
   await controlPlanePrerequisites('bench all');
   const log = progress();

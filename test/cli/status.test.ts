@@ -56,6 +56,8 @@ before(async () => {
         return send(200, JSON.stringify(STATUS));
       case '/older/status':
         return send(200, JSON.stringify(OLDER_STATUS));
+      case '/misshapen/status':
+        return send(200, JSON.stringify({ node: 5, lease: 'x', store: [], peers: 'none', counters: null, uptimeSeconds: 59 }));
       case '/garbage/status':
         return send(200, '<html>');
       case '/silent/status':
@@ -110,6 +112,15 @@ describe('status', () => {
     assert.match(result.stdout, /^Peers \(0\)$/m);
     assert.match(result.stdout, /^Uptime:\s+59s$/m);
     assert.match(result.stdout, /^ {2}TUN packets written:\s+1099$/m);
+  });
+
+  it('shows sections of the wrong shape as absent instead of failing', async () => {
+    const result = await runCli(['status', '--daemon', `${base}/misshapen`]);
+    assert.equal(result.code, 0, result.stderr);
+    assert.doesNotMatch(result.stdout, /^Lease|^Store/m);
+    assert.match(result.stdout, /^Peers \(0\)$/m);
+    assert.match(result.stdout, /^Counters\s+none/m);
+    assert.match(result.stdout, /^ {2}Subnet:\s+-$/m);
   });
 
   it("reads the document the daemon's own NodeStatus serves", async () => {

@@ -7,7 +7,10 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { exitCodeOf, EXIT_USAGE, UsageError as CliUsageError } from '../../cli/errors.js';
-import { redisConnectionOptions } from '../../daemon/redis-flags.js';
+import { Command } from 'commander';
+import { addGlobalOptions } from '../../cli/conventions.js';
+import { parseDaemonFlags } from '../../daemon/flags.js';
+import { minReplicasArg, redisConnectionOptions } from '../../daemon/redis-flags.js';
 import { UsageError } from '../../daemon/usage.js';
 
 const PEM = '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n';
@@ -60,4 +63,15 @@ test('the CLI and the daemon share one UsageError class, so a mistake found by s
     return undefined;
   })();
   assert.equal(exitCodeOf(err), EXIT_USAGE);
+});
+
+test('--redis-min-replicas parses alike in the daemon and the CLI: a whole number or auto', () => {
+  const daemon = (value: string) => parseDaemonFlags(['node', 'miniflanneld', '--redis-min-replicas', value]).redisMinReplicas;
+  const cli = (value: string) => addGlobalOptions(new Command()).exitOverride().configureOutput({ writeErr: () => {} }).parse(['node', 'miniflannel', '--redis-min-replicas', value]).opts<{ redisMinReplicas: unknown }>().redisMinReplicas;
+  assert.equal(daemon('auto'), undefined, 'the daemon derives it from the URL');
+  assert.equal(daemon('2'), 2);
+  assert.equal(cli('auto'), 'auto');
+  assert.equal(cli('2'), 2);
+  assert.throws(() => cli('two'), /not a whole number of replicas or 'auto'/);
+  assert.throws(() => minReplicasArg('-1'), /not a whole number of replicas or 'auto'/);
 });

@@ -17,8 +17,6 @@ before(async () => {
 });
 after(() => redis?.stop());
 
-const loopback = ['--iface', 'lo', '--public-ip', '127.0.0.1', '--healthz-ip', '127.0.0.1', '--healthz-port', '0'];
-
 /**
  * Starts the daemon against `redisUrl`, waits until /readyz gives a reason
  * matching `why` and the log says it is waiting, then ends it with SIGTERM,

@@ -2,7 +2,7 @@
 // cross-wired in one process, and a way to feed one node's ingress any
 // datagram from any sender, through the production path.
 import pino from 'pino';
-import { DataPlane, PeerTable, type CountersSnapshot, type Peer } from '../../daemon/dataplane/index.js';
+import { DataPlane, type CountersSnapshot, type Peer } from '../../daemon/dataplane/index.js';
 import type { Sealer } from '../../daemon/dataplane/sealing.js';
 import { formatIPv4, parseCidr, type Cidr } from '../../daemon/net/ipv4.js';
 import type { DatagramBatch } from '../../daemon/transport/index.js';
@@ -113,4 +113,4 @@ export function ingressVerdict(node: MemoryNode, data: Buffer, ip: number, port:
   return { verdict: reasons[0]! };
 }
 
-export { MemoryNetwork, PeerTable };
+export { MemoryNetwork };

@@ -11,7 +11,6 @@ import { ipv4Packet } from '../harness/packets.js';
 import { ingressVerdict, MemoryNetwork, memoryNode } from './memory-plane.js';
 import { anyBytes, nearValid } from './packet-arbitraries.js';
 
-const local = parseCidr('10.244.1.0/24');
 const peerA: Peer = { subnet: parseCidr('10.244.2.0/24'), endpoint: { address: '198.18.0.2', ip: parseIPv4('198.18.0.2'), port: 8285 } };
 const peerB: Peer = { subnet: parseCidr('10.244.3.0/24'), endpoint: { address: '198.18.0.3', ip: parseIPv4('198.18.0.3'), port: 8285 } };
 const table = new PeerTable(24, [peerA, peerB]);
