@@ -11,7 +11,7 @@
  * alone. A zero-length slot is dropped and reported by flush(), not sent.
  */
 import type { DatagramBatch, Endpoint, PacketTransport } from './index.js';
-import { SendQueue } from './send-queue.js';
+import { QueuedSends } from './send-queue.js';
 
 /** Where a transport is bound: an endpoint without the dotted quad. */
 export interface MemoryAddress {
@@ -58,7 +58,7 @@ export class MemoryNetwork {
   }
 }
 
-export class MemoryTransport implements PacketTransport {
+export class MemoryTransport extends QueuedSends implements PacketTransport {
   readonly ip: number;
   readonly port: number;
   /** While true, send() drops datagrams at once, as the node:dgram transport does when its queue is long. */
@@ -68,7 +68,6 @@ export class MemoryTransport implements PacketTransport {
   private readonly received: DatagramBatch & { buffer: Buffer; count: number };
   private onBatch: ((batch: DatagramBatch) => void) | undefined;
   private closed = false;
-  private readonly sends = new SendQueue(defaults.sendBatch, (queue, count) => this.deliver(queue, count));
 
   /** Use MemoryNetwork.open(). */
   constructor(
@@ -76,6 +75,7 @@ export class MemoryTransport implements PacketTransport {
     address: MemoryAddress,
     batchCapacity: number,
   ) {
+    super(defaults.sendBatch);
     this.ip = address.ip;
     this.port = address.port;
     this.received = {
@@ -107,15 +107,10 @@ export class MemoryTransport implements PacketTransport {
     if (batch.count > 0 && !this.closed) this.onBatch?.(batch);
   }
 
-  send(buffer: Buffer, offset: number, length: number, to: Endpoint): boolean {
+  override send(buffer: Buffer, offset: number, length: number, to: Endpoint): boolean {
     if (this.closed) throw new Error(`memory transport on port ${this.port} is closed`);
     if (this.congested) return false;
-    this.sends.add(buffer, offset, length, to);
-    return true;
-  }
-
-  flush(): number {
-    return this.sends.flush();
+    return super.send(buffer, offset, length, to);
   }
 
   close(): Promise<void> {
@@ -126,8 +121,7 @@ export class MemoryTransport implements PacketTransport {
   }
 
   /** Delivers the queue in order, one receiver batch per run of datagrams to the same endpoint; returns how many were accepted. */
-  private deliver(queue: SendQueue, count: number): number {
-    const { buffer, offsets, lengths, ips, ports } = queue;
+  protected handOn(buffer: Buffer, offsets: Uint32Array, lengths: Uint32Array, ips: Uint32Array, ports: Uint16Array, count: number): number {
     let accepted = 0;
     let receiver: MemoryTransport | undefined;
     let to = -1;
@@ -149,7 +143,7 @@ export class MemoryTransport implements PacketTransport {
         this.network.lost++;
         continue;
       }
-      receiver.take(buffer!, offsets[i]!, length, this.ip, this.port);
+      receiver.take(buffer, offsets[i]!, length, this.ip, this.port);
     }
     receiver?.deliverReceived();
     return accepted;

@@ -10,8 +10,8 @@
  */
 import { getSystemErrorName } from 'node:util';
 import { loadNative, type NativeUdpSocket } from '../native.js';
-import type { DatagramBatch, Endpoint, PacketTransport } from './index.js';
-import { SendQueue } from './send-queue.js';
+import type { DatagramBatch, PacketTransport } from './index.js';
+import { QueuedSends } from './send-queue.js';
 
 export interface MmsgTransportOptions {
   /** Address to bind; 0.0.0.0 for all. */
@@ -41,14 +41,14 @@ export function openMmsgTransport(options: MmsgTransportOptions): PacketTranspor
   return new MmsgTransport(socket, options.messagesPerRead ?? defaults.messagesPerRead);
 }
 
-class MmsgTransport implements PacketTransport {
+class MmsgTransport extends QueuedSends implements PacketTransport {
   private readonly received: DatagramBatch & { count: number };
-  private readonly sends = new SendQueue(SEND_BATCH, (q, count) => this.socket.sendBatch(q.buffer!, q.offsets, q.lengths, q.ips, q.ports, count));
 
   constructor(
     private readonly socket: NativeUdpSocket,
     messagesPerRead: number,
   ) {
+    super(SEND_BATCH);
     const entries = messagesPerRead * GRO_SEGMENTS;
     this.received = {
       buffer: Buffer.allocUnsafeSlow(messagesPerRead * MAX_MESSAGE),
@@ -80,13 +80,8 @@ class MmsgTransport implements PacketTransport {
     });
   }
 
-  send(buffer: Buffer, offset: number, length: number, to: Endpoint): boolean {
-    this.sends.add(buffer, offset, length, to);
-    return true;
-  }
-
-  flush(): number {
-    return this.sends.flush();
+  protected handOn(buffer: Buffer, offsets: Uint32Array, lengths: Uint32Array, ips: Uint32Array, ports: Uint16Array, count: number): number {
+    return this.socket.sendBatch(buffer, offsets, lengths, ips, ports, count);
   }
 
   close(): Promise<void> {

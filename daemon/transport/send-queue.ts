@@ -1,60 +1,60 @@
 import type { Endpoint } from './index.js';
 
 /**
- * The queue behind a batched transport's send() and flush(): where each
- * datagram lies in one buffer and where it goes, handed on in one call per
- * run of datagrams from the same buffer (one sendmmsg for the native
- * socket). Nothing is copied, so the caller leaves the buffer alone until
- * flush().
+ * The sending half of a batched transport: send() only notes where a
+ * datagram lies in the caller's buffer and where it goes; flush() hands the
+ * queue on, one call per run of datagrams from the same buffer (one
+ * sendmmsg for the native socket). Nothing is copied, so the caller leaves
+ * the buffer alone until flush(). A base class rather than a member, so
+ * that send() stays one direct call on the hot path.
  */
-export class SendQueue {
-  /** The buffer the queued datagrams lie in. */
-  buffer: Buffer | undefined;
-  readonly offsets: Uint32Array;
-  readonly lengths: Uint32Array;
-  readonly ips: Uint32Array;
-  readonly ports: Uint16Array;
-  /** Datagrams queued. */
-  count = 0;
+export abstract class QueuedSends {
+  private pendingBuffer: Buffer | undefined;
+  private readonly offsets: Uint32Array;
+  private readonly lengths: Uint32Array;
+  private readonly ips: Uint32Array;
+  private readonly ports: Uint16Array;
+  private pending = 0;
   private refused = 0;
 
-  /** `hand` sends the first `count` queued datagrams and returns how many were accepted. */
-  constructor(
-    capacity: number,
-    private readonly hand: (queue: SendQueue, count: number) => number,
-  ) {
+  constructor(capacity: number) {
     this.offsets = new Uint32Array(capacity);
     this.lengths = new Uint32Array(capacity);
     this.ips = new Uint32Array(capacity);
     this.ports = new Uint16Array(capacity);
   }
 
-  add(buffer: Buffer, offset: number, length: number, to: Endpoint): void {
-    if (buffer !== this.buffer || this.count === this.offsets.length) {
-      this.handOn();
-      this.buffer = buffer;
+  send(buffer: Buffer, offset: number, length: number, to: Endpoint): boolean {
+    if (buffer !== this.pendingBuffer || this.pending === this.offsets.length) {
+      this.sendPending();
+      this.pendingBuffer = buffer;
     }
-    const i = this.count++;
+    const i = this.pending++;
     this.offsets[i] = offset;
     this.lengths[i] = length;
     this.ips[i] = to.ip;
     this.ports[i] = to.port;
+    return true;
   }
 
   /** Hands on what is queued; returns how many datagrams were refused since the last flush. */
   flush(): number {
-    this.handOn();
-    this.buffer = undefined;
+    this.sendPending();
+    this.pendingBuffer = undefined;
     const refused = this.refused;
     this.refused = 0;
     return refused;
   }
 
-  private handOn(): void {
-    if (this.count === 0 || this.buffer === undefined) return;
+  /** Sends the first `count` queued datagrams, all in `buffer`; returns how many were accepted. */
+  protected abstract handOn(buffer: Buffer, offsets: Uint32Array, lengths: Uint32Array, ips: Uint32Array, ports: Uint16Array, count: number): number;
+
+  private sendPending(): void {
+    const buffer = this.pendingBuffer;
+    const count = this.pending;
     // Zeroed first: handing on may run a receiver (the memory network) that sends again.
-    const count = this.count;
-    this.count = 0;
-    this.refused += count - this.hand(this, count);
+    this.pending = 0;
+    if (count === 0 || buffer === undefined) return;
+    this.refused += count - this.handOn(buffer, this.offsets, this.lengths, this.ips, this.ports, count);
   }
 }

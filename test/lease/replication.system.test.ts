@@ -12,6 +12,8 @@ import { openStore, pollUntil, uniquePrefix } from './helpers.js';
 let master: RedisServer;
 let replica: RedisServer;
 const stores: SubnetManager[] = [];
+/** The network's first subnet: reservable, but below SubnetMin, so no acquisition can have taken it (acquisitions start at a random free subnet). */
+const BELOW_SUBNET_MIN = '10.60.0.0/24';
 
 before(async () => {
   master = await startRedis();
@@ -81,7 +83,7 @@ describe('replication (WAIT)', () => {
     const renewed = await s.renewLease(lease);
     waited('renewing');
     assert.equal(Number(replica.cli('zscore', s.keys.expiry, lease.subnet)), renewed.expiresAt);
-    const { lease: reserved } = await s.reserve('10.60.200.0/24', '198.18.1.2');
+    const { lease: reserved } = await s.reserve(BELOW_SUBNET_MIN, '198.18.1.2');
     waited('reserving');
     assert.match(replica.cli('hget', s.keys.leases, reserved.subnet), /198\.18\.1\.2/);
     assert.ok(await s.revokeLease(reserved.subnet));
@@ -93,7 +95,7 @@ describe('replication (WAIT)', () => {
     const s = await store(1);
     const { lease } = await s.acquireLease({ publicIP: '198.18.1.3', nodeName: 'c' });
     await withReplicaPaused(async () => {
-      for (const write of [() => s.renewLease(lease), () => s.acquireLease({ publicIP: '198.18.1.4', nodeName: 'd' }), () => s.reserve('10.60.201.0/24', '198.18.1.5')]) {
+      for (const write of [() => s.renewLease(lease), () => s.acquireLease({ publicIP: '198.18.1.4', nodeName: 'd' }), () => s.reserve(BELOW_SUBNET_MIN, '198.18.1.5')]) {
         await assert.rejects(write(), (err: unknown) => {
           assert.ok(err instanceof StoreReplicationError, String(err));
           assert.ok(err instanceof StoreUnavailableError, 'a kind of "try again later"');
