@@ -58,18 +58,18 @@ function scanIPv4(text: string, start: number, end: number): number {
   return value * 256 + octet;
 }
 
-/** Scans a decimal prefix length 0..32 in `text[start, end)`; -1 if it is not one. */
-function scanPrefixLength(text: string, start: number, end: number): number {
+/** Scans a decimal prefix length 0..maxLength (32 for IPv4, 128 for IPv6) in `text[start, end)`, no leading zeros; -1 if it is not one. */
+export function scanPrefixLength(text: string, start: number, end: number, maxLength = 32): number {
   const length = end - start;
-  if (length < 1 || length > 2) return -1;
+  if (length < 1 || length > String(maxLength).length) return -1;
   let value = 0;
   for (let i = start; i < end; i++) {
     const c = text.charCodeAt(i);
     if (c < CHAR_0 || c > CHAR_9) return -1;
     value = value * 10 + (c - CHAR_0);
   }
-  if (length === 2 && text.charCodeAt(start) === CHAR_0) return -1;
-  return value <= 32 ? value : -1;
+  if (length > 1 && text.charCodeAt(start) === CHAR_0) return -1;
+  return value <= maxLength ? value : -1;
 }
 
 /** Returns the address as an unsigned 32-bit number, or -1 if `text` is not a dotted quad. */

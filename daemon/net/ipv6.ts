@@ -11,7 +11,7 @@
 // As in ipv4.ts the parser scans character codes, and every word is kept
 // unsigned with `>>> 0` because bitwise operators produce signed values.
 
-import { InvalidAddressError, tryParseIPv4 } from './ipv4.js';
+import { InvalidAddressError, maskOf, scanPrefixLength, tryParseIPv4 } from './ipv4.js';
 import type { ParseCidrOptions } from './ipv4.js';
 
 /** An IPv6 address: four unsigned 32-bit words, most significant first. */
@@ -117,20 +117,6 @@ function scanIPv6(text: string, start: number, end: number): IPv6Address | strin
   ];
 }
 
-/** Scans a decimal prefix length 0..128 in `text[start, end)`; -1 if it is not one. */
-function scanPrefixLength6(text: string, start: number, end: number): number {
-  const length = end - start;
-  if (length < 1 || length > 3) return -1;
-  let value = 0;
-  for (let i = start; i < end; i++) {
-    const c = text.charCodeAt(i);
-    if (c < CHAR_0 || c > CHAR_9) return -1;
-    value = value * 10 + (c - CHAR_0);
-  }
-  if (length > 1 && text.charCodeAt(start) === CHAR_0) return -1;
-  return value <= 128 ? value : -1;
-}
-
 /** Parses any RFC 4291 text form: "2001:db8::1", "fd00:0:0:0:0:0:0:1", "::ffff:198.18.0.1". */
 export function parseIPv6(text: string): IPv6Address {
   const result = scanIPv6(text, 0, text.length);
@@ -175,17 +161,14 @@ export function formatIPv6(address: IPv6Address): string {
 
 /** The mask of word `word` (0..3) of a prefix: all ones, all zeros, or the boundary word. */
 function maskWord(prefixLength: number, word: number): number {
-  const bits = prefixLength - 32 * word;
-  if (bits >= 32) return 0xffffffff;
-  if (bits <= 0) return 0;
-  return (0xffffffff << (32 - bits)) >>> 0;
+  return maskOf(Math.min(32, Math.max(0, prefixLength - 32 * word)));
 }
 
 /** Parses "fd00:10:244::/48". Rejects host bits set unless `options.allowHostBits`. */
 export function parseCidr6(text: string, options?: ParseCidrOptions): Cidr6 {
   const slash = text.indexOf('/');
   const address = slash < 0 ? 'it has no "/prefix"' : scanIPv6(text, 0, slash);
-  const prefixLength = slash < 0 ? -1 : scanPrefixLength6(text, slash + 1, text.length);
+  const prefixLength = slash < 0 ? -1 : scanPrefixLength(text, slash + 1, text.length, 128);
   if (typeof address === 'string' || prefixLength < 0) {
     const why = typeof address === 'string' ? address : 'the prefix length is not a number in 0..128';
     throw new InvalidAddressError(
