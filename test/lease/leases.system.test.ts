@@ -313,7 +313,8 @@ describe('soft state: what the store forgot, the owner puts back', () => {
   it('renewing a lease the store lost puts it back as it was; a revoked one stays revoked', async () => {
     const volatile = await startRedis();
     try {
-      const s = await openStore(volatile.url, { keyPrefix: uniquePrefix('forgot') });
+      const prefix = uniquePrefix('forgot');
+      const s = await openStore(volatile.url, { keyPrefix: prefix });
       stores.push(s);
       await s.setNetworkConfig({ Network: '10.50.0.0/16' });
       const a = (await s.acquireLease({ publicIP: '192.168.20.1', nodeName: 'a', backendData: { Port: 8300 } })).lease;
@@ -322,11 +323,13 @@ describe('soft state: what the store forgot, the owner puts back', () => {
       await assert.rejects(s.getNetworkConfig(), ConfigMissingError);
       const back = await s.renewLease(a);
       assert.deepEqual({ ...back, expiresAt: 0 }, { ...a, expiresAt: 0 }, 'same subnet, node and backend data');
-      // A node starting now cannot get a's subnet, and b's owner can still put b back.
+      // b's owner puts b back too; a node starting after the settling window gets neither subnet,
+      // not even when it asks for a's as its previous one.
       await s.setNetworkConfig({ Network: '10.50.0.0/16' });
-      const newcomer = await s.acquireLease({ publicIP: '192.168.20.3', nodeName: 'c', previousSubnet: a.subnet });
-      assert.notEqual(newcomer.lease.subnet, a.subnet);
       assert.equal((await s.renewLease(b)).subnet, b.subnet);
+      volatile.cli('pexpire', `{${prefix}}:settling`, '50');
+      const newcomer = await s.acquireLease({ publicIP: '192.168.20.3', nodeName: 'c', previousSubnet: a.subnet });
+      assert.ok(![a.subnet, b.subnet].includes(newcomer.lease.subnet), `the newcomer got ${newcomer.lease.subnet}`);
       // After a revocation the owner's renewal is refused, even though the subnet is free.
       await s.revokeLease(b.subnet);
       await assert.rejects(s.renewLease(b), (err: unknown) => err instanceof LeaseLostError && err.reason === 'revoked');
