@@ -25,6 +25,8 @@ export interface E2eRequest {
   readonly pings: number;
   readonly ablation?: boolean;
   readonly auth?: boolean;
+  /** Also measure IPv6 between dual-stack pods (miniflannel and kernel VXLAN). */
+  readonly ipv6?: boolean;
 }
 export interface ControlPlaneRequest {
   readonly nodes: number;

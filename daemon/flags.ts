@@ -6,6 +6,7 @@
 import { hostname } from 'node:os';
 import { Command, Option, InvalidArgumentError } from 'commander';
 import { parseCidr, parseIPv4, type Cidr } from './net/ipv4.js';
+import { parseIPv6 } from './net/ipv6.js';
 import { minReplicasArg, redisConnectionOptions, type RedisFlags } from './redis-flags.js';
 import { DEFAULT_TX_QUEUE_LENGTH } from './tun/index.js';
 import { UsageError } from './usage.js';
@@ -23,6 +24,8 @@ export interface DaemonConfig extends RedisFlags {
   prefix: string;
   iface?: string;
   publicIp?: string;
+  /** The node's IPv6 underlay address, published in its lease as PublicIPv6 when the network config enables IPv6. */
+  publicIpv6?: string;
   nodeName: string;
   tunName: string;
   tunOffload: boolean;
@@ -81,6 +84,15 @@ function ipArg(value: string): string {
   return value;
 }
 
+function ipv6Arg(value: string): string {
+  try {
+    parseIPv6(value);
+  } catch {
+    throw new InvalidArgumentError(`'${value}' is not an IPv6 address`);
+  }
+  return value;
+}
+
 /** "90s", "60m", "2h", or a bare number of minutes as flannel's --subnet-lease-renew-margin takes. */
 function durationArg(value: string): number {
   const match = /^(\d+)(ms|s|m|h)?$/.exec(value.trim());
@@ -109,6 +121,7 @@ export function daemonCommand(): Command {
     .addOption(option('--prefix <prefix>', 'Redis key prefix, as flannel\'s --etcd-prefix', 'PREFIX').default('miniflannel'))
     .addOption(option('--iface <name>', 'underlay interface (default: the default route\'s)', 'IFACE'))
     .addOption(option('--public-ip <ip>', 'underlay address peers send to (default: --iface\'s address)', 'PUBLIC_IP').argParser(ipArg))
+    .addOption(option('--public-ipv6 <ip>', 'IPv6 underlay address published in the lease (PublicIPv6) when the network config enables IPv6; packets still travel over IPv4', 'PUBLIC_IPV6').argParser(ipv6Arg))
     .addOption(option('--node-name <name>', 'Kubernetes node name, published with the lease', 'NODE_NAME').default(hostname()))
     .addOption(option('--tun-name <name>', 'name of the TUN device', 'TUN_NAME').default('flannel0'))
     .addOption(option('--tun-offload <on|off>', 'TCP segmentation offload on the TUN (read 64 KiB super-packets, cut them in user space)', 'TUN_OFFLOAD').default('on').choices(['on', 'off']))
@@ -164,6 +177,7 @@ export function parseDaemonFlags(argv: string[]): DaemonConfig {
     prefix: o.prefix,
     iface: o.iface,
     publicIp: o.publicIp,
+    publicIpv6: o.publicIpv6,
     nodeName: o.nodeName,
     tunName: o.tunName,
     tunOffload: o.tunOffload === 'on',

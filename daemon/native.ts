@@ -45,6 +45,13 @@ interface NativeAddon {
   setIPv4DevConf(ifname: string, setting: number, value: number): void;
   /** Routes `network` (host order) / `prefixLength` into the interface over rtnetlink, replacing any route to that block. */
   replaceRoute(ifname: string, network: number, prefixLength: number): void;
+  /** Routes the IPv6 block `network` (text) / `prefixLength` into the interface over rtnetlink, replacing any route to that block. */
+  replaceRoute6(ifname: string, network: string, prefixLength: number): void;
+  /**
+   * Gives the interface an IPv6 address over rtnetlink, with no duplicate address detection (usable at once);
+   * adding an address it has already succeeds, so a restart is idempotent.
+   */
+  addAddress6(ifname: string, address: string, prefixLength: number): void;
   /** Deletes an interface over rtnetlink; the kernel drops its routes. */
   deleteLink(ifname: string): void;
   /** The TUN offload cutter alone (virtio_net_hdr + packet in, MTU-sized packets out); null if it refuses the frame. */

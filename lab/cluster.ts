@@ -46,8 +46,10 @@ export interface SandboxNode {
 export interface Pod {
   readonly ns: Netns;
   readonly node: SandboxNode;
-  /** The pod's address, without prefix length. */
+  /** The pod's IPv4 address, without prefix length. */
   readonly ip: string;
+  /** The pod's IPv6 address, without prefix length, when the conflist gives it one (dual-stack). */
+  readonly ip6: string | undefined;
   readonly conflist: Parameters<typeof cniAdd>[0];
   readonly runtime: CniRuntime;
 }
@@ -134,9 +136,10 @@ export class Sandbox {
     const runtime: CniRuntime = { containerId: ns.name, netns: ns.path, ifName: 'eth0', launcher: ['ip', 'netns', 'exec', node.ns.name] };
     try {
       const result = await cniAdd(conflist, runtime);
-      const address = result.ips?.[0]?.address;
-      if (!address) throw new Error(`CNI ADD for ${ns.name} returned no address: ${JSON.stringify(result)}`);
-      const pod: Pod = { ns, node, ip: address.split('/')[0]!, conflist, runtime };
+      const addresses = (result.ips ?? []).map((entry) => entry.address.split('/')[0]!);
+      const ip = addresses.find((address) => !address.includes(':'));
+      if (!ip) throw new Error(`CNI ADD for ${ns.name} returned no IPv4 address: ${JSON.stringify(result)}`);
+      const pod: Pod = { ns, node, ip, ip6: addresses.find((address) => address.includes(':')), conflist, runtime };
       node.pods.push(pod);
       return pod;
     } catch (err) {

@@ -23,6 +23,9 @@ import { exited, stopProcess } from './exec.js';
 
 export const OVERLAY_NETWORK = '10.244.0.0/16';
 export const subnetOf = (node: SandboxNode) => `10.244.${node.index}.0/24`;
+/** The IPv6 cluster network of the dual-stack paths; node k's /64 pairs with its IPv4 /24, as the store pairs them. */
+export const OVERLAY_NETWORK6 = 'fd00:10:244::/56';
+const subnet6Of = (node: SandboxNode) => `fd00:10:244:${node.index.toString(16)}::/64`;
 
 /** A user-space process that carries an overlay's packets on one node. */
 export interface Forwarder {
@@ -35,6 +38,8 @@ export interface Forwarder {
 
 export interface Overlay {
   readonly name: string;
+  /** The family of the pod addresses measured: a dual-stack path is measured over IPv6. */
+  readonly family: 4 | 6;
   readonly sandbox: Sandbox;
   /** One pod per node, in node order. */
   readonly pods: Pod[];
@@ -49,17 +54,24 @@ const isDaemon = (forwarder: Forwarder): forwarder is RunningDaemon => 'status' 
 
 async function buildOverlay(
   name: string,
-  options: { workDir: string; prefix: string; nodes: number; podMtu: number },
+  options: { workDir: string; prefix: string; nodes: number; podMtu: number; family?: 4 | 6 },
   configureNode: (node: SandboxNode, all: SandboxNode[]) => Promise<Forwarder | undefined>,
   prepare: (sandbox: Sandbox) => Promise<void> = async () => undefined,
   conflistFor: (node: SandboxNode) => Promise<unknown> = async (node) =>
-    cniConflist({ subnet: subnetOf(node), network: OVERLAY_NETWORK, mtu: options.podMtu, ipamDataDir: `${node.workDir}/ipam` }),
+    cniConflist({
+      subnet: subnetOf(node),
+      network: OVERLAY_NETWORK,
+      ...(options.family === 6 ? { ipv6: { subnet: subnet6Of(node), network: OVERLAY_NETWORK6 } } : {}),
+      mtu: options.podMtu,
+      ipamDataDir: `${node.workDir}/ipam`,
+    }),
 ): Promise<Overlay> {
   const sandbox = await Sandbox.create({ workDir: options.workDir, prefix: options.prefix });
   const daemons: RunningDaemon[] = [];
   const forwarders: Forwarder[] = [];
   const overlay: Overlay = {
     name,
+    family: options.family ?? 4,
     sandbox,
     pods: [],
     daemons,
@@ -90,14 +102,15 @@ async function buildOverlay(
  * set with the CLI, every daemon leasing its subnet, and pods networked with
  * the conflist each daemon wrote.
  */
-export function leaseOverlay(options: { workDir: string; prefix: string; nodes?: number }): Promise<Overlay> {
+export function leaseOverlay(options: { workDir: string; prefix: string; nodes?: number; name?: string; dualStack?: boolean }): Promise<Overlay> {
+  const ipv6 = options.dualStack ? ['--ipv6-network', OVERLAY_NETWORK6] : [];
   return buildOverlay(
-    'miniflannel',
-    { ...options, nodes: options.nodes ?? 3, podMtu: 1500 - 28 },
+    options.name ?? 'miniflannel',
+    { ...options, nodes: options.nodes ?? 3, podMtu: 1500 - 28, family: options.dualStack ? 6 : 4 },
     (node) => startDaemon(node, leaseModeArgs(node, SANDBOX_REDIS_URL)),
     async (sandbox) => {
       await sandbox.startRedis();
-      await cliIn(sandbox.underlay, ['config', 'init', '--network', OVERLAY_NETWORK, '--redis-url', SANDBOX_REDIS_URL]);
+      await cliIn(sandbox.underlay, ['config', 'init', '--network', OVERLAY_NETWORK, ...ipv6, '--redis-url', SANDBOX_REDIS_URL]);
     },
     writtenConflist,
   );
@@ -117,16 +130,29 @@ export function miniflannelOverlay(options: { workDir: string; prefix: string; n
 
 const vxlanMac = (node: SandboxNode) => `02:00:00:00:00:${node.index.toString(16).padStart(2, '0')}`;
 const vtepAddress = (node: SandboxNode) => `10.244.${node.index}.0`;
+const vtepAddress6 = (node: SandboxNode) => `fd00:10:244:${node.index.toString(16)}::`;
 
-export function vxlanOverlay(options: { workDir: string; prefix: string; nodes?: number }): Promise<Overlay> {
-  return buildOverlay('kernel VXLAN', { ...options, nodes: options.nodes ?? 2, podMtu: 1500 - 50 }, async (node, all) => {
+/**
+ * With `dualStack`, the same device also carries IPv6 between the pods, as
+ * flannel's vxlan backend does over an IPv4 underlay: the node's IPv6 subnet
+ * address on flannel.1, and onlink routes to the peers' IPv6 subnets via
+ * their VTEP addresses, whose neighbour entries name the same MACs.
+ */
+export function vxlanOverlay(options: { workDir: string; prefix: string; nodes?: number; name?: string; dualStack?: boolean }): Promise<Overlay> {
+  const family = options.dualStack ? 6 : 4;
+  return buildOverlay(options.name ?? 'kernel VXLAN', { ...options, nodes: options.nodes ?? 2, podMtu: 1500 - 50, family }, async (node, all) => {
     const ip = (...args: string[]) => node.ns.ip(...args);
     await ip('link', 'add', 'flannel.1', 'address', vxlanMac(node), 'type', 'vxlan', 'id', '1', 'local', node.underlayIp, 'dev', 'eth0', 'dstport', '8472', 'nolearning');
     await ip('link', 'set', 'flannel.1', 'mtu', '1450', 'up');
     await ip('addr', 'add', `${vtepAddress(node)}/32`, 'dev', 'flannel.1');
+    if (family === 6) await ip('-6', 'addr', 'add', `${vtepAddress6(node)}/128`, 'dev', 'flannel.1', 'nodad');
     for (const peer of all.filter((n) => n !== node)) {
       await ip('route', 'add', subnetOf(peer), 'via', vtepAddress(peer), 'dev', 'flannel.1', 'onlink');
       await ip('neigh', 'add', vtepAddress(peer), 'lladdr', vxlanMac(peer), 'dev', 'flannel.1', 'nud', 'permanent');
+      if (family === 6) {
+        await ip('-6', 'route', 'add', subnet6Of(peer), 'via', vtepAddress6(peer), 'dev', 'flannel.1', 'onlink');
+        await ip('-6', 'neigh', 'add', vtepAddress6(peer), 'lladdr', vxlanMac(peer), 'dev', 'flannel.1', 'nud', 'permanent');
+      }
       await node.ns.exec(['bridge', 'fdb', 'append', vxlanMac(peer), 'dev', 'flannel.1', 'dst', peer.underlayIp]);
     }
     return undefined;

@@ -66,6 +66,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   miniflannel::PacketSealer::Init(env, exports);
   exports.Set("setIPv4DevConf", Napi::Function::New(env, miniflannel::SetIPv4DevConf));
   exports.Set("replaceRoute", Napi::Function::New(env, miniflannel::ReplaceRoute));
+  exports.Set("replaceRoute6", Napi::Function::New(env, miniflannel::ReplaceRoute6));
+  exports.Set("addAddress6", Napi::Function::New(env, miniflannel::AddAddress6));
   exports.Set("deleteLink", Napi::Function::New(env, miniflannel::DeleteLink));
   exports.Set("segmentFrame", Napi::Function::New(env, SegmentFrame));
   exports.Set("joinPackets", Napi::Function::New(env, JoinPackets));

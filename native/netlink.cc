@@ -1,10 +1,12 @@
 #include "netlink.h"
 
 #include <arpa/inet.h>
+#include <linux/if_addr.h>
 #include <linux/if_link.h>
 #include <linux/netlink.h>
 #include <linux/rtnetlink.h>
 #include <net/if.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -98,8 +100,10 @@ class Request {
 };
 
 // Throws `CODE: what: the kernel's words (strerror)`, with the capability to grant on EPERM.
+// rtnetlink refuses a missing capability with EPERM only; its EACCES means
+// something else (IPv6 disabled on the device), which the kernel's words say.
 void ThrowRefusal(Napi::Env env, int err, const std::string& what, const std::string& detail) {
-  std::string hinted = PermissionHint(err, what);
+  std::string hinted = err == EPERM ? PermissionHint(err, what) : what;
   ThrowErrno(env, err, detail.empty() ? hinted : hinted + ": " + detail);
 }
 
@@ -108,6 +112,56 @@ unsigned InterfaceIndex(Napi::Env env, const std::string& name, const std::strin
   unsigned ifindex = if_nametoindex(name.c_str());
   if (ifindex == 0) ThrowErrno(env, errno, what + ": no interface '" + name + "'");
   return ifindex;
+}
+
+constexpr int kIPv6MinimumMtu = 1280;  // RFC 8200, section 5
+
+// The interface's MTU, or 0 if it cannot be read.
+int InterfaceMtu(const std::string& name) {
+  int sock = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (sock < 0) return 0;
+  ifreq ifr = {};
+  strncpy(ifr.ifr_name, name.c_str(), IFNAMSIZ - 1);
+  int mtu = ioctl(sock, SIOCGIFMTU, &ifr) < 0 ? 0 : ifr.ifr_mtu;
+  close(sock);
+  return mtu;
+}
+
+// Parses IPv6 text, or throws EINVAL naming `what` and returns false.
+bool ParseIPv6(Napi::Env env, const std::string& text, const std::string& what, in6_addr* address) {
+  if (inet_pton(AF_INET6, text.c_str(), address) == 1) return true;
+  ThrowErrno(env, EINVAL, what + ": '" + text + "' is not an IPv6 address");
+  return false;
+}
+
+// "ADDRESS/PREFIX" in the canonical form `ip` prints.
+std::string IPv6Prefix(const in6_addr& address, uint32_t prefix) {
+  char text[INET6_ADDRSTRLEN];
+  inet_ntop(AF_INET6, &address, text, sizeof(text));
+  return std::string(text) + "/" + std::to_string(prefix);
+}
+
+// Reads (ifname, IPv6 text, prefixLength), checks them and resolves the
+// interface; returns its index, or 0 after throwing. `describe` words the
+// change from the canonical prefix and the interface name.
+template <typename Describe>
+unsigned IPv6Arguments(const Napi::CallbackInfo& info, const char* usage, Describe describe, in6_addr* address,
+                       uint32_t* prefix, std::string* what) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 3 || !info[0].IsString() || !info[1].IsString() || !info[2].IsNumber()) {
+    Napi::TypeError::New(env, usage).ThrowAsJavaScriptException();
+    return 0;
+  }
+  std::string name = info[0].As<Napi::String>().Utf8Value();
+  std::string text = info[1].As<Napi::String>().Utf8Value();
+  *prefix = info[2].As<Napi::Number>().Uint32Value();
+  if (!ParseIPv6(env, text, describe(text + "/" + std::to_string(*prefix), name), address)) return 0;
+  *what = describe(IPv6Prefix(*address, *prefix), name);
+  if (*prefix > 128) {
+    ThrowErrno(env, EINVAL, *what + ": an IPv6 prefix length is 0 to 128");
+    return 0;
+  }
+  return InterfaceIndex(env, name, *what);
 }
 
 }  // namespace
@@ -177,6 +231,75 @@ Napi::Value ReplaceRoute(const Napi::CallbackInfo& info) {
   request.Put(RTA_OIF, &oif, sizeof(oif));
   std::string detail;
   if (int err = request.Send(&detail)) {
+    ThrowRefusal(env, err, what, detail);
+  }
+  return env.Undefined();
+}
+
+// RTM_NEWROUTE (create | replace) { RTA_DST: network, RTA_OIF: ifindex } for
+// AF_INET6. Universe scope, as `ip -6 route` makes it: IPv6 routes have no
+// link scope of their own.
+Napi::Value ReplaceRoute6(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  in6_addr network;
+  uint32_t prefix;
+  std::string what;
+  unsigned ifindex = IPv6Arguments(
+      info, "replaceRoute6(ifname, network, prefixLength)",
+      [](const std::string& block, const std::string& name) { return "routing " + block + " into '" + name + "'"; },
+      &network, &prefix, &what);
+  if (ifindex == 0) return env.Undefined();
+
+  Request request(RTM_NEWROUTE, NLM_F_CREATE | NLM_F_REPLACE, sizeof(rtmsg));
+  auto* fixed = request.fixed<rtmsg>();
+  fixed->rtm_family = AF_INET6;
+  fixed->rtm_dst_len = static_cast<unsigned char>(prefix);
+  fixed->rtm_table = RT_TABLE_MAIN;
+  fixed->rtm_protocol = RTPROT_BOOT;
+  fixed->rtm_scope = RT_SCOPE_UNIVERSE;
+  fixed->rtm_type = RTN_UNICAST;
+  request.Put(RTA_DST, &network, sizeof(network));
+  uint32_t oif = ifindex;
+  request.Put(RTA_OIF, &oif, sizeof(oif));
+  std::string detail;
+  if (int err = request.Send(&detail)) {
+    ThrowRefusal(env, err, what, detail);
+  }
+  return env.Undefined();
+}
+
+// RTM_NEWADDR (create | replace) { IFA_LOCAL: address } for AF_INET6 with
+// IFA_F_NODAD: a point-to-point TUN has no neighbours to collide with, and
+// DAD would hold the address tentative (unusable as a source) for a second
+// or more after every start.
+Napi::Value AddAddress6(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  in6_addr address;
+  uint32_t prefix;
+  std::string what;
+  unsigned ifindex = IPv6Arguments(
+      info, "addAddress6(ifname, address, prefixLength)",
+      [](const std::string& block, const std::string& name) { return "adding " + block + " to '" + name + "'"; },
+      &address, &prefix, &what);
+  if (ifindex == 0) return env.Undefined();
+
+  Request request(RTM_NEWADDR, NLM_F_CREATE | NLM_F_REPLACE, sizeof(ifaddrmsg));
+  auto* fixed = request.fixed<ifaddrmsg>();
+  fixed->ifa_family = AF_INET6;
+  fixed->ifa_prefixlen = static_cast<unsigned char>(prefix);
+  fixed->ifa_flags = IFA_F_NODAD;
+  fixed->ifa_scope = RT_SCOPE_UNIVERSE;
+  fixed->ifa_index = ifindex;
+  request.Put(IFA_LOCAL, &address, sizeof(address));
+  std::string detail;
+  if (int err = request.Send(&detail)) {
+    // The kernel refuses IPv6 on a link below the IPv6 minimum MTU with a bare EINVAL.
+    if (err == EINVAL && detail.empty()) {
+      int mtu = InterfaceMtu(info[0].As<Napi::String>().Utf8Value());
+      if (mtu > 0 && mtu < kIPv6MinimumMtu) {
+        detail = "IPv6 needs an MTU of " + std::to_string(kIPv6MinimumMtu) + " or more and the interface has " + std::to_string(mtu);
+      }
+    }
     ThrowRefusal(env, err, what, detail);
   }
   return env.Undefined();

@@ -17,6 +17,16 @@ Napi::Value SetIPv4DevConf(const Napi::CallbackInfo& info);
 // block (`ip route replace NETWORK/LEN dev IFNAME`). Throws with err.code.
 Napi::Value ReplaceRoute(const Napi::CallbackInfo& info);
 
+// replaceRoute6(ifname, network /* IPv6 text */, prefixLength): the IPv6 twin of
+// replaceRoute (`ip -6 route replace NETWORK/LEN dev IFNAME`). Throws with err.code.
+Napi::Value ReplaceRoute6(const Napi::CallbackInfo& info);
+
+// addAddress6(ifname, address /* IPv6 text */, prefixLength): gives the
+// interface the address with no duplicate address detection, replacing its
+// flags if it has it already (`ip -6 addr replace ADDR/LEN dev IFNAME nodad`).
+// Throws with err.code.
+Napi::Value AddAddress6(const Napi::CallbackInfo& info);
+
 // deleteLink(ifname): deletes the interface; the kernel drops its routes. Throws with err.code.
 Napi::Value DeleteLink(const Napi::CallbackInfo& info);
 

@@ -1,12 +1,12 @@
 // TCP segmentation for the TUN offload path, as plain functions over
 // buffers so they can be tested without a device.
 //
-// With IFF_VNET_HDR and TUNSETOFFLOAD(TUN_F_CSUM | TUN_F_TSO4), the kernel
+// With IFF_VNET_HDR and TUNSETOFFLOAD(TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6), the kernel
 // hands the TUN reader TCP "super-packets" of up to 64 KiB, each behind a
 // virtio_net_hdr that says how to cut it (gso_size) and where a checksum is
 // still to be filled in. Reading one super-packet instead of ~45 MTU-sized
 // packets is most of the win; the cutting happens here, so the wire still
-// carries ordinary, MTU-sized IPv4 packets (flannel's format).
+// carries ordinary, MTU-sized IP packets (flannel's format).
 #pragma once
 
 #include <sys/uio.h>
@@ -18,6 +18,9 @@
 namespace miniflannel {
 
 constexpr size_t kVirtioNetHdrLen = 10;
+constexpr size_t kIPv6HeaderLen = 40;
+// The largest frame a read returns: an IPv6 header plus the largest payload its length field holds.
+constexpr size_t kMaxFrameLen = kVirtioNetHdrLen + kIPv6HeaderLen + 65535;
 
 struct VirtioNetHdr {
   uint8_t flags;
@@ -34,7 +37,7 @@ VirtioNetHdr ParseVirtioNetHdr(const uint8_t* p);
 uint64_t ChecksumAdd(const uint8_t* data, size_t length, uint64_t initial);
 uint16_t ChecksumFold(uint64_t sum);
 
-// How many output packets `packet` becomes (1 unless it is a TCPv4 super-packet);
+// How many output packets `packet` becomes (1 unless it is a TCPv4 or TCPv6 super-packet);
 // 0 if the header asks for something this reader does not do, or is inconsistent.
 size_t SegmentCount(const VirtioNetHdr& hdr, const uint8_t* packet, size_t length);
 
@@ -48,12 +51,14 @@ size_t Segment(const VirtioNetHdr& hdr, const uint8_t* packet, size_t length, ui
 // one TCP flow are joined into one super-packet the kernel takes whole
 // (userspace GRO), so the pod's TCP stack sees one 64 KiB receive instead
 // of ~45. The rules follow the kernel's tcp_gro_receive: same addresses,
-// ports, IP and TCP header bytes but for length, id, checksum and sequence;
-// no flags but ACK (PSH may end a run); sequence numbers contiguous; no
-// segment larger than the first.
+// ports, IP and TCP header bytes but for length, id, checksum and sequence
+// (over IPv6: traffic class, flow label and hop limit alike, and no
+// extension headers); no flags but ACK (PSH may end a run); sequence numbers
+// contiguous; no segment larger than the first; one family per run.
 
 struct TcpRun {
   size_t packets;    // how many packets from the start of the list join (>= 1)
+  size_t ip_header;  // IP header bytes of the first: 20 for IPv4, 40 for IPv6
   size_t headers;    // IP + TCP header bytes of the first
   size_t mss;        // payload bytes of the first: every segment but the last has this many
   size_t total;      // length of the joined packet
@@ -81,7 +86,7 @@ void ForEachFrame(uint8_t* base, const uint32_t* offsets, const uint32_t* length
     if (run.packets == 1) {
       memset(vnet, 0, sizeof(vnet));  // one whole packet, checksums done
     } else {
-      bool push = (base[offsets[i + run.packets - 1] + 20 + 13] & 0x08) != 0;
+      bool push = (base[offsets[i + run.packets - 1] + run.ip_header + 13] & 0x08) != 0;
       PrepareTcpRun(base + offsets[i], run, push, vnet);
     }
     size_t iov = 0;

@@ -90,14 +90,14 @@ TunDevice::TunDevice(const Napi::CallbackInfo& info)
   }
   if (offload) {
     int header_size = static_cast<int>(kVirtioNetHdrLen);
-    unsigned offloads = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO_ECN;
+    unsigned offloads = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_TSO_ECN;
     if (ioctl(fd, TUNSETVNETHDRSZ, &header_size) < 0 || ioctl(fd, TUNSETOFFLOAD, offloads) < 0) {
       int err = errno;
       close(fd);
       ThrowErrno(env, err, "enabling TCP segmentation offload on '" + requested + "'");
       return;
     }
-    scratch_.resize(kVirtioNetHdrLen + 65535);
+    scratch_.resize(kMaxFrameLen);
   }
   fd_ = fd;
   name_ = ifr.ifr_name;

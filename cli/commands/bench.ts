@@ -116,6 +116,7 @@ export function benchCommand(): Command {
     .addOption(new Option('--pings <n>', 'pings per RTT measurement, 10 ms apart').default(200).argParser(positiveInteger))
     .option('--ablation', 'also measure miniflannel with node:dgram and without TUN offloads')
     .option('--auth', 'also measure miniflannel with authenticated encapsulation (mac and encrypt modes)')
+    .option('--ipv6', 'also measure IPv6 between dual-stack pods, through miniflannel and through kernel VXLAN')
     .addOption(quickOption('1 round of 2 s runs, about a minute'))
     .addOption(outOption())
     .addOption(new Option('--svg <file>', 'write the comparison chart here (default: next to --out, .svg)'))
@@ -156,17 +157,18 @@ export function benchCommand(): Command {
     .addOption(new Option('--nodes <n>', 'control-plane simulated daemons').default(1000).argParser(positiveInteger))
     .option('--ablation', 'also measure miniflannel with node:dgram and without TUN offloads')
     .option('--auth', 'also measure miniflannel with authenticated encapsulation (mac and encrypt modes)')
+    .option('--ipv6', 'also measure IPv6 between dual-stack pods, through miniflannel and through kernel VXLAN')
     .addOption(quickOption('each part quick'))
     .addOption(outOption())
     .addOption(new Option('--svg <file>', 'write the e2e chart here (default: next to --out, .svg)'))
     .addHelpText('after', examples('sudo miniflannel bench all --out bench.json'))
-    .action(async (raw: { repeats: number; seconds: number; nodes: number; ablation?: boolean; auth?: boolean; quick?: boolean; out?: string; svg?: string }, command: Command) => {
+    .action(async (raw: { repeats: number; seconds: number; nodes: number; ablation?: boolean; auth?: boolean; ipv6?: boolean; quick?: boolean; out?: string; svg?: string }, command: Command) => {
       const opts = applyQuick(command, raw, { repeats: 1, seconds: 2 });
       await checkWritable('--out', opts.out);
       await checkWritable('--svg', opts.svg);
       const quick = opts.quick === true;
       const encap: EncapRequest = quick ? { repeats: 3, millis: 200 } : { repeats: 5, millis: 1000 };
-      const e2e = { repeats: opts.repeats, seconds: opts.seconds, udpPps: 'auto' as const, pings: quick ? 50 : 200, ablation: opts.ablation, auth: opts.auth };
+      const e2e = { repeats: opts.repeats, seconds: opts.seconds, udpPps: 'auto' as const, pings: quick ? 50 : 200, ablation: opts.ablation, auth: opts.auth, ipv6: opts.ipv6 };
       await (await benchLab()).all({ encap, e2e, controlPlane: controlPlaneForAll(opts.nodes, quick) }, context(command, { out: opts.out, svg: opts.svg }));
     });
 

@@ -1,8 +1,9 @@
 // `miniflannel config`: read, replace and initialise the network config
 // (flannel's net-conf.json) in the lease store. Every write is validated by
-// the store and reports what it changed; a change of Network or SubnetLen
-// under existing leases needs --force, because the nodes keep their old
-// subnets until they restart: the store refuses it otherwise
+// the store and reports what it changed; a change of the subnet layout
+// (Network, SubnetLen, IPv6Network, IPv6SubnetLen, or turning IPv6 off) under
+// existing leases needs --force, because the nodes keep their old subnets
+// until they restart: the store refuses it otherwise
 // (ConfigChangeRefusedError), checking and writing in one atomic step.
 
 import { readFile } from 'node:fs/promises';
@@ -15,30 +16,41 @@ import { withStore } from '../store.js';
 
 type NetConfForm = ReturnType<typeof toNetConf>;
 
-/** One field of the effective config that differs; `from` is null when there was no config. */
+type FieldValue = string | number | boolean;
+
+/** One field of the effective config that differs; null stands for absent (no config yet, or IPv6 turned on or off). */
 interface Change {
   readonly field: string;
-  readonly from: string | number | null;
-  readonly to: string | number;
+  readonly from: FieldValue | null;
+  readonly to: FieldValue | null;
 }
 
-function flatten(conf: NetConfForm): Array<[string, string | number]> {
-  return [
+/** The effective fields in net-conf order; the IPv6 ones only when IPv6 is on. */
+function flatten(conf: NetConfForm): Array<[string, FieldValue]> {
+  const fields: Array<[string, FieldValue | undefined]> = [
     ['Network', conf.Network],
     ['SubnetLen', conf.SubnetLen],
     ['SubnetMin', conf.SubnetMin],
     ['SubnetMax', conf.SubnetMax],
+    ['EnableIPv6', conf.EnableIPv6],
+    ['IPv6Network', conf.IPv6Network],
+    ['IPv6SubnetLen', conf.IPv6SubnetLen],
+    ['IPv6SubnetMin', conf.IPv6SubnetMin],
+    ['IPv6SubnetMax', conf.IPv6SubnetMax],
     ['Backend.Type', conf.Backend.Type],
     ['Backend.Port', conf.Backend.Port],
   ];
+  return fields.filter((field): field is [string, FieldValue] => field[1] !== undefined);
 }
 
-/** The fields whose effective value (defaults filled in) differs. */
+/** The fields whose effective value (defaults filled in) differs, those that appear or disappear included. */
 export function diffConfigs(previous: NetConfForm | null, next: NetConfForm): Change[] {
   const before = new Map(previous === null ? [] : flatten(previous));
-  return flatten(next)
-    .filter(([field, value]) => before.get(field) !== value)
-    .map(([field, to]) => ({ field, from: before.get(field) ?? null, to }));
+  const after = new Map(flatten(next));
+  const fields = [...new Set([...before.keys(), ...after.keys()])];
+  return fields
+    .filter((field) => before.get(field) !== after.get(field))
+    .map((field) => ({ field, from: before.get(field) ?? null, to: after.get(field) ?? null }));
 }
 
 /** The stored config: a config, `null` when there is none, or 'invalid' when what is stored breaks the rules. */
@@ -53,11 +65,21 @@ async function currentConfig(store: SubnetManager): Promise<NetworkConfig | null
 }
 
 function configFields(out: Output, conf: NetConfForm, indent = ''): string {
+  const ipv6: Array<[string, string]> =
+    conf.IPv6Network === undefined
+      ? []
+      : [
+          ['IPv6Network', conf.IPv6Network],
+          ['IPv6SubnetLen', String(conf.IPv6SubnetLen)],
+          ['IPv6SubnetMin', String(conf.IPv6SubnetMin)],
+          ['IPv6SubnetMax', String(conf.IPv6SubnetMax)],
+        ];
   return out.fields([
     ['Network', conf.Network],
     ['SubnetLen', String(conf.SubnetLen)],
     ['SubnetMin', conf.SubnetMin],
     ['SubnetMax', conf.SubnetMax],
+    ...ipv6,
     ['Backend', `${conf.Backend.Type}, port ${conf.Backend.Port}`],
   ], indent);
 }
@@ -88,9 +110,11 @@ function printWrite(out: Output, key: string, result: WriteResult, dryRun: boole
   if (result.changes.length === 0) return out.line(`network config at ${key} ${verb} unchanged`);
   out.line(`network config at ${key} ${verb} ${result.previous === null ? 'created' : 'updated'}:`);
   const width = Math.max(...result.changes.map((c) => c.field.length));
+  const none = out.paint({ text: '(none)', style: 'dim' });
   for (const change of result.changes) {
-    const from = change.from === null ? out.paint({ text: '(none)', style: 'dim' }) : out.paint({ text: String(change.from), style: 'red' });
-    out.line(`  ${change.field.padEnd(width)}  ${from} → ${out.paint({ text: String(change.to), style: 'green' })}`);
+    const from = change.from === null ? none : out.paint({ text: String(change.from), style: 'red' });
+    const to = change.to === null ? none : out.paint({ text: String(change.to), style: 'green' });
+    out.line(`  ${change.field.padEnd(width)}  ${from} → ${to}`);
   }
 }
 
@@ -130,14 +154,24 @@ async function set(command: Command, opts: { file?: string; force?: boolean; dry
   });
 }
 
-async function init(command: Command, opts: { network: string; force?: boolean }): Promise<void> {
+/** The flag of `config init` that sets each field it can get wrong. */
+const INIT_FLAGS: Readonly<Record<string, string>> = {
+  Network: '--network',
+  IPv6Network: '--ipv6-network',
+  // init leaves IPv6SubnetLen at its default, so a pairing that does not fit is the IPv6 network's to fix.
+  IPv6SubnetLen: '--ipv6-network',
+};
+
+async function init(command: Command, opts: { network: string; ipv6Network?: string; force?: boolean }): Promise<void> {
   const out = outputOf(command);
   // flannel's defaults are left implicit, as flannel does, so they follow the Network.
-  const text = JSON.stringify({ Network: opts.network, Backend: { Type: 'udp' } });
+  const ipv6 = opts.ipv6Network === undefined ? {} : { EnableIPv6: true, IPv6Network: opts.ipv6Network };
+  const text = JSON.stringify({ Network: opts.network, ...ipv6, Backend: { Type: 'udp' } });
   try {
     parseNetworkConfig(text);
   } catch (err) {
-    if (err instanceof ConfigError && err.field === 'Network') throw new UsageError(`--network: ${err.message}`, { cause: err });
+    const flag = err instanceof ConfigError ? INIT_FLAGS[err.field] : undefined;
+    if (flag !== undefined) throw new UsageError(`${flag}: ${(err as Error).message}`, { cause: err });
     throw err;
   }
   await withStore(settingsOf(command), async (store) => {
@@ -169,13 +203,14 @@ export function configCommand(): Command {
     .command('set')
     .description('validate a net-conf.json, store it, and show which fields changed')
     .option('-f, --file <path>', 'the net-conf.json to store; "-" or no --file reads stdin')
-    .option('--force', 'change Network or SubnetLen even though leases exist')
+    .option('--force', 'change the subnet layout (Network, SubnetLen, IPv6Network, IPv6SubnetLen, or turn IPv6 off) even though leases exist')
     .option('--dry-run', 'validate and show the changes without storing anything')
     .addHelpText(
       'after',
       examples(
         'miniflannel config set --file net-conf.json',
         `echo '{"Network": "10.244.0.0/16", "SubnetLen": 26, "Backend": {"Type": "udp"}}' | miniflannel config set --dry-run`,
+        `echo '{"Network": "10.244.0.0/16", "EnableIPv6": true, "IPv6Network": "fd00:10:244::/48"}' | miniflannel config set`,
       ),
     )
     .action((opts: { file?: string; force?: boolean; dryRun?: boolean }, command: Command) => set(command, opts));
@@ -184,9 +219,10 @@ export function configCommand(): Command {
     .command('init')
     .description("store a network config with flannel's defaults: /24 per node (smaller networks: four subnets), UDP port 8285")
     .requiredOption('--network <cidr>', 'the overlay network, e.g. 10.244.0.0/16')
-    .option('--force', 'replace an existing config (and change Network or SubnetLen even though leases exist)')
-    .addHelpText('after', examples('miniflannel config init --network 10.244.0.0/16'))
-    .action((opts: { network: string; force?: boolean }, command: Command) => init(command, opts));
+    .option('--ipv6-network <cidr>', "also give each node an IPv6 subnet (/64) of this network, paired with its IPv4 one (EnableIPv6), e.g. fd00:10:244::/48")
+    .option('--force', 'replace an existing config (and change the subnet layout even though leases exist)')
+    .addHelpText('after', examples('miniflannel config init --network 10.244.0.0/16', 'miniflannel config init --network 10.244.0.0/16 --ipv6-network fd00:10:244::/48'))
+    .action((opts: { network: string; ipv6Network?: string; force?: boolean }, command: Command) => init(command, opts));
 
   return config;
 }

@@ -3,18 +3,23 @@
  * forwarded or as exactly one drop with a reason, so the figures add up:
  *   tunPacketsRead      = udpPacketsSent    + sum(egressDrops)
  *   udpPacketsReceived  = tunPacketsWritten + sum(ingressDrops)
+ * Both families count in the same figures; the reasons of one family that
+ * the other lacks are its own names in the one list.
  */
-import type { MalformedReason } from './ipv4-packet.js';
+import type { PacketMalformedReason } from './ipv6-packet.js';
 
+// 'ipv6-disabled': an IPv6 packet at a node without an IPv6 subnet (the network config has no EnableIPv6).
 export type EgressDropReason =
-  | MalformedReason
+  | PacketMalformedReason
+  | 'ipv6-disabled'
   | 'non-unicast'
   | 'no-route'
   | 'too-big'
   | 'send-queue-full';
 
 export type IngressDropReason =
-  | MalformedReason
+  | PacketMalformedReason
+  | 'ipv6-disabled'
   | 'unknown-sender'
   | 'unauthenticated'
   | 'replayed'
@@ -22,10 +27,19 @@ export type IngressDropReason =
   | 'wrong-destination'
   | 'tun-write-failed';
 
-const malformedReasons: readonly MalformedReason[] = ['not-ipv4', 'truncated', 'bad-header-length', 'bad-total-length'];
+// IPv4's first, in their old order; 'truncated' is both families'.
+const malformedReasons: readonly PacketMalformedReason[] = [
+  'not-ipv4',
+  'truncated',
+  'bad-header-length',
+  'bad-total-length',
+  'bad-payload-length',
+  'bad-extension-header',
+];
 
 export const egressDropReasons: readonly EgressDropReason[] = [
   ...malformedReasons,
+  'ipv6-disabled',
   'non-unicast',
   'no-route',
   'too-big',
@@ -34,6 +48,7 @@ export const egressDropReasons: readonly EgressDropReason[] = [
 
 export const ingressDropReasons: readonly IngressDropReason[] = [
   ...malformedReasons,
+  'ipv6-disabled',
   'unknown-sender',
   'unauthenticated',
   'replayed',
@@ -99,5 +114,5 @@ export const packetCounters: readonly PacketCounter[] = [
   { key: 'udpPacketsReceived', metric: 'miniflannel_udp_received_packets_total', title: 'UDP packets received', help: 'Datagrams received on the overlay port' },
   { key: 'tunPacketsWritten', metric: 'miniflannel_tun_written_packets_total', title: 'TUN packets written', help: 'Packets delivered into the TUN device' },
   { key: 'tunBytesWritten', metric: 'miniflannel_tun_written_bytes_total', title: 'TUN bytes written', help: 'Bytes delivered into the TUN device', bytes: true },
-  { key: 'icmpErrorsSent', metric: 'miniflannel_icmp_errors_sent_total', title: 'ICMP errors sent', help: 'ICMP errors written back into the TUN (no route, fragmentation needed)' },
+  { key: 'icmpErrorsSent', metric: 'miniflannel_icmp_errors_sent_total', title: 'ICMP errors sent', help: 'ICMP and ICMPv6 errors written back into the TUN (no route, fragmentation needed, packet too big)' },
 ];

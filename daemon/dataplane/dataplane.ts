@@ -9,6 +9,7 @@ import type { Logger } from 'pino';
 import type { TunDevice } from '../tun/index.js';
 import type { PacketTransport } from '../transport/index.js';
 import { formatCidr, type Cidr } from '../net/ipv4.js';
+import { formatCidr6, writeIPv6, type Cidr6, type IPv6Address } from '../net/ipv6.js';
 import { Counters, type CountersSnapshot } from './counters.js';
 import { PeerTable, type Peer } from './peer-table.js';
 import { Egress } from './send.js';
@@ -22,6 +23,10 @@ export interface DataPlaneOptions {
   localSubnet: Cidr;
   /** This node's overlay address (the TUN's), the source of ICMP errors. */
   overlayAddress: number;
+  /** This node's IPv6 subnet (dual-stack): the only IPv6 destinations ingress delivers to. Without it IPv6 is dropped as 'ipv6-disabled'. */
+  localSubnet6?: Cidr6;
+  /** This node's IPv6 overlay address, the source of ICMPv6 errors; default the first address of localSubnet6. */
+  overlayAddress6?: IPv6Address;
   /** Largest IP packet that fits one UDP datagram on the underlay: underlay MTU - 28. */
   maxPacket: number;
   logger: Logger;
@@ -42,24 +47,30 @@ export class DataPlane {
   private readonly log: Logger;
 
   constructor(private readonly options: DataPlaneOptions) {
-    const { tun, transport, sealer } = options;
-    const peers = new PeerTable(options.localSubnet.prefixLength);
+    const { tun, transport, sealer, localSubnet6 } = options;
+    const peers = this.emptyTable();
+    let overlayAddress6: Buffer | undefined;
+    if (localSubnet6) {
+      overlayAddress6 = Buffer.alloc(16);
+      writeIPv6(overlayAddress6, 0, options.overlayAddress6 ?? localSubnet6.network);
+    }
     this.egress = new Egress(this.counters, peers, {
       tun,
       transport,
       maxPacket: options.maxPacket,
       overlayAddress: options.overlayAddress,
+      overlayAddress6,
       icmpRatePerSecond: options.icmpRatePerSecond ?? defaults.icmpRatePerSecond,
       sealer,
     });
-    this.ingress = new Ingress(this.counters, peers, { tun, batchCapacity: transport.batchCapacity, localSubnet: options.localSubnet, sealer });
+    this.ingress = new Ingress(this.counters, peers, { tun, batchCapacity: transport.batchCapacity, localSubnet: options.localSubnet, localSubnet6, sealer });
     this.log = options.logger.child({ component: 'dataplane' });
   }
 
   /** Replaces the whole peer table at once (static mode); the next batch sees the new one. */
   setPeers(peers: Iterable<Peer>): void {
-    const next = new PeerTable(this.options.localSubnet.prefixLength, peers);
-    this.log.info({ peers: [...next.peers()].map((p) => `${formatCidr(p.subnet)}=${p.endpoint.address}:${p.endpoint.port}`) }, 'peer table replaced');
+    const next = this.emptyTable(peers);
+    this.log.info({ peers: [...next.peers()].map(describePeer) }, 'peer table replaced');
     this.egress.peers = next;
     this.ingress.peers = next;
   }
@@ -82,7 +93,9 @@ export class DataPlane {
     const { tun, transport } = this.options;
     tun.start((batch) => this.egress.forward(batch), onFatal);
     transport.start((batch) => this.ingress.deliver(batch), onFatal);
-    this.log.info({ tun: tun.name, port: transport.port, subnet: formatCidr(this.options.localSubnet) }, 'data plane started');
+    const { localSubnet, localSubnet6 } = this.options;
+    const subnets = { subnet: formatCidr(localSubnet), ...(localSubnet6 ? { subnet6: formatCidr6(localSubnet6) } : {}) };
+    this.log.info({ tun: tun.name, port: transport.port, ...subnets }, 'data plane started');
   }
 
   async stop(): Promise<void> {
@@ -94,4 +107,14 @@ export class DataPlane {
   snapshot(): CountersSnapshot {
     return this.counters.snapshot(this.options.transport.sendErrors ?? 0);
   }
+
+  /** A table for this node's subnet lengths: with an IPv6 index only if the node has an IPv6 subnet. */
+  private emptyTable(peers: Iterable<Peer> = []): PeerTable {
+    return new PeerTable(this.options.localSubnet.prefixLength, peers, this.options.localSubnet6?.prefixLength);
+  }
+}
+
+function describePeer(peer: Peer): string {
+  const subnets = peer.subnet6 ? `${formatCidr(peer.subnet)}+${formatCidr6(peer.subnet6)}` : formatCidr(peer.subnet);
+  return `${subnets}=${peer.endpoint.address}:${peer.endpoint.port}`;
 }

@@ -26,12 +26,17 @@ const NEXT_DESTINATION_OPTIONS = 60;
 export const MAX_EXTENSION_HEADERS = 8;
 
 /**
- * Why a packet is not a well-formed IPv6 packet. 'truncated' is shared with
- * IPv4; the others are IPv6's own.
+ * Why a version-6 packet is not a well-formed IPv6 packet. 'truncated' is
+ * shared with IPv4; the others are IPv6's own.
  */
-export type IPv6MalformedReason = 'not-ipv6' | 'truncated' | 'bad-payload-length' | 'bad-extension-header';
+export type IPv6MalformedReason = 'truncated' | 'bad-payload-length' | 'bad-extension-header';
 
-/** Why a packet of either family is malformed: IPv4's reasons keep their names. */
+/**
+ * Why a packet the data plane read is malformed, whichever its family: IPv4's
+ * reasons keep their names. The data plane picks the family by the version
+ * nibble, so it never finds a packet "not IPv6"; a version that is neither
+ * 4 nor 6 is 'not-ipv4'.
+ */
 export type PacketMalformedReason = MalformedReason | IPv6MalformedReason;
 
 /** Where the upper-layer header starts; filled in by checkIPv6. */
@@ -61,9 +66,18 @@ const discarded: UpperLayer = { protocol: 0, headerLength: 0, laterFragment: fal
  * UDP datagram of at most 65,535 bytes cannot carry, or an empty packet,
  * which carries nothing.
  */
-export function checkIPv6(buf: Buffer, offset: number, length: number, upper: UpperLayer = discarded): IPv6MalformedReason | null {
+export function checkIPv6(buf: Buffer, offset: number, length: number, upper: UpperLayer = discarded): IPv6MalformedReason | 'not-ipv6' | null {
   if (length < 1) return 'truncated';
   if (buf[offset]! >> 4 !== 6) return 'not-ipv6';
+  return checkIPv6Header(buf, offset, length, upper);
+}
+
+/**
+ * checkIPv6 for a packet whose version nibble has been read as 6, as the
+ * data plane reads it to pick the family: the length fields and the
+ * extension-header chain.
+ */
+export function checkIPv6Header(buf: Buffer, offset: number, length: number, upper: UpperLayer = discarded): IPv6MalformedReason | null {
   if (length < IPV6_HEADER) return 'truncated';
   const payload = payloadLength(buf, offset);
   if (payload === 0) return 'bad-payload-length';

@@ -5,23 +5,27 @@
  *      before any parsing or crypto is spent on it.
  *   3. Open (with a cluster key, sealing.ts): authentic, fresh, not a replay; the packet
  *      is then in clear SEAL_HEADER_BYTES into the datagram.
- *   4. Check: the payload is a well-formed IPv4 packet.
- *   5. Spoofing: the inner source lies in that peer's subnet, the inner destination in ours.
+ *   4. Check: by its version nibble, the payload is a well-formed IPv4 packet, or a well-formed
+ *      IPv6 packet at a node with an IPv6 subnet.
+ *   5. Spoofing: the inner source lies in that peer's subnet of the packet's family, the inner
+ *      destination in ours. A peer without an IPv6 subnet may send no IPv6.
  *   6. Deliver: accepted packets are written to the TUN in one batch, in place in the
  *      transport's buffer; the kernel routes them to the pod. Packets it refuses are
  *      counted as tun-write-failed.
  * Every datagram received ends as written or as exactly one drop (counters.ts).
  */
 import { cidrContains as contains, type Cidr } from '../net/ipv4.js';
+import { cidr6ContainsAt, type Cidr6 } from '../net/ipv6.js';
 import { ReusableBatch } from '../net/packet-batch.js';
 import type { DatagramBatch } from '../transport/index.js';
 import type { TunDevice } from '../tun/index.js';
 import type { Counters, IngressDropReason } from './counters.js';
 import { checkIPv4, destinationAddress, isSubnetBroadcast, sourceAddress, totalLength } from './ipv4-packet.js';
+import { checkIPv6Header, IPV6_DESTINATION_OFFSET, IPV6_HEADER, IPV6_SOURCE_OFFSET, payloadLength } from './ipv6-packet.js';
 import type { Peer, PeerTable } from './peer-table.js';
 import { OPEN_REPLAYED, SEAL_HEADER_BYTES, type Sealer } from './sealing.js';
 
-/** Steps 4 and 5, once the sender is known to be `peer` (and, with a cluster key, its datagram opened): `null` to deliver, else why not. */
+/** Steps 4 and 5 for IPv4, once the sender is known to be `peer` (and, with a cluster key, its datagram opened): `null` to deliver, else why not. */
 function checkFromPeer(buf: Buffer, offset: number, length: number, peer: Peer, localSubnet: Cidr): IngressDropReason | null {
   const malformed = checkIPv4(buf, offset, length);
   if (malformed !== null) return malformed;
@@ -32,12 +36,25 @@ function checkFromPeer(buf: Buffer, offset: number, length: number, peer: Peer, 
   return null;
 }
 
+/** checkFromPeer for a packet whose version nibble is 6 (length at least 1). */
+function checkFromPeer6(buf: Buffer, offset: number, length: number, peer: Peer, localSubnet6: Cidr6 | undefined): IngressDropReason | null {
+  if (localSubnet6 === undefined) return 'ipv6-disabled';
+  const malformed = checkIPv6Header(buf, offset, length);
+  if (malformed !== null) return malformed;
+  if (peer.subnet6 === undefined || !cidr6ContainsAt(peer.subnet6, buf, offset + IPV6_SOURCE_OFFSET)) return 'spoofed-source';
+  // Multicast and link-local lie outside any subnet a node leases, so this is all IPv6 needs (it has no broadcast).
+  if (!cidr6ContainsAt(localSubnet6, buf, offset + IPV6_DESTINATION_OFFSET)) return 'wrong-destination';
+  return null;
+}
+
 export interface IngressOptions {
   tun: TunDevice;
   /** Datagrams one received batch holds at most (the transport's batchCapacity). */
   batchCapacity: number;
   /** This node's subnet: the only destinations delivered to. */
   localSubnet: Cidr;
+  /** This node's IPv6 subnet, the only IPv6 destinations delivered to; without it no IPv6 is. */
+  localSubnet6: Cidr6 | undefined;
   sealer: Sealer | undefined;
 }
 
@@ -58,7 +75,7 @@ export class Ingress {
 
   /** Steps 2 to 6 for one received batch. */
   deliver(batch: DatagramBatch): void {
-    const { localSubnet, tun, sealer } = this.options;
+    const { localSubnet, localSubnet6, tun, sealer } = this.options;
     const { buffer, offsets, lengths, sourceIps, sourcePorts, count } = batch;
     const counters = this.counters;
     const peers = this.peers;
@@ -82,6 +99,15 @@ export class Ingress {
         }
         offset += SEAL_HEADER_BYTES;
         length = opened;
+      }
+      if (length !== 0 && buffer[offset]! >> 4 === 6) {
+        const reason = checkFromPeer6(buffer, offset, length, peer, localSubnet6);
+        if (reason === null) {
+          deliveries.push(offset, IPV6_HEADER + payloadLength(buffer, offset));
+        } else {
+          counters.ingressDrops[reason]++;
+        }
+        continue;
       }
       const reason = checkFromPeer(buffer, offset, length, peer, localSubnet);
       if (reason === null) {

@@ -1,6 +1,12 @@
 // The network config: flannel's net-conf.json, its defaults and its rules
 // (after flannel's pkg/subnet/config.go), plus the subnet arithmetic that the
 // allocation policy needs.
+//
+// Dual stack pairs the families instead of allocating twice: the k-th subnet
+// of Network goes with the k-th subnet of IPv6Network. A node's one lease,
+// keyed by its IPv4 subnet, so names its IPv6 subnet too, and allocation,
+// renewal, reservations and the watch cover both families in the same atomic
+// write.
 
 import {
   blockSize,
@@ -14,6 +20,17 @@ import {
   tryParseIPv4,
   type Cidr,
 } from '../net/ipv4.js';
+import {
+  cidr6Contains,
+  formatCidr6,
+  formatIPv6,
+  nthSubnet6,
+  parseCidr6,
+  parseIPv6,
+  subnetIndex6,
+  type Cidr6,
+  type IPv6Address,
+} from '../net/ipv6.js';
 import { ConfigError, type LayoutField } from './errors.js';
 
 /** The stored form, as an operator writes it (flannel's net-conf.json). */
@@ -23,10 +40,14 @@ export interface NetConf {
   readonly SubnetMin?: string;
   readonly SubnetMax?: string;
   readonly Backend?: { readonly Type?: string; readonly Port?: number };
-  /** Accepted for compatibility with flannel's files; only true is allowed. */
+  /** Default true; false (an IPv6-only cluster) is refused for now. */
   readonly EnableIPv4?: boolean;
-  /** Accepted for compatibility with flannel's files; only false is allowed. */
+  /** Default false; true gives every node an IPv6 subnet paired with its IPv4 one. */
   readonly EnableIPv6?: boolean;
+  readonly IPv6Network?: string;
+  readonly IPv6SubnetLen?: number;
+  readonly IPv6SubnetMin?: string;
+  readonly IPv6SubnetMax?: string;
 }
 
 /** The backend types miniflannel implements. */
@@ -42,12 +63,31 @@ export interface NetworkConfig {
   /** Last subnet that may be allocated (its network address). */
   readonly subnetMax: number;
   readonly backend: { readonly type: BackendType; readonly port: number };
+  /** The IPv6 side of a dual-stack network; absent unless EnableIPv6. */
+  readonly ipv6?: IPv6Layout;
 }
+
+/** IPv6Network and its subnets. Subnet k of it pairs with subnet k of Network. */
+export interface IPv6Layout {
+  readonly network: Cidr6;
+  readonly subnetLen: number;
+  /** First subnet whose pair may be allocated (its network address). */
+  readonly subnetMin: IPv6Address;
+  /** Last subnet whose pair may be allocated (its network address). */
+  readonly subnetMax: IPv6Address;
+}
+
+/** flannel's default IPv6SubnetLen. */
+export const DEFAULT_IPV6_SUBNET_LEN = 64;
+
+/** Room in each node's IPv6 subnet for the tunnel address and at least one pod. */
+const MAX_IPV6_SUBNET_LEN = 126;
 
 /** flannel's default UDP port. */
 export const DEFAULT_UDP_PORT = 8285;
 
-const KNOWN_FIELDS = new Set(['Network', 'SubnetLen', 'SubnetMin', 'SubnetMax', 'Backend', 'EnableIPv4', 'EnableIPv6']);
+const IPV6_FIELDS = ['IPv6Network', 'IPv6SubnetLen', 'IPv6SubnetMin', 'IPv6SubnetMax'] as const;
+const KNOWN_FIELDS = new Set(['Network', 'SubnetLen', 'SubnetMin', 'SubnetMax', 'Backend', 'EnableIPv4', 'EnableIPv6', ...IPV6_FIELDS]);
 const KNOWN_BACKEND_FIELDS = new Set(['Type', 'Port']);
 
 function isPlainObject(value: unknown): value is Record<string, unknown> {
@@ -99,11 +139,17 @@ export function parseNetworkConfig(input: string | unknown): NetworkConfig {
       throw new ConfigError(key, `${key} is not a known field of the network config (known: ${[...KNOWN_FIELDS].join(', ')})`);
     }
   }
-  if (doc['EnableIPv4'] !== undefined && doc['EnableIPv4'] !== true) {
-    throw new ConfigError('EnableIPv4', 'EnableIPv4 must be true if given: miniflannel only carries IPv4');
+  const enableIPv4 = parseSwitch(doc, 'EnableIPv4', true);
+  if (!enableIPv4) {
+    throw new ConfigError('EnableIPv4', 'IPv6-only clusters (EnableIPv4: false) are not supported yet: set EnableIPv4: true (or leave it out) and give both Network and IPv6Network');
   }
-  if (doc['EnableIPv6'] !== undefined && doc['EnableIPv6'] !== false) {
-    throw new ConfigError('EnableIPv6', 'EnableIPv6 must be false if given: miniflannel does not carry IPv6');
+  const enableIPv6 = parseSwitch(doc, 'EnableIPv6', false);
+  if (!enableIPv6) {
+    // flannel ignores them, but an operator who wrote them meant something.
+    const stray = IPV6_FIELDS.find((field) => doc[field] !== undefined);
+    if (stray !== undefined) {
+      throw new ConfigError(stray, `${stray} is given but EnableIPv6 is not true: set EnableIPv6: true to give each node an IPv6 subnet, or remove ${stray}`);
+    }
   }
 
   // Network
@@ -186,33 +232,228 @@ export function parseNetworkConfig(input: string | unknown): NetworkConfig {
     }
   }
 
-  return { network, subnetLen, subnetMin, subnetMax, backend: { type, port } };
+  const ipv4 = { network, subnetLen, subnetMin, subnetMax, backend: { type, port } };
+  if (!enableIPv6) return ipv4;
+  const ipv6 = parseIPv6Layout(doc, network, subnetLen);
+  const config: NetworkConfig = { ...ipv4, ipv6 };
+  const { first, last } = allocatableIndices(config);
+  if (first > last) {
+    throw new ConfigError(
+      'IPv6SubnetMin',
+      `IPv6SubnetMin..IPv6SubnetMax (${formatIPv6(ipv6.subnetMin)} to ${formatIPv6(ipv6.subnetMax)}) pair with none of the subnets in SubnetMin..SubnetMax ` +
+        `(${formatIPv4(subnetMin)} to ${formatIPv4(subnetMax)}): the k-th subnet of IPv6Network pairs with the k-th subnet of Network, and a node needs both, so no subnet can be allocated`,
+    );
+  }
+  return config;
 }
 
-/** The config in net-conf.json form with every default written out. */
-export function toNetConf(config: NetworkConfig): Required<Pick<NetConf, 'Network' | 'SubnetLen' | 'SubnetMin' | 'SubnetMax'>> & { Backend: { Type: string; Port: number } } {
+/** EnableIPv4 / EnableIPv6: a boolean, or `fallback` when left out. */
+function parseSwitch(doc: Record<string, unknown>, field: 'EnableIPv4' | 'EnableIPv6', fallback: boolean): boolean {
+  const value = doc[field];
+  if (value === undefined) return fallback;
+  if (typeof value !== 'boolean') throw new ConfigError(field, `${field} must be true or false (got ${JSON.stringify(value)})`);
+  return value;
+}
+
+/** IPv6Network and the rest, for a network whose IPv4 side is `network` cut into /`subnetLen`. */
+function parseIPv6Layout(doc: Record<string, unknown>, network: Cidr, subnetLen: number): IPv6Layout {
+  const networkText = doc['IPv6Network'];
+  if (networkText === undefined || networkText === '') {
+    throw new ConfigError('IPv6Network', 'IPv6Network is required with EnableIPv6: true: the IPv6 overlay CIDR block, e.g. "fd00:10:244::/48"');
+  }
+  if (typeof networkText !== 'string') {
+    throw new ConfigError('IPv6Network', `IPv6Network must be a CIDR string such as "fd00:10:244::/48" (got ${JSON.stringify(networkText)})`);
+  }
+  let network6: Cidr6;
+  try {
+    network6 = parseCidr6(networkText);
+  } catch (cause) {
+    if (!(cause instanceof InvalidAddressError)) throw cause;
+    throw new ConfigError('IPv6Network', `IPv6Network ${cause.message}`, { cause });
+  }
+
+  const subnetLenValue = doc['IPv6SubnetLen'];
+  let subnetLen6 = DEFAULT_IPV6_SUBNET_LEN;
+  if (subnetLenValue !== undefined && subnetLenValue !== 0) {
+    if (typeof subnetLenValue !== 'number' || !Number.isInteger(subnetLenValue)) {
+      throw new ConfigError('IPv6SubnetLen', `IPv6SubnetLen must be an integer prefix length (got ${JSON.stringify(subnetLenValue)})`);
+    }
+    if (subnetLenValue > MAX_IPV6_SUBNET_LEN) {
+      throw new ConfigError('IPv6SubnetLen', `IPv6SubnetLen must be at most ${MAX_IPV6_SUBNET_LEN}, to leave room for the tunnel address and pods (got ${subnetLenValue})`);
+    }
+    subnetLen6 = subnetLenValue;
+  }
+  const defaultNote = subnetLenValue === undefined || subnetLenValue === 0 ? ' (the default)' : '';
+  if (subnetLen6 < network6.prefixLength) {
+    throw new ConfigError('IPv6SubnetLen', `IPv6SubnetLen ${subnetLen6}${defaultNote} is shorter than the IPv6Network prefix /${network6.prefixLength}: set IPv6SubnetLen to at least ${network6.prefixLength}`);
+  }
+  const bits4 = subnetLen - network.prefixLength;
+  const bits6 = subnetLen6 - network6.prefixLength;
+  if (bits6 < bits4) {
+    throw new ConfigError(
+      'IPv6SubnetLen',
+      `IPv6SubnetLen ${subnetLen6}${defaultNote} cuts IPv6Network ${formatCidr6(network6)} into 2^${bits6} subnets, fewer than the 2^${bits4} /${subnetLen} subnets of Network ${formatCidr(network)}: ` +
+        `each node's IPv6 subnet is the one with the same index as its IPv4 subnet, so use an IPv6Network of /${subnetLen6 - bits4} or larger, or an IPv6SubnetLen of ${network6.prefixLength + bits4} or more`,
+    );
+  }
+
+  // By default the second subnet (paired with the first that IPv4 hands out) through the last.
+  const subnetMin = doc['IPv6SubnetMin'] === undefined ? nthSubnet6(network6, subnetLen6, 1).network : parseBound6('IPv6SubnetMin', doc['IPv6SubnetMin'], network6, subnetLen6);
+  const subnetMax = doc['IPv6SubnetMax'] === undefined ? lastSubnet6(network6, subnetLen6) : parseBound6('IPv6SubnetMax', doc['IPv6SubnetMax'], network6, subnetLen6);
+  const layout = { network: network6, subnetLen: subnetLen6, subnetMin, subnetMax };
+  if (indexOf6(layout, subnetMin) > indexOf6(layout, subnetMax)) {
+    throw new ConfigError('IPv6SubnetMin', `IPv6SubnetMin ${formatIPv6(subnetMin)} is above IPv6SubnetMax ${formatIPv6(subnetMax)}, which leaves no subnet to allocate`);
+  }
+  return layout;
+}
+
+function parseBound6(field: 'IPv6SubnetMin' | 'IPv6SubnetMax', value: unknown, network: Cidr6, subnetLen: number): IPv6Address {
+  if (typeof value !== 'string') {
+    throw new ConfigError(field, `${field} must be an IPv6 address string such as "fd00:10:244:1::" (got ${JSON.stringify(value)})`);
+  }
+  let address: IPv6Address;
+  try {
+    address = parseIPv6(value);
+  } catch (cause) {
+    if (!(cause instanceof InvalidAddressError)) throw cause;
+    throw new ConfigError(field, `${field} ${cause.message}`, { cause });
+  }
+  if (!cidr6Contains(network, address)) {
+    throw new ConfigError(field, `${field} ${value} is not in the range of the IPv6Network ${formatCidr6(network)}`);
+  }
+  const aligned = parseCidr6(`${formatIPv6(address)}/${subnetLen}`, { allowHostBits: true }).network;
+  if (aligned.some((word, i) => word !== address[i])) {
+    throw new ConfigError(field, `${field} ${value} is not on an IPv6SubnetLen boundary (/${subnetLen}): the subnet containing it starts at ${formatIPv6(aligned)}`);
+  }
+  return address;
+}
+
+/** The network address of the last /`subnetLen` subnet of `network`: every subnet-index bit set. */
+function lastSubnet6(network: Cidr6, subnetLen: number): IPv6Address {
+  const bitsIn = (prefixLength: number, word: number) => maskOf(Math.min(32, Math.max(0, prefixLength - 32 * word)));
+  const words = network.network.map((word, i) => (word | (bitsIn(subnetLen, i) & ~bitsIn(network.prefixLength, i))) >>> 0);
+  return [words[0]!, words[1]!, words[2]!, words[3]!];
+}
+
+/**
+ * The index of the subnet at `address` in the layout. Past 2^53 it is
+ * Infinity: beyond every IPv4 index, which is all the pairing needs to know.
+ */
+function indexOf6(layout: IPv6Layout, address: IPv6Address): number {
+  try {
+    return subnetIndex6(layout.network, { network: address, prefixLength: layout.subnetLen });
+  } catch (err) {
+    if (err instanceof InvalidAddressError) return Infinity;
+    throw err;
+  }
+}
+
+/** The index of `subnet` among the SubnetLen subnets of Network, or -1 if it is not one of them. */
+function subnetIndexOf(config: NetworkConfig, subnet: Cidr): number {
+  if (subnet.prefixLength !== config.subnetLen || !cidrContains(config.network, subnet.network)) return -1;
+  return (subnet.network - config.network.network) / blockSize(config.subnetLen);
+}
+
+/**
+ * The IPv6 subnet paired with `subnet`: the k-th subnet of IPv6Network for
+ * the k-th of Network. Undefined without IPv6, or for a subnet that is not
+ * one of Network's SubnetLen subnets (a lease from before a forced change).
+ */
+export function ipv6SubnetOf(config: NetworkConfig, subnet: Cidr): Cidr6 | undefined {
+  const index = subnetIndexOf(config, subnet);
+  if (config.ipv6 === undefined || index < 0) return undefined;
+  return nthSubnet6(config.ipv6.network, config.ipv6.subnetLen, index);
+}
+
+/**
+ * The IPv4 subnet paired with `subnet6`, the inverse of ipv6SubnetOf.
+ * Undefined without IPv6, or for a subnet that is not one of IPv6Network's
+ * IPv6SubnetLen subnets, or whose index has no IPv4 subnet to pair with.
+ */
+export function ipv4SubnetOf(config: NetworkConfig, subnet6: Cidr6): Cidr | undefined {
+  const layout = config.ipv6;
+  if (layout === undefined || subnet6.prefixLength !== layout.subnetLen || !cidr6Contains(layout.network, subnet6.network)) return undefined;
+  const index = indexOf6(layout, subnet6.network);
+  const size = blockSize(config.subnetLen);
+  if (index >= blockSize(config.network.prefixLength) / size) return undefined;
+  return { network: config.network.network + index * size, prefixLength: config.subnetLen };
+}
+
+/** The config in net-conf.json form with every default written out; the IPv6 fields only when IPv6 is on. */
+export interface EffectiveNetConf {
+  readonly Network: string;
+  readonly SubnetLen: number;
+  readonly SubnetMin: string;
+  readonly SubnetMax: string;
+  readonly EnableIPv6?: true;
+  readonly IPv6Network?: string;
+  readonly IPv6SubnetLen?: number;
+  readonly IPv6SubnetMin?: string;
+  readonly IPv6SubnetMax?: string;
+  readonly Backend: { readonly Type: string; readonly Port: number };
+}
+
+/** The config in net-conf.json form with every default written out: an IPv4-only config gives the same text as before IPv6. */
+export function toNetConf(config: NetworkConfig): EffectiveNetConf {
+  const ipv6 = config.ipv6;
   return {
     Network: formatCidr(config.network),
     SubnetLen: config.subnetLen,
     SubnetMin: formatIPv4(config.subnetMin),
     SubnetMax: formatIPv4(config.subnetMax),
+    ...(ipv6 === undefined
+      ? {}
+      : {
+          EnableIPv6: true as const,
+          IPv6Network: formatCidr6(ipv6.network),
+          IPv6SubnetLen: ipv6.subnetLen,
+          IPv6SubnetMin: formatIPv6(ipv6.subnetMin),
+          IPv6SubnetMax: formatIPv6(ipv6.subnetMax),
+        }),
     Backend: { Type: config.backend.type, Port: config.backend.port },
   };
 }
 
-/** How many subnets SubnetMin..SubnetMax holds. */
+/**
+ * SubnetMin..SubnetMax as indices into Network's subnets, narrowed with IPv6
+ * to the indices whose pair lies in IPv6SubnetMin..IPv6SubnetMax: a node
+ * needs both subnets of its pair.
+ */
+function allocatableIndices(config: NetworkConfig): { first: number; last: number } {
+  const size = blockSize(config.subnetLen);
+  let first = (config.subnetMin - config.network.network) / size;
+  let last = (config.subnetMax - config.network.network) / size;
+  const layout = config.ipv6;
+  if (layout !== undefined) {
+    first = Math.max(first, indexOf6(layout, layout.subnetMin));
+    last = Math.min(last, indexOf6(layout, layout.subnetMax));
+  }
+  return { first, last };
+}
+
+/** How many subnets may be allocated: SubnetMin..SubnetMax, with IPv6 only those paired inside IPv6SubnetMin..IPv6SubnetMax. */
 export function allocatableCount(config: NetworkConfig): number {
-  return (config.subnetMax - config.subnetMin) / blockSize(config.subnetLen) + 1;
+  const { first, last } = allocatableIndices(config);
+  return last - first + 1;
+}
+
+/** "SubnetMin 10.5.1.0 to SubnetMax 10.5.255.0", with the IPv6 bounds too when IPv6 narrows the range: for messages. */
+export function describeAllocatable(config: NetworkConfig): string {
+  const ipv4 = `SubnetMin ${formatIPv4(config.subnetMin)} to SubnetMax ${formatIPv4(config.subnetMax)} in Network ${formatCidr(config.network)}`;
+  const layout = config.ipv6;
+  if (layout === undefined) return ipv4;
+  return `${ipv4}, paired inside IPv6SubnetMin ${formatIPv6(layout.subnetMin)} to IPv6SubnetMax ${formatIPv6(layout.subnetMax)}`;
 }
 
 /** The bitmap covers at most this many subnets (2 MiB); a larger range allocates from its first 2^24. */
 export const MAX_ALLOCATABLE_BITS = 1 << 24;
 
-/** SubnetMin..SubnetMax as the allocation bitmap describes it. */
+/** The allocatable subnets (see allocatableCount) as the allocation bitmap describes them. */
 export function allocatableRange(config: NetworkConfig): { first: number; size: number; count: number; prefixLength: number } {
+  const size = blockSize(config.subnetLen);
   return {
-    first: config.subnetMin,
-    size: blockSize(config.subnetLen),
+    first: config.network.network + allocatableIndices(config).first * size,
+    size,
     count: Math.min(allocatableCount(config), MAX_ALLOCATABLE_BITS),
     prefixLength: config.subnetLen,
   };
@@ -221,7 +462,8 @@ export function allocatableRange(config: NetworkConfig): { first: number; size: 
 /**
  * Why a lease on `subnet` may not be kept under `config`, or undefined if it
  * may (flannel's isSubnetConfigCompat): it must be SubnetLen long, inside the
- * network, and, unless it is a reservation, inside SubnetMin..SubnetMax.
+ * network, and, unless it is a reservation, inside SubnetMin..SubnetMax, its
+ * IPv6 pair inside IPv6SubnetMin..IPv6SubnetMax.
  * Reservations may sit outside the allocatable range precisely so that random
  * allocation never touches them.
  */
@@ -231,14 +473,34 @@ export function misfitOf(config: NetworkConfig, subnet: Cidr, reservation: boole
     return `subnet ${text} is a /${subnet.prefixLength}, but the network config gives each node a /${config.subnetLen} (SubnetLen)`;
   }
   if (!cidrContains(config.network, subnet.network)) return `subnet ${text} lies outside the Network ${formatCidr(config.network)}`;
-  if (reservation || (subnet.network >= config.subnetMin && subnet.network <= config.subnetMax)) return undefined;
-  return `subnet ${text} lies outside SubnetMin..SubnetMax (${formatIPv4(config.subnetMin)} to ${formatIPv4(config.subnetMax)})`;
+  if (reservation) return undefined;
+  if (subnet.network < config.subnetMin || subnet.network > config.subnetMax) {
+    return `subnet ${text} lies outside SubnetMin..SubnetMax (${formatIPv4(config.subnetMin)} to ${formatIPv4(config.subnetMax)})`;
+  }
+  const layout = config.ipv6;
+  const pair = ipv6SubnetOf(config, subnet);
+  if (layout === undefined || pair === undefined) return undefined;
+  const index = indexOf6(layout, pair.network);
+  if (index >= indexOf6(layout, layout.subnetMin) && index <= indexOf6(layout, layout.subnetMax)) return undefined;
+  return `subnet ${text} pairs with ${formatCidr6(pair)}, which lies outside IPv6SubnetMin..IPv6SubnetMax (${formatIPv6(layout.subnetMin)} to ${formatIPv6(layout.subnetMax)})`;
 }
 
-/** The layout fields that differ between two configs: changing them strands the subnets already handed out. */
+/**
+ * The layout fields that differ between two configs: changing them under
+ * leases leaves running nodes with subnets outside the new layout until they
+ * restart. Turning IPv6 on is not among them (every lease keeps its IPv4
+ * subnet and gains the paired IPv6 one at its node's next start); turning it
+ * off is, since running nodes keep IPv6 subnets the new layout no longer has.
+ */
 export function layoutChanges(previous: NetworkConfig, next: NetworkConfig): LayoutField[] {
   const changed: LayoutField[] = [];
   if (previous.network.network !== next.network.network || previous.network.prefixLength !== next.network.prefixLength) changed.push('Network');
   if (previous.subnetLen !== next.subnetLen) changed.push('SubnetLen');
+  const before = previous.ipv6;
+  const after = next.ipv6;
+  if (before === undefined) return changed;
+  if (after === undefined) return [...changed, 'EnableIPv6'];
+  if (formatCidr6(before.network) !== formatCidr6(after.network)) changed.push('IPv6Network');
+  if (before.subnetLen !== after.subnetLen) changed.push('IPv6SubnetLen');
   return changed;
 }

@@ -78,7 +78,8 @@ export class LeaseConflictError extends LeaseStoreError {
 }
 
 /**
- * A config write would change Network or SubnetLen while leases exist, and
+ * A config write would change the subnet layout (Network, SubnetLen,
+ * IPv6Network, IPv6SubnetLen, or turn IPv6 off) while leases exist, and
  * was not forced: the nodes would keep subnets outside the new layout until
  * they restart. Nothing was written.
  */
@@ -96,8 +97,8 @@ export class ConfigChangeRefusedError extends LeaseStoreError {
   }
 }
 
-/** The network config fields that decide which subnets exist. */
-export type LayoutField = 'Network' | 'SubnetLen';
+/** The network config fields that decide which subnets exist (see layoutChanges for why EnableIPv6 counts only when turned off). */
+export type LayoutField = 'Network' | 'SubnetLen' | 'IPv6Network' | 'IPv6SubnetLen' | 'EnableIPv6';
 
 /** "Network and SubnetLen while 2 leases exist": what a forced or refused layout change does. */
 export function layoutChangeUnderLeases(fields: readonly LayoutField[], leases: number): string {

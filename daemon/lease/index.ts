@@ -4,8 +4,9 @@
 // soft state: the nodes re-assert what a store that lost its data forgot.
 // Key layout and guarantees: docs/redis.md.
 //
-// Exports: connectLeaseStore (the SubnetManager), the net-conf parser and its
-// subnet rule (misfitOf), the URL parser, the error classes, and the public types. The registry, the
+// Exports: connectLeaseStore (the SubnetManager), the net-conf parser, its
+// subnet rule (misfitOf) and its IPv4/IPv6 pairing (ipv6SubnetOf,
+// ipv4SubnetOf), the URL parser, the error classes, and the public types. The registry, the
 // scripts and the connection plumbing stay internal.
 
 export { connectLeaseStore } from './manager.js';
@@ -31,8 +32,8 @@ export type { ChangeType, CorruptLease, KeyLayout } from './registry.js';
 export { holderOf } from './lease.js';
 export type { Lease } from './lease.js';
 
-export { parseNetworkConfig, toNetConf, misfitOf, defaultSubnetLen, DEFAULT_UDP_PORT, BACKEND_TYPES } from './config.js';
-export type { BackendType, NetConf, NetworkConfig } from './config.js';
+export { parseNetworkConfig, toNetConf, misfitOf, ipv6SubnetOf, ipv4SubnetOf, defaultSubnetLen, DEFAULT_UDP_PORT, DEFAULT_IPV6_SUBNET_LEN, BACKEND_TYPES } from './config.js';
+export type { BackendType, EffectiveNetConf, IPv6Layout, NetConf, NetworkConfig } from './config.js';
 
 export { LEASE_STORE_DEFAULTS, defaultReapInterval } from './options.js';
 export type { LeaseStoreOptions, RetryPolicy } from './options.js';

@@ -1,11 +1,13 @@
 // The lease record and its stored form.
 //
 // In Redis a lease is split in two: the hash {p}:leases maps the subnet to the
-// owner's attributes as JSON (never touched by the Lua scripts beyond reading
-// PublicIP), and the sorted set {p}:expiry maps the subnet to its expiry. A
-// subnet in the hash but not in the sorted set is a reservation.
+// owner's attributes as JSON (the Lua scripts only read PublicIP, and replace
+// NodeName when an operator names a reservation), and the sorted set
+// {p}:expiry maps the subnet to its expiry. A subnet in the hash but not in
+// the sorted set is a reservation.
 
-import { formatCidr, parseCidr, tryParseIPv4, type Cidr } from '../net/ipv4.js';
+import { formatCidr, InvalidAddressError, parseCidr, tryParseIPv4, type Cidr } from '../net/ipv4.js';
+import { parseIPv6 } from '../net/ipv6.js';
 
 export interface Lease {
   /** The leased subnet in CIDR form, e.g. "10.5.3.0/24": its key in the store. */
@@ -14,6 +16,8 @@ export interface Lease {
   readonly cidr: Cidr;
   /** The owner's underlay address: where packets for `subnet` are sent. */
   readonly publicIP: string;
+  /** The owner's IPv6 underlay address (flannel's PublicIPv6), when it has one. */
+  readonly publicIPv6?: string;
   /** The owner's Kubernetes node name ("" for a reservation nobody has claimed yet). */
   readonly nodeName: string;
   /** The backend the owner runs, e.g. "udp". */
@@ -27,6 +31,8 @@ export interface Lease {
 /** The owner's attributes, as passed to the store when a lease is written. */
 export interface LeaseAttrs {
   readonly publicIP: string;
+  /** Written only when set, so an IPv4-only node's record is the text it always was. */
+  readonly publicIPv6?: string;
   readonly nodeName: string;
   readonly backendType: string;
   readonly backendData: Readonly<Record<string, unknown>>;
@@ -40,6 +46,7 @@ export interface LeaseAttrs {
 export function encodeAttrs(attrs: LeaseAttrs): string {
   return JSON.stringify({
     PublicIP: attrs.publicIP,
+    ...(attrs.publicIPv6 === undefined ? {} : { PublicIPv6: attrs.publicIPv6 }),
     NodeName: attrs.nodeName,
     BackendType: attrs.backendType,
     BackendData: attrs.backendData,
@@ -68,8 +75,11 @@ export function decodeLease(subnetText: string, attrsJson: string, expiry: strin
     return { ok: false, reason: `value is not JSON: ${JSON.stringify(attrsJson.slice(0, 80))}` };
   }
   if (!isPlainObject(doc)) return { ok: false, reason: 'value is not a JSON object' };
-  const { PublicIP, NodeName, BackendType, BackendData } = doc;
+  const { PublicIP, PublicIPv6, NodeName, BackendType, BackendData } = doc;
   if (typeof PublicIP !== 'string' || tryParseIPv4(PublicIP) < 0) return { ok: false, reason: `PublicIP ${JSON.stringify(PublicIP)} is not an IPv4 address` };
+  // null is what flannel's Go side means by absent, too.
+  const publicIPv6 = PublicIPv6 === undefined || PublicIPv6 === null ? undefined : checkPublicIPv6(PublicIPv6);
+  if (publicIPv6 !== undefined && !publicIPv6.ok) return { ok: false, reason: publicIPv6.reason };
   if (typeof NodeName !== 'string') return { ok: false, reason: 'NodeName is not a string' };
   if (typeof BackendType !== 'string' || BackendType === '') return { ok: false, reason: 'BackendType is not a non-empty string' };
   if (!isPlainObject(BackendData)) return { ok: false, reason: 'BackendData is not an object' };
@@ -78,7 +88,20 @@ export function decodeLease(subnetText: string, attrsJson: string, expiry: strin
     expiresAt = typeof expiry === 'number' ? expiry : Number(expiry);
     if (!Number.isSafeInteger(expiresAt) || expiresAt <= 0) return { ok: false, reason: `expiry ${JSON.stringify(expiry)} is not a timestamp` };
   }
-  return { ok: true, lease: { subnet: subnetText, cidr, publicIP: PublicIP, nodeName: NodeName, backendType: BackendType, backendData: BackendData, expiresAt } };
+  const ipv6 = publicIPv6 === undefined ? {} : { publicIPv6: publicIPv6.address };
+  return { ok: true, lease: { subnet: subnetText, cidr, publicIP: PublicIP, ...ipv6, nodeName: NodeName, backendType: BackendType, backendData: BackendData, expiresAt } };
+}
+
+/** A stored PublicIPv6 as it is, or why it is not an IPv6 address. */
+function checkPublicIPv6(value: unknown): { readonly ok: true; readonly address: string } | { readonly ok: false; readonly reason: string } {
+  if (typeof value !== 'string') return { ok: false, reason: `PublicIPv6 ${JSON.stringify(value)} is not a string` };
+  try {
+    parseIPv6(value);
+  } catch (err) {
+    if (err instanceof InvalidAddressError) return { ok: false, reason: `PublicIPv6 ${err.message}` };
+    throw err;
+  }
+  return { ok: true, address: value };
 }
 
 /** The block a stored subnet names, or why it is not one: the store writes only canonical CIDR text. */

@@ -5,8 +5,9 @@
 // config, and starts over, after a jittered pause, when it lost a race.
 
 import type { Logger } from 'pino';
-import { formatCidr, formatIPv4, parseCidr, tryParseIPv4, type Cidr } from '../net/ipv4.js';
-import { allocatableCount, allocatableRange, layoutChanges, misfitOf, parseNetworkConfig, toNetConf, type NetConf, type NetworkConfig } from './config.js';
+import { formatCidr, parseCidr, tryParseIPv4, type Cidr } from '../net/ipv4.js';
+import { formatIPv6, parseIPv6 } from '../net/ipv6.js';
+import { allocatableCount, allocatableRange, describeAllocatable, layoutChanges, misfitOf, parseNetworkConfig, toNetConf, type NetConf, type NetworkConfig } from './config.js';
 import { CommandLink, ConnectionFactory } from './connection.js';
 import { parseRedisUrl } from './endpoint.js';
 import {
@@ -30,6 +31,8 @@ import { LeaseWatcher, type LeaseWatch, type WatchOptions } from './watch.js';
 export interface AcquireRequest {
   /** The node's underlay address. A lease belongs to a public IP: a node that restarts gets its lease back. */
   readonly publicIP: string;
+  /** The node's IPv6 underlay address, published with the lease as PublicIPv6 (RFC 5952 form). Default: none. */
+  readonly publicIPv6?: string;
   /** The node's Kubernetes name, published with the lease. */
   readonly nodeName: string;
   /** Backend data to publish. Default {Port: Backend.Port of the network config}. */
@@ -69,8 +72,9 @@ export interface Reservation {
 /** How a config write treats the subnets already handed out. */
 export interface ConfigWriteOptions {
   /**
-   * Change Network or SubnetLen even though leases exist (their nodes keep
-   * their old subnets until they restart). Default false: such a write throws
+   * Change the subnet layout (Network, SubnetLen, IPv6Network, IPv6SubnetLen,
+   * or turn IPv6 off) even though leases exist (their nodes keep their old
+   * subnets until they restart). Default false: such a write throws
    * ConfigChangeRefusedError.
    */
   readonly force?: boolean;
@@ -128,8 +132,9 @@ export interface SubnetManager {
   getNetworkConfig(): Promise<NetworkConfig>;
   /**
    * Validates (ConfigError) and stores a net-conf, as written. A change of
-   * Network or SubnetLen while leases exist throws ConfigChangeRefusedError
-   * unless `force`; the check and the write are one atomic step.
+   * the subnet layout (see layoutChanges) while leases exist throws
+   * ConfigChangeRefusedError unless `force`; the check and the write are one
+   * atomic step. Turning IPv6 on is not such a change.
    */
   setNetworkConfig(netConf: string | NetConf, options?: ConfigWriteOptions): Promise<ConfigWrite>;
   /**
@@ -184,6 +189,16 @@ function canonicalSubnet(option: string, text: string, allowHostBits = false): C
   if (typeof text !== 'string') throw new OptionsError(option, `${option} must be a CIDR string such as "10.5.3.0/24"`);
   try {
     return parseCidr(text, { allowHostBits });
+  } catch (cause) {
+    throw new OptionsError(option, `${option}: ${(cause as Error).message}`, { cause });
+  }
+}
+
+/** The address in RFC 5952 form, so one address is always stored as one text. */
+function canonicalIPv6Option(option: string, text: string): string {
+  if (typeof text !== 'string') throw new OptionsError(option, `${option} must be an IPv6 address string such as "fd00::1"`);
+  try {
+    return formatIPv6(parseIPv6(text));
   } catch (cause) {
     throw new OptionsError(option, `${option}: ${(cause as Error).message}`, { cause });
   }
@@ -322,10 +337,12 @@ class LeaseStore implements SubnetManager, LeaseKeeping {
     if (backendData !== undefined && (typeof backendData !== 'object' || backendData === null || Array.isArray(backendData))) {
       throw new OptionsError('backendData', 'backendData must be a JSON object such as {"Port": 8285}');
     }
+    const publicIPv6 = request.publicIPv6 === undefined ? {} : { publicIPv6: canonicalIPv6Option('publicIPv6', request.publicIPv6) };
     const previous = request.previousSubnet === undefined ? undefined : canonicalSubnet('previousSubnet', request.previousSubnet, true);
     const config = await this.getNetworkConfig();
     const attrs = {
       publicIP,
+      ...publicIPv6,
       nodeName: request.nodeName,
       backendType: config.backend.type,
       backendData: backendData ?? { Port: config.backend.port },
@@ -407,8 +424,7 @@ class LeaseStore implements SubnetManager, LeaseKeeping {
   private outOfSubnets(config: NetworkConfig): OutOfSubnetsError {
     const count = allocatableCount(config);
     return new OutOfSubnetsError(
-      `out of subnets: all ${count} subnets of /${config.subnetLen} from SubnetMin ${formatIPv4(config.subnetMin)} ` +
-        `to SubnetMax ${formatIPv4(config.subnetMax)} in Network ${formatCidr(config.network)} are leased or reserved; ` +
+      `out of subnets: all ${count} subnets of /${config.subnetLen} from ${describeAllocatable(config)} are leased or reserved; ` +
         `revoke unused leases or widen the range`,
     );
   }

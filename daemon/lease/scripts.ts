@@ -353,6 +353,7 @@ export const RESERVE = script(
 -- attrs with its NodeName string replaced by name (JSON text), or nil if attrs is not in encodeAttrs' form.
 local function with_node(attrs, name)
   local head = string.match(attrs, '^{"PublicIP":"[^"\\\\]*","NodeName":"')
+    or string.match(attrs, '^{"PublicIP":"[^"\\\\]*","PublicIPv6":"[^"\\\\]*","NodeName":"')
   if not head then return nil end
   local i = #head + 1
   while true do

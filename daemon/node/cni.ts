@@ -1,7 +1,9 @@
 /**
  * The CNI network config this node's pods get: the standard `bridge` plugin
- * with `host-local` addresses from this node's subnet, then `portmap`. With
- * it, kubelet gives pods addresses with no CNI plugin of miniflannel's own.
+ * with `host-local` addresses from this node's subnet (and from its IPv6
+ * subnet, when the network config enables IPv6: one range per family, so
+ * each pod gets one address of each), then `portmap`. With it, kubelet
+ * gives pods addresses with no CNI plugin of miniflannel's own.
  */
 import { rename, writeFile, mkdir } from 'node:fs/promises';
 import path from 'node:path';
@@ -14,6 +16,8 @@ export interface CniNetwork {
   subnet: string;
   /** The whole cluster network, e.g. 10.244.0.0/16: pods get a route to it. */
   network: string;
+  /** This node's IPv6 subnet and the IPv6 cluster network; absent unless the network config enables IPv6. */
+  ipv6?: { subnet: string; network: string };
   /** Pod interface MTU: the TUN's, so pod packets fit the overlay. */
   mtu: number;
   /** Linux bridge the pods hang off. */
@@ -23,6 +27,7 @@ export interface CniNetwork {
 }
 
 export function cniConflist(net: CniNetwork): Record<string, unknown> {
+  const families = [{ subnet: net.subnet, network: net.network }, ...(net.ipv6 ? [net.ipv6] : [])];
   return {
     cniVersion: CNI_VERSION,
     name: 'miniflannel',
@@ -39,8 +44,8 @@ export function cniConflist(net: CniNetwork): Record<string, unknown> {
         mtu: net.mtu,
         ipam: {
           type: 'host-local',
-          ranges: [[{ subnet: net.subnet }]],
-          routes: [{ dst: net.network }],
+          ranges: families.map(({ subnet }) => [{ subnet }]),
+          routes: families.map(({ network }) => ({ dst: network })),
           ...(net.ipamDataDir ? { dataDir: net.ipamDataDir } : {}),
         },
       },

@@ -6,10 +6,11 @@
  *      waiting with backoff, and saying why on /readyz and in the log, while
  *      Redis is unreachable or holds no usable config;
  *   2. open the data path: the TUN (the subnet's address as /32, MTU =
- *      underlay - 28, the whole cluster network routed into it) and the UDP
- *      transport;
+ *      underlay - 28, the whole cluster network routed into it; with IPv6
+ *      enabled, the IPv6 subnet's address as /128 and the IPv6 cluster
+ *      network routed into it too) and the UDP transport;
  *   3. publish the node files: subnet.env and the CNI conflist; install the
- *      masquerade rules if asked;
+ *      masquerade rules if asked (ip6tables too, with IPv6);
  *   4. follow: the lease watch feeds the peer table one change at a time, and
  *      the lease keeper renews the lease and re-asserts it, and the config,
  *      when the store loses its data.
@@ -31,6 +32,7 @@ import { createMetrics } from '../http/metrics.js';
 import { startHttpServer } from '../http/server.js';
 import {
   connectLeaseStore,
+  ipv6SubnetOf,
   LeaseStoreError,
   OptionsError,
   StoreAccessError,
@@ -40,18 +42,19 @@ import {
   type SubnetManager,
 } from '../lease/index.js';
 import { formatCidr, formatIPv4, parseIPv4, type Cidr } from '../net/ipv4.js';
+import { formatCidr6, type Cidr6 } from '../net/ipv6.js';
 import { redisConnectionOptions } from '../redis-flags.js';
 import { openDgramTransport } from '../transport/dgram.js';
 import { openMmsgTransport } from '../transport/mmsg.js';
 import { openTun } from '../tun/index.js';
 import { readAuthKeys, watchAuthKeys } from './auth-keys.js';
 import { CNI_CONFLIST_NAME, cniConflist, writeFileAtomic } from './cni.js';
-import { installMasquerade, masqueradeInstalled, removeMasquerade } from './masquerade.js';
+import { installMasquerade, MASQUERADE_IPV4, MASQUERADE_IPV6, masqueradeInstalled, removeMasquerade } from './masquerade.js';
 import { PeerFeed } from './peers.js';
-import { acceptLocalSource, deleteTunDevice, routeNetworkInto, tunDeviceExists } from './routes.js';
+import { acceptLocalSource, addHostAddress6, deleteTunDevice, routeNetwork6Into, routeNetworkInto, tunDeviceExists } from './routes.js';
 import { NodeStatus, type NodeInfo } from './status.js';
 import { readPreviousSubnet, writeSubnetEnv } from './subnet-env.js';
-import { ENCAPSULATION_OVERHEAD, resolveUnderlay, type Underlay } from './underlay.js';
+import { ENCAPSULATION_OVERHEAD, resolveUnderlay, UnderlayError, type Underlay } from './underlay.js';
 
 export interface RunningNode {
   /** Resolves with a reason when the node can no longer do its job. */
@@ -69,6 +72,8 @@ export interface StartOptions {
 
 /** After the store lost its data, each node re-asserts its lease within this long, at random, so they do not all write at once. */
 const REASSERT_SPREAD_MS = 3_000;
+/** RFC 8200 section 5: every link that carries IPv6 has an MTU of at least this; the kernel turns IPv6 off on a narrower one. */
+const IPV6_MIN_MTU = 1280;
 /** Waiting for a usable store at start-up: 1 s, doubling to 30 s, with jitter. */
 const START_BACKOFF = { initialDelayMs: 1_000, maxDelayMs: 30_000 };
 
@@ -115,10 +120,18 @@ interface Leased {
   readonly config: NetworkConfig;
 }
 
-/** What step 1 yields: the subnet this node routes for, and where it came from. */
+/** The IPv6 cluster network, and this node's IPv6 subnet: the one paired with its IPv4 subnet. */
+interface IPv6Assignment {
+  readonly network: Cidr6;
+  readonly subnet: Cidr6;
+}
+
+/** What step 1 yields: the subnets this node routes for, and where they came from. */
 interface Assignment {
   readonly network: Cidr;
   readonly subnet: Cidr;
+  /** Absent unless the network config enables IPv6 (static mode is IPv4 only). */
+  readonly ipv6?: IPv6Assignment;
   readonly port: number;
   readonly source: Leased | { readonly kind: 'static'; readonly peers: readonly Peer[] };
 }
@@ -138,7 +151,7 @@ export async function startNode(config: DaemonConfig, logger: Logger, options: S
     const underlay = await resolveUnderlay(config);
     const assignment = await acquireSubnet(context, underlay, options.signal);
     const { plane, mtu } = await openDataPath(context, underlay, assignment, auth);
-    await publishNodeFiles(context, { network: assignment.network, subnet: assignment.subnet, mtu });
+    await publishNodeFiles(context, { network: assignment.network, subnet: assignment.subnet, ipv6: assignment.ipv6, mtu });
 
     plane.start((err) => fail(`data plane failed: ${err.message}`));
     const { source } = assignment;
@@ -174,8 +187,17 @@ async function acquireSubnet(context: StepContext, underlay: Underlay, signal: A
   cleanups.push(() => store.close());
   status.storeOpened(store);
   const leased = await acquireLease(context, store, underlay, signal);
-  status.leaseAcquired(leased);
-  return { network: leased.config.network, subnet: leased.lease.cidr, port: leased.config.backend.port, source: { kind: 'leased', store, ...leased } };
+  const ipv6 = pairedIPv6(leased.config, leased.lease.cidr);
+  if (config.publicIpv6 !== undefined && ipv6 === undefined) {
+    logger.warn({ publicIPv6: config.publicIpv6 }, '--public-ipv6 is not published: the network config does not enable IPv6');
+  }
+  status.leaseAcquired(leased, ipv6?.subnet);
+  return { network: leased.config.network, subnet: leased.lease.cidr, ipv6, port: leased.config.backend.port, source: { kind: 'leased', store, ...leased } };
+}
+
+function pairedIPv6(config: NetworkConfig, subnet: Cidr): IPv6Assignment | undefined {
+  const subnet6 = ipv6SubnetOf(config, subnet);
+  return config.ipv6 && subnet6 ? { network: config.ipv6.network, subnet: subnet6 } : undefined;
 }
 
 /**
@@ -200,6 +222,8 @@ async function acquireLease(
         const network = await store.getNetworkConfig();
         const { lease } = await store.acquireLease({
           publicIP: underlay.address,
+          // The underlay stays IPv4 this round: PublicIPv6 is published, never sent to.
+          publicIPv6: network.ipv6 ? config.publicIpv6 : undefined,
           nodeName: config.nodeName,
           previousSubnet: previous ? formatCidr(previous) : undefined,
         });
@@ -245,35 +269,72 @@ function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
   });
 }
 
-/** Step 2: the TUN (the subnet's address as /32, the cluster network routed into it) and the UDP transport, joined by a data plane that is not started yet. */
+/**
+ * Step 2: the TUN (the subnet's address as /32, the cluster network routed
+ * into it; with IPv6, the IPv6 subnet's address as /128 and the IPv6 cluster
+ * network routed into it) and the UDP transport, joined by a data plane that
+ * is not started yet.
+ */
 async function openDataPath(context: StepContext, underlay: Underlay, assignment: Assignment, auth: Auth | undefined): Promise<{ plane: DataPlane; mtu: number }> {
   const { config, logger, status, cleanups } = context;
-  const { network, subnet, port } = assignment;
+  const { network, subnet, ipv6, port } = assignment;
   // Sealed datagrams carry SEAL_OVERHEAD more bytes, so the pods' MTU gives them up.
   const mtu = underlay.mtu - ENCAPSULATION_OVERHEAD - (auth ? SEAL_OVERHEAD : 0);
+  if (ipv6 && mtu < IPV6_MIN_MTU) {
+    throw new UnderlayError(
+      `the overlay MTU ${mtu} (underlay ${underlay.iface}'s ${underlay.mtu} less encapsulation${auth ? ' and authentication' : ''}) is below IPv6's minimum of ${IPV6_MIN_MTU}; raise the underlay MTU or set EnableIPv6 false`,
+    );
+  }
   let sealer: Sealer | undefined;
   if (auth) {
     const keyed = createSealer({ mode: auth.mode, localIp: parseIPv4(underlay.address), keys: auth.keys });
     cleanups.push(watchAuthKeys(auth.keyFile, (keys) => keyed.setKeys(keys), logger));
     sealer = keyed;
   }
-  const info: NodeInfo = { name: config.nodeName, publicIp: underlay.address, iface: underlay.iface, subnet: formatCidr(subnet), network: formatCidr(network), tun: config.tunName, mtu, port };
+  const info: NodeInfo = {
+    name: config.nodeName,
+    publicIp: underlay.address,
+    iface: underlay.iface,
+    subnet: formatCidr(subnet),
+    network: formatCidr(network),
+    ...(ipv6 ? { ipv6Subnet: formatCidr6(ipv6.subnet), ipv6Network: formatCidr6(ipv6.network) } : {}),
+    tun: config.tunName,
+    mtu,
+    port,
+  };
   logger.info({ ...info, transport: config.transport, tunOffload: config.tunOffload, tunTxQueueLength: config.tunTxQueueLength, auth: auth?.mode ?? 'off' }, 'configuring the node');
 
   // A predecessor that was killed (SIGKILL, OOM) ran no clean-up; whatever it left must not outlive this run.
-  await removeLeftovers(config, logger);
+  await removeLeftovers(config, ipv6 !== undefined, logger);
   const tun = openTun({ name: config.tunName, offload: config.tunOffload, txQueueLength: config.tunTxQueueLength, mtu, address: formatIPv4(subnet.network), prefixLength: 32 });
   let transport;
   try {
     routeNetworkInto(network, tun.name);
     acceptLocalSource(tun.name);
+    if (ipv6) {
+      // The subnet's first address, as for IPv4: host-local never hands it out (its
+      // ranges start one above it, at the bridge's gateway), so no pod or bridge
+      // can hold it; a /128, so the subnet itself stays routed to the bridge.
+      addHostAddress6(tun.name, ipv6.subnet.network);
+      routeNetwork6Into(ipv6.network, tun.name);
+    }
     const bind = { bindAddress: underlay.address, port };
     transport = config.transport === 'mmsg' ? openMmsgTransport(bind) : await openDgramTransport(bind);
   } catch (err) {
     tun.close();
     throw err;
   }
-  const plane = new DataPlane({ tun, transport, localSubnet: subnet, overlayAddress: subnet.network, maxPacket: mtu, logger, sealer });
+  const plane = new DataPlane({
+    tun,
+    transport,
+    localSubnet: subnet,
+    overlayAddress: subnet.network,
+    localSubnet6: ipv6?.subnet,
+    overlayAddress6: ipv6?.subnet.network,
+    maxPacket: mtu,
+    logger,
+    sealer,
+  });
   // Closing the TUN deletes the interface, and the kernel drops its routes with it.
   cleanups.push(() => plane.stop());
   status.dataPathOpened(info, plane);
@@ -281,14 +342,20 @@ async function openDataPath(context: StepContext, underlay: Underlay, assignment
 }
 
 /** Step 3: subnet.env and the CNI conflist, for the pods; the masquerade rules if asked. */
-async function publishNodeFiles({ config, cleanups }: StepContext, node: { network: Cidr; subnet: Cidr; mtu: number }): Promise<void> {
-  const { network, subnet, mtu } = node;
-  await writeSubnetEnv(config.subnetFile, { network, subnet, mtu, ipMasq: config.ipMasq });
-  const conflist = cniConflist({ subnet: formatCidr(subnet), network: formatCidr(network), mtu, ipamDataDir: config.cniIpamDataDir });
+async function publishNodeFiles({ config, cleanups }: StepContext, node: { network: Cidr; subnet: Cidr; ipv6: IPv6Assignment | undefined; mtu: number }): Promise<void> {
+  const { network, subnet, ipv6, mtu } = node;
+  await writeSubnetEnv(config.subnetFile, { network, subnet, ipv6, mtu, ipMasq: config.ipMasq });
+  const scope = { network: formatCidr(network), subnet: formatCidr(subnet) };
+  const scope6 = ipv6 && { network: formatCidr6(ipv6.network), subnet: formatCidr6(ipv6.subnet) };
+  const conflist = cniConflist({ ...scope, ipv6: scope6, mtu, ipamDataDir: config.cniIpamDataDir });
   await writeFileAtomic(path.join(config.cniConfDir, CNI_CONFLIST_NAME), `${JSON.stringify(conflist, null, 2)}\n`);
   if (config.ipMasq) {
-    cleanups.push(() => removeMasquerade());
-    await installMasquerade(network, subnet);
+    cleanups.push(() => removeMasquerade(MASQUERADE_IPV4));
+    await installMasquerade(MASQUERADE_IPV4, scope);
+    if (scope6) {
+      cleanups.push(() => removeMasquerade(MASQUERADE_IPV6));
+      await installMasquerade(MASQUERADE_IPV6, scope6);
+    }
   }
 }
 
@@ -298,16 +365,21 @@ async function publishNodeFiles({ config, cleanups }: StepContext, node: { netwo
  * held by a dying process) would make this run's TUNSETIFF fail or share the
  * name; the kernel drops its routes with it. Its masquerade chain always
  * survives a crash: with --ip-masq installMasquerade replaces it, without it
- * the chain must go.
+ * the chain must go. The same holds for the IPv6 chain, which must also go
+ * when the network config no longer enables IPv6.
  */
-async function removeLeftovers(config: DaemonConfig, logger: Logger): Promise<void> {
+async function removeLeftovers(config: DaemonConfig, ipv6: boolean, logger: Logger): Promise<void> {
   if (await tunDeviceExists(config.tunName)) {
     logger.warn({ tun: config.tunName }, 'removing a TUN device left by a previous run');
     deleteTunDevice(config.tunName);
   }
-  if (!config.ipMasq && (await masqueradeInstalled())) {
+  if (!config.ipMasq && (await masqueradeInstalled(MASQUERADE_IPV4))) {
     logger.warn('removing masquerade rules left by a previous run (--ip-masq is off)');
-    await removeMasquerade();
+    await removeMasquerade(MASQUERADE_IPV4);
+  }
+  if (!(config.ipMasq && ipv6) && (await masqueradeInstalled(MASQUERADE_IPV6))) {
+    logger.warn(`removing IPv6 masquerade rules left by a previous run (${config.ipMasq ? 'the network config does not enable IPv6' : '--ip-masq is off'})`);
+    await removeMasquerade(MASQUERADE_IPV6);
   }
 }
 
@@ -332,8 +404,7 @@ function follow(
   const feed = new PeerFeed({
     ownSubnet: lease.subnet,
     ownPublicIp: lease.publicIP,
-    subnetLength: lease.cidr.prefixLength,
-    defaultPort: networkConfig.backend.port,
+    network: networkConfig,
     graceMs: config.peerGraceMs,
     logger,
     sink: plane,

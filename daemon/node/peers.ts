@@ -14,8 +14,9 @@
  */
 import type { Logger } from 'pino';
 import type { Peer } from '../dataplane/index.js';
-import type { Lease, WatchEvent } from '../lease/index.js';
+import { ipv6SubnetOf, type Lease, type NetworkConfig, type WatchEvent } from '../lease/index.js';
 import { tryParseIPv4, type Cidr } from '../net/ipv4.js';
+import { formatCidr6 } from '../net/ipv6.js';
 
 /** Where the peers go: the data plane. */
 export interface PeerSink {
@@ -27,9 +28,8 @@ export interface PeerFeedOptions {
   /** This node's subnet (CIDR text as stored) and public IP. */
   readonly ownSubnet: string;
   readonly ownPublicIp: string;
-  readonly subnetLength: number;
-  /** Port to use when a lease does not say (flannel's udp backend data: {Port}). */
-  readonly defaultPort: number;
+  /** The network config this node runs with: peers' subnet length, their default port, their paired IPv6 subnets. */
+  readonly network: NetworkConfig;
   /** How long a peer the store forgot is kept while its node re-asserts its lease. */
   readonly graceMs: number;
   readonly logger: Logger;
@@ -44,20 +44,28 @@ export interface PeerFeedOptions {
   onConfigChanged(): void;
 }
 
-/** The peer a lease describes, or why it is not one. */
-export function peerFromLease(lease: Lease, subnetLength: number, defaultPort: number): Peer | string {
+/**
+ * The peer a lease describes under `network`, or why it is not one. With
+ * IPv6 enabled the peer also routes the IPv6 subnet paired with its IPv4
+ * one; a lease outside the Network (left from before a forced config change)
+ * has no pair and keeps its IPv4 route only.
+ */
+export function peerFromLease(lease: Lease, network: NetworkConfig): Peer | string {
   if (lease.backendType !== 'udp') return `backend ${lease.backendType} is not udp`;
   const ip = tryParseIPv4(lease.publicIP);
   if (ip < 0) return `public IP ${lease.publicIP} is not IPv4`;
-  const port = lease.backendData.Port ?? defaultPort;
+  const port = lease.backendData.Port ?? network.backend.port;
   if (typeof port !== 'number' || !Number.isInteger(port) || port < 1 || port > 65535) return `port ${String(port)} is invalid`;
-  if (lease.cidr.prefixLength !== subnetLength) return `subnet is not a /${subnetLength}`;
-  return { subnet: lease.cidr, endpoint: { address: lease.publicIP, ip, port } };
+  if (lease.cidr.prefixLength !== network.subnetLen) return `subnet is not a /${network.subnetLen}`;
+  const subnet6 = ipv6SubnetOf(network, lease.cidr);
+  return { subnet: lease.cidr, ...(subnet6 ? { subnet6 } : {}), endpoint: { address: lease.publicIP, ip, port } };
 }
 
 /** A peer as /status shows it. */
 export interface PeerView {
   readonly subnet: string;
+  /** The paired IPv6 subnet, when the network config enables IPv6. */
+  readonly ipv6Subnet?: string;
   readonly endpoint: string;
   readonly node: string;
   /** Set while the store has forgotten this peer's lease: since when (epoch ms). */
@@ -92,6 +100,7 @@ export class PeerFeed {
       const since = this.unconfirmed.get(subnet);
       return {
         subnet,
+        ...(peer.subnet6 ? { ipv6Subnet: formatCidr6(peer.subnet6) } : {}),
         endpoint: `${peer.endpoint.address}:${peer.endpoint.port}`,
         node: lease.nodeName,
         ...(since !== undefined ? { unconfirmedSince: since } : {}),
@@ -179,7 +188,7 @@ export class PeerFeed {
   private upsert(lease: Lease, seq: string, how: string | undefined): boolean {
     const known = this.peers.get(lease.subnet);
     const wasUnconfirmed = this.unconfirmed.delete(lease.subnet);
-    const peer = peerFromLease(lease, this.options.subnetLength, this.options.defaultPort);
+    const peer = peerFromLease(lease, this.options.network);
     if (typeof peer === 'string') {
       this.log.warn({ subnet: lease.subnet, reason: peer, seq }, 'lease skipped');
       if (known !== undefined) this.drop(lease.subnet);
@@ -194,7 +203,8 @@ export class PeerFeed {
     this.options.sink.setPeer(peer);
     if (how !== undefined) {
       const endpoint = `${peer.endpoint.address}:${peer.endpoint.port}`;
-      this.log.info({ change: known === undefined ? how : 'moved', subnet: lease.subnet, endpoint, node: lease.nodeName, seq, peers: this.peers.size }, known === undefined ? 'peer added' : 'peer moved to a new endpoint');
+      const ipv6Subnet = peer.subnet6 && formatCidr6(peer.subnet6);
+      this.log.info({ change: known === undefined ? how : 'moved', subnet: lease.subnet, ipv6Subnet, endpoint, node: lease.nodeName, seq, peers: this.peers.size }, known === undefined ? 'peer added' : 'peer moved to a new endpoint');
     }
     return true;
   }

@@ -1,11 +1,13 @@
 /**
  * Kernel routing for the overlay, over rtnetlink (native/netlink.h): the
- * whole cluster network goes into the TUN; the node's own subnet stays on
- * the pod bridge (a longer prefix, so it wins).
+ * whole cluster network goes into the TUN, and so does the IPv6 cluster
+ * network when the network config enables IPv6; the node's own subnets stay
+ * on the pod bridge (longer prefixes, so they win).
  */
 import { access } from 'node:fs/promises';
 import { loadNative } from '../native.js';
 import type { Cidr } from '../net/ipv4.js';
+import { formatIPv6, type Cidr6, type IPv6Address } from '../net/ipv6.js';
 
 /** A route, interface or interface-option change the kernel refused; `code` is its errno name (`EPERM`, `ENODEV`, …). */
 export class RouteError extends Error {
@@ -30,6 +32,16 @@ function asRouteError(change: () => void): void {
 /** Routes `network` into `device`; replaces any earlier route, so a restart is idempotent. */
 export function routeNetworkInto(network: Cidr, device: string): void {
   asRouteError(() => loadNative().replaceRoute(device, network.network, network.prefixLength));
+}
+
+/** Routes the IPv6 block `network` into `device`; replaces any earlier route, so a restart is idempotent. */
+export function routeNetwork6Into(network: Cidr6, device: string): void {
+  asRouteError(() => loadNative().replaceRoute6(device, formatIPv6(network.network), network.prefixLength));
+}
+
+/** Gives `device` the IPv6 address as a /128, usable at once (no duplicate address detection); giving it again is not an error. */
+export function addHostAddress6(device: string, address: IPv6Address): void {
+  asRouteError(() => loadNative().addAddress6(device, formatIPv6(address), 128));
 }
 
 /** IPV4_DEVCONF_ACCEPT_LOCAL in <linux/ip.h>. */

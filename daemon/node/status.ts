@@ -12,6 +12,7 @@ import type { StatusSource } from '../http/server.js';
 import type { Lease, LeaseWatch, SubnetManager } from '../lease/index.js';
 import { emptyCounters } from '../dataplane/index.js';
 import { formatCidr } from '../net/ipv4.js';
+import { formatCidr6, type Cidr6 } from '../net/ipv6.js';
 import type { PeerFeed, PeerView } from './peers.js';
 
 export interface NodeInfo {
@@ -20,6 +21,9 @@ export interface NodeInfo {
   readonly iface: string;
   readonly subnet: string;
   readonly network: string;
+  /** This node's IPv6 subnet and the IPv6 cluster network, when the network config enables IPv6. */
+  readonly ipv6Subnet?: string;
+  readonly ipv6Network?: string;
   readonly tun: string;
   readonly mtu: number;
   readonly port: number;
@@ -38,7 +42,16 @@ export interface StatusDocument {
   readonly reason?: string;
   readonly node: NodeInfo | null;
   /** null in static mode, and until the lease is acquired. */
-  readonly lease: { readonly subnet: string; readonly publicIP: string; readonly nodeName: string; readonly expiresAt: number | null } | null;
+  readonly lease: {
+    readonly subnet: string;
+    /** The IPv6 subnet paired with `subnet`, when the network config enables IPv6. */
+    readonly ipv6Subnet?: string;
+    readonly publicIP: string;
+    /** Set when the node published an IPv6 underlay address (--public-ipv6). */
+    readonly publicIPv6?: string;
+    readonly nodeName: string;
+    readonly expiresAt: number | null;
+  } | null;
   /** null in static mode. */
   readonly store: {
     readonly address: string;
@@ -76,6 +89,7 @@ export class NodeStatus implements StatusSource, MetricsSource {
   private reason: string | undefined;
   private store: StoreView | undefined;
   private leaseView: LeaseView | undefined;
+  private leaseIPv6Subnet: string | undefined;
   private info: NodeInfo | undefined;
   private plane: PlaneView | undefined;
   private feed: FeedView | undefined;
@@ -97,8 +111,10 @@ export class NodeStatus implements StatusSource, MetricsSource {
     this.store = store;
   }
 
-  leaseAcquired(lease: LeaseView): void {
+  /** `ipv6Subnet`: the IPv6 subnet paired with the lease's, when the network config enables IPv6. */
+  leaseAcquired(lease: LeaseView, ipv6Subnet?: Cidr6): void {
     this.leaseView = lease;
+    this.leaseIPv6Subnet = ipv6Subnet && formatCidr6(ipv6Subnet);
   }
 
   dataPathOpened(info: NodeInfo, plane: PlaneView): void {
@@ -143,7 +159,7 @@ export class NodeStatus implements StatusSource, MetricsSource {
       state: this.state,
       ...(this.reason !== undefined ? { reason: this.reason } : {}),
       node: this.info ?? null,
-      lease: lease ? { subnet: lease.subnet, publicIP: lease.publicIP, nodeName: lease.nodeName, expiresAt: lease.expiresAt } : null,
+      lease: lease ? this.leaseSection(lease) : null,
       store: store
         ? { address: store.address, connected: store.connected, resets: this.watch?.stats.resets ?? 0, leaseRestored: this.restored, resyncs: this.watch?.stats.resyncs ?? 0 }
         : null,
@@ -153,11 +169,27 @@ export class NodeStatus implements StatusSource, MetricsSource {
     };
   }
 
+  private leaseSection(lease: Lease): NonNullable<StatusDocument['lease']> {
+    return {
+      subnet: lease.subnet,
+      ...(this.leaseIPv6Subnet !== undefined ? { ipv6Subnet: this.leaseIPv6Subnet } : {}),
+      publicIP: lease.publicIP,
+      ...(lease.publicIPv6 !== undefined ? { publicIPv6: lease.publicIPv6 } : {}),
+      nodeName: lease.nodeName,
+      expiresAt: lease.expiresAt,
+    };
+  }
+
   /** The feed's view in lease mode; in static mode the peer table, whose peers have no node name. */
   private peerViews(): PeerView[] {
     if (this.feed) return this.feed.view();
     if (!this.plane) return [];
-    return [...this.plane.peerTable.peers()].map((p) => ({ subnet: formatCidr(p.subnet), endpoint: `${p.endpoint.address}:${p.endpoint.port}`, node: '' }));
+    return [...this.plane.peerTable.peers()].map((p) => ({
+      subnet: formatCidr(p.subnet),
+      ...(p.subnet6 ? { ipv6Subnet: formatCidr6(p.subnet6) } : {}),
+      endpoint: `${p.endpoint.address}:${p.endpoint.port}`,
+      node: '',
+    }));
   }
 
   counters(): CountersSnapshot {

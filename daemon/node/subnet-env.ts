@@ -1,29 +1,36 @@
 /**
  * subnet.env: flannel's hand-off file. Tooling (flannel's CNI plugin,
  * scripts, operators) reads FLANNEL_NETWORK, FLANNEL_SUBNET, FLANNEL_MTU and
- * FLANNEL_IPMASQ from it; miniflanneld reads its previous FLANNEL_SUBNET
- * back on restart to ask for the same subnet.
+ * FLANNEL_IPMASQ from it, and FLANNEL_IPV6_NETWORK and FLANNEL_IPV6_SUBNET
+ * when the network config enables IPv6; miniflanneld reads its previous
+ * FLANNEL_SUBNET back on restart to ask for the same subnet (the IPv6 one
+ * is paired with it, so it comes back with it).
  */
 import { readFile } from 'node:fs/promises';
 import { formatCidr, formatIPv4, parseCidr, type Cidr } from '../net/ipv4.js';
+import { formatCidr6, formatIPv6, type Cidr6 } from '../net/ipv6.js';
 import { writeFileAtomic } from './cni.js';
 
 export interface SubnetEnv {
   network: Cidr;
   subnet: Cidr;
+  /** The IPv6 cluster network and this node's IPv6 subnet; absent unless the network config enables IPv6. */
+  ipv6?: { network: Cidr6; subnet: Cidr6 };
   mtu: number;
   ipMasq: boolean;
 }
 
 export function formatSubnetEnv(env: SubnetEnv): string {
-  // As flannel: the subnet is written as its first host address (the bridge's) with the prefix length.
-  return [
-    `FLANNEL_NETWORK=${formatCidr(env.network)}`,
-    `FLANNEL_SUBNET=${formatIPv4(env.subnet.network + 1)}/${env.subnet.prefixLength}`,
-    `FLANNEL_MTU=${env.mtu}`,
-    `FLANNEL_IPMASQ=${env.ipMasq}`,
-    '',
-  ].join('\n');
+  // As flannel: a subnet is written as its first host address (the bridge's) with the prefix length.
+  const lines = [`FLANNEL_NETWORK=${formatCidr(env.network)}`, `FLANNEL_SUBNET=${formatIPv4(env.subnet.network + 1)}/${env.subnet.prefixLength}`];
+  if (env.ipv6) {
+    const { network, subnet } = env.ipv6;
+    // A subnet leaves at least one host bit, which is zero in its network address, so adding one never carries.
+    const [w0, w1, w2, w3] = subnet.network;
+    lines.push(`FLANNEL_IPV6_NETWORK=${formatCidr6(network)}`, `FLANNEL_IPV6_SUBNET=${formatIPv6([w0, w1, w2, w3 + 1])}/${subnet.prefixLength}`);
+  }
+  lines.push(`FLANNEL_MTU=${env.mtu}`, `FLANNEL_IPMASQ=${env.ipMasq}`, '');
+  return lines.join('\n');
 }
 
 export function writeSubnetEnv(file: string, env: SubnetEnv): Promise<void> {

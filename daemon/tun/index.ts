@@ -36,8 +36,10 @@ export interface TunOptions {
   /** Interface name, e.g. `flannel0`. */
   name: string;
   /**
-   * TCP segmentation offload: the kernel hands over TCP super-packets of up
-   * to 64 KiB, which the binding cuts into MTU-sized packets (native/offload.h).
+   * TCP segmentation offload, over IPv4 and IPv6: the kernel hands over TCP
+   * super-packets of up to 64 KiB, which the binding cuts into MTU-sized
+   * packets, and the writer joins segments of one flow back into them
+   * (native/offload.h).
    */
   offload?: boolean;
   /** Packets per batch at most; with offload a batch must hold a cut super-packet. */

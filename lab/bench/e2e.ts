@@ -18,9 +18,9 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { removeStaleNamespaces, runPrefix } from '../netns.js';
-import { miniflannelOverlay, openvpnOverlay, underlayOverlay, vxlanOverlay, type Overlay } from '../overlays.js';
+import { leaseOverlay, miniflannelOverlay, openvpnOverlay, underlayOverlay, vxlanOverlay, type Overlay } from '../overlays.js';
 import type { Pod } from '../cluster.js';
-import { iperfTcp, iperfUdp, pingRtt, type RttResult, type TcpResult, type UdpResult } from './iperf.js';
+import { iperfTcp, iperfUdp, pingRtt, podAddress, type RttResult, type TcpResult, type UdpResult } from './iperf.js';
 import { cpuSeconds, MeasurementProcesses } from './processes.js';
 import { gbps, median, medianOf } from './stats.js';
 
@@ -41,6 +41,8 @@ export interface E2eOptions {
   ablation: boolean;
   /** Also measure miniflannel with authenticated encapsulation, in both modes (--auth-key-file). */
   auth: boolean;
+  /** Also measure IPv6 between dual-stack pods, through miniflannel and through kernel VXLAN. */
+  ipv6: boolean;
   /** Measure OpenVPN (false when it is not installed). */
   openvpn: boolean;
   log: (line: string) => void;
@@ -50,7 +52,14 @@ export interface E2eOptions {
   processes?: MeasurementProcesses;
 }
 
-export const PATH_NAMES = { miniflannel: 'miniflannel', vxlan: 'kernel VXLAN', underlay: 'underlay', openvpn: 'OpenVPN' } as const;
+export const PATH_NAMES = {
+  miniflannel: 'miniflannel',
+  vxlan: 'kernel VXLAN',
+  underlay: 'underlay',
+  openvpn: 'OpenVPN',
+  miniflannel6: 'miniflannel IPv6',
+  vxlan6: 'kernel VXLAN IPv6',
+} as const;
 
 /** UDP payload sizes measured. */
 export const UDP_PAYLOADS = [1400, 64] as const;
@@ -123,6 +132,7 @@ export interface E2eResult {
     pingIntervalMs: number;
     ablation: boolean;
     auth: boolean;
+    ipv6: boolean;
   };
   paths: PathResult[];
   /** Paths not measured, and why. */
@@ -140,6 +150,8 @@ const DESCRIPTIONS: Record<string, string> = {
   [PATH_NAMES.vxlan]: "the kernel's VXLAN device as flannel's vxlan backend sets it up (flannel.1, VNI 1, port 8472, MTU 1450)",
   [PATH_NAMES.underlay]: 'pod subnets routed to the peer node over the underlay, no encapsulation (flannel host-gw), pod MTU 1500',
   [PATH_NAMES.openvpn]: 'openvpn point-to-point over UDP, no TLS, --cipher none --auth none, --fast-io, 2 MiB socket buffers, txqueuelen 1000, TUN MTU 1472',
+  [PATH_NAMES.miniflannel6]: 'IPv6 between dual-stack pods: miniflanneld on each node, leases and the dual-stack network config in Redis, default flags, IPv4 underlay, TUN MTU 1472',
+  [PATH_NAMES.vxlan6]: 'IPv6 between dual-stack pods over the same kernel VXLAN device (IPv6 VTEP addresses, onlink routes), IPv4 underlay, MTU 1450',
 };
 
 async function buildPaths(options: E2eOptions, root: string, built: PathUnderTest[]): Promise<void> {
@@ -154,12 +166,16 @@ async function buildPaths(options: E2eOptions, root: string, built: PathUnderTes
       description: description ?? DESCRIPTIONS[overlay.name] ?? overlay.name,
       forwarders: overlay.forwarders.length === 0 ? '' : `${kind} x${overlay.forwarders.length}`,
     });
-    options.log(`  ${overlay.name}: pods ${overlay.pods.map((p) => p.ip).join(' -> ')}`);
+    options.log(`  ${overlay.name}: pods ${overlay.pods.map((p) => podAddress(p, overlay.family)).join(' -> ')}`);
   };
   await add(() => miniflannelOverlay({ workDir: path.join(root, 'mf'), prefix: `${prefix}b` }));
   await add(() => vxlanOverlay({ workDir: path.join(root, 'vx'), prefix: `${prefix}v` }));
   await add(() => underlayOverlay({ workDir: path.join(root, 'ul'), prefix: `${prefix}u` }));
   if (options.openvpn) await add(() => openvpnOverlay({ workDir: path.join(root, 'ov'), prefix: `${prefix}o` }));
+  if (options.ipv6) {
+    await add(() => leaseOverlay({ workDir: path.join(root, 'mf6'), prefix: `${prefix}6m`, nodes: 2, name: PATH_NAMES.miniflannel6, dualStack: true }));
+    await add(() => vxlanOverlay({ workDir: path.join(root, 'vx6'), prefix: `${prefix}6v`, name: PATH_NAMES.vxlan6, dualStack: true }));
+  }
   if (options.ablation) {
     for (const [i, variant] of ABLATIONS.entries()) {
       await add(
@@ -188,15 +204,16 @@ type OfferedPps = E2eResult['options']['udpOfferedPps'];
 async function measureRound(options: E2eOptions, offered: OfferedPps, processes: MeasurementProcesses, target: PathUnderTest, label: string): Promise<RoundFigures> {
   const { overlay } = target;
   const [client, server] = overlay.pods as [Pod, Pod];
+  const { family } = overlay;
   const pids = overlay.forwarders.map((f) => f.process.pid!);
   const step = () => options.signal?.throwIfAborted();
 
   step();
   const cpuBefore = pids.length > 0 ? await cpuSeconds(pids) : 0;
-  const tcp1Stream = await iperfTcp(processes, client, server, { seconds: options.seconds, streams: 1 });
+  const tcp1Stream = await iperfTcp(processes, client, server, { seconds: options.seconds, streams: 1, family });
   options.log(`${label} TCP 1 stream   ${gbps(tcp1Stream.bitsPerSecond)} Gbit/s (${tcp1Stream.retransmits} retransmits)`);
   step();
-  const tcp4Streams = await iperfTcp(processes, client, server, { seconds: options.seconds, streams: 4 });
+  const tcp4Streams = await iperfTcp(processes, client, server, { seconds: options.seconds, streams: 4, family });
   const cpuAfter = pids.length > 0 ? await cpuSeconds(pids) : 0;
   options.log(`${label} TCP 4 streams  ${gbps(tcp4Streams.bitsPerSecond)} Gbit/s (${tcp4Streams.retransmits} retransmits)`);
   const bytes = tcp1Stream.bytes + tcp4Streams.bytes;
@@ -206,13 +223,13 @@ async function measureRound(options: E2eOptions, offered: OfferedPps, processes:
   const udp: UdpResult[] = [];
   for (const payloadBytes of UDP_PAYLOADS) {
     step();
-    const result = await iperfUdp(processes, client, server, { seconds: options.seconds, payloadBytes, pps: offered[payloadBytes] });
+    const result = await iperfUdp(processes, client, server, { seconds: options.seconds, payloadBytes, pps: offered[payloadBytes], family });
     udp.push(result);
     const k = (pps: number) => (pps / 1000).toFixed(1);
     options.log(`${label} UDP ${String(payloadBytes).padStart(4)} B     ${k(result.deliveredPps)} kpps delivered of ${k(result.sentPps)} sent, ${result.lossPercent.toFixed(2)} % lost (${result.droppedAtReceiverPercent.toFixed(2)} % at the receiving socket)`);
   }
   step();
-  const rtt = await pingRtt(processes, client, server, { count: options.pings, intervalMs: PING_INTERVAL_MS });
+  const rtt = await pingRtt(processes, client, server, { count: options.pings, intervalMs: PING_INTERVAL_MS, family });
   options.log(`${label} RTT            p50 ${rtt.p50Micros.toFixed(0)} µs, p99 ${rtt.p99Micros.toFixed(0)} µs (${rtt.received}/${rtt.sent} replies)`);
   return { tcp1Stream, tcp4Streams, udp1400: udp[0]!, udp64: udp[1]!, rtt, cpu };
 }
@@ -254,15 +271,21 @@ export function compare(path: PathMedians, reference: PathMedians, referenceName
 }
 
 /**
- * Every encapsulating path against kernel VXLAN and the underlay, kernel
- * VXLAN against the underlay (the limit, compared with nothing), and
- * miniflannel also against OpenVPN, its user-space peer.
+ * Every IPv4 encapsulating path against kernel VXLAN and the underlay,
+ * kernel VXLAN against the underlay (the limit, compared with nothing), and
+ * miniflannel also against OpenVPN, its user-space peer. An IPv6 path is
+ * compared with kernel VXLAN carrying IPv6.
  */
 function comparisons(paths: Array<Omit<PathResult, 'comparisons'>>): PathResult[] {
   const byName = new Map(paths.map((p) => [p.name, p]));
+  const referencesOf = (name: string): string[] => {
+    if (name === PATH_NAMES.underlay || name === PATH_NAMES.vxlan6) return [];
+    if (name === PATH_NAMES.miniflannel6) return [PATH_NAMES.vxlan6];
+    if (name === PATH_NAMES.miniflannel) return [PATH_NAMES.vxlan, PATH_NAMES.underlay, PATH_NAMES.openvpn];
+    return [PATH_NAMES.vxlan, PATH_NAMES.underlay];
+  };
   return paths.map((p) => {
-    const references: string[] = p.name === PATH_NAMES.underlay ? [] : [PATH_NAMES.vxlan, PATH_NAMES.underlay];
-    if (p.name === PATH_NAMES.miniflannel) references.push(PATH_NAMES.openvpn);
+    const references = referencesOf(p.name);
     const list = references
       .filter((name) => name !== p.name && byName.has(name))
       .map((name) => compare(p.median, byName.get(name)!.median, name));
@@ -323,6 +346,7 @@ export async function benchE2e(options: E2eOptions): Promise<E2eResult> {
         pingIntervalMs: PING_INTERVAL_MS,
         ablation: options.ablation,
         auth: options.auth,
+        ipv6: options.ipv6,
       },
       paths: comparisons(paths),
       skipped,

@@ -100,7 +100,7 @@ function runEncap(opts: EncapRequest, log: (line: string) => void): { options: o
 function runE2e(opts: E2eRequest, openvpn: boolean, log: (line: string) => void): Promise<E2eResult> {
   const processes = new MeasurementProcesses();
   return interruptible(processes, log, (signal) =>
-    benchE2e({ repeats: opts.repeats, seconds: opts.seconds, udpPps: opts.udpPps, pings: opts.pings, ablation: opts.ablation === true, auth: opts.auth === true, openvpn, log, signal, processes }),
+    benchE2e({ repeats: opts.repeats, seconds: opts.seconds, udpPps: opts.udpPps, pings: opts.pings, ablation: opts.ablation === true, auth: opts.auth === true, ipv6: opts.ipv6 === true, openvpn, log, signal, processes }),
   );
 }
 

@@ -96,9 +96,9 @@ test('bench control-plane --nodes 50 --quick: bring-up, convergence, steady-stat
   assert.equal(r.targets.length, 7);
 });
 
-test('bench e2e --quick measures every path and writes the JSON and the chart', async () => {
+test('bench e2e --quick --ipv6 measures every path, IPv6 between dual-stack pods too, and writes the JSON and the chart', async () => {
   const out = path.join(work, 'e2e.json');
-  const result = await runCli(['bench', 'e2e', '--quick', '--out', out], { timeoutMs: 240_000 });
+  const result = await runCli(['bench', 'e2e', '--quick', '--ipv6', '--out', out], { timeoutMs: 360_000 });
   assert.equal(result.code, 0, result.stderr);
   assert.match(result.stdout, /miniflannel vs kernel VXLAN/);
   assert.match(result.stdout, /dropped at the receiving pod's socket, not on the path \(1400 B \/ 64 B\): miniflannel \d+\.\d\/\d+\.\d/);
@@ -107,7 +107,8 @@ test('bench e2e --quick measures every path and writes the JSON and the chart', 
   assert.equal(doc.command, 'e2e');
   const r = doc.result;
   const names = r.paths.map((p: any) => p.name);
-  assert.deepEqual(names, ['miniflannel', 'kernel VXLAN', 'underlay', 'OpenVPN']);
+  assert.deepEqual(names, ['miniflannel', 'kernel VXLAN', 'underlay', 'OpenVPN', 'miniflannel IPv6', 'kernel VXLAN IPv6']);
+  assert.match(result.stderr, /miniflannel IPv6: pods fd00:10:244:[0-9a-f]+::\S+ -> fd00:10:244:[0-9a-f]+::\S+/, 'the IPv6 path is measured between IPv6 addresses');
   assert.deepEqual(r.skipped.map((s: any) => s.name), []);
   positive(r.options.udpOfferedPps['1400'], 'offered pps 1400');
   positive(r.options.udpOfferedPps['64'], 'offered pps 64');
@@ -124,12 +125,16 @@ test('bench e2e --quick measures every path and writes the JSON and the chart', 
     }
     positive(m.rttP50Micros, `${p.name} rtt p50`);
     assert.ok(m.rttP99Micros >= m.rttP50Micros);
-    if (p.name === 'miniflannel' || p.name === 'OpenVPN') positive(m.cpuSecondsPerGB, `${p.name} cpu`);
+    if (['miniflannel', 'OpenVPN', 'miniflannel IPv6'].includes(p.name)) positive(m.cpuSecondsPerGB, `${p.name} cpu`);
     else assert.equal(m.cpuSecondsPerGB, null);
   }
   const mf = r.paths.find((p: any) => p.name === 'miniflannel');
   assert.deepEqual(mf.comparisons.map((c: any) => c.reference), ['kernel VXLAN', 'underlay', 'OpenVPN']);
   for (const c of mf.comparisons) positive(c.tcp1Stream, `ratio to ${c.reference}`);
+  const mf6 = r.paths.find((p: any) => p.name === 'miniflannel IPv6');
+  assert.deepEqual(mf6.comparisons.map((c: any) => c.reference), ['kernel VXLAN IPv6']);
+  positive(mf6.comparisons[0].tcp1Stream, 'IPv6 ratio to kernel VXLAN IPv6');
+  assert.equal(r.options.ipv6, true);
   const svg = await readFile(path.join(work, 'e2e.svg'), 'utf8');
   assert.match(svg, /^<svg [^>]*xmlns="http:\/\/www.w3.org\/2000\/svg"/);
   assert.match(svg, /kernel VXLAN/);

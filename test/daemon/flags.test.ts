@@ -104,3 +104,16 @@ test('an on/off variable means what it says: MINIFLANNELD_IP_MASQ=false is off, 
   assert.equal(withEnv({ MINIFLANNELD_IP_MASQ: 'false' }, () => parseDaemonFlags(argv('--ip-masq'))).ipMasq, true, 'the flag wins');
   assert.throws(() => withEnv({ MINIFLANNELD_IP_MASQ: 'flase' }, () => parseDaemonFlags(argv())), /MINIFLANNELD_IP_MASQ="flase" is not a switch/);
 });
+
+test('--public-ipv6 and its twin: an IPv6 address, published in the lease as PublicIPv6; none by default', () => {
+  assert.equal(parseDaemonFlags(argv()).publicIpv6, undefined);
+  assert.equal(parseDaemonFlags(argv('--public-ipv6', 'fd00:198:18::7')).publicIpv6, 'fd00:198:18::7');
+  assert.equal(withEnv({ MINIFLANNELD_PUBLIC_IPV6: '2001:db8::7' }, () => parseDaemonFlags(argv())).publicIpv6, '2001:db8::7');
+  for (const bad of ['198.18.0.7', 'fd00::1::2', 'fd00::1/64', 'fe80::1%eth0', '']) {
+    assert.throws(() => parseDaemonFlags(argv('--public-ipv6', bad)), (err: Error) => err instanceof CommanderError && /--public-ipv6/.test(err.message) && /is not an IPv6 address/.test(err.message), bad);
+  }
+  assert.throws(
+    () => withEnv({ MINIFLANNELD_PUBLIC_IPV6: 'fd00::zz' }, () => parseDaemonFlags(argv())),
+    (err: Error) => err instanceof CommanderError && /MINIFLANNELD_PUBLIC_IPV6/.test(err.message) && /'fd00::zz' is not an IPv6 address/.test(err.message),
+  );
+});

@@ -1,16 +1,20 @@
 // From lease events to peer-table changes, in memory: one table write per
 // event whatever the size of the cluster, a forgotten peer kept for the
-// grace period, and this node's own lease handed to the keeper.
+// grace period, this node's own lease handed to the keeper, and each peer's
+// paired IPv6 subnet when the network is dual-stack.
 import assert from 'node:assert/strict';
 import { describe, it, mock } from 'node:test';
 import type { Peer } from '../../daemon/dataplane/index.js';
-import type { Lease, WatchEvent } from '../../daemon/lease/index.js';
+import { parseNetworkConfig, type Lease, type NetworkConfig, type WatchEvent } from '../../daemon/lease/index.js';
 import { formatCidr, parseCidr, type Cidr } from '../../daemon/net/ipv4.js';
-import { PeerFeed, type PeerSink } from '../../daemon/node/peers.js';
+import { formatCidr6 } from '../../daemon/net/ipv6.js';
+import { PeerFeed, peerFromLease, type PeerSink } from '../../daemon/node/peers.js';
 import { silentLogger } from '../lease/helpers.js';
 
 const OWN = { subnet: '10.244.1.0/24', ip: '198.18.0.1' };
 const GRACE_MS = 60_000;
+const IPV4_ONLY = parseNetworkConfig({ Network: '10.244.0.0/16' });
+const DUAL_STACK = parseNetworkConfig({ Network: '10.244.0.0/16', EnableIPv6: true, IPv6Network: 'fd00:10:244::/48' });
 
 function lease(third: number, ip = `198.18.1.${third}`, port = 8285): Lease {
   const subnet = `10.244.${third}.0/24`;
@@ -21,9 +25,12 @@ function lease(third: number, ip = `198.18.1.${third}`, port = 8285): Lease {
 class RecordingSink implements PeerSink {
   readonly table = new Map<string, string>();
   readonly calls: string[] = [];
+  /** The IPv6 subnet each peer routes, by its IPv4 subnet. */
+  readonly subnets6 = new Map<string, string>();
 
   setPeer(peer: Peer): void {
     this.calls.push(`set ${formatCidr(peer.subnet)}`);
+    if (peer.subnet6) this.subnets6.set(formatCidr(peer.subnet), formatCidr6(peer.subnet6));
     this.table.set(formatCidr(peer.subnet), `${peer.endpoint.address}:${peer.endpoint.port}`);
   }
 
@@ -33,15 +40,14 @@ class RecordingSink implements PeerSink {
   }
 }
 
-function feed() {
+function feed(network: NetworkConfig = IPV4_ONLY) {
   const sink = new RecordingSink();
   const doubts: string[] = [];
   const hooks = { ready: 0, resets: 0, configs: 0 };
   const f = new PeerFeed({
     ownSubnet: OWN.subnet,
     ownPublicIp: OWN.ip,
-    subnetLength: 24,
-    defaultPort: 8285,
+    network,
     graceMs: GRACE_MS,
     logger: silentLogger(),
     sink,
@@ -131,6 +137,48 @@ describe('peer feed', () => {
     f.handle({ type: 'added', lease: { ...lease(3), backendType: 'vxlan' }, seq: '2-0' });
     f.handle({ type: 'added', lease: lease(2, '198.18.1.2', 70_000), seq: '3-0' });
     assert.deepEqual([...sink.table.keys()], []);
+  });
+
+  it('with IPv6 enabled, each peer also routes the IPv6 subnet paired with its IPv4 one, and /status shows it', () => {
+    const { f, sink, snapshot } = feed(DUAL_STACK);
+    f.handle(snapshot([lease(2), lease(10)]));
+    f.handle({ type: 'added', lease: lease(255), seq: '2-0' });
+    assert.deepEqual(Object.fromEntries(sink.subnets6), {
+      '10.244.2.0/24': 'fd00:10:244:2::/64',
+      '10.244.10.0/24': 'fd00:10:244:a::/64',
+      '10.244.255.0/24': 'fd00:10:244:ff::/64',
+    });
+    assert.deepEqual(
+      f.view().map((v) => [v.subnet, v.ipv6Subnet]),
+      [
+        ['10.244.2.0/24', 'fd00:10:244:2::/64'],
+        ['10.244.10.0/24', 'fd00:10:244:a::/64'],
+        ['10.244.255.0/24', 'fd00:10:244:ff::/64'],
+      ],
+    );
+  });
+
+  it('IPv4 only: peers carry no IPv6 subnet, and /status shows none', () => {
+    const { f, sink, snapshot } = feed();
+    f.handle(snapshot([lease(2)]));
+    assert.equal(sink.table.size, 1);
+    assert.equal(sink.subnets6.size, 0);
+    assert.equal('ipv6Subnet' in f.view()[0]!, false);
+  });
+
+  it('a lease outside the Network (left from before a forced change) keeps its IPv4 route but has no IPv6 pair', () => {
+    const stray: Lease = { ...lease(2), subnet: '10.99.2.0/24', cidr: parseCidr('10.99.2.0/24') };
+    const peer = peerFromLease(stray, DUAL_STACK);
+    assert.ok(typeof peer !== 'string');
+    assert.equal(formatCidr(peer.subnet), '10.99.2.0/24');
+    assert.equal(peer.subnet6, undefined);
+  });
+
+  it('refuses a lease whose subnet length is not the network config\'s SubnetLen, and takes the default port from it', () => {
+    assert.equal(peerFromLease({ ...lease(2), cidr: parseCidr('10.244.2.0/25') }, IPV4_ONLY), 'subnet is not a /24');
+    const portless = peerFromLease({ ...lease(2), backendData: {} }, parseNetworkConfig({ Network: '10.244.0.0/16', Backend: { Type: 'udp', Port: 9000 } }));
+    assert.ok(typeof portless !== 'string');
+    assert.equal(portless.endpoint.port, 9000);
   });
 
   it('passes config changes on', () => {

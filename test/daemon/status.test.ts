@@ -9,6 +9,7 @@ import { createMetrics } from '../../daemon/http/metrics.js';
 import { startHttpServer } from '../../daemon/http/server.js';
 import type { Lease } from '../../daemon/lease/index.js';
 import { parseCidr, parseIPv4 } from '../../daemon/net/ipv4.js';
+import { parseCidr6 } from '../../daemon/net/ipv6.js';
 import type { PeerView } from '../../daemon/node/peers.js';
 import { NodeStatus, type NodeInfo, type StatusDocument } from '../../daemon/node/status.js';
 
@@ -131,4 +132,16 @@ test('GET /status serves the document and /readyz the readiness of the same obje
   } finally {
     await server.close();
   }
+});
+
+test('dual-stack: the node, its lease and its peers show their IPv6 subnets, and the lease its IPv6 underlay address', () => {
+  const status = new NodeStatus();
+  const lease: Lease = { ...leaseExpiringAt(5_000_000), publicIPv6: 'fd00:198:18::2' };
+  status.leaseAcquired({ lease }, parseCidr6('fd00:10:244:3::/64'));
+  const info: NodeInfo = { ...INFO, ipv6Subnet: 'fd00:10:244:3::/64', ipv6Network: 'fd00:10:244::/48' };
+  status.dataPathOpened(info, fakePlane([{ ...PEER, subnet6: parseCidr6('fd00:10:244:7::/64') }]));
+  const doc = status.status();
+  assert.deepEqual(doc.node, info);
+  assert.deepEqual(doc.lease, { subnet: '10.244.3.0/24', ipv6Subnet: 'fd00:10:244:3::/64', publicIP: '198.18.0.2', publicIPv6: 'fd00:198:18::2', nodeName: 'node-b', expiresAt: 5_000_000 });
+  assert.deepEqual(doc.peers, [{ subnet: '10.244.7.0/24', ipv6Subnet: 'fd00:10:244:7::/64', endpoint: '198.18.0.3:8285', node: '' }]);
 });

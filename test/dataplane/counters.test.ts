@@ -2,7 +2,7 @@
 // endpoint exports it (the CLI's status reads it too: test/cli/status.test.ts).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { emptyCounters, packetCounters, type CountersSnapshot } from '../../daemon/dataplane/index.js';
+import { egressDropReasons, emptyCounters, ingressDropReasons, packetCounters, type CountersSnapshot } from '../../daemon/dataplane/index.js';
 import { createMetrics } from '../../daemon/http/metrics.js';
 
 test('the table lists every packet counter of the snapshot once, in the order of the packet path', () => {
@@ -28,4 +28,40 @@ test('GET /metrics exports each counter of the table with the value of one snaps
     assert.match(text, new RegExp(`^# HELP ${c.metric} ${c.help.replace(/[()]/g, '\\$&')}$`, 'm'));
     assert.match(text, new RegExp(`^${c.metric} ${1000 + i}$`, 'm'), c.metric);
   }
+});
+
+test('the drop reasons: each once, the malformed ones of both families in both directions, none a family cannot reach', () => {
+  for (const reasons of [egressDropReasons, ingressDropReasons]) {
+    assert.equal(new Set(reasons).size, reasons.length, reasons.join());
+    for (const reason of ['not-ipv4', 'truncated', 'bad-header-length', 'bad-total-length', 'bad-payload-length', 'bad-extension-header', 'ipv6-disabled']) {
+      assert.ok((reasons as readonly string[]).includes(reason), reason);
+    }
+    // IPv6 checks only see version-6 packets: a reason that could never count would be noise in /metrics.
+    assert.ok(!(reasons as readonly string[]).includes('not-ipv6'));
+  }
+  assert.deepEqual(Object.keys(emptyCounters().egressDrops), egressDropReasons);
+  assert.deepEqual(Object.keys(emptyCounters().ingressDrops), ingressDropReasons);
+});
+
+test('GET /metrics exports every drop reason of both directions, IPv6 ones included', async () => {
+  const base = emptyCounters();
+  const counters: CountersSnapshot = {
+    ...base,
+    egressDrops: { ...base.egressDrops, 'ipv6-disabled': 3, 'bad-extension-header': 4 },
+    ingressDrops: { ...base.ingressDrops, 'bad-payload-length': 5 },
+  };
+  const metrics = createMetrics({
+    counters: () => counters,
+    peers: () => 0,
+    leaseExpiry: () => undefined,
+    storeConnected: () => undefined,
+    storeResets: () => undefined,
+    peersUnconfirmed: () => 0,
+    logLinesDropped: () => 0,
+  });
+  const text = await metrics.scrape();
+  assert.match(text, /^miniflannel_dropped_packets_total\{direction="egress",reason="ipv6-disabled"\} 3$/m);
+  assert.match(text, /^miniflannel_dropped_packets_total\{direction="egress",reason="bad-extension-header"\} 4$/m);
+  assert.match(text, /^miniflannel_dropped_packets_total\{direction="ingress",reason="bad-payload-length"\} 5$/m);
+  for (const reason of ingressDropReasons) assert.match(text, new RegExp(`direction="ingress",reason="${reason}"`), reason);
 });

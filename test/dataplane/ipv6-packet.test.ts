@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import {
   checkIPv6,
+  checkIPv6Header,
   destinationAddress6,
   IPV6_DESTINATION_OFFSET,
   IPV6_SOURCE_OFFSET,
@@ -198,6 +199,23 @@ describe('checkIPv6: the extension-header walk', () => {
           assert.ok(upper.headerLength >= 40 && upper.headerLength <= 40 + packet.readUInt16BE(4) && upper.headerLength <= length);
           assert.ok(upper.protocol >= 0 && upper.protocol <= 255);
         }
+      }),
+      { numRuns: 5000 },
+    );
+  });
+});
+
+describe('checkIPv6Header', () => {
+  it('is checkIPv6 for every packet whose version nibble is 6', () => {
+    fc.assert(
+      fc.property(fc.uint8Array({ minLength: 1, maxLength: 120 }), fc.nat(255), (bytes, payload) => {
+        const packet = Buffer.from(bytes);
+        packet[0] = 0x60 | (packet[0]! & 15);
+        if (packet.length >= 6) packet.writeUInt16BE(payload, 4);
+        const upper: UpperLayer = { protocol: -1, headerLength: -1, laterFragment: false };
+        const expected: UpperLayer = { protocol: -1, headerLength: -1, laterFragment: false };
+        assert.equal(checkIPv6Header(packet, 0, packet.length, upper), checkIPv6(packet, 0, packet.length, expected));
+        assert.deepEqual(upper, expected);
       }),
       { numRuns: 5000 },
     );

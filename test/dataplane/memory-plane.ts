@@ -5,6 +5,7 @@ import pino from 'pino';
 import { DataPlane, type CountersSnapshot, type Peer } from '../../daemon/dataplane/index.js';
 import type { Sealer } from '../../daemon/dataplane/sealing.js';
 import { formatIPv4, parseCidr, type Cidr } from '../../daemon/net/ipv4.js';
+import { parseCidr6, parseIPv6, type Cidr6 } from '../../daemon/net/ipv6.js';
 import type { DatagramBatch } from '../../daemon/transport/index.js';
 import { MemoryNetwork, MemoryTransport } from '../../daemon/transport/memory.js';
 import { MemoryTun } from '../../daemon/tun/memory.js';
@@ -17,12 +18,17 @@ export interface MemoryNode {
   readonly tun: MemoryTun;
   readonly transport: MemoryTransport;
   readonly subnet: Cidr;
+  readonly subnet6?: Cidr6;
   /** This node as its peers see it. */
   readonly peer: Peer;
 }
 
 export interface MemoryNodeOptions {
   subnet: string;
+  /** The node's IPv6 subnet (dual-stack); without it the node carries IPv4 only. */
+  subnet6?: string;
+  /** The source of its ICMPv6 errors; default the data plane's. */
+  overlayAddress6?: string;
   ip: number;
   port?: number;
   maxPacket?: number;
@@ -36,6 +42,7 @@ export interface MemoryNodeOptions {
 
 export function memoryNode(network: MemoryNetwork, options: MemoryNodeOptions): MemoryNode {
   const subnet = parseCidr(options.subnet);
+  const subnet6 = options.subnet6 === undefined ? undefined : parseCidr6(options.subnet6);
   const port = options.port ?? PORT;
   const tun = new MemoryTun({ batchCapacity: options.tunBatchCapacity ?? 64, mtu: options.tunMtu ?? options.maxPacket ?? MAX_PACKET });
   const transport = network.open({ ip: options.ip, port }, { batchCapacity: options.transportBatchCapacity ?? 256 });
@@ -44,6 +51,8 @@ export function memoryNode(network: MemoryNetwork, options: MemoryNodeOptions): 
     transport,
     localSubnet: subnet,
     overlayAddress: subnet.network,
+    ...(subnet6 ? { localSubnet6: subnet6 } : {}),
+    ...(options.overlayAddress6 !== undefined ? { overlayAddress6: parseIPv6(options.overlayAddress6) } : {}),
     maxPacket: options.maxPacket ?? MAX_PACKET,
     logger: pino({ level: 'silent' }),
     ...(options.icmpRatePerSecond !== undefined ? { icmpRatePerSecond: options.icmpRatePerSecond } : {}),
@@ -52,8 +61,8 @@ export function memoryNode(network: MemoryNetwork, options: MemoryNodeOptions): 
   plane.start((err) => {
     throw err;
   });
-  const peer: Peer = { subnet, endpoint: { address: formatIPv4(options.ip), ip: options.ip, port } };
-  return { plane, tun, transport, subnet, peer };
+  const peer: Peer = { subnet, ...(subnet6 ? { subnet6 } : {}), endpoint: { address: formatIPv4(options.ip), ip: options.ip, port } };
+  return { plane, tun, transport, subnet, ...(subnet6 ? { subnet6 } : {}), peer };
 }
 
 /** Each node knows every other as its peer. */

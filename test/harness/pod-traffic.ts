@@ -10,14 +10,18 @@ export interface TransferEnd {
   sha256: string;
 }
 
-/** Sends `bytes` pseudo-random bytes over TCP from one pod to another; returns what each end counted and hashed. */
-export async function tcpTransfer(from: Pod, to: Pod, bytes: number, port = 5001): Promise<{ sent: TransferEnd; received: TransferEnd }> {
+/**
+ * Sends `bytes` pseudo-random bytes over TCP from one pod to another, to its
+ * IPv4 address unless another of its addresses is given; returns what each
+ * end counted and hashed.
+ */
+export async function tcpTransfer(from: Pod, to: Pod, bytes: number, port = 5001, address = to.ip): Promise<{ sent: TransferEnd; received: TransferEnd }> {
   const script = compiledTest('harness/tcp-transfer.js');
-  const receiver = to.ns.spawn([process.execPath, script, 'receive', to.ip, String(port)]);
+  const receiver = to.ns.spawn([process.execPath, script, 'receive', address, String(port)]);
   try {
     const lines = createInterface({ input: receiver.stdout! })[Symbol.asyncIterator]();
     assert.equal((await lines.next()).value, 'listening');
-    const sent = JSON.parse(await from.ns.exec([process.execPath, script, 'send', to.ip, String(port), String(bytes)], { timeoutMs: 60_000 }));
+    const sent = JSON.parse(await from.ns.exec([process.execPath, script, 'send', address, String(port), String(bytes)], { timeoutMs: 60_000 }));
     const received = JSON.parse((await lines.next()).value);
     return { sent, received };
   } finally {

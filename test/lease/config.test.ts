@@ -71,7 +71,7 @@ describe('network config validation: one rule each', () => {
   it('rejects a Backend.Port out of range', () => rejects({ Network: '10.5.0.0/16', Backend: { Type: 'udp', Port: 70000 } }, 'Backend.Port', /1\.\.65535/));
   it('rejects an unknown Backend field', () => rejects({ Network: '10.5.0.0/16', Backend: { Type: 'udp', VNI: 1 } }, 'Backend.VNI', /not a known field/));
   it('rejects an unknown field (a typo must not pass silently)', () => rejects({ Network: '10.5.0.0/16', SubnetLength: 24 }, 'SubnetLength', /not a known field/));
-  it('rejects IPv6', () => rejects({ Network: '10.5.0.0/16', EnableIPv6: true }, 'EnableIPv6', /IPv6/));
+  it('requires IPv6Network with EnableIPv6 (the dual-stack rules: dual-stack-config.test.ts)', () => rejects({ Network: '10.5.0.0/16', EnableIPv6: true }, 'IPv6Network', /required with EnableIPv6: true/));
 });
 
 describe('subnets under a config', () => {

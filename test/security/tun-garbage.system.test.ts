@@ -1,7 +1,8 @@
 // Garbage from the kernel into the TUN: IPv6, broadcasts and multicast that
-// a node or a pod sends into the overlay. miniflanneld carries IPv4 unicast
-// only, so each such packet is dropped and counted under an egress reason
-// ('not-ipv4' or 'non-unicast') and never reaches a peer.
+// a node or a pod sends into the overlay. This cluster is IPv4-only and
+// miniflanneld carries unicast only, so each such packet is dropped and
+// counted under an egress reason ('ipv6-disabled' or 'non-unicast') and
+// never reaches a peer.
 //
 // "Broadcast" covers the limited broadcast 255.255.255.255 and directed
 // broadcasts into the cluster network: a peer subnet's (10.244.2.255) and
@@ -67,11 +68,11 @@ describe('garbage from the kernel into the TUN', () => {
 
     const egress = (reason: EgressDropReason) => after1.egressDrops[reason] - before1.egressDrops[reason];
     const read = after1.tunPacketsRead - before1.tunPacketsRead;
-    t.diagnostic(`node 1 read ${read} packets from its TUN: not-ipv4 ${egress('not-ipv4')}, non-unicast ${egress('non-unicast')}, no-route ${egress('no-route')}, forwarded ${after1.udpPacketsSent - before1.udpPacketsSent}`);
+    t.diagnostic(`node 1 read ${read} packets from its TUN: ipv6-disabled ${egress('ipv6-disabled')}, non-unicast ${egress('non-unicast')}, no-route ${egress('no-route')}, forwarded ${after1.udpPacketsSent - before1.udpPacketsSent}`);
     t.diagnostic(`node 2 received ${after2.udpPacketsReceived - before2.udpPacketsReceived} datagrams meanwhile`);
 
     // The kernel adds IPv6 multicast listener reports of its own, hence "at least".
-    assert.ok(egress('not-ipv4') >= ipv6.length * COUNT, `not-ipv4 drops: ${egress('not-ipv4')}`);
+    assert.ok(egress('ipv6-disabled') >= ipv6.length * COUNT, `ipv6-disabled drops: ${egress('ipv6-disabled')}`);
     assert.equal(egress('non-unicast'), nonUnicast.length * COUNT, 'non-unicast drops');
     assert.equal(egress('no-route'), 0, 'a broadcast is not a destination without a lease');
     assert.equal(after1.icmpErrorsSent - before1.icmpErrorsSent, 0, 'no ICMP error answers a broadcast');

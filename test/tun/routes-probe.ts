@@ -7,7 +7,8 @@ import { execFileSync } from 'node:child_process';
 import { openTun } from '../../daemon/tun/index.js';
 import { loadNative } from '../../daemon/native.js';
 import { parseCidr } from '../../daemon/net/ipv4.js';
-import { deleteTunDevice, routeNetworkInto, RouteError, tunDeviceExists } from '../../daemon/node/routes.js';
+import { parseCidr6, parseIPv6 } from '../../daemon/net/ipv6.js';
+import { addHostAddress6, deleteTunDevice, routeNetwork6Into, routeNetworkInto, RouteError, tunDeviceExists } from '../../daemon/node/routes.js';
 
 const report = (result: unknown) => process.stdout.write(`${JSON.stringify(result)}\n`);
 const network = parseCidr('10.98.0.0/16');
@@ -89,12 +90,49 @@ async function routes(): Promise<void> {
   report({ first, replaced, again, afterClose, beforeDelete, afterDelete, missingDevice, missingDelete, deviceDown, arrived: await arrivesInTun('mfarrive') });
 }
 
+/** `ip -o` lines without the interface index, whitespace collapsed. */
+const ipLines = (...args: string[]) =>
+  execFileSync('ip', ['-o', ...args])
+    .toString()
+    .split('\n')
+    .filter((line) => line !== '')
+    .map((line) => line.replace(/^\d+: /, '').replace(/\\/g, ' ').replace(/\s+/g, ' ').trim());
+/** The device the kernel sends a packet for `address` out of. */
+const routedVia = (address: string) => /\bdev (\S+)/.exec(execFileSync('ip', ['-6', 'route', 'get', address]).toString())?.[1];
+
+/**
+ * A dual-stack node's TUN: its /128 from the node's IPv6 subnet and the IPv6
+ * cluster network routed into it, beside a bridge that holds the subnet as
+ * the CNI bridge plugin leaves it (its gateway address, /64).
+ */
+function routes6(): void {
+  const network6 = parseCidr6('fd00:98::/48');
+  const tun = openTun({ name: 'mfroute6', mtu: 1400, address: '10.98.7.1', prefixLength: 32 });
+  addHostAddress6(tun.name, parseIPv6('fd00:98:0:7::'));
+  const address = ipLines('-6', 'addr', 'show', 'dev', tun.name, 'scope', 'global');
+  // A restart gives the address again.
+  addHostAddress6(tun.name, parseIPv6('fd00:98:0:7::'));
+  const addressAgain = ipLines('-6', 'addr', 'show', 'dev', tun.name, 'scope', 'global');
+  routeNetwork6Into(network6, tun.name);
+  routeNetwork6Into(network6, tun.name);
+  const routes = ipLines('-6', 'route', 'show', 'exact', 'fd00:98::/48');
+  // Another TUN stands in for the bridge: what matters is the address the bridge plugin gives it.
+  const bridge = openTun({ name: 'mfbridge6', mtu: 1400, address: '10.98.7.2', prefixLength: 32 });
+  execFileSync('ip', ['-6', 'addr', 'add', 'fd00:98:0:7::1/64', 'dev', bridge.name, 'nodad']);
+  const via = { ownPod: routedVia('fd00:98:0:7::5'), otherNodesPod: routedVia('fd00:98:0:9::5'), tunAddress: routedVia('fd00:98:0:7::') };
+  const missingRoute = refusal(() => routeNetwork6Into(network6, 'mfnone'));
+  const missingAddress = refusal(() => addHostAddress6('mfnone', parseIPv6('fd00:98:0:7::')));
+  tun.close();
+  bridge.close();
+  report({ address, addressAgain, routes, via, afterClose: ipLines('-6', 'route', 'show', 'exact', 'fd00:98::/48'), missingRoute, missingAddress });
+}
+
 /** Run without CAP_NET_ADMIN; `lo` exists in every namespace. */
 function noPermission(): void {
   report({ route: refusal(() => routeNetworkInto(network, 'lo')), routes: clusterRoutes() });
 }
 
-const modes: Record<string, () => void | Promise<void>> = { routes, noPermission };
+const modes: Record<string, () => void | Promise<void>> = { routes, routes6, noPermission };
 const mode = modes[process.argv[2] ?? ''];
 if (!mode) {
   process.stderr.write(`usage: routes-probe ${Object.keys(modes).join('|')}\n`);

@@ -51,6 +51,35 @@ test('the cluster network is routed into the TUN, replaced idempotently, and rem
   });
 });
 
+test('dual-stack: the TUN gets a /128 from the node\'s IPv6 subnet and the IPv6 cluster network, idempotently; the subnet stays on the bridge', async (t) => {
+  const ns = await testNamespace();
+  const result = await runProbe(ns, 'routes6');
+
+  await t.test('the address is the subnet\'s first one as a /128, usable at once, and giving it again keeps one', () => {
+    const expected = ['mfroute6 inet6 fd00:98:0:7::/128 scope global nodad valid_lft forever preferred_lft forever'];
+    assert.deepEqual(result.address, expected);
+    assert.deepEqual(result.addressAgain, expected);
+  });
+  await t.test('the IPv6 cluster network is routed into the TUN once, however often it is routed', () => {
+    assert.deepEqual(result.routes, ['fd00:98::/48 dev mfroute6 metric 1024 pref medium']);
+  });
+  await t.test('the node\'s own pods stay on the bridge (the longer prefix), other nodes\' pods go into the TUN, and the TUN\'s address is local', () => {
+    assert.deepEqual(result.via, { ownPod: 'mfbridge6', otherNodesPod: 'mfroute6', tunAddress: 'lo' });
+  });
+  await t.test('closing the TUN takes its IPv6 route with it', () => {
+    assert.deepEqual(result.afterClose, []);
+  });
+  await t.test('a device that does not exist: RouteError, ENODEV, for the route and for the address', () => {
+    for (const refusal of [result.missingRoute, result.missingAddress]) {
+      assert.equal(refusal.isRouteError, true);
+      assert.equal(refusal.code, 'ENODEV');
+      assert.equal(refusal.causeCode, 'ENODEV');
+    }
+    assert.equal(result.missingRoute.message, "ENODEV: routing fd00:98::/48 into 'mfnone': no interface 'mfnone' (No such device)");
+    assert.equal(result.missingAddress.message, "ENODEV: adding fd00:98:0:7::/128 to 'mfnone': no interface 'mfnone' (No such device)");
+  });
+});
+
 test('without CAP_NET_ADMIN the route error says so and nothing is routed', async () => {
   const ns = await testNamespace();
   const result = await runProbe(ns, 'noPermission', ['setpriv', '--bounding-set=-net_admin', '--inh-caps=-net_admin']);

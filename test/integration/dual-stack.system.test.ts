@@ -1,0 +1,137 @@
+// A dual-stack cluster end to end: Redis on the underlay, a network config
+// with an IPv6 network beside the IPv4 one set with the CLI, the real
+// miniflanneld on three nodes with a DaemonSet's flags, and pods made by the
+// real CNI plugins from the conflist each daemon wrote, each pod with one
+// address of each family. The underlay stays IPv4.
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { cidr6Contains, parseCidr6, parseIPv6 } from '../../daemon/net/ipv6.js';
+import { SANDBOX_REDIS_URL, type Pod, type Sandbox } from '../../lab/cluster.js';
+import { cliIn, leaseModeArgs, startDaemon, writtenConflist, type RunningDaemon } from '../../lab/daemon.js';
+import { run } from '../../lab/exec.js';
+import { createTestSandbox } from '../harness/namespaces.js';
+import { tcpTransfer } from '../harness/pod-traffic.js';
+
+const NETWORK = '10.244.0.0/16';
+const IPV6_NETWORK = 'fd00:10:244::/56';
+let sandbox: Sandbox;
+const daemons: RunningDaemon[] = [];
+const pods: Pod[] = [];
+
+const ping6 = (from: Pod, to: string, ...extra: string[]) => from.ns.exec(['ping', '-6', '-c', '2', '-i', '0.2', '-W', '2', ...extra, to]);
+
+before(async () => {
+  sandbox = await createTestSandbox(3);
+  await sandbox.startRedis({ persistence: true });
+  await cliIn(sandbox.underlay, ['config', 'init', '--network', NETWORK, '--ipv6-network', IPV6_NETWORK, '--redis-url', SANDBOX_REDIS_URL]);
+  for (const node of sandbox.nodes) {
+    daemons.push(await startDaemon(node, leaseModeArgs(node, SANDBOX_REDIS_URL)));
+    pods.push(await sandbox.addPod(node, await writtenConflist(node)));
+  }
+});
+
+after(async () => {
+  for (const daemon of daemons) await daemon.stop();
+  if (!sandbox) return;
+  const prefix = sandbox.underlay.name.replace(/ul$/, '');
+  await sandbox.destroy();
+  const left = (await run(['ip', 'netns', 'list'])).split('\n').filter((line) => line.startsWith(prefix));
+  assert.deepEqual(left, [], 'namespaces left behind');
+});
+
+/** The node's two subnets as its daemon reports them. */
+async function subnetsOf(daemon: RunningDaemon): Promise<{ subnet: string; subnet6: string }> {
+  const lease = (await daemon.status()).lease!;
+  assert.ok(lease.ipv6Subnet, `the daemon on ${daemon.node.ns.name} reports an IPv6 subnet`);
+  return { subnet: lease.subnet, subnet6: lease.ipv6Subnet };
+}
+
+test('every node holds an IPv6 subnet paired with its IPv4 one, and its pods get an address of each family', async () => {
+  const seen = new Set<string>();
+  for (const [i, node] of sandbox.nodes.entries()) {
+    const { subnet, subnet6 } = await subnetsOf(daemons[i]!);
+    const k = Number(subnet.split('.')[2]);
+    assert.equal(subnet6, `fd00:10:244:${k.toString(16)}::/64`, 'the k-th IPv4 subnet pairs with the k-th IPv6 subnet');
+    seen.add(subnet6);
+    const env = await readFile(path.join(node.workDir, 'run', 'subnet.env'), 'utf8');
+    assert.match(env, /^FLANNEL_NETWORK=10\.244\.0\.0\/16$/m);
+    assert.match(env, /^FLANNEL_IPV6_NETWORK=fd00:10:244::\/56$/m);
+    assert.match(env, new RegExp(`^FLANNEL_IPV6_SUBNET=fd00:10:244:${k.toString(16)}::1/64$`, 'm'));
+    const pod = pods[i]!;
+    assert.ok(pod.ip6, `pod on ${node.ns.name} got an IPv6 address`);
+    assert.ok(cidr6Contains(parseCidr6(subnet6), parseIPv6(pod.ip6)), `${pod.ip6} lies in ${subnet6}`);
+    const routes = await pod.ns.exec(['ip', '-6', 'route', 'show']);
+    assert.match(routes, /^fd00:10:244::\/56 via fd00:10:244:[0-9a-f]+::1 dev eth0/m, 'the pod routes the IPv6 cluster network via its bridge');
+    const tun = await node.ns.ip('-6', 'route', 'show', 'dev', 'flannel0');
+    assert.match(tun, /^fd00:10:244::\/56 /m, 'the node routes the IPv6 cluster network into the TUN');
+  }
+  assert.equal(seen.size, 3);
+});
+
+test('every pod pair pings over IPv4 and over IPv6', async () => {
+  for (const from of pods) {
+    for (const to of pods) {
+      if (from === to) continue;
+      await from.ns.exec(['ping', '-c', '2', '-i', '0.2', '-W', '2', to.ip]);
+      await ping6(from, to.ip6!);
+    }
+  }
+});
+
+test('a TCP transfer over IPv6 arrives with a matching SHA-256', async () => {
+  const [p1, p2, p3] = pods as [Pod, Pod, Pod];
+  for (const [from, to] of [[p1, p2], [p3, p1]] as const) {
+    const { sent, received } = await tcpTransfer(from, to, 16 * 1024 * 1024, 5012, to.ip6!);
+    assert.equal(received.bytes, 16 * 1024 * 1024);
+    assert.equal(received.sha256, sent.sha256, `${from.ip6} -> ${to.ip6}`);
+  }
+});
+
+test('an IPv6 destination no node leases gets ICMPv6 no route from the node', async () => {
+  const before = (await daemons[0]!.status()).counters!;
+  const outcome = await pods[0]!.ns.execForOutcome(['ping', '-6', '-c', '1', '-W', '2', 'fd00:10:244:ff::1']);
+  assert.notEqual(outcome.exitCode, 0);
+  assert.match(outcome.stdout, /From fd00:10:244:[0-9a-f]+::\S* icmp_seq=1 Destination unreachable: No route/);
+  const after = (await daemons[0]!.status()).counters!;
+  assert.ok(after.egressDrops['no-route'] > before.egressDrops['no-route']);
+  assert.ok(after.icmpErrorsSent > before.icmpErrorsSent);
+});
+
+test('a pod whose link is wider than the overlay learns the IPv6 path MTU, and its TCP transfer adapts', async () => {
+  const node = sandbox.nodes[0]!;
+  const conflist = await writtenConflist(node);
+  const wide = await sandbox.addPod(node, { ...conflist, plugins: conflist.plugins.map((p: { type: string }) => (p.type === 'bridge' ? { ...p, mtu: 1500 } : p)) });
+  try {
+    const target = pods[1]!;
+    const big = await wide.ns.execForOutcome(['ping', '-6', '-c', '1', '-W', '2', '-M', 'do', '-s', String(1500 - 48), target.ip6!]);
+    assert.notEqual(big.exitCode, 0);
+    assert.match(big.stdout + big.stderr, /Packet too big: mtu=1472|mtu=1472|message too long, mtu: 1472/i);
+    const { sent, received } = await tcpTransfer(wide, target, 4 * 1024 * 1024, 5013, target.ip6!);
+    assert.equal(received.sha256, sent.sha256);
+    assert.match(await wide.ns.exec(['ip', '-6', 'route', 'get', target.ip6!]), /mtu 1472/, 'the pod cached the path MTU');
+  } finally {
+    await sandbox.removePod(wide);
+  }
+});
+
+test('lease list shows both subnets of every node', async () => {
+  const listing = JSON.parse(await cliIn(sandbox.underlay, ['lease', 'list', '--json', '--redis-url', SANDBOX_REDIS_URL]));
+  const leases: Array<{ subnet: string; ipv6Subnet: string }> = Array.isArray(listing) ? listing : listing.leases;
+  const expected = await Promise.all(daemons.map((d) => subnetsOf(d)));
+  assert.deepEqual(
+    leases.map((l) => `${l.subnet} ${l.ipv6Subnet}`).sort(),
+    expected.map((e) => `${e.subnet} ${e.subnet6}`).sort(),
+  );
+});
+
+test('with --ip-masq, IPv6 traffic leaving the IPv6 cluster network is masqueraded, and stopping the daemon removes the rules', async () => {
+  const node = sandbox.nodes[2]!;
+  const rules = await node.ns.exec(['ip6tables', '-t', 'nat', '-S']);
+  assert.match(rules, /-s fd00:10:244::\/56 -d fd00:10:244::\/56 .*-j RETURN/);
+  assert.match(rules, /-s fd00:10:244::\/56 .*-j MASQUERADE/);
+  assert.equal(await daemons[2]!.stop(), 0);
+  assert.doesNotMatch(await node.ns.exec(['ip6tables', '-t', 'nat', '-S']), /MINIFLANNEL/);
+  assert.doesNotMatch(await node.ns.ip('link', 'show'), /flannel0/);
+});
