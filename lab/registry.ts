@@ -17,7 +17,7 @@ export interface SandboxRecord {
   redisUrl: string;
   underlayNamespace: string;
   logDir: string;
-  nodes: { namespace: string; underlayIp: string; subnet: string; healthz: string; pod: { namespace: string; ip: string } }[];
+  nodes: { namespace: string; underlayIp: string; subnet: string; ipv6Subnet: string; healthz: string; pod: { namespace: string; ip: string; ip6: string } }[];
 }
 
 const fileOf = (pid: number) => path.join(REGISTRY_DIR, `${pid}.json`);

@@ -23,8 +23,9 @@ async function recordOf(overlay: Overlay, workDir: string): Promise<SandboxRecor
       namespace: pod.node.ns.name,
       underlayIp: pod.node.underlayIp,
       subnet: status.lease!.subnet,
+      ipv6Subnet: status.lease!.ipv6Subnet!,
       healthz: `http://${pod.node.underlayIp}:${HEALTHZ_PORT}`,
-      pod: { namespace: pod.ns.name, ip: pod.ip },
+      pod: { namespace: pod.ns.name, ip: pod.ip, ip6: pod.ip6! },
     });
   }
   return { pid: process.pid, startedAt: new Date().toISOString(), redisUrl: SANDBOX_REDIS_URL, underlayNamespace: overlay.sandbox.underlay.name, logDir: workDir, nodes };
@@ -32,13 +33,17 @@ async function recordOf(overlay: Overlay, workDir: string): Promise<SandboxRecor
 
 async function demonstrate(overlay: Overlay, record: SandboxRecord): Promise<void> {
   say('');
-  for (const node of record.nodes) say(`  node ${node.namespace}  underlay ${node.underlayIp}  subnet ${node.subnet}  pod ${node.pod.ip}`);
-  say('\npod-to-pod traffic across nodes (ping through miniflannel):');
+  for (const node of record.nodes) say(`  node ${node.namespace}  underlay ${node.underlayIp}  subnets ${node.subnet} ${node.ipv6Subnet}  pod ${node.pod.ip} ${node.pod.ip6}`);
+  say('\npod-to-pod traffic across nodes, IPv4 and IPv6 (ping through miniflannel):');
   for (const from of overlay.pods) {
     for (const to of overlay.pods) {
       if (from === to) continue;
-      const out = await from.ns.exec(['ping', '-c', '1', '-W', '2', to.ip]);
-      say(`  ${from.ip} -> ${to.ip}  ok  ${/time=([\d.]+ ms)/.exec(out)?.[1] ?? '?'}`);
+      const pairs: Array<[string, string]> = [[from.ip, to.ip], [from.ip6!, to.ip6!]];
+      for (const [source, destination] of pairs) {
+        // -w: a pod's first IPv6 packet may wait for its bridge's gateway address to finish duplicate address detection.
+        const out = await from.ns.exec(['ping', '-c', '1', '-w', '5', destination]);
+        say(`  ${source} -> ${destination}  ok  ${/time=([\d.]+ ms)/.exec(out)?.[1] ?? '?'}`);
+      }
     }
   }
   say('\nminiflannel lease list:');
@@ -50,7 +55,7 @@ async function demonstrate(overlay: Overlay, record: SandboxRecord): Promise<voi
   say(`  status:  ip netns exec ${first!.namespace} ${cli} status --daemon ${first!.healthz}`);
   say(`  leases:  ip netns exec ${record.underlayNamespace} ${cli} lease list --watch --redis-url ${record.redisUrl}`);
   say(`  logs:    ${overlay.daemons.map((d) => d.logFile).join('\n           ')}`);
-  say(`  a pod:   ip netns exec ${first!.pod.namespace} ping ${second!.pod.ip}`);
+  say(`  a pod:   ip netns exec ${first!.pod.namespace} ping ${second!.pod.ip}   (or ${second!.pod.ip6})`);
   say(`  scripts: ${cli} sandbox status | down`);
 }
 
@@ -58,8 +63,8 @@ async function up(opts: { nodes: number; exit?: boolean }): Promise<void> {
   await removeStaleNamespaces();
   const workDir = await mkdtemp(path.join(tmpdir(), 'miniflannel-sandbox-'));
   say(`building ${opts.nodes} nodes on the 198.18.0.0/24 underlay with Redis at ${SANDBOX_REDIS_URL},`);
-  say('setting the network config with `miniflannel config init`, then one miniflanneld and one pod per node ...');
-  const overlay = await leaseOverlay({ workDir, prefix: `${runPrefix()}sb`, nodes: opts.nodes });
+  say('setting a dual-stack network config with `miniflannel config init`, then one miniflanneld and one pod per node ...');
+  const overlay = await leaseOverlay({ workDir, prefix: `${runPrefix()}sb`, nodes: opts.nodes, dualStack: true });
   let stopping: Promise<void> | undefined;
   const teardown = () =>
     (stopping ??= (async () => {
@@ -119,7 +124,7 @@ async function status(json: boolean): Promise<void> {
   for (const record of report) {
     say(`sandbox pid ${record.pid}, up since ${record.startedAt}, Redis ${record.redisUrl} in ${record.underlayNamespace}`);
     for (const node of record.nodes) {
-      say(`  node ${node.namespace}  underlay ${node.underlayIp}  subnet ${node.subnet}  pod ${node.pod.ip}  ${node.ready ? 'ready' : 'NOT READY'}`);
+      say(`  node ${node.namespace}  underlay ${node.underlayIp}  subnets ${node.subnet} ${node.ipv6Subnet}  pod ${node.pod.ip} ${node.pod.ip6}  ${node.ready ? 'ready' : 'NOT READY'}`);
     }
   }
 }

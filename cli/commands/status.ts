@@ -92,6 +92,7 @@ function render(out: Output, label: string, doc: ReportedStatus): void {
     ['Public IP', text(node.publicIp)],
     ['Subnet', text(node.subnet)],
     ['Network', text(node.network)],
+    ...(node.ipv6Subnet === undefined ? [] : ([['IPv6 subnet', text(node.ipv6Subnet)], ['IPv6 network', text(node.ipv6Network)]] as const)),
     ['TUN', tun],
   ], '  '));
 
@@ -110,7 +111,9 @@ function render(out: Output, label: string, doc: ReportedStatus): void {
     out.line(section('Lease'));
     out.line(out.fields([
       ['Subnet', text(lease.subnet)],
+      ...(lease.ipv6Subnet === undefined ? [] : ([['IPv6 subnet', text(lease.ipv6Subnet)]] as const)),
       ['Public IP', text(lease.publicIP)],
+      ...(lease.publicIPv6 === undefined ? [] : ([['Public IPv6', text(lease.publicIPv6)]] as const)),
       ['Node', text(lease.nodeName) || '-'],
       ['Expires', expires],
     ], '  '));
@@ -128,7 +131,10 @@ function render(out: Output, label: string, doc: ReportedStatus): void {
   const peers = doc.peers ?? [];
   out.line(section(`Peers (${peers.length})`));
   if (peers.length > 0) {
-    out.line(out.table(['SUBNET', 'ENDPOINT'], peers.map((p) => [text(p.subnet), text(p.endpoint)])).replace(/^/gm, '  '));
+    const table = peers.some((p) => p.ipv6Subnet !== undefined)
+      ? out.table(['SUBNET', 'IPV6 SUBNET', 'ENDPOINT'], peers.map((p) => [text(p.subnet), text(p.ipv6Subnet) || '-', text(p.endpoint)]))
+      : out.table(['SUBNET', 'ENDPOINT'], peers.map((p) => [text(p.subnet), text(p.endpoint)]));
+    out.line(table.replace(/^/gm, '  '));
   }
 
   const counters = doc.counters;

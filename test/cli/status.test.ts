@@ -39,6 +39,17 @@ const STATUS = {
   uptimeSeconds: 3725,
 };
 
+/** A dual-stack node: the IPv6 fields appear beside the IPv4 ones. */
+const DUAL_STACK_STATUS = {
+  ...STATUS,
+  node: { ...STATUS.node, ipv6Subnet: 'fd00:10:244:3::/64', ipv6Network: 'fd00:10:244::/56' },
+  lease: { ...STATUS.lease, ipv6Subnet: 'fd00:10:244:3::/64', publicIPv6: '2001:2::2' },
+  peers: [
+    { subnet: '10.244.1.0/24', ipv6Subnet: 'fd00:10:244:1::/64', endpoint: '198.18.0.1:8285' },
+    { subnet: '10.244.7.0/24', endpoint: '198.18.0.3:8285' },
+  ],
+};
+
 /** The shape before the daemon reported its lease and store: they must be optional. */
 const OLDER_STATUS = { node: STATUS.node, peers: [], counters: STATUS.counters, uptimeSeconds: 59 };
 
@@ -54,6 +65,8 @@ before(async () => {
     switch (req.url) {
       case '/status':
         return send(200, JSON.stringify(STATUS));
+      case '/dual/status':
+        return send(200, JSON.stringify(DUAL_STACK_STATUS));
       case '/older/status':
         return send(200, JSON.stringify(OLDER_STATUS));
       case '/misshapen/status':
@@ -94,6 +107,15 @@ describe('status', () => {
     // Only the reasons that dropped something.
     assert.match(out, /^Drops\n {2}egress no-route:\s+2\n {2}egress too-big:\s+1\n {2}ingress unknown-sender:\s+1$/m);
     assert.doesNotMatch(out, /not-ipv4|spoofed-source/);
+  });
+
+  it("shows a dual-stack node's IPv6 subnets, its IPv6 network and its public IPv6", async () => {
+    const result = await runCli(['status', '--daemon', `${base}/dual`]);
+    assert.equal(result.code, 0, result.stderr);
+    const out = result.stdout;
+    assert.match(out, /^Node\n {2}Public IP:\s+198\.18\.0\.2\n {2}Subnet:\s+10\.244\.3\.0\/24\n {2}Network:\s+10\.244\.0\.0\/16\n {2}IPv6 subnet:\s+fd00:10:244:3::\/64\n {2}IPv6 network:\s+fd00:10:244::\/56\n {2}TUN:/m);
+    assert.match(out, /^Lease\n {2}Subnet:\s+10\.244\.3\.0\/24\n {2}IPv6 subnet:\s+fd00:10:244:3::\/64\n {2}Public IP:\s+198\.18\.0\.2\n {2}Public IPv6:\s+2001:2::2\n {2}Node:/m);
+    assert.match(out, /^Peers \(2\)\n {2}SUBNET\s+IPV6 SUBNET\s+ENDPOINT\n {2}10\.244\.1\.0\/24\s+fd00:10:244:1::\/64\s+198\.18\.0\.1:8285\n {2}10\.244\.7\.0\/24\s+-\s+198\.18\.0\.3:8285$/m);
   });
 
   it('prints the status document as JSON, with the daemon URL first', async () => {

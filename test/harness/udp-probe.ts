@@ -1,5 +1,6 @@
 // A UDP end for the tests, run inside a namespace:
-//   listen <ip> <port>                       prints "listening", then each payload as one JSON line
+//   listen <ip> <port> [hex]                 prints "listening", then each payload as one JSON line
+//                                            (a string; with "hex", the bytes in hex, then the sender)
 //   send <bind-ip> <bind-port> <ip> <port> <hex>...   sends each hex payload as one datagram
 import dgram from 'node:dgram';
 
@@ -7,8 +8,10 @@ const [mode, ...args] = process.argv.slice(2);
 const socket = dgram.createSocket('udp4');
 
 if (mode === 'listen') {
-  const [ip, port] = args;
-  socket.on('message', (message) => process.stdout.write(`${JSON.stringify(message.toString())}\n`));
+  const [ip, port, encoding] = args;
+  socket.on('message', (message, from) =>
+    process.stdout.write(`${JSON.stringify(encoding === 'hex' ? { hex: message.toString('hex'), from: `${from.address}:${from.port}` } : message.toString())}\n`),
+  );
   socket.bind(Number(port), ip, () => process.stdout.write('listening\n'));
 } else if (mode === 'send') {
   const [bindIp, bindPort, ip, port, ...payloads] = args;
@@ -19,6 +22,6 @@ if (mode === 'listen') {
     socket.close();
   });
 } else {
-  process.stderr.write('usage: udp-probe listen <ip> <port> | send <bind-ip> <bind-port> <ip> <port> <hex>...\n');
+  process.stderr.write('usage: udp-probe listen <ip> <port> [hex] | send <bind-ip> <bind-port> <ip> <port> <hex>...\n');
   process.exit(2);
 }

@@ -7,12 +7,16 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
+import { createInterface } from 'node:readline';
+import { formatIPv4 } from '../../daemon/net/ipv4.js';
 import { cidr6Contains, parseCidr6, parseIPv6 } from '../../daemon/net/ipv6.js';
 import { SANDBOX_REDIS_URL, type Pod, type Sandbox } from '../../lab/cluster.js';
-import { cliIn, leaseModeArgs, startDaemon, writtenConflist, type RunningDaemon } from '../../lab/daemon.js';
-import { run } from '../../lab/exec.js';
+import { cliIn, leaseModeArgs, startDaemon, waitFor, writtenConflist, type RunningDaemon } from '../../lab/daemon.js';
+import { run, stopProcess } from '../../lab/exec.js';
 import { createTestSandbox } from '../harness/namespaces.js';
-import { tcpTransfer } from '../harness/pod-traffic.js';
+import { ipv4Packet, udpPayload } from '../harness/packets.js';
+import { compiledTest } from '../harness/paths.js';
+import { listenUdp, sendDatagrams, tcpTransfer } from '../harness/pod-traffic.js';
 
 const NETWORK = '10.244.0.0/16';
 const IPV6_NETWORK = 'fd00:10:244::/56';
@@ -124,6 +128,44 @@ test('lease list shows both subnets of every node', async () => {
     leases.map((l) => `${l.subnet} ${l.ipv6Subnet}`).sort(),
     expected.map((e) => `${e.subnet} ${e.subnet6}`).sort(),
   );
+});
+
+test('a node that speaks flannel\'s IPv4 wire format interoperates unchanged: bare IPv4 packets in datagrams, both ways', async () => {
+  // Node 4 runs no daemon: the test speaks for it with hand-made datagrams, as flannel's UDP backend would send them.
+  const flannelNode = await sandbox.addNode();
+  const flannelSubnet = '10.244.250.0/24';
+  await cliIn(sandbox.underlay, ['lease', 'reserve', flannelSubnet, '--public-ip', flannelNode.underlayIp, '--node', 'flannel-node', '--redis-url', SANDBOX_REDIS_URL]);
+  const [node1, pod1] = [sandbox.nodes[0]!, pods[0]!];
+  await waitFor('node 1 to route to the flannel node', async () => (await daemons[0]!.status()).peers.some((p) => p.subnet === flannelSubnet));
+
+  // miniflannel -> flannel: the datagram is the bare IPv4 packet, sent from port 8285 to port 8285.
+  const wire = flannelNode.ns.spawn([process.execPath, compiledTest('harness/udp-probe.js'), 'listen', flannelNode.underlayIp, '8285', 'hex']);
+  try {
+    const lines = createInterface({ input: wire.stdout! })[Symbol.asyncIterator]();
+    assert.equal((await lines.next()).value, 'listening');
+    await pod1.ns.exec([process.execPath, '-e', `const s = require('dgram').createSocket('udp4'); s.send('to-flannel', 7000, '10.244.250.5', () => s.close())`]);
+    const { hex, from } = JSON.parse((await lines.next()).value) as { hex: string; from: string };
+    const packet = Buffer.from(hex, 'hex');
+    assert.equal(from, `${node1.underlayIp}:8285`);
+    assert.equal(packet[0], 0x45, 'an IPv4 header with no options, nothing before it');
+    assert.equal(packet.readUInt16BE(2), packet.length, 'the datagram is exactly the packet');
+    assert.equal(packet[9], 17);
+    assert.equal(formatIPv4(packet.readUInt32BE(12)), pod1.ip);
+    assert.equal(formatIPv4(packet.readUInt32BE(16)), '10.244.250.5');
+    assert.equal(packet.subarray(28).toString(), 'to-flannel');
+  } finally {
+    await stopProcess(wire);
+  }
+
+  // flannel -> miniflannel: a bare IPv4 packet from the flannel node's subnet reaches the pod.
+  const listener = await listenUdp(pod1, 6001);
+  try {
+    const inner = ipv4Packet({ source: '10.244.250.5', destination: pod1.ip, payload: udpPayload('from-flannel', 7000, 6001) });
+    await sendDatagrams(flannelNode, 8285, { ip: node1.underlayIp, port: 8285 }, [inner.toString('hex')]);
+    await waitFor('the datagram from the flannel node', async () => listener.received.includes('from-flannel'));
+  } finally {
+    await listener.stop();
+  }
 });
 
 test('with --ip-masq, IPv6 traffic leaving the IPv6 cluster network is masqueraded, and stopping the daemon removes the rules', async () => {

@@ -24,15 +24,17 @@ describe('sandbox up --detach, status, down', () => {
     assert.equal(started.exitCode, 0, started.stderr);
     assert.ok(upPid > 0 && alive(upPid), started.stdout);
     assert.match(started.stdout, /10\.244\.\d+\.2 -> 10\.244\.\d+\.2 {2}ok/);
-    assert.match(started.stdout, /SUBNET\s+PUBLIC IP\s+NODE/);
+    assert.match(started.stdout, /fd00:10:244:[0-9a-f]+::2 -> fd00:10:244:[0-9a-f]+::2 {2}ok/, 'the sandbox is dual-stack');
+    assert.match(started.stdout, /SUBNET\s+IPV6 SUBNET\s+PUBLIC IP\s+PUBLIC IPV6\s+NODE/);
 
     const status = await cli('status', '--json');
     assert.equal(status.exitCode, 0, status.stderr);
-    const mine = (JSON.parse(status.stdout) as { pid: number; nodes: { ready: boolean; subnet: string }[] }[]).find((s) => s.pid === upPid);
+    const mine = (JSON.parse(status.stdout) as { pid: number; nodes: { ready: boolean; subnet: string; ipv6Subnet: string }[] }[]).find((s) => s.pid === upPid);
     assert.ok(mine, status.stdout);
     assert.equal(mine.nodes.length, 2);
     assert.ok(mine.nodes.every((node) => node.ready), status.stdout);
     assert.notEqual(mine.nodes[0]!.subnet, mine.nodes[1]!.subnet);
+    assert.notEqual(mine.nodes[0]!.ipv6Subnet, mine.nodes[1]!.ipv6Subnet);
     assert.ok((await namespacesOf(upPid)).length >= 5, 'underlay, two nodes and two pods');
 
     const stopped = await cli('down', '--pid', String(upPid));
