@@ -164,6 +164,28 @@ unsigned IPv6Arguments(const Napi::CallbackInfo& info, const char* usage, Descri
   return InterfaceIndex(env, name, *what);
 }
 
+// RTM_NEWROUTE (create | replace) { RTA_DST: network, RTA_OIF: ifindex }: a
+// unicast route through the device in the main table, as `ip route replace`
+// makes it. Throws the kernel's refusal.
+void ReplaceDeviceRoute(Napi::Env env, unsigned char family, const void* network, size_t network_size, uint32_t prefix,
+                        unsigned char scope, unsigned ifindex, const std::string& what) {
+  Request request(RTM_NEWROUTE, NLM_F_CREATE | NLM_F_REPLACE, sizeof(rtmsg));
+  auto* fixed = request.fixed<rtmsg>();
+  fixed->rtm_family = family;
+  fixed->rtm_dst_len = static_cast<unsigned char>(prefix);
+  fixed->rtm_table = RT_TABLE_MAIN;
+  fixed->rtm_protocol = RTPROT_BOOT;
+  fixed->rtm_scope = scope;
+  fixed->rtm_type = RTN_UNICAST;
+  request.Put(RTA_DST, network, network_size);
+  uint32_t oif = ifindex;
+  request.Put(RTA_OIF, &oif, sizeof(oif));
+  std::string detail;
+  if (int err = request.Send(&detail)) {
+    ThrowRefusal(env, err, what, detail);
+  }
+}
+
 }  // namespace
 
 // RTM_SETLINK { IFLA_AF_SPEC { AF_INET { IFLA_INET_CONF { setting: value } } } }
@@ -197,8 +219,7 @@ Napi::Value SetIPv4DevConf(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
-// RTM_NEWROUTE (create | replace) { RTA_DST: network, RTA_OIF: ifindex }, a
-// link-scope unicast route in the main table, as `ip route replace` makes it.
+// A link-scope IPv4 route into the device.
 Napi::Value ReplaceRoute(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 3 || !info[0].IsString() || !info[1].IsNumber() || !info[2].IsNumber()) {
@@ -217,28 +238,12 @@ Napi::Value ReplaceRoute(const Napi::CallbackInfo& info) {
   }
   unsigned ifindex = InterfaceIndex(env, name, what);
   if (ifindex == 0) return env.Undefined();
-
-  Request request(RTM_NEWROUTE, NLM_F_CREATE | NLM_F_REPLACE, sizeof(rtmsg));
-  auto* fixed = request.fixed<rtmsg>();
-  fixed->rtm_family = AF_INET;
-  fixed->rtm_dst_len = static_cast<unsigned char>(prefix);
-  fixed->rtm_table = RT_TABLE_MAIN;
-  fixed->rtm_protocol = RTPROT_BOOT;
-  fixed->rtm_scope = RT_SCOPE_LINK;
-  fixed->rtm_type = RTN_UNICAST;
-  request.Put(RTA_DST, &network, sizeof(network));
-  uint32_t oif = ifindex;
-  request.Put(RTA_OIF, &oif, sizeof(oif));
-  std::string detail;
-  if (int err = request.Send(&detail)) {
-    ThrowRefusal(env, err, what, detail);
-  }
+  ReplaceDeviceRoute(env, AF_INET, &network, sizeof(network), prefix, RT_SCOPE_LINK, ifindex, what);
   return env.Undefined();
 }
 
-// RTM_NEWROUTE (create | replace) { RTA_DST: network, RTA_OIF: ifindex } for
-// AF_INET6. Universe scope, as `ip -6 route` makes it: IPv6 routes have no
-// link scope of their own.
+// An IPv6 route into the device. Universe scope, as `ip -6 route` makes it:
+// IPv6 routes have no link scope of their own.
 Napi::Value ReplaceRoute6(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   in6_addr network;
@@ -249,22 +254,7 @@ Napi::Value ReplaceRoute6(const Napi::CallbackInfo& info) {
       [](const std::string& block, const std::string& name) { return "routing " + block + " into '" + name + "'"; },
       &network, &prefix, &what);
   if (ifindex == 0) return env.Undefined();
-
-  Request request(RTM_NEWROUTE, NLM_F_CREATE | NLM_F_REPLACE, sizeof(rtmsg));
-  auto* fixed = request.fixed<rtmsg>();
-  fixed->rtm_family = AF_INET6;
-  fixed->rtm_dst_len = static_cast<unsigned char>(prefix);
-  fixed->rtm_table = RT_TABLE_MAIN;
-  fixed->rtm_protocol = RTPROT_BOOT;
-  fixed->rtm_scope = RT_SCOPE_UNIVERSE;
-  fixed->rtm_type = RTN_UNICAST;
-  request.Put(RTA_DST, &network, sizeof(network));
-  uint32_t oif = ifindex;
-  request.Put(RTA_OIF, &oif, sizeof(oif));
-  std::string detail;
-  if (int err = request.Send(&detail)) {
-    ThrowRefusal(env, err, what, detail);
-  }
+  ReplaceDeviceRoute(env, AF_INET6, &network, sizeof(network), prefix, RT_SCOPE_UNIVERSE, ifindex, what);
   return env.Undefined();
 }
 

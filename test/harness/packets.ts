@@ -119,3 +119,18 @@ export function udpPayload(text: string, sourcePort: number, destinationPort: nu
   body.copy(udp, 8);
   return udp;
 }
+
+/** Packs packets into one buffer (with gaps, as a receive arena has) for joinPackets. */
+export function arena(packets: Buffer[]): { buffer: Buffer; offsets: Uint32Array; lengths: Uint32Array; count: number } {
+  const offsets = new Uint32Array(packets.length);
+  const lengths = new Uint32Array(packets.length);
+  let at = 0;
+  packets.forEach((p, i) => {
+    offsets[i] = at + 3;
+    lengths[i] = p.length;
+    at += p.length + 3;
+  });
+  const buffer = Buffer.alloc(at + 3);
+  packets.forEach((p, i) => p.copy(buffer, offsets[i]));
+  return { buffer, offsets, lengths, count: packets.length };
+}

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { loadNative } from '../../daemon/native.js';
 import { internetChecksum } from '../../daemon/dataplane/ipv4-packet.js';
-import { tcpPacket, transportChecksum, vnetFrame, ipv4Packet } from '../harness/packets.js';
+import { arena, ipv4Packet, tcpPacket, transportChecksum, vnetFrame } from '../harness/packets.js';
 
 const { segmentFrame, joinPackets } = loadNative();
 const NEEDS_CSUM = 1;
@@ -71,21 +71,6 @@ test('frames the cutter cannot honour are refused, not guessed at', () => {
   assert.equal(segmentFrame(vnetFrame({ gsoType: GSO_TCPV4, gsoSize: 1480 }, tcp), 1500), null, 'segments larger than a slot');
   assert.equal(segmentFrame(vnetFrame({ flags: NEEDS_CSUM, csumStart: 3050, csumOffset: 6 }, tcp), 3100), null, 'checksum field past the end');
 });
-
-/** Packs packets into one buffer (with gaps, as a receive arena has) for joinPackets. */
-function arena(packets: Buffer[]): { buffer: Buffer; offsets: Uint32Array; lengths: Uint32Array; count: number } {
-  const offsets = new Uint32Array(packets.length);
-  const lengths = new Uint32Array(packets.length);
-  let at = 0;
-  packets.forEach((p, i) => {
-    offsets[i] = at + 3;
-    lengths[i] = p.length;
-    at += p.length + 3;
-  });
-  const buffer = Buffer.alloc(at + 3);
-  packets.forEach((p, i) => p.copy(buffer, offsets[i]));
-  return { buffer, offsets, lengths, count: packets.length };
-}
 
 const flow = (seq: number, payload: number, extra: Partial<Parameters<typeof tcpPacket>[0]> = {}) =>
   tcpPacket({ source: '10.244.2.2', destination: '10.244.1.2', seq, options: timestamps, payload: Buffer.alloc(payload, seq & 255), id: 100 + Math.floor(seq / 1000), ...extra });

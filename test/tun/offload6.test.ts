@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { loadNative } from '../../daemon/native.js';
 import { internetChecksum } from '../../daemon/dataplane/ipv4-packet.js';
-import { tcpPacket, vnetFrame } from '../harness/packets.js';
+import { arena, tcpPacket, vnetFrame } from '../harness/packets.js';
 import { EXT_HOP_BY_HOP, PROTO_TCP, ipv6Packet, optionsHeader, udp6 } from '../dataplane/ipv6-packets.js';
 
 const { segmentFrame, joinPackets } = loadNative();
@@ -147,21 +147,6 @@ test('TCPv6 frames the cutter cannot honour are refused, not guessed at', () => 
   assert.equal(segmentFrame(tcpv6Frame(tcp, 0), 1400), null, 'gso_size 0');
   assert.equal(segmentFrame(tcpv6Frame(tcp, 1340), 1400), null, 'segments larger than a slot');
 });
-
-/** Packs packets into one buffer (with gaps, as a receive arena has) for joinPackets. */
-function arena(packets: Buffer[]): { buffer: Buffer; offsets: Uint32Array; lengths: Uint32Array; count: number } {
-  const offsets = new Uint32Array(packets.length);
-  const lengths = new Uint32Array(packets.length);
-  let at = 0;
-  packets.forEach((p, i) => {
-    offsets[i] = at + 3;
-    lengths[i] = p.length;
-    at += p.length + 3;
-  });
-  const buffer = Buffer.alloc(at + 3);
-  packets.forEach((p, i) => p.copy(buffer, offsets[i]));
-  return { buffer, offsets, lengths, count: packets.length };
-}
 
 const flow = (seq: number, payload: number, extra: Partial<Tcp6Spec> = {}) => tcp6({ seq, payload: Buffer.alloc(payload, seq & 255), ...extra });
 
