@@ -8,13 +8,13 @@
 
 import { readFile } from 'node:fs/promises';
 import { Command } from 'commander';
-import { ConfigError, ConfigMissingError, layoutChangeUnderLeases, parseNetworkConfig, toNetConf, type ConfigWriteOptions, type NetworkConfig, type SubnetManager } from '../../daemon/lease/index.js';
-import { examples, outputOf, settingsOf } from '../conventions.js';
+import { ConfigError, ConfigMissingError, layoutChangeUnderLeases, parseNetworkConfig, toNetConf, type ConfigWriteOptions, type EffectiveNetConf, type NetworkConfig, type SubnetManager } from '../../daemon/lease/index.js';
+import { examples, outputOf, positiveInteger, settingsOf } from '../conventions.js';
 import { InputError, reasonOf, RefusedError, UsageError } from '../errors.js';
 import type { Output } from '../output.js';
 import { withStore } from '../store.js';
 
-type NetConfForm = ReturnType<typeof toNetConf>;
+type NetConfForm = EffectiveNetConf;
 
 type FieldValue = string | number | boolean;
 
@@ -158,14 +158,19 @@ async function set(command: Command, opts: { file?: string; force?: boolean; dry
 const INIT_FLAGS: Readonly<Record<string, string>> = {
   Network: '--network',
   IPv6Network: '--ipv6-network',
-  // init leaves IPv6SubnetLen at its default, so a pairing that does not fit is the IPv6 network's to fix.
-  IPv6SubnetLen: '--ipv6-network',
+  IPv6SubnetLen: '--ipv6-subnet-len',
 };
 
-async function init(command: Command, opts: { network: string; ipv6Network?: string; force?: boolean }): Promise<void> {
+type InitOptions = { network: string; ipv6Network?: string; ipv6SubnetLen?: number; force?: boolean };
+
+async function init(command: Command, opts: InitOptions): Promise<void> {
   const out = outputOf(command);
+  if (opts.ipv6SubnetLen !== undefined && opts.ipv6Network === undefined) throw new UsageError('--ipv6-subnet-len: it applies only with --ipv6-network');
   // flannel's defaults are left implicit, as flannel does, so they follow the Network.
-  const ipv6 = opts.ipv6Network === undefined ? {} : { EnableIPv6: true, IPv6Network: opts.ipv6Network };
+  const ipv6 =
+    opts.ipv6Network === undefined
+      ? {}
+      : { EnableIPv6: true, IPv6Network: opts.ipv6Network, ...(opts.ipv6SubnetLen === undefined ? {} : { IPv6SubnetLen: opts.ipv6SubnetLen }) };
   const text = JSON.stringify({ Network: opts.network, ...ipv6, Backend: { Type: 'udp' } });
   try {
     parseNetworkConfig(text);
@@ -220,9 +225,10 @@ export function configCommand(): Command {
     .description("store a network config with flannel's defaults: /24 per node (smaller networks: four subnets), UDP port 8285")
     .requiredOption('--network <cidr>', 'the overlay network, e.g. 10.244.0.0/16')
     .option('--ipv6-network <cidr>', "also give each node an IPv6 subnet (/64) of this network, paired with its IPv4 one (EnableIPv6), e.g. fd00:10:244::/48")
+    .option('--ipv6-subnet-len <n>', "with --ipv6-network: each node's IPv6 prefix length instead of 64 (IPv6SubnetLen)", positiveInteger)
     .option('--force', 'replace an existing config (and change the subnet layout even though leases exist)')
     .addHelpText('after', examples('miniflannel config init --network 10.244.0.0/16', 'miniflannel config init --network 10.244.0.0/16 --ipv6-network fd00:10:244::/48'))
-    .action((opts: { network: string; ipv6Network?: string; force?: boolean }, command: Command) => init(command, opts));
+    .action((opts: InitOptions, command: Command) => init(command, opts));
 
   return config;
 }

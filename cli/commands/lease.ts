@@ -131,8 +131,11 @@ export function parseSubnetSpec(text: string): SubnetSpec {
 export function ipv4SubnetOfSpec(spec: SubnetSpec, config: NetworkConfig | undefined): Cidr {
   const { ipv4, ipv6 } = spec;
   if (ipv6 === undefined) return ipv4!;
-  const layout = config?.ipv6;
-  if (config === undefined || layout === undefined) {
+  if (config === undefined) {
+    throw new UsageError(`subnet ${formatCidr6(ipv6)} is IPv6, and no valid network config is stored to pair it with an IPv4 subnet: name the IPv4 subnet, or store a config with \`miniflannel config set\``);
+  }
+  const layout = config.ipv6;
+  if (layout === undefined) {
     throw new UsageError(`subnet ${formatCidr6(ipv6)} is IPv6, but the network config has no IPv6Network (EnableIPv6 is off): name the IPv4 subnet`);
   }
   const pairOf6 = ipv4SubnetOf(config, ipv6);
@@ -226,7 +229,7 @@ async function list(command: Command, watch: boolean): Promise<void> {
 }
 
 /** Room for the widest event, subnet and address, so rows printed one at a time stay aligned. */
-const WATCH_MIN_WIDTHS: Readonly<Record<string, number>> = { EVENT: 8, SUBNET: 18, 'IPV6 SUBNET': 22, 'PUBLIC IP': 15, 'PUBLIC IPV6': 15, NODE: 12, BACKEND: 9 };
+const WATCH_MIN_WIDTHS: Readonly<Record<string, number>> = { EVENT: 8, SUBNET: 18, 'IPV6 SUBNET': 22, 'PUBLIC IP': 15, 'PUBLIC IPV6': 39, NODE: 12, BACKEND: 9 };
 
 type ChangeEvent = Extract<WatchEvent, { lease: Lease }>;
 
@@ -244,8 +247,10 @@ function writtenAt(seq: string): number {
   return Number(seq.slice(0, seq.indexOf('-'))) || 0;
 }
 
-/** Prints the snapshot, then every change, until SIGINT or SIGTERM (exit 0) or until the store fails (exit 1). */
-/** The columns follow the config read when the watch starts; a later change of it shows as a `config` event. */
+/**
+ * Prints the snapshot, then every change, until SIGINT or SIGTERM (exit 0) or until the store fails (exit 1).
+ * The columns follow the config read when the watch starts; a later change of it shows as a `config` event.
+ */
 async function watchLeases(store: SubnetManager, out: Output, config: NetworkConfig | undefined): Promise<void> {
   const watch = store.watchLeases();
   const stop = (): void => void watch.close();

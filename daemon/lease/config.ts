@@ -22,8 +22,11 @@ import {
 } from '../net/ipv4.js';
 import {
   cidr6Contains,
+  cidr6Overlaps,
   formatCidr6,
   formatIPv6,
+  maskWord,
+  networkOf6,
   nthSubnet6,
   parseCidr6,
   parseIPv6,
@@ -255,6 +258,13 @@ function parseSwitch(doc: Record<string, unknown>, field: 'EnableIPv4' | 'Enable
   return value;
 }
 
+/** Blocks whose addresses never cross the overlay as pod addresses (RFC 4291). */
+const SPECIAL_IPV6_BLOCKS: ReadonlyArray<readonly [Cidr6, string]> = [
+  [parseCidr6('::/8'), 'which holds the unspecified, loopback and IPv4-mapped addresses'],
+  [parseCidr6('fe80::/10'), 'the link-local addresses'],
+  [parseCidr6('ff00::/8'), 'the multicast addresses'],
+];
+
 /** IPv6Network and the rest, for a network whose IPv4 side is `network` cut into /`subnetLen`. */
 function parseIPv6Layout(doc: Record<string, unknown>, network: Cidr, subnetLen: number): IPv6Layout {
   const networkText = doc['IPv6Network'];
@@ -270,6 +280,12 @@ function parseIPv6Layout(doc: Record<string, unknown>, network: Cidr, subnetLen:
   } catch (cause) {
     if (!(cause instanceof InvalidAddressError)) throw cause;
     throw new ConfigError('IPv6Network', `IPv6Network ${cause.message}`, { cause });
+  }
+  // Pod addresses must be unicast that routers forward: the data plane drops these ranges as non-unicast.
+  for (const [block, what] of SPECIAL_IPV6_BLOCKS) {
+    if (cidr6Overlaps(network6, block)) {
+      throw new ConfigError('IPv6Network', `IPv6Network ${networkText} overlaps ${formatCidr6(block)}, ${what}: use a unique local block such as fd00:10:244::/48, or a global one`);
+    }
   }
 
   const subnetLenValue = doc['IPv6SubnetLen'];
@@ -321,7 +337,7 @@ function parseBound6(field: 'IPv6SubnetMin' | 'IPv6SubnetMax', value: unknown, n
   if (!cidr6Contains(network, address)) {
     throw new ConfigError(field, `${field} ${value} is not in the range of the IPv6Network ${formatCidr6(network)}`);
   }
-  const aligned = parseCidr6(`${formatIPv6(address)}/${subnetLen}`, { allowHostBits: true }).network;
+  const aligned = networkOf6(address, subnetLen);
   if (aligned.some((word, i) => word !== address[i])) {
     throw new ConfigError(field, `${field} ${value} is not on an IPv6SubnetLen boundary (/${subnetLen}): the subnet containing it starts at ${formatIPv6(aligned)}`);
   }
@@ -330,8 +346,7 @@ function parseBound6(field: 'IPv6SubnetMin' | 'IPv6SubnetMax', value: unknown, n
 
 /** The network address of the last /`subnetLen` subnet of `network`: every subnet-index bit set. */
 function lastSubnet6(network: Cidr6, subnetLen: number): IPv6Address {
-  const bitsIn = (prefixLength: number, word: number) => maskOf(Math.min(32, Math.max(0, prefixLength - 32 * word)));
-  const words = network.network.map((word, i) => (word | (bitsIn(subnetLen, i) & ~bitsIn(network.prefixLength, i))) >>> 0);
+  const words = network.network.map((word, i) => (word | (maskWord(subnetLen, i) & ~maskWord(network.prefixLength, i))) >>> 0);
   return [words[0]!, words[1]!, words[2]!, words[3]!];
 }
 

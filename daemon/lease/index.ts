@@ -32,8 +32,8 @@ export type { ChangeType, CorruptLease, KeyLayout } from './registry.js';
 export { holderOf } from './lease.js';
 export type { Lease } from './lease.js';
 
-export { parseNetworkConfig, toNetConf, misfitOf, ipv6SubnetOf, ipv4SubnetOf, defaultSubnetLen, DEFAULT_UDP_PORT, DEFAULT_IPV6_SUBNET_LEN, BACKEND_TYPES } from './config.js';
-export type { BackendType, EffectiveNetConf, IPv6Layout, NetConf, NetworkConfig } from './config.js';
+export { parseNetworkConfig, toNetConf, misfitOf, ipv6SubnetOf, ipv4SubnetOf, defaultSubnetLen, DEFAULT_UDP_PORT, BACKEND_TYPES } from './config.js';
+export type { BackendType, EffectiveNetConf, NetConf, NetworkConfig } from './config.js';
 
 export { LEASE_STORE_DEFAULTS, defaultReapInterval } from './options.js';
 export type { LeaseStoreOptions, RetryPolicy } from './options.js';

@@ -17,6 +17,9 @@ import type { ParseCidrOptions } from './ipv4.js';
 /** An IPv6 address: four unsigned 32-bit words, most significant first. */
 export type IPv6Address = readonly [number, number, number, number];
 
+/** RFC 8200 section 5: every IPv6 link carries packets of 1280 bytes, and no IPv6 MTU is smaller. */
+export const IPV6_MIN_MTU = 1280;
+
 /** An IPv6 CIDR block: `network` is the first address, with no host bits set. */
 export interface Cidr6 {
   readonly network: IPv6Address;
@@ -160,8 +163,23 @@ export function formatIPv6(address: IPv6Address): string {
 }
 
 /** The mask of word `word` (0..3) of a prefix: all ones, all zeros, or the boundary word. */
-function maskWord(prefixLength: number, word: number): number {
+export function maskWord(prefixLength: number, word: number): number {
   return maskOf(Math.min(32, Math.max(0, prefixLength - 32 * word)));
+}
+
+/** `address` with every bit past its first `prefixLength` cleared: the network that holds it. */
+export function networkOf6(address: IPv6Address, prefixLength: number): IPv6Address {
+  return [
+    (address[0] & maskWord(prefixLength, 0)) >>> 0,
+    (address[1] & maskWord(prefixLength, 1)) >>> 0,
+    (address[2] & maskWord(prefixLength, 2)) >>> 0,
+    (address[3] & maskWord(prefixLength, 3)) >>> 0,
+  ];
+}
+
+/** Whether two blocks share an address: the wider one holds the other's network address. */
+export function cidr6Overlaps(a: Cidr6, b: Cidr6): boolean {
+  return a.prefixLength <= b.prefixLength ? cidr6Contains(a, b.network) : cidr6Contains(b, a.network);
 }
 
 /** Parses "fd00:10:244::/48". Rejects host bits set unless `options.allowHostBits`. */
@@ -176,12 +194,7 @@ export function parseCidr6(text: string, options?: ParseCidrOptions): Cidr6 {
       text,
     );
   }
-  const network: IPv6Address = [
-    (address[0] & maskWord(prefixLength, 0)) >>> 0,
-    (address[1] & maskWord(prefixLength, 1)) >>> 0,
-    (address[2] & maskWord(prefixLength, 2)) >>> 0,
-    (address[3] & maskWord(prefixLength, 3)) >>> 0,
-  ];
+  const network = networkOf6(address, prefixLength);
   const hostBitsSet = network.some((word, i) => word !== address[i]);
   if (hostBitsSet && options?.allowHostBits !== true) {
     throw new InvalidAddressError(

@@ -42,6 +42,9 @@ async function nat({ tool }: MasqueradeFamily, ...args: string[]): Promise<void>
     // -w: wait for the xtables lock that kube-proxy and others also take.
     await execFileAsync(tool, ['-w', '5', '-t', 'nat', ...args]);
   } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
+      throw new MasqueradeError(`--ip-masq needs ${tool}, which is not installed (Debian's iptables package has both tools); install it, or run without --ip-masq`, { cause: err });
+    }
     const stderr = (err as { stderr?: string }).stderr?.trim();
     throw new MasqueradeError(`\`${tool} -t nat ${args.join(' ')}\` failed: ${stderr || (err as Error).message}`, { cause: err });
   }

@@ -42,7 +42,7 @@ import {
   type SubnetManager,
 } from '../lease/index.js';
 import { formatCidr, formatIPv4, parseIPv4, type Cidr } from '../net/ipv4.js';
-import { formatCidr6, type Cidr6 } from '../net/ipv6.js';
+import { formatCidr6, IPV6_MIN_MTU, type Cidr6 } from '../net/ipv6.js';
 import { redisConnectionOptions } from '../redis-flags.js';
 import { openDgramTransport } from '../transport/dgram.js';
 import { openMmsgTransport } from '../transport/mmsg.js';
@@ -72,8 +72,6 @@ export interface StartOptions {
 
 /** After the store lost its data, each node re-asserts its lease within this long, at random, so they do not all write at once. */
 const REASSERT_SPREAD_MS = 3_000;
-/** RFC 8200 section 5: every link that carries IPv6 has an MTU of at least this; the kernel turns IPv6 off on a narrower one. */
-const IPV6_MIN_MTU = 1280;
 /** Waiting for a usable store at start-up: 1 s, doubling to 30 s, with jitter. */
 const START_BACKOFF = { initialDelayMs: 1_000, maxDelayMs: 30_000 };
 

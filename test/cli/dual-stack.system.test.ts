@@ -54,7 +54,16 @@ describe('config with IPv6', () => {
     assert.match(oneLineError(bad), /^miniflannel: --ipv6-network: IPv6Network .*host bits/);
     const small = await cli.run(['config', 'init', '--network', '10.0.0.0/8', '--ipv6-network', 'fd00:10:244::/56']);
     assert.equal(small.code, 2);
-    assert.match(oneLineError(small), /^miniflannel: --ipv6-network: IPv6SubnetLen 64 \(the default\) cuts .* into 2\^8 subnets, fewer than the 2\^16 .*\/48 or larger/);
+    assert.match(oneLineError(small), /^miniflannel: --ipv6-subnet-len: IPv6SubnetLen 64 \(the default\) cuts .* into 2\^8 subnets, fewer than the 2\^16 .*\/48 or larger, or an IPv6SubnetLen of 72 or more/);
+    const alone = await cli.run(['config', 'init', '--network', '10.244.0.0/16', '--ipv6-subnet-len', '80']);
+    assert.equal(alone.code, 2);
+    assert.match(oneLineError(alone), /^miniflannel: --ipv6-subnet-len: it applies only with --ipv6-network$/);
+  });
+
+  it('init --ipv6-subnet-len sets IPv6SubnetLen', async () => {
+    const cli = bindCli(redis, 'init-len');
+    await cli.ok(['config', 'init', '--network', '10.0.0.0/8', '--ipv6-network', 'fd00:10:244::/56', '--ipv6-subnet-len', '72']);
+    assert.deepEqual(JSON.parse(redis.cli('GET', `{${cli.prefix}}:config`)), { Network: '10.0.0.0/8', EnableIPv6: true, IPv6Network: 'fd00:10:244::/56', IPv6SubnetLen: 72, Backend: { Type: 'udp' } });
   });
 
   it('set turns IPv6 on under leases without --force, refuses to turn it off without it, and refuses stray IPv6 fields', async () => {
@@ -150,6 +159,16 @@ describe('lease reserve with IPv6', () => {
     const unpaired = await cli.run(['lease', 'reserve', 'fd00:10:244:100::/64', '--public-ip', '198.18.0.7']);
     assert.equal(unpaired.code, 2);
     assert.match(oneLineError(unpaired), /pairs with no subnet of Network 10\.244\.0\.0\/16/);
+    assert.deepEqual((await store.listLeases()).leases, []);
+  });
+
+  it('revokes a lease named by its IPv6 subnet, or by its pair', async () => {
+    const { cli, store } = await cluster('revoke');
+    const { lease } = await store.acquireLease({ publicIP: '198.18.0.11', nodeName: 'node-k', previousSubnet: '10.244.11.0/24' });
+    assert.equal(lease.subnet, '10.244.11.0/24');
+    await store.reserve('10.244.12.0/24', '198.18.0.12');
+    assert.match(await cli.ok(['lease', 'revoke', 'fd00:10:244:b::/64', '--yes']), /10\.244\.11\.0\/24.*node-k \(198\.18\.0\.11\)/);
+    assert.match(await cli.ok(['lease', 'revoke', '10.244.12.0/24,fd00:10:244:c::/64', '--yes']), /10\.244\.12\.0\/24/);
     assert.deepEqual((await store.listLeases()).leases, []);
   });
 

@@ -56,7 +56,7 @@ describe('subnet arguments under a dual-stack config', () => {
 
   it('refuses an IPv6 subnet when the config has no IPv6, or there is no config', () => {
     usage(() => resolve('fd00:10:244:7::/64', ipv4Only), /is IPv6, but the network config has no IPv6Network \(EnableIPv6 is off\)/);
-    usage(() => ipv4SubnetOfSpec(parseSubnetSpec('fd00:10:244:7::/64'), undefined), /no IPv6Network/);
+    usage(() => ipv4SubnetOfSpec(parseSubnetSpec('fd00:10:244:7::/64'), undefined), /is IPv6, and no valid network config is stored to pair it with an IPv4 subnet/);
   });
 
   it('names the aligned subnet for host bits, in both families', () => {

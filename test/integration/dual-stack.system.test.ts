@@ -5,7 +5,7 @@
 // address of each family. The underlay stays IPv4.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { formatIPv4 } from '../../daemon/net/ipv4.js';
@@ -29,7 +29,10 @@ const ping6 = (from: Pod, to: string, ...extra: string[]) => from.ns.exec(['ping
 before(async () => {
   sandbox = await createTestSandbox(3);
   await sandbox.startRedis({ persistence: true });
-  await cliIn(sandbox.underlay, ['config', 'init', '--network', NETWORK, '--ipv6-network', IPV6_NETWORK, '--redis-url', SANDBOX_REDIS_URL]);
+  // Nodes lease from 10.244.1.0 to 10.244.199.0 only, so the tests below have subnets of both families no node holds.
+  const netConf = path.join(sandbox.options.workDir, 'net-conf.json');
+  await writeFile(netConf, JSON.stringify({ Network: NETWORK, SubnetMax: '10.244.199.0', EnableIPv6: true, IPv6Network: IPV6_NETWORK }));
+  await cliIn(sandbox.underlay, ['config', 'set', '--file', netConf, '--redis-url', SANDBOX_REDIS_URL]);
   for (const node of sandbox.nodes) {
     daemons.push(await startDaemon(node, leaseModeArgs(node, SANDBOX_REDIS_URL)));
     pods.push(await sandbox.addPod(node, await writtenConflist(node)));
@@ -170,6 +173,25 @@ test('a node that speaks flannel\'s IPv4 wire format interoperates unchanged: ba
 
 test('with --ip-masq, IPv6 traffic leaving the IPv6 cluster network is masqueraded, and stopping the daemon removes the rules', async () => {
   const node = sandbox.nodes[2]!;
+  // An IPv6 host outside the cluster network, on the underlay, for the pods to reach through node 3.
+  await sandbox.underlay.ip('-6', 'addr', 'add', '2001:2::fe/64', 'dev', 'br0', 'nodad');
+  await node.ns.ip('-6', 'addr', 'add', '2001:2::3/64', 'dev', 'eth0', 'nodad');
+  const [client, inside] = [pods[2]!, pods[0]!];
+  // Each server prints the address every connection came from.
+  for (const [ns, address, expected] of [
+    [sandbox.underlay, '2001:2::fe', '2001:2::3'],
+    [inside.ns, inside.ip6!, client.ip6!],
+  ] as const) {
+    const server = ns.spawn([process.execPath, '-e', `require('net').createServer((s) => { console.log(s.remoteAddress); s.end(); }).listen(5004, '${address}', () => console.log('listening'))`]);
+    try {
+      const lines = createInterface({ input: server.stdout! })[Symbol.asyncIterator]();
+      assert.equal((await lines.next()).value, 'listening');
+      await client.ns.exec([process.execPath, '-e', `require('net').connect(5004, '${address}').on('close', () => process.exit(0)).on('error', (e) => { console.error(e.message); process.exit(1); })`]);
+      assert.equal((await lines.next()).value, expected, `source seen by ${address}`);
+    } finally {
+      await stopProcess(server);
+    }
+  }
   const rules = await node.ns.exec(['ip6tables', '-t', 'nat', '-S']);
   assert.match(rules, /-s fd00:10:244::\/56 -d fd00:10:244::\/56 .*-j RETURN/);
   assert.match(rules, /-s fd00:10:244::\/56 .*-j MASQUERADE/);

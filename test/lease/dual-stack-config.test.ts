@@ -86,6 +86,17 @@ describe('dual-stack config validation: one rule each', () => {
   it('wants EnableIPv6 to be a boolean', () => rejects({ ...IPV4, EnableIPv6: 'true' }, 'EnableIPv6', /true or false/));
   it('requires IPv6Network with EnableIPv6', () => rejects({ ...IPV4, EnableIPv6: true }, 'IPv6Network', /required with EnableIPv6: true/));
   it('requires IPv6Network to be a string', () => rejects({ ...IPV4, EnableIPv6: true, IPv6Network: 48 }, 'IPv6Network', /CIDR string/));
+  for (const [network, what] of [
+    ['fe80::/64', /fe80::\/10, the link-local addresses/],
+    ['ff05::/48', /ff00::\/8, the multicast addresses/],
+    ['::ffff:0:0/96', /::\/8, which holds the unspecified, loopback and IPv4-mapped addresses/],
+    ['::/0', /::\/8/],
+  ] as const) {
+    it(`refuses an IPv6Network that overlaps addresses no pod may have: ${network}`, () => rejects({ ...DUAL, IPv6Network: network, IPv6SubnetLen: 120 }, 'IPv6Network', what));
+  }
+  it('accepts unique local and global IPv6 networks', () => {
+    for (const network of ['fd00:10:244::/56', '2001:db8:1::/48', 'fc00::/56']) assert.ok(parseNetworkConfig({ ...DUAL, IPv6Network: network }).ipv6);
+  });
   it('requires IPv6Network to be an IPv6 CIDR', () => rejects({ ...IPV4, EnableIPv6: true, IPv6Network: '10.0.0.0/8' }, 'IPv6Network', /not an IPv6 CIDR block/));
   it('rejects an IPv6Network with host bits set', () => rejects({ ...IPV4, EnableIPv6: true, IPv6Network: 'fd00:10:244::1/48' }, 'IPv6Network', /host bits/));
   for (const [field, value] of [
