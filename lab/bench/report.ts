@@ -60,8 +60,9 @@ export function encapReport(out: Output, figures: readonly EncapFigure[], repeat
     `hot path in process (egress checks, peer lookup, framing, ingress checks), median of ${repeats} repeat(s)`,
     '',
     out.table(
-      ['packet', 'peers', 'Mpps', 'Gbit/s', 'repeats (Mpps)'],
+      ['family', 'packet', 'peers', 'Mpps', 'Gbit/s', 'repeats (Mpps)'],
       figures.map((f) => [
+        `IPv${f.family}`,
         `${f.packetBytes} B`,
         String(f.peers),
         fixed(f.packetsPerSecond / 1e6, 2),

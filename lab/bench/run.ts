@@ -9,7 +9,7 @@ import { constants } from 'node:fs';
 import { access, writeFile } from 'node:fs/promises';
 import { benchControlPlane, type ControlPlaneResult } from './control-plane.js';
 import { benchE2e, type E2eResult } from './e2e.js';
-import { benchEncap, type EncapFigure } from './encap.js';
+import { benchEncap, type EncapFigure, type Family } from './encap.js';
 import { interruptible, InterruptedError } from './interrupt.js';
 import { requireBinaries, requireRoot, which, PrerequisiteError } from './prerequisites.js';
 import { MeasurementProcesses } from './processes.js';
@@ -89,11 +89,12 @@ async function finish(out: Output, doc: BenchDocument<unknown>, report: string, 
   }
 }
 
+const ENCAP_FAMILIES: Family[] = [4, 6];
 const ENCAP_SIZES = [64, 512, 1400];
 const ENCAP_PEERS = [10, 1000, 10000];
 
 function runEncap(opts: EncapRequest, log: (line: string) => void): { options: object; figures: EncapFigure[] } {
-  const figures = benchEncap({ sizes: ENCAP_SIZES, peerCounts: ENCAP_PEERS, repeats: opts.repeats, millisPerRepeat: opts.millis, log });
+  const figures = benchEncap({ families: ENCAP_FAMILIES, sizes: ENCAP_SIZES, peerCounts: ENCAP_PEERS, repeats: opts.repeats, millisPerRepeat: opts.millis, log });
   return { options: { sizes: ENCAP_SIZES, peerCounts: ENCAP_PEERS, repeats: opts.repeats, millisPerRepeat: opts.millis }, figures };
 }
 

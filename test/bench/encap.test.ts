@@ -12,7 +12,7 @@ import { positive, readDocument } from './document.js';
 const work = await mkdtemp(path.join(tmpdir(), 'miniflannel-bench-encap-test-'));
 after(() => rm(work, { recursive: true, force: true }));
 
-test('bench encap --quick writes every size x peer count with positive rates', async () => {
+test('bench encap --quick writes every family x size x peer count with positive rates', async () => {
   const out = path.join(work, 'encap.json');
   const result = await runCli(['bench', 'encap', '--quick', '--out', out], { timeoutMs: 60_000 });
   assert.equal(result.code, 0, result.stderr);
@@ -20,10 +20,9 @@ test('bench encap --quick writes every size x peer count with positive rates', a
   const doc = await readDocument(out);
   assert.equal(doc.command, 'encap');
   const figures = doc.result.figures as any[];
-  assert.deepEqual(
-    figures.map((f) => `${f.packetBytes}/${f.peers}`).sort(),
-    ['64/10', '64/1000', '64/10000', '512/10', '512/1000', '512/10000', '1400/10', '1400/1000', '1400/10000'].sort(),
-  );
+  const cases = ['64/10', '64/1000', '64/10000', '512/10', '512/1000', '512/10000', '1400/10', '1400/1000', '1400/10000'];
+  assert.deepEqual(figures.map((f) => `IPv${f.family} ${f.packetBytes}/${f.peers}`).sort(), [...cases.map((c) => `IPv4 ${c}`), ...cases.map((c) => `IPv6 ${c}`)].sort());
+  assert.match(result.stdout, /^IPv6 +1400 B +10000 +\d+\.\d\d/m);
   for (const f of figures) {
     positive(f.packetsPerSecond, 'packetsPerSecond');
     assert.ok(Math.abs(f.bitsPerSecond - f.packetsPerSecond * f.packetBytes * 8) < 1e-3 * f.bitsPerSecond);
