@@ -35,15 +35,15 @@ export interface UdpListener {
   stop(): Promise<void>;
 }
 
-/** Listens on `port` in a pod (harness/udp-probe.js) and collects what arrives; resolves once it is bound. */
-export async function listenUdp(pod: Pod, port: number): Promise<UdpListener> {
-  const listener = pod.ns.spawn([process.execPath, compiledTest('harness/udp-probe.js'), 'listen', pod.ip, String(port)]);
+/** Listens on `port` of a pod's IPv4 address, or of another of its addresses (harness/udp-probe.js), and collects what arrives; resolves once it is bound. */
+export async function listenUdp(pod: Pod, port: number, address = pod.ip): Promise<UdpListener> {
+  const listener = pod.ns.spawn([process.execPath, compiledTest('harness/udp-probe.js'), 'listen', address, String(port)]);
   const received: string[] = [];
   try {
     const lines = createInterface({ input: listener.stdout! });
     const listening = new Promise((resolve, reject) => {
       lines.once('line', resolve);
-      lines.once('close', () => reject(new Error(`the UDP listener in ${pod.ns.name} exited before it was bound to ${pod.ip}:${port}`)));
+      lines.once('close', () => reject(new Error(`the UDP listener in ${pod.ns.name} exited before it was bound to ${address} port ${port}`)));
     });
     lines.on('line', (line) => line !== 'listening' && received.push(JSON.parse(line)));
     await listening;

@@ -5,7 +5,8 @@
 import dgram from 'node:dgram';
 
 const [mode, ...args] = process.argv.slice(2);
-const socket = dgram.createSocket('udp4');
+// The family of the address it binds: listen's first argument, send's bind address.
+const socket = dgram.createSocket(args[0]?.includes(':') ? 'udp6' : 'udp4');
 
 if (mode === 'listen') {
   const [ip, port, encoding] = args;

@@ -17,6 +17,8 @@ import { createTestSandbox } from '../harness/namespaces.js';
 import { ipv4Packet, udpPayload } from '../harness/packets.js';
 import { compiledTest } from '../harness/paths.js';
 import { listenUdp, sendDatagrams, tcpTransfer } from '../harness/pod-traffic.js';
+import { EXT_DESTINATION_OPTIONS, ipv6Packet, optionsHeader, udp6 } from '../dataplane/ipv6-packets.js';
+import type { IngressDropReason } from '../../daemon/dataplane/index.js';
 
 const NETWORK = '10.244.0.0/16';
 const IPV6_NETWORK = 'fd00:10:244::/56';
@@ -166,6 +168,39 @@ test('a node that speaks flannel\'s IPv4 wire format interoperates unchanged: ba
     const inner = ipv4Packet({ source: '10.244.250.5', destination: pod1.ip, payload: udpPayload('from-flannel', 7000, 6001) });
     await sendDatagrams(flannelNode, 8285, { ip: node1.underlayIp, port: 8285 }, [inner.toString('hex')]);
     await waitFor('the datagram from the flannel node', async () => listener.received.includes('from-flannel'));
+  } finally {
+    await listener.stop();
+  }
+});
+
+test('IPv6 from a known peer reaches a pod only when well formed, from its own IPv6 subnet and for ours; every drop is counted by reason', async () => {
+  // The flannel node of the test above is a peer whose lease pairs 10.244.250.0/24 with fd00:10:244:fa::/64.
+  const flannelNode = sandbox.nodes[3]!;
+  const [node1, pod1] = [sandbox.nodes[0]!, pods[0]!];
+  const peerPod = 'fd00:10:244:fa::5';
+  const listener = await listenUdp(pod1, 6002, pod1.ip6!);
+  try {
+    const before = (await daemons[0]!.status()).counters!;
+    const datagram = (packet: Buffer) => packet.toString('hex');
+    const send = (bindPort: number, ...packets: Buffer[]) => sendDatagrams(flannelNode, bindPort, { ip: node1.underlayIp, port: 8285 }, packets.map(datagram));
+    const tooManyExtensions = Array.from({ length: 9 }, () => optionsHeader(EXT_DESTINATION_OPTIONS));
+    await send(9999, udp6(peerPod, pod1.ip6!, Buffer.from('from-a-stranger-port'), [7000, 6002]));
+    await send(
+      8285,
+      udp6(pods[1]!.ip6!, pod1.ip6!, Buffer.from('spoofed-source'), [7000, 6002]),
+      udp6(peerPod, pods[1]!.ip6!, Buffer.from('wrong-destination'), [7000, 6002]),
+      udp6(peerPod, pod1.ip6!, Buffer.from('truncated'), [7000, 6002]).subarray(0, 30),
+      ipv6Packet({ source: peerPod, destination: pod1.ip6!, extensions: tooManyExtensions, upper: Buffer.from('too-many-extension-headers') }),
+    );
+    await send(8285, udp6(peerPod, pod1.ip6!, Buffer.from('legitimate'), [7000, 6002]));
+    await waitFor('the legitimate IPv6 datagram', async () => listener.received.includes('legitimate'));
+    const after = (await daemons[0]!.status()).counters!;
+    assert.deepEqual(listener.received, ['legitimate']);
+    const delta = (reason: IngressDropReason) => after.ingressDrops[reason] - before.ingressDrops[reason];
+    assert.deepEqual(
+      Object.fromEntries((['unknown-sender', 'spoofed-source', 'wrong-destination', 'truncated', 'bad-extension-header'] as const).map((r) => [r, delta(r)])),
+      { 'unknown-sender': 1, 'spoofed-source': 1, 'wrong-destination': 1, truncated: 1, 'bad-extension-header': 1 },
+    );
   } finally {
     await listener.stop();
   }
