@@ -16,8 +16,17 @@ export interface NativeTunDevice {
   close(): void;
 }
 
+/**
+ * A UDP socket of its bind address's family (an IPv6 one is IPv6-only).
+ * Every address array holds `addressWords` host-order words per entry: one
+ * for IPv4, as before; four for IPv6, most significant first (entry i at
+ * [4i, 4i+4), the words of an IPv6Address). So the IPv4 path keeps one
+ * word per datagram and IPv6 costs no other call.
+ */
 export interface NativeUdpSocket {
   readonly port: number;
+  /** 1 on an IPv4 socket, 4 on an IPv6 one. */
+  readonly addressWords: 1 | 4;
   startReading(
     arena: Buffer,
     slotSize: number,

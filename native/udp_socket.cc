@@ -34,6 +34,7 @@ void UdpSocket::Init(Napi::Env env, Napi::Object exports) {
   Napi::Function ctor = DefineClass(env, "UdpSocket",
                                     {
                                         InstanceAccessor<&UdpSocket::Port>("port"),
+                                        InstanceAccessor<&UdpSocket::AddressWords>("addressWords"),
                                         InstanceMethod<&UdpSocket::StartReading>("startReading"),
                                         InstanceMethod<&UdpSocket::SendBatch>("sendBatch"),
                                         InstanceMethod<&UdpSocket::Close>("close"),
@@ -51,43 +52,66 @@ UdpSocket::UdpSocket(const Napi::CallbackInfo& info)
   }
   std::string address = info[0].As<Napi::String>().Utf8Value();
   int port = info[1].As<Napi::Number>().Int32Value();
-  sockaddr_in bind_addr;
+  sockaddr_in6 bind_addr;
   memset(&bind_addr, 0, sizeof(bind_addr));
-  bind_addr.sin_family = AF_INET;
-  bind_addr.sin_port = htons(static_cast<uint16_t>(port));
-  if (inet_pton(AF_INET, address.c_str(), &bind_addr.sin_addr) != 1 || port < 0 || port > 65535) {
-    ThrowErrno(env, EINVAL, "'" + address + ":" + std::to_string(port) + "' is not an IPv4 address and port");
+  auto* bind_addr4 = reinterpret_cast<sockaddr_in*>(&bind_addr);
+  bool valid_port = port >= 0 && port <= 65535;
+  if (valid_port && inet_pton(AF_INET, address.c_str(), &bind_addr4->sin_addr) == 1) {
+    bind_addr4->sin_family = AF_INET;
+    bind_addr4->sin_port = htons(static_cast<uint16_t>(port));
+  } else if (valid_port && inet_pton(AF_INET6, address.c_str(), &bind_addr.sin6_addr) == 1) {
+    bind_addr.sin6_family = AF_INET6;
+    bind_addr.sin6_port = htons(static_cast<uint16_t>(port));
+    ipv6_ = true;
+    address_words_ = 4;
+  } else {
+    ThrowErrno(env, EINVAL, "'" + address + "' port " + std::to_string(port) + " is not an IPv4 or IPv6 address and port");
     return;
   }
-  int fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  int fd = socket(ipv6_ ? AF_INET6 : AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) {
     ThrowErrno(env, errno, "creating a UDP socket");
+    return;
+  }
+  int on = 1;
+  // Without it, [::] would also take IPv4 datagrams, whose senders arrive as
+  // IPv4-mapped addresses that no IPv4 peer's endpoint matches.
+  if (ipv6_ && setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof(on)) < 0) {
+    int err = errno;
+    close(fd);
+    ThrowErrno(env, err, "making the UDP socket IPv6-only");
     return;
   }
   int buffer_bytes = info[2].As<Napi::Number>().Int32Value();
   SetBuffer(fd, SO_RCVBUFFORCE, SO_RCVBUF, buffer_bytes);
   SetBuffer(fd, SO_SNDBUFFORCE, SO_SNDBUF, buffer_bytes);
-  if (bind(fd, reinterpret_cast<sockaddr*>(&bind_addr), sizeof(bind_addr)) < 0) {
+  socklen_t bind_len = ipv6_ ? sizeof(sockaddr_in6) : sizeof(sockaddr_in);
+  if (bind(fd, reinterpret_cast<sockaddr*>(&bind_addr), bind_len) < 0) {
     int err = errno;
     close(fd);
-    ThrowErrno(env, err, "binding UDP " + address + ":" + std::to_string(port));
+    ThrowErrno(env, err, "binding UDP " + (ipv6_ ? "[" + address + "]" : address) + ":" + std::to_string(port));
     return;
   }
-  sockaddr_in bound;
+  sockaddr_in6 bound;
   socklen_t bound_len = sizeof(bound);
   getsockname(fd, reinterpret_cast<sockaddr*>(&bound), &bound_len);
-  int on = 1;
   gro_ = setsockopt(fd, SOL_UDP, UDP_GRO, &on, sizeof(on)) == 0;
   fd_ = fd;
-  port_ = ntohs(bound.sin_port);
+  // sin_port and sin6_port lie at the same offset.
+  port_ = ntohs(bound.sin6_port);
 }
 
 UdpSocket::~UdpSocket() { Release(); }
 
 Napi::Value UdpSocket::Port(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), port_); }
 
+Napi::Value UdpSocket::AddressWords(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), static_cast<double>(address_words_));
+}
+
 // startReading(arena: Buffer, slotSize, offsets: Uint32Array, lengths: Uint32Array,
-//              sourceIps: Uint32Array, sourcePorts: Uint16Array, onBatch: (count, errno) => void)
+//              sourceIps: Uint32Array (addressWords per entry), sourcePorts: Uint16Array,
+//              onBatch: (count, errno) => void)
 Napi::Value UdpSocket::StartReading(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (fd_ < 0) {
@@ -114,7 +138,7 @@ Napi::Value UdpSocket::StartReading(const Napi::CallbackInfo& info) {
   size_t slots = slot_size > 0 ? arena.Length() / static_cast<size_t>(slot_size) : 0;
   // Room for every datagram of every message, even when GRO packs each one full.
   size_t messages = std::min(slots, gro_ ? entries / kMaxSegments : entries);
-  if (messages == 0 || offsets.ElementLength() < entries || ips.ElementLength() < entries ||
+  if (messages == 0 || offsets.ElementLength() < entries || ips.ElementLength() < entries * address_words_ ||
       ports.ElementLength() < entries) {
     ThrowErrno(env, EINVAL, "read arena and arrays are too small for one batch");
     return env.Undefined();
@@ -128,7 +152,7 @@ Napi::Value UdpSocket::StartReading(const Napi::CallbackInfo& info) {
   source_ports_ = ports.Data();
   recv_msgs_.assign(messages, mmsghdr{});
   recv_iovs_.assign(messages, iovec{});
-  recv_addrs_.assign(messages, sockaddr_in{});
+  recv_addrs_.assign(messages, sockaddr_in6{});
   recv_control_.assign(messages * kControlSpace, 0);
   for (size_t i = 0; i < messages; i++) {
     recv_iovs_[i] = {arena_ + i * slot_size_, slot_size_};
@@ -149,7 +173,7 @@ size_t UdpSocket::Drain(void* self, int* error) {
   size_t messages = sock->recv_msgs_.size();
   for (size_t i = 0; i < messages; i++) {
     msghdr& hdr = sock->recv_msgs_[i].msg_hdr;
-    hdr.msg_namelen = sizeof(sockaddr_in);
+    hdr.msg_namelen = sock->ipv6_ ? sizeof(sockaddr_in6) : sizeof(sockaddr_in);
     hdr.msg_control = sock->gro_ ? sock->recv_control_.data() + i * kControlSpace : nullptr;
     hdr.msg_controllen = sock->gro_ ? kControlSpace : 0;
   }
@@ -176,8 +200,16 @@ size_t UdpSocket::Drain(void* self, int* error) {
         if (size > 0) segment = static_cast<size_t>(size);
       }
     }
-    uint32_t ip = ntohl(sock->recv_addrs_[i].sin_addr.s_addr);
-    uint16_t port = ntohs(sock->recv_addrs_[i].sin_port);
+    const sockaddr_in6& from = sock->recv_addrs_[i];
+    uint32_t words[4];
+    if (sock->ipv6_) {
+      memcpy(words, &from.sin6_addr, sizeof(words));
+      for (uint32_t& word : words) word = ntohl(word);
+    } else {
+      words[0] = ntohl(reinterpret_cast<const sockaddr_in&>(from).sin_addr.s_addr);
+    }
+    uint16_t port = ntohs(from.sin6_port);
+    size_t address_words = sock->address_words_;
     size_t base = static_cast<size_t>(i) * sock->slot_size_;
     // GRO coalesces only datagrams of one flow, so one sender for the whole message.
     // The arrays hold kMaxSegments per message, as many as GRO coalesces, but a
@@ -186,7 +218,7 @@ size_t UdpSocket::Drain(void* self, int* error) {
     for (size_t at = 0; (at < length || (length == 0 && at == 0)) && count < sock->entries_; at += segment) {
       sock->offsets_[count] = static_cast<uint32_t>(base + at);
       sock->lengths_[count] = static_cast<uint32_t>(std::min(segment, length - at));
-      sock->source_ips_[count] = ip;
+      memcpy(sock->source_ips_ + count * address_words, words, address_words * sizeof(uint32_t));
       sock->source_ports_[count] = port;
       count++;
       if (length == 0) break;
@@ -195,7 +227,32 @@ size_t UdpSocket::Drain(void* self, int* error) {
   return count;
 }
 
-// sendBatch(buffer, offsets: Uint32Array, lengths: Uint32Array, ips: Uint32Array,
+bool UdpSocket::SameDestination(const uint32_t* ips, const uint16_t* ports, size_t i, size_t j) const {
+  if (ports[i] != ports[j]) return false;
+  if (!ipv6_) return ips[i] == ips[j];
+  return memcmp(ips + 4 * i, ips + 4 * j, 4 * sizeof(uint32_t)) == 0;
+}
+
+socklen_t UdpSocket::SetDestination(size_t message, const uint32_t* ips, const uint16_t* ports, size_t i) {
+  sockaddr_in6& to = send_addrs_[message];
+  if (ipv6_) {
+    memset(&to, 0, sizeof(to));
+    to.sin6_family = AF_INET6;
+    to.sin6_port = htons(ports[i]);
+    uint32_t words[4];
+    for (size_t w = 0; w < 4; w++) words[w] = htonl(ips[4 * i + w]);
+    memcpy(&to.sin6_addr, words, sizeof(words));
+    return sizeof(sockaddr_in6);
+  }
+  auto& to4 = reinterpret_cast<sockaddr_in&>(to);
+  memset(&to4, 0, sizeof(to4));
+  to4.sin_family = AF_INET;
+  to4.sin_addr.s_addr = htonl(ips[i]);
+  to4.sin_port = htons(ports[i]);
+  return sizeof(sockaddr_in);
+}
+
+// sendBatch(buffer, offsets: Uint32Array, lengths: Uint32Array, ips: Uint32Array (addressWords per entry),
 //           ports: Uint16Array, count) -> datagrams the kernel took
 Napi::Value UdpSocket::SendBatch(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -213,7 +270,7 @@ Napi::Value UdpSocket::SendBatch(const Napi::CallbackInfo& info) {
   auto ips = info[3].As<Napi::Uint32Array>();
   auto ports = info[4].As<Napi::Uint16Array>();
   size_t count = info[5].As<Napi::Number>().Uint32Value();
-  if (count > offsets.ElementLength() || count > lengths.ElementLength() || count > ips.ElementLength() ||
+  if (count > offsets.ElementLength() || count > lengths.ElementLength() || count * address_words_ > ips.ElementLength() ||
       count > ports.ElementLength()) {
     ThrowErrno(env, EINVAL, "sendBatch count exceeds an array");
     return env.Undefined();
@@ -243,7 +300,7 @@ Napi::Value UdpSocket::SendBatch(const Napi::CallbackInfo& info) {
       while (i + group < count && group < kMaxSegments) {
         size_t next_offset = offsets[i + group];
         size_t next_length = lengths[i + group];
-        if (ips[i + group] != ips[i] || ports[i + group] != ports[i] || next_length > length || next_length == 0 ||
+        if (!SameDestination(ips.Data(), ports.Data(), i, i + group) || next_length > length || next_length == 0 ||
             next_offset > size || next_length > size - next_offset || bytes + next_length > kMaxGsoBytes) {
           break;
         }
@@ -255,15 +312,11 @@ Napi::Value UdpSocket::SendBatch(const Napi::CallbackInfo& info) {
     for (size_t k = 0; k < group; k++) {
       send_iovs_[group_start_iov + k] = {buffer.Data() + offsets[i + k], lengths[i + k]};
     }
-    sockaddr_in& to = send_addrs_[messages];
-    memset(&to, 0, sizeof(to));
-    to.sin_family = AF_INET;
-    to.sin_addr.s_addr = htonl(ips[i]);
-    to.sin_port = htons(ports[i]);
+    socklen_t to_length = SetDestination(messages, ips.Data(), ports.Data(), i);
     mmsghdr& msg = send_msgs_[messages];
     memset(&msg, 0, sizeof(msg));
-    msg.msg_hdr.msg_name = &to;
-    msg.msg_hdr.msg_namelen = sizeof(to);
+    msg.msg_hdr.msg_name = &send_addrs_[messages];
+    msg.msg_hdr.msg_namelen = to_length;
     msg.msg_hdr.msg_iov = &send_iovs_[group_start_iov];
     msg.msg_hdr.msg_iovlen = group;
     if (group > 1) {

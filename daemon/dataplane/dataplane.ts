@@ -4,10 +4,12 @@
  * send.ts and ingress in receive.ts. It knows nothing of leases or Redis;
  * the daemon's wiring feeds it peers with setPeer() and removePeer() (or a
  * fixed list with setPeers()).
+ *
+ * The underlay is the transport's family; peers must have endpoints of it.
  */
 import type { Logger } from 'pino';
 import type { TunDevice } from '../tun/index.js';
-import type { PacketTransport } from '../transport/index.js';
+import { formatEndpoint, type PacketTransport } from '../transport/index.js';
 import { formatCidr, type Cidr } from '../net/ipv4.js';
 import { formatCidr6, writeIPv6, type Cidr6, type IPv6Address } from '../net/ipv6.js';
 import { Counters, type CountersSnapshot } from './counters.js';
@@ -32,7 +34,10 @@ export interface DataPlaneOptions {
   logger: Logger;
   /** ICMP errors written back into the TUN per second at most. */
   icmpRatePerSecond?: number;
-  /** Authenticated encapsulation; without it datagrams are bare packets (flannel's format). maxPacket must leave room for SEAL_OVERHEAD. */
+  /**
+   * Authenticated encapsulation; without it datagrams are bare packets (flannel's format). maxPacket must leave room for SEAL_OVERHEAD.
+   * IPv4 underlay only: its nonce holds the sender's IPv4 address.
+   */
   sealer?: Sealer;
 }
 
@@ -48,6 +53,9 @@ export class DataPlane {
 
   constructor(private readonly options: DataPlaneOptions) {
     const { tun, transport, sealer, localSubnet6 } = options;
+    if (sealer && transport.family === 6) {
+      throw new RangeError("sealing (a cluster key) is not supported over an IPv6 underlay yet: its nonce holds the sender's IPv4 address");
+    }
     const peers = this.emptyTable();
     let overlayAddress6: Buffer | undefined;
     if (localSubnet6) {
@@ -95,7 +103,7 @@ export class DataPlane {
     transport.start((batch) => this.ingress.deliver(batch), onFatal);
     const { localSubnet, localSubnet6 } = this.options;
     const subnets = { subnet: formatCidr(localSubnet), ...(localSubnet6 ? { subnet6: formatCidr6(localSubnet6) } : {}) };
-    this.log.info({ tun: tun.name, port: transport.port, ...subnets }, 'data plane started');
+    this.log.info({ tun: tun.name, port: transport.port, underlay: `IPv${transport.family}`, ...subnets }, 'data plane started');
   }
 
   async stop(): Promise<void> {
@@ -108,13 +116,14 @@ export class DataPlane {
     return this.counters.snapshot(this.options.transport.sendErrors ?? 0);
   }
 
-  /** A table for this node's subnet lengths: with an IPv6 index only if the node has an IPv6 subnet. */
+  /** A table for this node's subnet lengths and underlay: with an IPv6 index only if the node has an IPv6 subnet. */
   private emptyTable(peers: Iterable<Peer> = []): PeerTable {
-    return new PeerTable(this.options.localSubnet.prefixLength, peers, this.options.localSubnet6?.prefixLength);
+    const { localSubnet, localSubnet6, transport } = this.options;
+    return new PeerTable(localSubnet.prefixLength, peers, localSubnet6?.prefixLength, transport.family);
   }
 }
 
 function describePeer(peer: Peer): string {
   const subnets = peer.subnet6 ? `${formatCidr(peer.subnet)}+${formatCidr6(peer.subnet6)}` : formatCidr(peer.subnet);
-  return `${subnets}=${peer.endpoint.address}:${peer.endpoint.port}`;
+  return `${subnets}=${formatEndpoint(peer.endpoint)}`;
 }

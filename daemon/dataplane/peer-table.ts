@@ -8,8 +8,12 @@
  * A peer of a dual-stack cluster also leases an IPv6 subnet (paired with its
  * IPv4 one by the lease store); the table indexes both, and the IPv4 subnet
  * stays the peer's key.
+ *
+ * The underlay is one family, the transport's: a table for an IPv6 underlay
+ * holds IPv6 endpoints only and finds a datagram's sender by its IPv6
+ * address and port, exactly.
  */
-import type { Endpoint } from '../transport/index.js';
+import { endpointFamily, formatEndpoint, type Endpoint, type UnderlayFamily } from '../transport/index.js';
 import { maskOf, formatCidr, type Cidr } from '../net/ipv4.js';
 import { formatCidr6, type Cidr6 } from '../net/ipv6.js';
 
@@ -24,8 +28,46 @@ function endpointKey(ip: number, port: number): number {
   return ip * 65536 + port;
 }
 
-/** A level of the IPv6 index: children by one masked word, peers at the last level. */
-type Level6 = Map<number, Level6 | Peer>;
+/**
+ * A map keyed by a fixed-length path of integers: one Map level per key,
+ * values at the last. Exact and collision-free for keys too wide for one JS
+ * number (IPv6 addresses), at a probe per level. Lookups walk `root` inline,
+ * reading their keys in place; set and deleteIf take the path as an array.
+ */
+type Level<V> = Map<number, Level<V> | V>;
+
+class KeyPathIndex<V> {
+  readonly root: Level<V> = new Map();
+
+  set(path: readonly number[], value: V): void {
+    let level = this.root;
+    const last = path.length - 1;
+    for (let i = 0; i < last; i++) {
+      let next = level.get(path[i]!) as Level<V> | undefined;
+      if (next === undefined) {
+        next = new Map();
+        level.set(path[i]!, next);
+      }
+      level = next;
+    }
+    level.set(path[last]!, value);
+  }
+
+  /** Removes the entry at `path` if it is `value`, and the levels that leaves empty. */
+  deleteIf(path: readonly number[], value: V): void {
+    const levels: Level<V>[] = [this.root];
+    const last = path.length - 1;
+    for (let i = 0; i < last; i++) {
+      const next = levels[i]!.get(path[i]!) as Level<V> | undefined;
+      if (next === undefined) return;
+      levels.push(next);
+    }
+    const leaf = levels[last]!;
+    if (leaf.get(path[last]!) !== value) return;
+    leaf.delete(path[last]!);
+    for (let i = last - 1; i >= 0 && levels[i + 1]!.size === 0; i--) levels[i]!.delete(path[i]!);
+  }
+}
 
 /**
  * Peers by IPv6 subnet, for any prefix length 1..126: one Map level per
@@ -39,7 +81,7 @@ type Level6 = Map<number, Level6 | Peer>;
  * address) would be boxed into a heap number on each probe.
  */
 class SubnetIndex6 {
-  private readonly root: Level6 = new Map();
+  private readonly index = new KeyPathIndex<Peer>();
   /** Words the prefix covers; the last may be partly masked. */
   private readonly depth: number;
   private readonly lastMask: number;
@@ -51,10 +93,10 @@ class SubnetIndex6 {
 
   /** The peer whose subnet holds the address at buf[offset, offset+16). */
   lookup(buf: Buffer, offset: number): Peer | undefined {
-    let level = this.root;
+    let level = this.index.root;
     const last = this.depth - 1;
     for (let word = 0; word < last; word++) {
-      const next = level.get(buf.readInt32BE(offset + 4 * word)) as Level6 | undefined;
+      const next = level.get(buf.readInt32BE(offset + 4 * word)) as Level<Peer> | undefined;
       if (next === undefined) return undefined;
       level = next;
     }
@@ -62,50 +104,68 @@ class SubnetIndex6 {
   }
 
   set(subnet: Cidr6, peer: Peer): void {
-    let level = this.root;
-    for (let word = 0; word < this.depth - 1; word++) {
-      const key = subnet.network[word]! | 0;
-      let next = level.get(key) as Level6 | undefined;
-      if (next === undefined) {
-        next = new Map();
-        level.set(key, next);
-      }
+    this.index.set(this.subnetPath(subnet), peer);
+  }
+
+  deleteIf(subnet: Cidr6, peer: Peer): void {
+    this.index.deleteIf(this.subnetPath(subnet), peer);
+  }
+
+  private subnetPath(subnet: Cidr6): number[] {
+    const path = subnet.network.slice(0, this.depth).map((word) => word | 0);
+    path[this.depth - 1] = path[this.depth - 1]! & this.lastMask;
+    return path;
+  }
+}
+
+/**
+ * Peers by IPv6 endpoint: the address's four words (signed, as in
+ * SubnetIndex6), then the port. Exact: the same address with another port
+ * is another endpoint.
+ */
+class EndpointIndex6 {
+  private readonly index = new KeyPathIndex<Peer>();
+
+  /** The peer sending from port `port` of the address at words[at, at+4). */
+  lookup(words: Uint32Array, at: number, port: number): Peer | undefined {
+    let level = this.index.root;
+    for (let word = 0; word < 4; word++) {
+      const next = level.get(words[at + word]! | 0) as Level<Peer> | undefined;
+      if (next === undefined) return undefined;
       level = next;
     }
-    level.set(this.lastKey(subnet), peer);
+    return level.get(port) as Peer | undefined;
   }
 
-  /** Removes the entry for `subnet` if it is `peer`, and the levels that leaves empty. */
-  deleteIf(subnet: Cidr6, peer: Peer): void {
-    const path: Level6[] = [this.root];
-    for (let word = 0; word < this.depth - 1; word++) {
-      const next = path[word]!.get(subnet.network[word]! | 0) as Level6 | undefined;
-      if (next === undefined) return;
-      path.push(next);
-    }
-    const leaf = path[this.depth - 1]!;
-    const key = this.lastKey(subnet);
-    if (leaf.get(key) !== peer) return;
-    leaf.delete(key);
-    for (let word = this.depth - 2; word >= 0 && path[word + 1]!.size === 0; word--) path[word]!.delete(subnet.network[word]! | 0);
+  set(endpoint: Endpoint, peer: Peer): void {
+    this.index.set(endpointPath(endpoint), peer);
   }
 
-  private lastKey(subnet: Cidr6): number {
-    return subnet.network[this.depth - 1]! & this.lastMask;
+  deleteIf(endpoint: Endpoint, peer: Peer): void {
+    this.index.deleteIf(endpointPath(endpoint), peer);
   }
+}
+
+function endpointPath(endpoint: Endpoint): number[] {
+  return [...endpoint.ip6!.map((word) => word | 0), endpoint.port];
 }
 
 export class PeerTable {
   private readonly bySubnet = new Map<number, Peer>();
   private readonly byEndpoint = new Map<number, Peer>();
+  private readonly byEndpoint6 = new EndpointIndex6();
   private readonly bySubnet6: SubnetIndex6 | undefined;
   private readonly subnetMask: number;
 
-  /** `subnetLength6` is the IPv6 subnet length; without it the table (and the node) carries IPv4 only. */
+  /**
+   * `subnetLength6` is the IPv6 subnet length; without it the table (and the node) carries IPv4 only.
+   * `underlay` is the transport's family: the family of every peer's endpoint.
+   */
   constructor(
     readonly subnetLength: number,
     peers: Iterable<Peer> = [],
     readonly subnetLength6?: number,
+    readonly underlay: UnderlayFamily = 4,
   ) {
     this.subnetMask = maskOf(subnetLength);
     if (subnetLength6 !== undefined) {
@@ -127,9 +187,16 @@ export class PeerTable {
       const expected = this.subnetLength6 === undefined ? 'this node carries IPv4 only' : `it is not a /${this.subnetLength6}`;
       throw new RangeError(`peer IPv6 subnet ${formatCidr6(subnet6)} of ${formatCidr(peer.subnet)} is refused: ${expected}`);
     }
+    if (endpointFamily(peer.endpoint) !== this.underlay) {
+      throw new RangeError(`peer endpoint ${formatEndpoint(peer.endpoint)} of ${formatCidr(peer.subnet)} is refused: the underlay is IPv${this.underlay}`);
+    }
     this.delete(peer.subnet);
     this.bySubnet.set(peer.subnet.network, peer);
-    this.byEndpoint.set(endpointKey(peer.endpoint.ip, peer.endpoint.port), peer);
+    if (peer.endpoint.ip6 === undefined) {
+      this.byEndpoint.set(endpointKey(peer.endpoint.ip, peer.endpoint.port), peer);
+    } else {
+      this.byEndpoint6.set(peer.endpoint, peer);
+    }
     if (subnet6 !== undefined) this.bySubnet6!.set(subnet6, peer);
   }
 
@@ -138,9 +205,13 @@ export class PeerTable {
     const peer = this.bySubnet.get(subnet.network);
     if (peer === undefined) return false;
     this.bySubnet.delete(subnet.network);
-    const key = endpointKey(peer.endpoint.ip, peer.endpoint.port);
     // Two leases naming one endpoint (or one IPv6 subnet) is an operator's mistake; the indexes keep the newer.
-    if (this.byEndpoint.get(key) === peer) this.byEndpoint.delete(key);
+    if (peer.endpoint.ip6 === undefined) {
+      const key = endpointKey(peer.endpoint.ip, peer.endpoint.port);
+      if (this.byEndpoint.get(key) === peer) this.byEndpoint.delete(key);
+    } else {
+      this.byEndpoint6.deleteIf(peer.endpoint, peer);
+    }
     if (peer.subnet6 !== undefined) this.bySubnet6!.deleteIf(peer.subnet6, peer);
     return true;
   }
@@ -160,9 +231,14 @@ export class PeerTable {
     return this.bySubnet6?.lookup(buf, offset);
   }
 
-  /** The peer that sends from this underlay endpoint, if any. */
+  /** The peer that sends from this IPv4 underlay endpoint, if any. */
   fromEndpoint(ip: number, port: number): Peer | undefined {
     return this.byEndpoint.get(endpointKey(ip, port));
+  }
+
+  /** The peer that sends from port `port` of the IPv6 address at words[at, at+4) (a DatagramBatch's sourceIps6), if any. */
+  fromEndpoint6(words: Uint32Array, at: number, port: number): Peer | undefined {
+    return this.byEndpoint6.lookup(words, at, port);
   }
 
   get size(): number {

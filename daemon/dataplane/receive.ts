@@ -1,6 +1,7 @@
 /**
  * Ingress: UDP -> TUN, one transport wake-up's batch at a time.
- *   1. UDP receive: a batch of datagrams, each with its sender's endpoint.
+ *   1. UDP receive: a batch of datagrams, each with its sender's endpoint (IPv4 or IPv6, the
+ *      underlay's family).
  *   2. Sender: it must be a known peer's endpoint; a stranger's datagram is dropped
  *      before any parsing or crypto is spent on it.
  *   3. Open (with a cluster key, sealing.ts): authentic, fresh, not a replay; the packet
@@ -76,7 +77,7 @@ export class Ingress {
   /** Steps 2 to 6 for one received batch. */
   deliver(batch: DatagramBatch): void {
     const { localSubnet, localSubnet6, tun, sealer } = this.options;
-    const { buffer, offsets, lengths, sourceIps, sourcePorts, count } = batch;
+    const { buffer, offsets, lengths, sourceIps, sourceIps6, sourcePorts, count } = batch;
     const counters = this.counters;
     const peers = this.peers;
     const deliveries = this.deliveries;
@@ -86,11 +87,12 @@ export class Ingress {
     for (let i = 0; i < count; i++) {
       let offset = offsets[i]!;
       let length = lengths[i]!;
-      const peer = peers.fromEndpoint(sourceIps[i]!, sourcePorts[i]!);
+      const peer = sourceIps6 === undefined ? peers.fromEndpoint(sourceIps[i]!, sourcePorts[i]!) : peers.fromEndpoint6(sourceIps6, 4 * i, sourcePorts[i]!);
       if (peer === undefined) {
         counters.ingressDrops['unknown-sender']++;
         continue;
       }
+      // The data plane refuses a sealer with an IPv6 underlay, so sourceIps holds the sender here.
       if (sealer) {
         const opened = sealer.open(buffer, offset, length, sourceIps[i]!);
         if (opened < 0) {

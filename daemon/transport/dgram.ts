@@ -9,13 +9,17 @@
  * Receiving: dgram emits one message at a time; they are gathered into a
  * batch and handed on once the event loop has drained the socket
  * (setImmediate runs right after the poll phase), or when the batch is full.
+ *
+ * The socket is udp4 or udp6 by the bind address; udp6 is IPv6-only, so an
+ * IPv4 sender never arrives as an IPv4-mapped address.
  */
 import dgram from 'node:dgram';
 import { tryParseIPv4 } from '../net/ipv4.js';
-import type { DatagramBatch, Endpoint, PacketTransport } from './index.js';
+import { parseIPv6 } from '../net/ipv6.js';
+import { addressFamily, unreachableFamily, type DatagramBatch, type Endpoint, type PacketTransport, type UnderlayFamily } from './index.js';
 
 export interface DgramTransportOptions {
-  /** Address to bind; 0.0.0.0 for all. */
+  /** Address to bind: 0.0.0.0 for all IPv4 addresses, :: for all IPv6 ones. */
   bindAddress: string;
   /** UDP port to bind (flannel's UDP backend uses 8285). */
   port: number;
@@ -37,11 +41,13 @@ const STAGING_BYTES = 256 * 1024;
 const MAX_DATAGRAM = 65536;
 
 export async function openDgramTransport(options: DgramTransportOptions): Promise<PacketTransport> {
+  const family = addressFamily(options.bindAddress);
   // An address literal needs no DNS; answering synchronously also spares
   // every send the deferral that dns.lookup adds.
   const socket = dgram.createSocket({
-    type: 'udp4',
-    lookup: (hostname, _options, callback) => (callback as (e: null, a: string, f: number) => void)(null, hostname, 4),
+    // ipv6Only on a udp4 socket fails the bind (EINVAL).
+    ...(family === 6 ? { type: 'udp6', ipv6Only: true } : { type: 'udp4' }),
+    lookup: (hostname, _options, callback) => (callback as (e: null, a: string, f: number) => void)(null, hostname, family),
   });
   await new Promise<void>((resolve, reject) => {
     socket.once('error', reject);
@@ -50,11 +56,23 @@ export async function openDgramTransport(options: DgramTransportOptions): Promis
       resolve();
     });
   });
-  return new DgramTransport(socket, options);
+  return new DgramTransport(socket, family, options);
+}
+
+/** Writes the four words of `address` at words[at]; zeros (no peer's) for an address the parser refuses, such as a zoned link-local one. */
+function writeSource6(words: Uint32Array, at: number, address: string): void {
+  let ip6: readonly number[] = [0, 0, 0, 0];
+  try {
+    ip6 = parseIPv6(address);
+  } catch {
+    // Counted by ingress as an unknown sender.
+  }
+  words.set(ip6, at);
 }
 
 class DgramTransport implements PacketTransport {
   readonly port: number;
+  readonly family: UnderlayFamily;
   sendErrors = 0;
   private staging = Buffer.allocUnsafeSlow(STAGING_BYTES);
   private stagingUsed = 0;
@@ -66,9 +84,11 @@ class DgramTransport implements PacketTransport {
 
   constructor(
     private readonly socket: dgram.Socket,
+    family: UnderlayFamily,
     options: DgramTransportOptions,
   ) {
     this.port = socket.address().port;
+    this.family = family;
     const bufferBytes = options.socketBufferBytes ?? defaults.socketBufferBytes;
     socket.setRecvBufferSize(bufferBytes);
     socket.setSendBufferSize(bufferBytes);
@@ -80,7 +100,8 @@ class DgramTransport implements PacketTransport {
       buffer: Buffer.allocUnsafeSlow(batchSize * MAX_DATAGRAM),
       offsets,
       lengths: new Uint32Array(batchSize),
-      sourceIps: new Uint32Array(batchSize),
+      sourceIps: new Uint32Array(family === 6 ? 0 : batchSize),
+      ...(family === 6 ? { sourceIps6: new Uint32Array(4 * batchSize) } : {}),
       sourcePorts: new Uint16Array(batchSize),
       count: 0,
     };
@@ -105,7 +126,11 @@ class DgramTransport implements PacketTransport {
     const i = batch.count;
     message.copy(batch.buffer, batch.offsets[i]);
     batch.lengths[i] = message.length;
-    batch.sourceIps[i] = tryParseIPv4(remote.address);
+    if (batch.sourceIps6 === undefined) {
+      batch.sourceIps[i] = tryParseIPv4(remote.address);
+    } else {
+      writeSource6(batch.sourceIps6, 4 * i, remote.address);
+    }
     batch.sourcePorts[i] = remote.port;
     batch.count = i + 1;
     if (batch.count === batch.lengths.length) {
@@ -127,6 +152,9 @@ class DgramTransport implements PacketTransport {
   }
 
   send(buffer: Buffer, offset: number, length: number, to: Endpoint): boolean {
+    if ((to.ip6 === undefined) !== (this.family === 4)) {
+      throw unreachableFamily(to, this.family);
+    }
     if (this.congested || length === 0) return false;
     if (this.stagingUsed + length > this.staging.length) {
       this.staging = Buffer.allocUnsafeSlow(Math.max(STAGING_BYTES, length));

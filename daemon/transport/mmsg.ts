@@ -7,6 +7,9 @@
  * batch to sendmmsg straight from the caller's buffer (the TUN read arena),
  * which the caller leaves alone until then. Datagrams from different
  * buffers are sent in separate calls.
+ *
+ * The socket's family is its bind address's: "::" or an IPv6 address makes
+ * an IPv6-only socket, whose batches carry sourceIps6.
  */
 import { getSystemErrorName } from 'node:util';
 import { loadNative, type NativeUdpSocket } from '../native.js';
@@ -14,7 +17,7 @@ import type { DatagramBatch, PacketTransport } from './index.js';
 import { QueuedSends } from './send-queue.js';
 
 export interface MmsgTransportOptions {
-  /** Address to bind; 0.0.0.0 for all. */
+  /** Address to bind: 0.0.0.0 for all IPv4 addresses, :: for all IPv6 ones. */
   bindAddress: string;
   /** UDP port to bind (flannel's UDP backend uses 8285). */
   port: number;
@@ -48,13 +51,15 @@ class MmsgTransport extends QueuedSends implements PacketTransport {
     private readonly socket: NativeUdpSocket,
     messagesPerRead: number,
   ) {
-    super(SEND_BATCH);
+    super(SEND_BATCH, socket.addressWords === 4 ? 6 : 4);
     const entries = messagesPerRead * GRO_SEGMENTS;
+    const ipv6 = this.family === 6;
     this.received = {
       buffer: Buffer.allocUnsafeSlow(messagesPerRead * MAX_MESSAGE),
       offsets: new Uint32Array(entries),
       lengths: new Uint32Array(entries),
-      sourceIps: new Uint32Array(entries),
+      sourceIps: new Uint32Array(ipv6 ? 0 : entries),
+      ...(ipv6 ? { sourceIps6: new Uint32Array(4 * entries) } : {}),
       sourcePorts: new Uint16Array(entries),
       count: 0,
     };
@@ -70,8 +75,8 @@ class MmsgTransport extends QueuedSends implements PacketTransport {
 
   start(onBatch: (batch: DatagramBatch) => void, onError: (err: Error) => void): void {
     const batch = this.received;
-    const { buffer, offsets, lengths, sourceIps, sourcePorts } = batch;
-    this.socket.startReading(buffer, MAX_MESSAGE, offsets, lengths, sourceIps, sourcePorts, (count, errno) => {
+    const { buffer, offsets, lengths, sourceIps, sourceIps6, sourcePorts } = batch;
+    this.socket.startReading(buffer, MAX_MESSAGE, offsets, lengths, sourceIps6 ?? sourceIps, sourcePorts, (count, errno) => {
       if (count > 0) {
         batch.count = count;
         onBatch(batch);

@@ -1,4 +1,4 @@
-import type { Endpoint } from './index.js';
+import { unreachableFamily, type Endpoint, type UnderlayFamily } from './index.js';
 
 /**
  * The sending half of a batched transport: send() only notes where a
@@ -7,6 +7,9 @@ import type { Endpoint } from './index.js';
  * sendmmsg for the native socket). Nothing is copied, so the caller leaves
  * the buffer alone until flush(). A base class rather than a member, so
  * that send() stays one direct call on the hot path.
+ *
+ * Destinations are queued as the native socket takes them: one address word
+ * per datagram on an IPv4 transport, four (an IPv6Address's) on an IPv6 one.
  */
 export abstract class QueuedSends {
   private pendingBuffer: Buffer | undefined;
@@ -14,17 +17,26 @@ export abstract class QueuedSends {
   private readonly lengths: Uint32Array;
   private readonly ips: Uint32Array;
   private readonly ports: Uint16Array;
+  private readonly ipv6: boolean;
   private pending = 0;
   private refused = 0;
 
-  constructor(capacity: number) {
+  constructor(
+    capacity: number,
+    readonly family: UnderlayFamily,
+  ) {
+    this.ipv6 = family === 6;
     this.offsets = new Uint32Array(capacity);
     this.lengths = new Uint32Array(capacity);
-    this.ips = new Uint32Array(capacity);
+    this.ips = new Uint32Array(this.ipv6 ? 4 * capacity : capacity);
     this.ports = new Uint16Array(capacity);
   }
 
   send(buffer: Buffer, offset: number, length: number, to: Endpoint): boolean {
+    const ip6 = to.ip6;
+    if ((ip6 !== undefined) !== this.ipv6) {
+      throw unreachableFamily(to, this.family);
+    }
     if (buffer !== this.pendingBuffer || this.pending === this.offsets.length) {
       this.sendPending();
       this.pendingBuffer = buffer;
@@ -32,7 +44,15 @@ export abstract class QueuedSends {
     const i = this.pending++;
     this.offsets[i] = offset;
     this.lengths[i] = length;
-    this.ips[i] = to.ip;
+    if (ip6 === undefined) {
+      this.ips[i] = to.ip;
+    } else {
+      const at = 4 * i;
+      this.ips[at] = ip6[0];
+      this.ips[at + 1] = ip6[1];
+      this.ips[at + 2] = ip6[2];
+      this.ips[at + 3] = ip6[3];
+    }
     this.ports[i] = to.port;
     return true;
   }
@@ -46,7 +66,10 @@ export abstract class QueuedSends {
     return refused;
   }
 
-  /** Sends the first `count` queued datagrams, all in `buffer`; returns how many were accepted. */
+  /**
+   * Sends the first `count` queued datagrams, all in `buffer`; returns how many were accepted.
+   * Datagram i goes to ports[i] at ips[i] (IPv4) or ips[4i, 4i+4) (IPv6).
+   */
   protected abstract handOn(buffer: Buffer, offsets: Uint32Array, lengths: Uint32Array, ips: Uint32Array, ports: Uint16Array, count: number): number;
 
   private sendPending(): void {

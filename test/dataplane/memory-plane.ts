@@ -6,7 +6,7 @@ import { DataPlane, type CountersSnapshot, type Peer } from '../../daemon/datapl
 import type { Sealer } from '../../daemon/dataplane/sealing.js';
 import { formatIPv4, parseCidr, type Cidr } from '../../daemon/net/ipv4.js';
 import { parseCidr6, parseIPv6, type Cidr6 } from '../../daemon/net/ipv6.js';
-import type { DatagramBatch } from '../../daemon/transport/index.js';
+import { parseEndpoint, type DatagramBatch } from '../../daemon/transport/index.js';
 import { MemoryNetwork, MemoryTransport } from '../../daemon/transport/memory.js';
 import { MemoryTun } from '../../daemon/tun/memory.js';
 
@@ -29,7 +29,10 @@ export interface MemoryNodeOptions {
   subnet6?: string;
   /** The source of its ICMPv6 errors; default the data plane's. */
   overlayAddress6?: string;
+  /** The node's IPv4 underlay address; ignored when ip6 is given. */
   ip: number;
+  /** The node's IPv6 underlay address: its transport, and so its peers' endpoints, are IPv6. */
+  ip6?: string;
   port?: number;
   maxPacket?: number;
   /** The TUN's MTU, the largest packet it reads; default maxPacket, as in the daemon. */
@@ -45,7 +48,8 @@ export function memoryNode(network: MemoryNetwork, options: MemoryNodeOptions): 
   const subnet6 = options.subnet6 === undefined ? undefined : parseCidr6(options.subnet6);
   const port = options.port ?? PORT;
   const tun = new MemoryTun({ batchCapacity: options.tunBatchCapacity ?? 64, mtu: options.tunMtu ?? options.maxPacket ?? MAX_PACKET });
-  const transport = network.open({ ip: options.ip, port }, { batchCapacity: options.transportBatchCapacity ?? 256 });
+  const ip6 = options.ip6 === undefined ? undefined : parseIPv6(options.ip6);
+  const transport = network.open(ip6 ? { ip6, port } : { ip: options.ip, port }, { batchCapacity: options.transportBatchCapacity ?? 256 });
   const plane = new DataPlane({
     tun,
     transport,
@@ -61,7 +65,8 @@ export function memoryNode(network: MemoryNetwork, options: MemoryNodeOptions): 
   plane.start((err) => {
     throw err;
   });
-  const peer: Peer = { subnet, ...(subnet6 ? { subnet6 } : {}), endpoint: { address: formatIPv4(options.ip), ip: options.ip, port } };
+  const endpoint = parseEndpoint(options.ip6 ?? formatIPv4(options.ip), port);
+  const peer: Peer = { subnet, ...(subnet6 ? { subnet6 } : {}), endpoint };
   return { plane, tun, transport, subnet, ...(subnet6 ? { subnet6 } : {}), peer };
 }
 
@@ -80,8 +85,14 @@ export function unaccounted(c: CountersSnapshot): { egress: number; ingress: num
   };
 }
 
-/** Lays datagrams out in one buffer, at uneven offsets, as a transport's read hands them over. */
-export function datagramBatch(datagrams: ReadonlyArray<{ data: Buffer; ip: number; port: number }>): DatagramBatch {
+/** A received datagram's sender: an IPv4 address (host order) or, for an IPv6 underlay, ip6's text. */
+export type DatagramSource = { ip: number; ip6?: undefined; port: number } | { ip?: undefined; ip6: string; port: number };
+
+/**
+ * Lays datagrams out in one buffer, at uneven offsets, as a transport's read hands them over;
+ * as an IPv6 transport's if the first sender is IPv6 (then all must be).
+ */
+export function datagramBatch(datagrams: ReadonlyArray<{ data: Buffer } & DatagramSource>): DatagramBatch {
   const offsets = new Uint32Array(datagrams.length);
   const lengths = new Uint32Array(datagrams.length);
   let size = 0;
@@ -96,7 +107,9 @@ export function datagramBatch(datagrams: ReadonlyArray<{ data: Buffer; ip: numbe
     buffer,
     offsets,
     lengths,
-    sourceIps: Uint32Array.from(datagrams, (d) => d.ip),
+    ...(datagrams[0]?.ip6 === undefined
+      ? { sourceIps: Uint32Array.from(datagrams, (d) => d.ip!) }
+      : { sourceIps: new Uint32Array(0), sourceIps6: Uint32Array.from(datagrams.flatMap((d) => parseIPv6(d.ip6!))) }),
     sourcePorts: Uint16Array.from(datagrams, (d) => d.port),
     count: datagrams.length,
   };
