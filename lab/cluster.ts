@@ -9,7 +9,9 @@
  *      pod p1 ...         pod p1 ...         pod p1 ...
  *
  * Addresses come from 198.18.0.0/15, the benchmarking range, and exist only
- * inside the namespaces; nothing is added to the root namespace.
+ * inside the namespaces; nothing is added to the root namespace. With
+ * `underlay6`, the underlay also carries IPv6 from 2001:2::/64 (RFC 5180's
+ * benchmarking range): 2001:2::fe on br0, 2001:2::1, ::2, ... on the nodes.
  */
 import { mkdir, rm } from 'node:fs/promises';
 import path from 'node:path';
@@ -22,6 +24,7 @@ import { redisServerArgs } from './redis.js';
 
 export const UNDERLAY_SUBNET = '198.18.0.0/24';
 export const UNDERLAY_GATEWAY = '198.18.0.254';
+export const UNDERLAY6_GATEWAY = '2001:2::fe';
 /** Where the sandbox's Redis listens: on the underlay, as a cluster's would, reachable before pod networking. */
 export const SANDBOX_REDIS_URL = `redis://${UNDERLAY_GATEWAY}:6379`;
 
@@ -32,6 +35,8 @@ export interface SandboxOptions {
   prefix?: string;
   /** MTU of the underlay links. */
   underlayMtu?: number;
+  /** Also give the underlay IPv6 addresses. */
+  underlay6?: boolean;
 }
 
 export interface SandboxNode {
@@ -39,6 +44,8 @@ export interface SandboxNode {
   readonly ns: Netns;
   /** Underlay address, e.g. 198.18.0.1. */
   readonly underlayIp: string;
+  /** IPv6 underlay address, e.g. 2001:2::1, with `underlay6`. */
+  readonly underlayIp6: string | undefined;
   readonly workDir: string;
   readonly pods: Pod[];
 }
@@ -77,6 +84,8 @@ export class Sandbox {
       await underlay.ip('link', 'add', 'br0', 'type', 'bridge');
       await underlay.ip('link', 'set', 'br0', 'mtu', String(sandbox.underlayMtu), 'up');
       await underlay.ip('addr', 'add', `${UNDERLAY_GATEWAY}/24`, 'dev', 'br0');
+      // nodad: nothing else on this link can hold the address, and DAD would leave it unusable for a second.
+      if (options.underlay6) await underlay.ip('-6', 'addr', 'add', `${UNDERLAY6_GATEWAY}/64`, 'dev', 'br0', 'nodad');
     } catch (err) {
       await sandbox.destroy();
       throw err;
@@ -116,6 +125,7 @@ export class Sandbox {
       index,
       ns,
       underlayIp: `198.18.0.${index}`,
+      underlayIp6: this.options.underlay6 ? `2001:2::${index.toString(16)}` : undefined,
       workDir: path.join(this.options.workDir, `n${index}`),
       pods: [],
     };
@@ -126,6 +136,7 @@ export class Sandbox {
     await this.underlay.ip('link', 'set', port, 'master', 'br0', 'up');
     await ns.ip('link', 'set', 'eth0', 'mtu', String(this.underlayMtu), 'up');
     await ns.ip('addr', 'add', `${node.underlayIp}/24`, 'dev', 'eth0');
+    if (node.underlayIp6) await ns.ip('-6', 'addr', 'add', `${node.underlayIp6}/64`, 'dev', 'eth0', 'nodad');
     return node;
   }
 

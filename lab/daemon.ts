@@ -22,6 +22,8 @@ export function leaseModeArgs(node: SandboxNode, redisUrl: string): string[] {
     '--cni-conf-dir', path.join(node.workDir, 'cni'),
     '--cni-ipam-data-dir', path.join(node.workDir, 'ipam'),
     '--ip-masq',
+    // A node with an IPv6 underlay address sends over it (every node of a sandbox has one, or none).
+    ...(node.underlayIp6 ? ['--public-ipv6', node.underlayIp6, '--underlay', 'ipv6'] : []),
   ];
 }
 

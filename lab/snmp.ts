@@ -12,3 +12,9 @@ export async function snmp(ns: Netns): Promise<Record<string, Record<string, num
   }
   return result;
 }
+
+/** /proc/net/snmp6 as read inside `ns`, one counter per line: e.g. snmp6.Udp6OutDatagrams. */
+export async function snmp6(ns: Netns): Promise<Record<string, number>> {
+  const lines = (await ns.exec(['cat', '/proc/net/snmp6'])).trim().split('\n');
+  return Object.fromEntries(lines.map((line) => line.trim().split(/\s+/)).map(([name, value]) => [name!, Number(value)]));
+}

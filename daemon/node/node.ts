@@ -54,7 +54,7 @@ import { PeerFeed } from './peers.js';
 import { acceptLocalSource, addHostAddress6, deleteTunDevice, routeNetwork6Into, routeNetworkInto, tunDeviceExists } from './routes.js';
 import { NodeStatus, type NodeInfo } from './status.js';
 import { readPreviousSubnet, writeSubnetEnv } from './subnet-env.js';
-import { ENCAPSULATION_OVERHEAD, resolveUnderlay, UnderlayError, type Underlay } from './underlay.js';
+import { encapsulationOverhead, resolveUnderlay, UnderlayError, type Underlay } from './underlay.js';
 
 export interface RunningNode {
   /** Resolves with a reason when the node can no longer do its job. */
@@ -186,7 +186,7 @@ async function acquireSubnet(context: StepContext, underlay: Underlay, signal: A
   status.storeOpened(store);
   const leased = await acquireLease(context, store, underlay, signal);
   const ipv6 = pairedIPv6(leased.config, leased.lease.cidr);
-  if (config.publicIpv6 !== undefined && ipv6 === undefined) {
+  if (config.publicIpv6 !== undefined && ipv6 === undefined && underlay.family === 4) {
     logger.warn({ publicIPv6: config.publicIpv6 }, '--public-ipv6 is not published: the network config does not enable IPv6');
   }
   status.leaseAcquired(leased, ipv6?.subnet);
@@ -220,8 +220,8 @@ async function acquireLease(
         const network = await store.getNetworkConfig();
         const { lease } = await store.acquireLease({
           publicIP: underlay.address,
-          // The underlay stays IPv4 this round: PublicIPv6 is published, never sent to.
-          publicIPv6: network.ipv6 ? config.publicIpv6 : undefined,
+          // Peers send to PublicIPv6 over an IPv6 underlay; a dual-stack network publishes it as flannel does.
+          publicIPv6: network.ipv6 || underlay.family === 6 ? config.publicIpv6 : undefined,
           nodeName: config.nodeName,
           previousSubnet: previous ? formatCidr(previous) : undefined,
         });
@@ -277,7 +277,7 @@ async function openDataPath(context: StepContext, underlay: Underlay, assignment
   const { config, logger, status, cleanups } = context;
   const { network, subnet, ipv6, port } = assignment;
   // Sealed datagrams carry SEAL_OVERHEAD more bytes, so the pods' MTU gives them up.
-  const mtu = underlay.mtu - ENCAPSULATION_OVERHEAD - (auth ? SEAL_OVERHEAD : 0);
+  const mtu = underlay.mtu - encapsulationOverhead(underlay) - (auth ? SEAL_OVERHEAD : 0);
   if (ipv6 && mtu < IPV6_MIN_MTU) {
     throw new UnderlayError(
       `the overlay MTU ${mtu} (underlay ${underlay.iface}'s ${underlay.mtu} less encapsulation${auth ? ' and authentication' : ''}) is below IPv6's minimum of ${IPV6_MIN_MTU}; raise the underlay MTU or set EnableIPv6 false`,
@@ -316,7 +316,7 @@ async function openDataPath(context: StepContext, underlay: Underlay, assignment
       addHostAddress6(tun.name, ipv6.subnet.network);
       routeNetwork6Into(ipv6.network, tun.name);
     }
-    const bind = { bindAddress: underlay.address, port };
+    const bind = { bindAddress: underlay.bindAddress, port };
     transport = config.transport === 'mmsg' ? openMmsgTransport(bind) : await openDgramTransport(bind);
   } catch (err) {
     tun.close();
@@ -403,6 +403,7 @@ function follow(
     ownSubnet: lease.subnet,
     ownPublicIp: lease.publicIP,
     network: networkConfig,
+    underlay: config.underlay,
     graceMs: config.peerGraceMs,
     logger,
     sink: plane,

@@ -17,6 +17,7 @@ import type { Peer } from '../dataplane/index.js';
 import { ipv6SubnetOf, type Lease, type NetworkConfig, type WatchEvent } from '../lease/index.js';
 import { tryParseIPv4, type Cidr } from '../net/ipv4.js';
 import { formatCidr6 } from '../net/ipv6.js';
+import { formatEndpoint, parseEndpoint, type Endpoint, type UnderlayFamily } from '../transport/index.js';
 
 /** Where the peers go: the data plane. */
 export interface PeerSink {
@@ -30,6 +31,8 @@ export interface PeerFeedOptions {
   readonly ownPublicIp: string;
   /** The network config this node runs with: peers' subnet length, their default port, their paired IPv6 subnets. */
   readonly network: NetworkConfig;
+  /** What this node's datagrams travel over: an IPv6 underlay sends to each peer's PublicIPv6. */
+  readonly underlay: UnderlayFamily;
   /** How long a peer the store forgot is kept while its node re-asserts its lease. */
   readonly graceMs: number;
   readonly logger: Logger;
@@ -50,7 +53,7 @@ export interface PeerFeedOptions {
  * one; a lease outside the Network (left from before a forced config change)
  * has no pair and keeps its IPv4 route only.
  */
-export function peerFromLease(lease: Lease, network: NetworkConfig): Peer | string {
+export function peerFromLease(lease: Lease, network: NetworkConfig, underlay: UnderlayFamily = 4): Peer | string {
   if (lease.backendType !== 'udp') return `backend ${lease.backendType} is not udp`;
   const ip = tryParseIPv4(lease.publicIP);
   if (ip < 0) return `public IP ${lease.publicIP} is not IPv4`;
@@ -58,7 +61,13 @@ export function peerFromLease(lease: Lease, network: NetworkConfig): Peer | stri
   if (typeof port !== 'number' || !Number.isInteger(port) || port < 1 || port > 65535) return `port ${String(port)} is invalid`;
   if (lease.cidr.prefixLength !== network.subnetLen) return `subnet is not a /${network.subnetLen}`;
   const subnet6 = ipv6SubnetOf(network, lease.cidr);
-  return { subnet: lease.cidr, ...(subnet6 ? { subnet6 } : {}), endpoint: { address: lease.publicIP, ip, port } };
+  let endpoint: Endpoint = { address: lease.publicIP, ip, port };
+  if (underlay === 6) {
+    // The lease decoder has checked PublicIPv6 is an IPv6 address.
+    if (lease.publicIPv6 === undefined) return 'its node publishes no PublicIPv6, and this node sends over an IPv6 underlay (--underlay ipv6)';
+    endpoint = parseEndpoint(lease.publicIPv6, port);
+  }
+  return { subnet: lease.cidr, ...(subnet6 ? { subnet6 } : {}), endpoint };
 }
 
 /** A peer as /status shows it. */
@@ -101,7 +110,7 @@ export class PeerFeed {
       return {
         subnet,
         ...(peer.subnet6 ? { ipv6Subnet: formatCidr6(peer.subnet6) } : {}),
-        endpoint: `${peer.endpoint.address}:${peer.endpoint.port}`,
+        endpoint: formatEndpoint(peer.endpoint),
         node: lease.nodeName,
         ...(since !== undefined ? { unconfirmedSince: since } : {}),
       };
@@ -188,13 +197,13 @@ export class PeerFeed {
   private upsert(lease: Lease, seq: string, how: string | undefined): boolean {
     const known = this.peers.get(lease.subnet);
     const wasUnconfirmed = this.unconfirmed.delete(lease.subnet);
-    const peer = peerFromLease(lease, this.options.network);
+    const peer = peerFromLease(lease, this.options.network, this.options.underlay);
     if (typeof peer === 'string') {
       this.log.warn({ subnet: lease.subnet, reason: peer, seq }, 'lease skipped');
       if (known !== undefined) this.drop(lease.subnet);
       return known !== undefined;
     }
-    const same = known !== undefined && known.peer.endpoint.ip === peer.endpoint.ip && known.peer.endpoint.port === peer.endpoint.port;
+    const same = known !== undefined && formatEndpoint(known.peer.endpoint) === formatEndpoint(peer.endpoint);
     this.peers.set(lease.subnet, { peer, lease });
     if (same) {
       if (wasUnconfirmed) this.log.info({ subnet: lease.subnet, node: lease.nodeName, seq }, 'peer re-asserted its lease');
@@ -202,7 +211,7 @@ export class PeerFeed {
     }
     this.options.sink.setPeer(peer);
     if (how !== undefined) {
-      const endpoint = `${peer.endpoint.address}:${peer.endpoint.port}`;
+      const endpoint = formatEndpoint(peer.endpoint);
       const ipv6Subnet = peer.subnet6 && formatCidr6(peer.subnet6);
       this.log.info({ change: known === undefined ? how : 'moved', subnet: lease.subnet, ipv6Subnet, endpoint, node: lease.nodeName, seq, peers: this.peers.size }, known === undefined ? 'peer added' : 'peer moved to a new endpoint');
     }

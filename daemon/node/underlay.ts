@@ -7,11 +7,23 @@ import { readFile } from 'node:fs/promises';
 
 /** IPv4 + UDP headers that wrap every overlay packet on the wire. */
 export const ENCAPSULATION_OVERHEAD = 28;
+/** The same over an IPv6 underlay: its header is 40 bytes. */
+export const ENCAPSULATION_OVERHEAD_IPV6 = 48;
 
 export interface Underlay {
   iface: string;
+  /** The IPv4 address published as the lease's PublicIP. */
   address: string;
+  /** What datagrams travel over. */
+  family: 4 | 6;
+  /** The address the transport binds and peers send to: `address`, or the IPv6 one. */
+  bindAddress: string;
   mtu: number;
+}
+
+/** The headers around each overlay packet on this underlay. */
+export function encapsulationOverhead(underlay: Pick<Underlay, 'family'>): number {
+  return underlay.family === 6 ? ENCAPSULATION_OVERHEAD_IPV6 : ENCAPSULATION_OVERHEAD;
 }
 
 export class UnderlayError extends Error {
@@ -30,7 +42,7 @@ async function defaultRouteInterface(): Promise<string> {
 
 function interfaceWithAddress(address: string): string | undefined {
   for (const [name, addresses] of Object.entries(networkInterfaces())) {
-    if (addresses?.some((a) => a.family === 'IPv4' && a.address === address)) return name;
+    if (addresses?.some((a) => a.address === address)) return name;
   }
   return undefined;
 }
@@ -40,12 +52,15 @@ function interfaceWithAddress(address: string): string | undefined {
  * with neither, the default route's interface. The public IP may belong to
  * another interface (behind NAT, say) only when --iface names the interface.
  */
-export async function resolveUnderlay(options: { iface?: string; publicIp?: string }): Promise<Underlay> {
-  const iface = options.iface ?? (options.publicIp ? interfaceWithAddress(options.publicIp) : undefined) ?? (await defaultRouteInterface());
+export async function resolveUnderlay(options: { iface?: string; publicIp?: string; publicIpv6?: string; underlay?: 4 | 6 }): Promise<Underlay> {
+  const family = options.underlay ?? 4;
+  // An IPv6 underlay's interface is the one that holds --public-ipv6: its MTU bounds the datagrams.
+  const named = family === 6 ? options.publicIpv6 : options.publicIp;
+  const iface = options.iface ?? (named ? interfaceWithAddress(named) : undefined) ?? (await defaultRouteInterface());
   const addresses = networkInterfaces()[iface];
   if (!addresses) throw new UnderlayError(`underlay interface ${iface} does not exist; check --iface`);
   const address = options.publicIp ?? addresses.find((a) => a.family === 'IPv4' && !a.internal)?.address;
   if (!address) throw new UnderlayError(`underlay interface ${iface} has no IPv4 address; pass --public-ip`);
   const mtu = Number((await readFile(`/sys/class/net/${iface}/mtu`, 'utf8')).trim());
-  return { iface, address, mtu };
+  return { iface, address, family, bindAddress: family === 6 ? options.publicIpv6! : address, mtu };
 }

@@ -9,6 +9,7 @@ import { parseNetworkConfig, type Lease, type NetworkConfig, type WatchEvent } f
 import { formatCidr, parseCidr, type Cidr } from '../../daemon/net/ipv4.js';
 import { formatCidr6 } from '../../daemon/net/ipv6.js';
 import { PeerFeed, peerFromLease, type PeerSink } from '../../daemon/node/peers.js';
+import { formatEndpoint } from '../../daemon/transport/index.js';
 import { silentLogger } from '../lease/helpers.js';
 
 const OWN = { subnet: '10.244.1.0/24', ip: '198.18.0.1' };
@@ -48,6 +49,7 @@ function feed(network: NetworkConfig = IPV4_ONLY) {
     ownSubnet: OWN.subnet,
     ownPublicIp: OWN.ip,
     network,
+    underlay: 4,
     graceMs: GRACE_MS,
     logger: silentLogger(),
     sink,
@@ -179,6 +181,16 @@ describe('peer feed', () => {
     const portless = peerFromLease({ ...lease(2), backendData: {} }, parseNetworkConfig({ Network: '10.244.0.0/16', Backend: { Type: 'udp', Port: 9000 } }));
     assert.ok(typeof portless !== 'string');
     assert.equal(portless.endpoint.port, 9000);
+  });
+
+  it('over an IPv6 underlay, sends to the lease\'s PublicIPv6, and skips a node that publishes none', () => {
+    const peer = peerFromLease({ ...lease(2), publicIPv6: '2001:2::2' }, DUAL_STACK, 6);
+    assert.ok(typeof peer !== 'string');
+    assert.equal(formatEndpoint(peer.endpoint), '[2001:2::2]:8285');
+    assert.match(String(peerFromLease(lease(3), DUAL_STACK, 6)), /publishes no PublicIPv6, and this node sends over an IPv6 underlay/);
+    const v4 = peerFromLease({ ...lease(2), publicIPv6: '2001:2::2' }, DUAL_STACK, 4);
+    assert.ok(typeof v4 !== 'string');
+    assert.equal(formatEndpoint(v4.endpoint), '198.18.1.2:8285', 'an IPv4 underlay ignores PublicIPv6');
   });
 
   it('passes config changes on', () => {

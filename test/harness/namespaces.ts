@@ -23,10 +23,10 @@ export async function testNamespace(): Promise<Netns> {
  * hooks as soon as they are registered, so one `before` must create it and
  * start what depends on it, in order.
  */
-export async function createTestSandbox(nodes: number): Promise<Sandbox> {
+export async function createTestSandbox(nodes: number, options: { underlay6?: boolean } = {}): Promise<Sandbox> {
   await removeStaleNamespaces();
   const workDir = await mkdtemp(path.join(tmpdir(), 'miniflannel-test-'));
-  const sandbox = await Sandbox.create({ workDir, prefix: `${runPrefix()}s${++counter}` });
+  const sandbox = await Sandbox.create({ workDir, prefix: `${runPrefix()}s${++counter}`, ...options });
   try {
     for (let i = 0; i < nodes; i++) await sandbox.addNode();
   } catch (err) {
