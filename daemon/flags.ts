@@ -175,7 +175,6 @@ export function parseDaemonFlags(argv: string[]): DaemonConfig {
   if (underlay === 6) {
     if (o.publicIpv6 === undefined) throw new UsageError('--underlay ipv6 needs --public-ipv6: the IPv6 address peers send to');
     if (isStatic) throw new UsageError('--underlay ipv6 is not available in static mode: peers are named by IPv4 address there');
-    if (o.authKeyFile) throw new UsageError('--underlay ipv6 cannot be combined with --auth-key-file yet: the seal\'s nonce holds the sender\'s IPv4 address');
   }
   if (o.leaseRenewMargin >= o.leaseTtl) {
     throw new UsageError(`--lease-renew-margin (${o.leaseRenewMargin} ms) must be below --lease-ttl (${o.leaseTtl} ms), or the lease would be renewed continuously`);

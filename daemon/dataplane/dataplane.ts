@@ -53,9 +53,6 @@ export class DataPlane {
 
   constructor(private readonly options: DataPlaneOptions) {
     const { tun, transport, sealer, localSubnet6 } = options;
-    if (sealer && transport.family === 6) {
-      throw new RangeError("sealing (a cluster key) is not supported over an IPv6 underlay yet: its nonce holds the sender's IPv4 address");
-    }
     const peers = this.emptyTable();
     let overlayAddress6: Buffer | undefined;
     if (localSubnet6) {
@@ -77,7 +74,9 @@ export class DataPlane {
 
   /** Replaces the whole peer table at once (static mode); the next batch sees the new one. */
   setPeers(peers: Iterable<Peer>): void {
-    const next = this.emptyTable(peers);
+    const list = [...peers];
+    for (const peer of list) this.checkSealable(peer);
+    const next = this.emptyTable(list);
     this.log.info({ peers: [...next.peers()].map(describePeer) }, 'peer table replaced');
     this.egress.peers = next;
     this.ingress.peers = next;
@@ -85,7 +84,15 @@ export class DataPlane {
 
   /** Adds a peer, or moves its subnet to a new endpoint. O(1): the next batch sees it. */
   setPeer(peer: Peer): void {
+    this.checkSealable(peer);
     this.egress.peers.set(peer);
+  }
+
+  /** With a cluster key, a peer over an IPv6 underlay must say which IPv4 address its seals name. */
+  private checkSealable(peer: Peer): void {
+    if (this.options.sealer && peer.sealerId === undefined && peer.endpoint.ip6 !== undefined) {
+      throw new RangeError(`peer ${describePeer(peer)} is refused: sealing over an IPv6 underlay needs the peer's sealerId (its lease's IPv4 PublicIP)`);
+    }
   }
 
   /** Removes the peer on `subnet`; false if there was none. */

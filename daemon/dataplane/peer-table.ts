@@ -22,6 +22,13 @@ export interface Peer {
   /** Absent for a peer that carries IPv4 only. */
   readonly subnet6?: Cidr6;
   readonly endpoint: Endpoint;
+  /**
+   * The IPv4 address the peer's seals name as their sender: its lease's
+   * PublicIP, unique in the store. Default: its endpoint's address, which is
+   * the same on an IPv4 underlay; over an IPv6 one it keeps the nodes'
+   * nonces apart, so a sealing data plane requires it there.
+   */
+  readonly sealerId?: number;
 }
 
 function endpointKey(ip: number, port: number): number {

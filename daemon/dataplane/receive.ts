@@ -92,9 +92,9 @@ export class Ingress {
         counters.ingressDrops['unknown-sender']++;
         continue;
       }
-      // The data plane refuses a sealer with an IPv6 underlay, so sourceIps holds the sender here.
       if (sealer) {
-        const opened = sealer.open(buffer, offset, length, sourceIps[i]!);
+        // The sender the seal must name is the peer this endpoint belongs to, whatever the underlay's family.
+        const opened = sealer.open(buffer, offset, length, peer.sealerId ?? peer.endpoint.ip);
         if (opened < 0) {
           counters.ingressDrops[opened === OPEN_REPLAYED ? 'replayed' : 'unauthenticated']++;
           continue;

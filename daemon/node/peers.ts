@@ -67,7 +67,7 @@ export function peerFromLease(lease: Lease, network: NetworkConfig, underlay: Un
     if (lease.publicIPv6 === undefined) return 'its node publishes no PublicIPv6, and this node sends over an IPv6 underlay (--underlay ipv6)';
     endpoint = parseEndpoint(lease.publicIPv6, port);
   }
-  return { subnet: lease.cidr, ...(subnet6 ? { subnet6 } : {}), endpoint };
+  return { subnet: lease.cidr, ...(subnet6 ? { subnet6 } : {}), endpoint, sealerId: ip };
 }
 
 /** A peer as /status shows it. */

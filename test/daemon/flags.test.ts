@@ -118,13 +118,12 @@ test('--public-ipv6 and its twin: an IPv6 address, published in the lease as Pub
   );
 });
 
-test('--underlay and its twin: IPv4 by default; IPv6 needs --public-ipv6, and is refused in static mode and with a cluster key', () => {
+test('--underlay and its twin: IPv4 by default; IPv6 needs --public-ipv6, and is refused in static mode', () => {
   assert.equal(parseDaemonFlags(argv()).underlay, 4);
   assert.equal(parseDaemonFlags(argv('--underlay', 'ipv6', '--public-ipv6', '2001:2::1')).underlay, 6);
   assert.equal(withEnv({ MINIFLANNELD_UNDERLAY: 'ipv6', MINIFLANNELD_PUBLIC_IPV6: '2001:2::1' }, () => parseDaemonFlags(argv())).underlay, 6);
   const usage = (args: string[], pattern: RegExp) => assert.throws(() => parseDaemonFlags(argv(...args)), (err: Error) => err instanceof UsageError && pattern.test(err.message), args.join(' '));
   usage(['--underlay', 'ipv6'], /^--underlay ipv6 needs --public-ipv6/);
   usage(['--underlay', 'ipv6', '--public-ipv6', '2001:2::1', '--static-network', '10.244.0.0/16', '--static-subnet', '10.244.1.0/24'], /not available in static mode/);
-  usage(['--underlay', 'ipv6', '--public-ipv6', '2001:2::1', '--auth-key-file', '/etc/key'], /cannot be combined with --auth-key-file yet/);
   assert.throws(() => parseDaemonFlags(argv('--underlay', 'ip6')), (err: Error) => err instanceof CommanderError && /--underlay/.test(err.message));
 });

@@ -99,13 +99,29 @@ describe('two data planes over an IPv6 underlay', () => {
     assert.equal(a.plane.peerTable.get(peer.subnet), undefined);
   });
 
-  it('refuse a sealer with an IPv6 transport at construction, in one line', () => {
-    const sealer = createSealer({ mode: 'mac', localIp: parseIPv4('198.18.0.1'), keys: [authKey(randomBytes(32))] });
-    assert.throws(() => memoryNode(new MemoryNetwork(), { subnet: '10.244.1.0/24', ip: 0, ip6: ip6A, sealer }), {
-      name: 'RangeError',
-      message: "sealing (a cluster key) is not supported over an IPv6 underlay yet: its nonce holds the sender's IPv4 address",
+  for (const mode of ['mac', 'encrypt'] as const) {
+    it(`seal (${mode}) with each node's IPv4 PublicIP as the sender its nonces name, and refuse a peer that does not name it`, () => {
+      const network = new MemoryNetwork();
+      const key = authKey(randomBytes(32));
+      const node = (n: number, ip6: string) => {
+        const ip = parseIPv4(`198.18.0.${n}`);
+        return memoryNode(network, { subnet: `10.244.${n}.0/24`, subnet6: `fd00:10:244:${n}::/64`, ip, ip6, sealer: createSealer({ mode, localIp: ip, keys: [key] }) });
+      };
+      const [a, b] = [node(1, ip6A), node(2, ip6B)];
+      meshed(a, b);
+      const fromA = Array.from({ length: 40 }, (_, i) => podPacket(i % 2 === 0 ? 4 : 6, true, i, 120 + i * 17));
+      a.tun.send(fromA);
+      assert.deepEqual(b.tun.takeWritten(), fromA);
+      assert.equal(b.plane.snapshot().ingressDrops.unauthenticated, 0);
+      // A seal that names another node's address fails to open, though it came from A's endpoint.
+      b.plane.setPeer({ ...a.peer, sealerId: parseIPv4('198.18.0.9') });
+      a.tun.send([podPacket(6, true, 99)]);
+      assert.deepEqual(b.tun.takeWritten(), []);
+      assert.equal(b.plane.snapshot().ingressDrops.unauthenticated, 1);
+      const { sealerId: _unnamed, ...anonymous } = a.peer;
+      assert.throws(() => b.plane.setPeer(anonymous), /sealing over an IPv6 underlay needs the peer's sealerId/);
     });
-  });
+  }
 });
 
 describe('the peer table on an IPv6 underlay', () => {

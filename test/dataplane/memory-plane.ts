@@ -29,7 +29,7 @@ export interface MemoryNodeOptions {
   subnet6?: string;
   /** The source of its ICMPv6 errors; default the data plane's. */
   overlayAddress6?: string;
-  /** The node's IPv4 underlay address; ignored when ip6 is given. */
+  /** The node's IPv4 underlay address; with ip6 given, only the address its seals name (its lease's PublicIP). */
   ip: number;
   /** The node's IPv6 underlay address: its transport, and so its peers' endpoints, are IPv6. */
   ip6?: string;
@@ -66,7 +66,7 @@ export function memoryNode(network: MemoryNetwork, options: MemoryNodeOptions): 
     throw err;
   });
   const endpoint = parseEndpoint(options.ip6 ?? formatIPv4(options.ip), port);
-  const peer: Peer = { subnet, ...(subnet6 ? { subnet6 } : {}), endpoint };
+  const peer: Peer = { subnet, ...(subnet6 ? { subnet6 } : {}), endpoint, sealerId: options.ip };
   return { plane, tun, transport, subnet, ...(subnet6 ? { subnet6 } : {}), peer };
 }
 

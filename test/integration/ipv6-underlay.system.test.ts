@@ -1,9 +1,11 @@
 // A dual-stack cluster whose nodes send to each other over IPv6: every node
 // runs the real miniflanneld with --underlay ipv6 and its 2001:2::/64
 // underlay address as --public-ipv6, leases from Redis, and pods made by
-// the real CNI plugins carry IPv4 and IPv6 across it.
+// the real CNI plugins carry IPv4 and IPv6 across it, in the clear and
+// sealed with a cluster key.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { SANDBOX_REDIS_URL, type Pod, type Sandbox } from '../../lab/cluster.js';
@@ -71,4 +73,26 @@ test('pods ping and move data intact over both families, and the datagrams trave
   assert.ok(sent4 < sent6 / 10, `UDP sends over IPv4 from node 1: ${sent4}, over IPv6 ${sent6}`);
   const counters = (await daemons[0]!.status()).counters!;
   assert.equal(counters.ingressDrops['unknown-sender'], 0);
+});
+
+test('with a cluster key, the IPv6 underlay carries only sealed datagrams: a node with another key is shut out', async () => {
+  const keyFile = path.join(sandbox.options.workDir, 'cluster-key');
+  const otherKeyFile = path.join(sandbox.options.workDir, 'other-key');
+  await writeFile(keyFile, `${randomBytes(32).toString('base64')}\n`, { mode: 0o600 });
+  await writeFile(otherKeyFile, `${randomBytes(32).toString('base64')}\n`, { mode: 0o600 });
+  for (const [i, node] of sandbox.nodes.entries()) {
+    await daemons[i]!.stop();
+    daemons[i] = await startDaemon(node, [...leaseModeArgs(node, SANDBOX_REDIS_URL), '--auth-key-file', i === 2 ? otherKeyFile : keyFile]);
+  }
+  const [p1, p2, p3] = pods as [Pod, Pod, Pod];
+  await p1.ns.exec(['ping', '-c', '2', '-i', '0.2', '-W', '2', p2.ip]);
+  await p1.ns.exec(['ping', '-6', '-c', '2', '-i', '0.2', '-w', '5', p2.ip6!]);
+  for (const address of [p3.ip, p3.ip6!]) {
+    const outcome = await p1.ns.execForOutcome(['ping', '-c', '2', '-i', '0.2', '-W', '1', address]);
+    assert.notEqual(outcome.exitCode, 0, `${address} behind another key`);
+  }
+  const shutOut = (await daemons[2]!.status()).counters!;
+  assert.ok(shutOut.ingressDrops.unauthenticated >= 4, `node 3 refused ${shutOut.ingressDrops.unauthenticated} datagrams`);
+  assert.equal(shutOut.tunPacketsWritten, 0);
+  assert.equal((await daemons[1]!.status()).counters!.ingressDrops.unauthenticated, 0);
 });
