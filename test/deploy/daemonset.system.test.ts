@@ -15,9 +15,9 @@ import path from 'node:path';
 import type { ChildProcess } from 'node:child_process';
 import { UNDERLAY_GATEWAY, type Pod, type Sandbox, type SandboxNode } from '../../lab/cluster.js';
 import { httpGetIn, waitFor } from '../../lab/daemon.js';
-import { exited, run, stopProcess, type Outcome } from '../../lab/exec.js';
+import { exited, stopProcess, type Outcome } from '../../lab/exec.js';
 import type { Netns } from '../../lab/netns.js';
-import { createTestSandbox } from '../harness/namespaces.js';
+import { createTestSandbox, destroyTestSandbox } from '../harness/namespaces.js';
 import { packageRoot } from '../../lab/paths.js';
 import { imagePrograms, NODE_IMAGE_PATH, parseDockerfile } from './dockerfile.js';
 import {
@@ -222,10 +222,7 @@ describe('the DaemonSet of deploy/kubernetes/miniflannel.yaml, run as kubelet wo
     for (const daemon of daemons.values()) await stopProcess(daemon.process);
     if (redis) await stopProcess(redis.process);
     if (sandbox) {
-      const prefix = sandbox.underlay.name.replace(/ul$/, '');
-      await sandbox.destroy();
-      const left = (await run(['ip', 'netns', 'list'])).split('\n').filter((line) => line.startsWith(prefix));
-      assert.deepEqual(left, [], 'namespaces left behind');
+      await destroyTestSandbox(sandbox);
     }
     if (work) await rm(work, { recursive: true, force: true });
   });

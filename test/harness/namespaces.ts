@@ -1,11 +1,13 @@
 // Test namespaces: named with this run's prefix, stale ones from dead runs
 // removed first, and all of them deleted when the test file ends, on failure too.
 import { after } from 'node:test';
+import assert from 'node:assert/strict';
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Netns, removeStaleNamespaces, runPrefix } from '../../lab/netns.js';
 import { Sandbox } from '../../lab/cluster.js';
+import { run } from '../../lab/exec.js';
 
 let counter = 0;
 
@@ -34,4 +36,12 @@ export async function createTestSandbox(nodes: number, options: { underlay6?: bo
     throw err;
   }
   return sandbox;
+}
+
+/** Destroys a test sandbox and asserts that none of its namespaces is left behind. */
+export async function destroyTestSandbox(sandbox: Sandbox): Promise<void> {
+  const prefix = sandbox.underlay.name.replace(/ul$/, '');
+  await sandbox.destroy();
+  const left = (await run(['ip', 'netns', 'list'])).split('\n').filter((line) => line.startsWith(prefix));
+  assert.deepEqual(left, [], 'namespaces left behind');
 }

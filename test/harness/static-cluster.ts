@@ -9,8 +9,7 @@ import assert from 'node:assert/strict';
 import { cniConflist } from '../../daemon/node/cni.js';
 import type { Pod, Sandbox, SandboxNode } from '../../lab/cluster.js';
 import { HEALTHZ_PORT, startDaemon, type RunningDaemon } from '../../lab/daemon.js';
-import { run } from '../../lab/exec.js';
-import { createTestSandbox } from './namespaces.js';
+import { createTestSandbox, destroyTestSandbox } from './namespaces.js';
 
 export const NETWORK = '10.244.0.0/16';
 export const TUN_MTU = 1500 - 28;
@@ -48,10 +47,7 @@ export async function staticCluster(spec: { transports: Array<'mmsg' | 'dgram'>;
     strangers,
     destroy: async () => {
       for (const daemon of daemons) await daemon.stop();
-      const prefix = sandbox.underlay.name.replace(/ul$/, '');
-      await sandbox.destroy();
-      const left = (await run(['ip', 'netns', 'list'])).split('\n').filter((line) => line.startsWith(prefix));
-      assert.deepEqual(left, [], 'namespaces left behind');
+      await destroyTestSandbox(sandbox);
       for (const daemon of daemons) assert.notEqual(daemon.process.exitCode ?? daemon.process.signalCode, null, 'daemon still running');
     },
   };

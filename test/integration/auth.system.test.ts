@@ -12,8 +12,7 @@ import { authKey, createSealer, SEAL_OVERHEAD, type AuthKey } from '../../daemon
 import { parseIPv4 } from '../../daemon/net/ipv4.js';
 import type { Pod, Sandbox, SandboxNode } from '../../lab/cluster.js';
 import { startDaemon, waitFor, type RunningDaemon } from '../../lab/daemon.js';
-import { run } from '../../lab/exec.js';
-import { createTestSandbox } from '../harness/namespaces.js';
+import { createTestSandbox, destroyTestSandbox } from '../harness/namespaces.js';
 import { ipv4Packet, udpPayload } from '../harness/packets.js';
 import { compiledTest } from '../harness/paths.js';
 import { listenUdp, sendDatagrams, tcpTransfer } from '../harness/pod-traffic.js';
@@ -57,9 +56,7 @@ describe('authenticated encapsulation between daemons', () => {
   after(async () => {
     for (const daemon of daemons) await daemon.stop();
     if (!sandbox) return;
-    const prefix = sandbox.underlay.name.replace(/ul$/, '');
-    await sandbox.destroy();
-    assert.deepEqual((await run(['ip', 'netns', 'list'])).split('\n').filter((line) => line.startsWith(prefix)), []);
+    await destroyTestSandbox(sandbox);
   });
 
   it('carries pod traffic, with the MTU lowered by the seal', async () => {

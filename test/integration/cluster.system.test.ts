@@ -9,8 +9,8 @@ import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { SANDBOX_REDIS_URL, type Pod, type Sandbox, type SandboxNode } from '../../lab/cluster.js';
 import { cliIn, HEALTHZ_PORT, httpGetIn, leaseModeArgs, startDaemon, waitFor, writtenConflist, type RunningDaemon } from '../../lab/daemon.js';
-import { run, stopProcess } from '../../lab/exec.js';
-import { createTestSandbox } from '../harness/namespaces.js';
+import { stopProcess } from '../../lab/exec.js';
+import { createTestSandbox, destroyTestSandbox } from '../harness/namespaces.js';
 import { tcpTransfer } from '../harness/pod-traffic.js';
 
 const NETWORK = '10.244.0.0/16';
@@ -45,10 +45,7 @@ before(async () => {
 after(async () => {
   for (const d of daemons.values()) await d.stop();
   if (!sandbox) return;
-  const prefix = sandbox.underlay.name.replace(/ul$/, '');
-  await sandbox.destroy();
-  const left = (await run(['ip', 'netns', 'list'])).split('\n').filter((line) => line.startsWith(prefix));
-  assert.deepEqual(left, [], 'namespaces left behind');
+  await destroyTestSandbox(sandbox);
 });
 
 test('every node holds a distinct subnet of the network and wrote subnet.env and the conflist', async () => {

@@ -12,8 +12,8 @@ import { formatIPv4 } from '../../daemon/net/ipv4.js';
 import { cidr6Contains, parseCidr6, parseIPv6 } from '../../daemon/net/ipv6.js';
 import { SANDBOX_REDIS_URL, type Pod, type Sandbox } from '../../lab/cluster.js';
 import { cliIn, leaseModeArgs, startDaemon, waitFor, writtenConflist, type RunningDaemon } from '../../lab/daemon.js';
-import { run, stopProcess } from '../../lab/exec.js';
-import { createTestSandbox } from '../harness/namespaces.js';
+import { stopProcess } from '../../lab/exec.js';
+import { createTestSandbox, destroyTestSandbox } from '../harness/namespaces.js';
 import { ipv4Packet, udpPayload } from '../harness/packets.js';
 import { compiledTest } from '../harness/paths.js';
 import { listenUdp, sendDatagrams, tcpTransfer } from '../harness/pod-traffic.js';
@@ -44,10 +44,7 @@ before(async () => {
 after(async () => {
   for (const daemon of daemons) await daemon.stop();
   if (!sandbox) return;
-  const prefix = sandbox.underlay.name.replace(/ul$/, '');
-  await sandbox.destroy();
-  const left = (await run(['ip', 'netns', 'list'])).split('\n').filter((line) => line.startsWith(prefix));
-  assert.deepEqual(left, [], 'namespaces left behind');
+  await destroyTestSandbox(sandbox);
 });
 
 /** The node's two subnets as its daemon reports them. */

@@ -10,9 +10,8 @@ import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { SANDBOX_REDIS_URL, type Pod, type Sandbox } from '../../lab/cluster.js';
 import { cliIn, leaseModeArgs, startDaemon, writtenConflist, type RunningDaemon } from '../../lab/daemon.js';
-import { run } from '../../lab/exec.js';
 import { snmp, snmp6 } from '../../lab/snmp.js';
-import { createTestSandbox } from '../harness/namespaces.js';
+import { createTestSandbox, destroyTestSandbox } from '../harness/namespaces.js';
 import { tcpTransfer } from '../harness/pod-traffic.js';
 
 let sandbox: Sandbox;
@@ -34,10 +33,7 @@ before(async () => {
 after(async () => {
   for (const daemon of daemons) await daemon.stop();
   if (!sandbox) return;
-  const prefix = sandbox.underlay.name.replace(/ul$/, '');
-  await sandbox.destroy();
-  const left = (await run(['ip', 'netns', 'list'])).split('\n').filter((line) => line.startsWith(prefix));
-  assert.deepEqual(left, [], 'namespaces left behind');
+  await destroyTestSandbox(sandbox);
 });
 
 test("every node publishes its IPv6 underlay address and sends to the others' at their IPv6 endpoints", async () => {

@@ -7,10 +7,9 @@ import assert from 'node:assert/strict';
 import type { IngressDropReason } from '../../daemon/dataplane/index.js';
 import { cniConflist } from '../../daemon/node/cni.js';
 import type { Pod, Sandbox, SandboxNode } from '../../lab/cluster.js';
-import { createTestSandbox } from '../harness/namespaces.js';
+import { createTestSandbox, destroyTestSandbox } from '../harness/namespaces.js';
 import { HEALTHZ_PORT, httpGetIn, startDaemon, waitFor, type RunningDaemon } from '../../lab/daemon.js';
 import { ipv4Packet, udpPayload } from '../harness/packets.js';
-import { run } from '../../lab/exec.js';
 import { listenUdp, sendDatagrams, tcpTransfer } from '../harness/pod-traffic.js';
 
 const NETWORK = '10.244.0.0/16';
@@ -42,10 +41,7 @@ before(async () => {
 after(async () => {
   for (const daemon of daemons) await daemon.stop();
   if (!sandbox) return;
-  const prefix = sandbox.underlay.name.replace(/ul$/, '');
-  await sandbox.destroy();
-  const left = (await run(['ip', 'netns', 'list'])).split('\n').filter((line) => line.startsWith(prefix));
-  assert.deepEqual(left, [], 'namespaces left behind');
+  await destroyTestSandbox(sandbox);
   for (const daemon of daemons) assert.notEqual(daemon.process.exitCode ?? daemon.process.signalCode, null, 'daemon still running');
 });
 
