@@ -219,10 +219,11 @@ export function cidr6Contains(cidr: Cidr6, address: IPv6Address): boolean {
   return true;
 }
 
-/** Whether the address stored at `buf[offset, offset+16)` lies inside `cidr`; reads in place. */
+/** Whether the address stored at `buf[offset, offset+16)` lies inside `cidr`; reads in place, and only the words the prefix covers. */
 export function cidr6ContainsAt(cidr: Cidr6, buf: Buffer, offset: number): boolean {
   const { network, prefixLength } = cidr;
-  for (let word = 0; word < 4; word++) {
+  const words = (prefixLength + 31) >>> 5;
+  for (let word = 0; word < words; word++) {
     if (((buf.readUInt32BE(offset + 4 * word) & maskWord(prefixLength, word)) >>> 0) !== network[word]) return false;
   }
   return true;
