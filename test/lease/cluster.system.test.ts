@@ -211,7 +211,8 @@ describe('Redis Cluster', () => {
     await cluster.waitUntilHealthy();
     assert.deepEqual(await cluster.replicasOf(promoted), [master]);
     const rejoinedAt = Date.now();
-    const early = await s.acquireLease({ publicIP: '198.18.0.50', nodeName: 'early' });
+    // A rejoined replica may still be catching up on a busy machine: retried as a daemon retries it.
+    const early = await untilAcknowledged(() => s.acquireLease({ publicIP: '198.18.0.50', nodeName: 'early' }));
     assert.equal(early.source, 'existing', 'the unacknowledged write had taken effect on the new master');
     assert.equal(firstChange.lease.subnet, early.lease.subnet);
 
