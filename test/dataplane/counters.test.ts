@@ -12,9 +12,9 @@ test('the table lists every packet counter of the snapshot once, in the order of
   for (const c of packetCounters) assert.match(c.metric, /^miniflannel_[a-z_]+_total$/);
 });
 
-test('GET /metrics exports each counter of the table with the value of one snapshot', async () => {
-  const counters: CountersSnapshot = { ...emptyCounters(), ...Object.fromEntries(packetCounters.map((c, i) => [c.key, 1000 + i])) };
-  const metrics = createMetrics({
+/** What /metrics serves for these counters, with nothing else of the node's to report. */
+function scrape(counters: CountersSnapshot): Promise<string> {
+  return createMetrics({
     counters: () => counters,
     peers: () => 0,
     leaseExpiry: () => undefined,
@@ -22,8 +22,12 @@ test('GET /metrics exports each counter of the table with the value of one snaps
     storeResets: () => undefined,
     peersUnconfirmed: () => 0,
     logLinesDropped: () => 0,
-  });
-  const text = await metrics.scrape();
+  }).scrape();
+}
+
+test('GET /metrics exports each counter of the table with the value of one snapshot', async () => {
+  const counters: CountersSnapshot = { ...emptyCounters(), ...Object.fromEntries(packetCounters.map((c, i) => [c.key, 1000 + i])) };
+  const text = await scrape(counters);
   for (const [i, c] of packetCounters.entries()) {
     assert.match(text, new RegExp(`^# HELP ${c.metric} ${c.help.replace(/[()]/g, '\\$&')}$`, 'm'));
     assert.match(text, new RegExp(`^${c.metric} ${1000 + i}$`, 'm'), c.metric);
@@ -50,16 +54,7 @@ test('GET /metrics exports every drop reason of both directions, IPv6 ones inclu
     egressDrops: { ...base.egressDrops, 'ipv6-disabled': 3, 'bad-extension-header': 4 },
     ingressDrops: { ...base.ingressDrops, 'bad-payload-length': 5 },
   };
-  const metrics = createMetrics({
-    counters: () => counters,
-    peers: () => 0,
-    leaseExpiry: () => undefined,
-    storeConnected: () => undefined,
-    storeResets: () => undefined,
-    peersUnconfirmed: () => 0,
-    logLinesDropped: () => 0,
-  });
-  const text = await metrics.scrape();
+  const text = await scrape(counters);
   assert.match(text, /^miniflannel_dropped_packets_total\{direction="egress",reason="ipv6-disabled"\} 3$/m);
   assert.match(text, /^miniflannel_dropped_packets_total\{direction="egress",reason="bad-extension-header"\} 4$/m);
   assert.match(text, /^miniflannel_dropped_packets_total\{direction="ingress",reason="bad-payload-length"\} 5$/m);

@@ -13,15 +13,11 @@ import { parseIPv4 } from '../../daemon/net/ipv4.js';
 import type { Endpoint } from '../../daemon/transport/index.js';
 import { icmpEcho, ipv4Packet } from '../harness/packets.js';
 import { addressBytes, echo6, EXT_DESTINATION_OPTIONS, fragmentHeader, ipv6Packet, optionsHeader, PROTO_ICMPV6, tcp6, udp6, upperChecksumHolds } from './ipv6-packets.js';
-import { MemoryNetwork, meshed, memoryNode, unaccounted, type MemoryNode, type MemoryNodeOptions } from './memory-plane.js';
+import { MemoryNetwork, meshed, memoryNode, podA4, podA6, podB4, podB6, podPacket, unaccounted, type MemoryNode, type MemoryNodeOptions } from './memory-plane.js';
 
 const ipA = parseIPv4('198.18.0.1');
 const ipB = parseIPv4('198.18.0.2');
 
-const podA4 = '10.244.1.7';
-const podB4 = '10.244.2.9';
-const podA6 = 'fd00:10:244:1::7';
-const podB6 = 'fd00:10:244:2::9';
 
 type NodeOptions = Partial<Omit<MemoryNodeOptions, 'subnet' | 'subnet6' | 'ip'>>;
 
@@ -33,16 +29,6 @@ function pair(options: NodeOptions & { sealers?: [Sealer, Sealer] } = {}): [Memo
   const b = memoryNode(network, { subnet: '10.244.2.0/24', subnet6: 'fd00:10:244:2::/64', ip: ipB, ...common, ...(sealers ? { sealer: sealers[1] } : {}) });
   meshed(a, b);
   return [a, b];
-}
-
-/** A UDP packet between pods of A and B of either family, numbered in its body. */
-function podPacket(family: 4 | 6, fromA: boolean, n: number, size = 80): Buffer {
-  const body = Buffer.alloc(size - (family === 4 ? 28 : 48), n & 0xff);
-  body.writeUInt32BE(n, 0);
-  if (family === 6) return fromA ? udp6(podA6, podB6, body) : udp6(podB6, podA6, body);
-  const udp = Buffer.concat([Buffer.alloc(8), body]);
-  udp.writeUInt16BE(udp.length, 4);
-  return fromA ? ipv4Packet({ source: podA4, destination: podB4, payload: udp }) : ipv4Packet({ source: podB4, destination: podA4, payload: udp });
 }
 
 /** Records a copy of every datagram the node's transport is handed, as it goes on the wire. */

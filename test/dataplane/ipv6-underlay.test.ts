@@ -11,16 +11,11 @@ import { authKey, createSealer } from '../../daemon/dataplane/sealing.js';
 import { parseCidr, parseIPv4 } from '../../daemon/net/ipv4.js';
 import { formatIPv6, parseCidr6 } from '../../daemon/net/ipv6.js';
 import { parseEndpoint } from '../../daemon/transport/index.js';
-import { ipv4Packet } from '../harness/packets.js';
 import { udp6 } from './ipv6-packets.js';
-import { datagramBatch, MemoryNetwork, meshed, memoryNode, unaccounted, type MemoryNode } from './memory-plane.js';
+import { datagramBatch, MemoryNetwork, meshed, memoryNode, podB6, podPacket, unaccounted, type MemoryNode } from './memory-plane.js';
 
 const ip6A = '2001:2::1';
 const ip6B = '2001:2::2';
-const podA4 = '10.244.1.7';
-const podB4 = '10.244.2.9';
-const podA6 = 'fd00:10:244:1::7';
-const podB6 = 'fd00:10:244:2::9';
 
 /** Two dual-stack nodes on an IPv6 underlay, each the other's peer. */
 function pair(): [MemoryNode, MemoryNode] {
@@ -29,16 +24,6 @@ function pair(): [MemoryNode, MemoryNode] {
   const b = memoryNode(network, { subnet: '10.244.2.0/24', subnet6: 'fd00:10:244:2::/64', ip: 0, ip6: ip6B });
   meshed(a, b);
   return [a, b];
-}
-
-/** A UDP packet between pods of A and B of either family, numbered in its body. */
-function podPacket(family: 4 | 6, fromA: boolean, n: number, size = 200): Buffer {
-  const body = Buffer.alloc(size - (family === 4 ? 28 : 48), n & 0xff);
-  body.writeUInt32BE(n, 0);
-  if (family === 6) return fromA ? udp6(podA6, podB6, body) : udp6(podB6, podA6, body);
-  const udp = Buffer.concat([Buffer.alloc(8), body]);
-  udp.writeUInt16BE(udp.length, 4);
-  return fromA ? ipv4Packet({ source: podA4, destination: podB4, payload: udp }) : ipv4Packet({ source: podB4, destination: podA4, payload: udp });
 }
 
 describe('two data planes over an IPv6 underlay', () => {
@@ -63,8 +48,8 @@ describe('two data planes over an IPv6 underlay', () => {
 
   it("drop a stranger's datagram as unknown-sender: another IPv6 address, or the peer's address with another port", () => {
     const [a, b] = pair();
-    const packet = podPacket(6, true, 5);
-    const packet4 = podPacket(4, true, 6);
+    const packet = podPacket(6, true, 5, 200);
+    const packet4 = podPacket(4, true, 6, 200);
     b.transport.receive(
       datagramBatch([
         { data: packet, ip6: '2001:2::3', port: 8285 },
@@ -115,7 +100,7 @@ describe('two data planes over an IPv6 underlay', () => {
       assert.equal(b.plane.snapshot().ingressDrops.unauthenticated, 0);
       // A seal that names another node's address fails to open, though it came from A's endpoint.
       b.plane.setPeer({ ...a.peer, sealerId: parseIPv4('198.18.0.9') });
-      a.tun.send([podPacket(6, true, 99)]);
+      a.tun.send([podPacket(6, true, 99, 200)]);
       assert.deepEqual(b.tun.takeWritten(), []);
       assert.equal(b.plane.snapshot().ingressDrops.unauthenticated, 1);
       const { sealerId: _unnamed, ...anonymous } = a.peer;

@@ -9,6 +9,8 @@ import { parseCidr6, parseIPv6, type Cidr6 } from '../../daemon/net/ipv6.js';
 import { parseEndpoint, type DatagramBatch } from '../../daemon/transport/index.js';
 import { MemoryNetwork, MemoryTransport } from '../../daemon/transport/memory.js';
 import { MemoryTun } from '../../daemon/tun/memory.js';
+import { ipv4Packet } from '../harness/packets.js';
+import { udp6 } from './ipv6-packets.js';
 
 export const PORT = 8285;
 export const MAX_PACKET = 1472;
@@ -136,3 +138,19 @@ export function ingressVerdict(node: MemoryNode, data: Buffer, ip: number, port:
 }
 
 export { MemoryNetwork };
+
+/** Pods on the two nodes of a pair (10.244.1.0/24 + fd00:10:244:1::/64, and 10.244.2.0/24 + fd00:10:244:2::/64). */
+export const podA4 = '10.244.1.7';
+export const podB4 = '10.244.2.9';
+export const podA6 = 'fd00:10:244:1::7';
+export const podB6 = 'fd00:10:244:2::9';
+
+/** A UDP packet of `size` bytes between the pods of A and B, of either family, numbered in its body. */
+export function podPacket(family: 4 | 6, fromA: boolean, n: number, size = 80): Buffer {
+  const body = Buffer.alloc(size - (family === 4 ? 28 : 48), n & 0xff);
+  body.writeUInt32BE(n, 0);
+  if (family === 6) return fromA ? udp6(podA6, podB6, body) : udp6(podB6, podA6, body);
+  const udp = Buffer.concat([Buffer.alloc(8), body]);
+  udp.writeUInt16BE(udp.length, 4);
+  return fromA ? ipv4Packet({ source: podA4, destination: podB4, payload: udp }) : ipv4Packet({ source: podB4, destination: podA4, payload: udp });
+}

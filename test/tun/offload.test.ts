@@ -6,6 +6,7 @@ import fc from 'fast-check';
 import { loadNative } from '../../daemon/native.js';
 import { internetChecksum } from '../../daemon/dataplane/ipv4-packet.js';
 import { arena, ipv4Packet, tcpPacket, transportChecksum, vnetFrame } from '../harness/packets.js';
+import { assertNotJoined } from './not-joined.js';
 
 const { segmentFrame, joinPackets } = loadNative();
 const NEEDS_CSUM = 1;
@@ -99,15 +100,7 @@ test('segments are not joined across flows, gaps, flags, option changes, pure AC
     'a larger second segment': [flow(0, 1000), flow(1000, 1200)],
     'another window': [flow(0, 1000), flow(1000, 1000, { window: 600 })],
   };
-  for (const [what, packets] of Object.entries(cases)) {
-    const { buffer, offsets, lengths, count } = arena(packets);
-    const frames = joinPackets(buffer, offsets, lengths, count);
-    assert.equal(frames.length, 2, what);
-    frames.forEach((frame, i) => {
-      assert.equal(frame.subarray(0, 10).every((b) => b === 0), true, `${what}: plain header`);
-      assert.deepEqual(frame.subarray(10), packets[i], `${what}: packet untouched`);
-    });
-  }
+  assertNotJoined(cases);
 });
 
 test('property: whatever is joined, cutting the frames gives back the original packets', () => {

@@ -8,6 +8,7 @@ import fc from 'fast-check';
 import { loadNative } from '../../daemon/native.js';
 import { internetChecksum } from '../../daemon/dataplane/ipv4-packet.js';
 import { arena, tcpPacket, vnetFrame } from '../harness/packets.js';
+import { assertNotJoined } from './not-joined.js';
 import { EXT_HOP_BY_HOP, PROTO_TCP, ipv6Packet, optionsHeader, udp6 } from '../dataplane/ipv6-packets.js';
 
 const { segmentFrame, joinPackets } = loadNative();
@@ -186,15 +187,7 @@ test('IPv6 segments are not joined across flows, gaps, header differences, flags
     'another window': [flow(0, 1000), flow(1000, 1000, { window: 600 })],
     'a larger second segment': [flow(0, 1000), flow(1000, 1200)],
   };
-  for (const [what, packets] of Object.entries(cases)) {
-    const { buffer, offsets, lengths, count } = arena(packets);
-    const frames = joinPackets(buffer, offsets, lengths, count);
-    assert.equal(frames.length, 2, what);
-    frames.forEach((frame, i) => {
-      assert.equal(frame.subarray(0, 10).every((b) => b === 0), true, `${what}: plain header`);
-      assert.deepEqual(frame.subarray(10), packets[i], `${what}: packet untouched`);
-    });
-  }
+  assertNotJoined(cases);
 });
 
 test('an IPv4 run and an IPv6 run in one batch are joined apart, each with its own GSO type', () => {
