@@ -27,6 +27,8 @@ export const UNDERLAY_GATEWAY = '198.18.0.254';
 export const UNDERLAY6_GATEWAY = '2001:2::fe';
 /** Where the sandbox's Redis listens: on the underlay, as a cluster's would, reachable before pod networking. */
 export const SANDBOX_REDIS_URL = `redis://${UNDERLAY_GATEWAY}:6379`;
+/** The same server over the IPv6 underlay (sandboxes with `underlay6`). */
+export const SANDBOX_REDIS_URL6 = `redis://[${UNDERLAY6_GATEWAY}]:6379`;
 
 export interface SandboxOptions {
   /** Workspace for host-local IPAM state, configs and logs; removed on destroy. */
@@ -53,7 +55,7 @@ export interface SandboxNode {
 export interface Pod {
   readonly ns: Netns;
   readonly node: SandboxNode;
-  /** The pod's IPv4 address, without prefix length. */
+  /** The pod's IPv4 address, without prefix length; its IPv6 address in an IPv6-only network. */
   readonly ip: string;
   /** The pod's IPv6 address, without prefix length, when the conflist gives it one (dual-stack). */
   readonly ip6: string | undefined;
@@ -101,7 +103,9 @@ export class Sandbox {
     const dir = path.join(this.options.workDir, 'redis');
     await mkdir(dir, { recursive: true });
     // The AOF fsynced every second, as deployments run it (deploy/redis).
-    const redis = this.underlay.spawn(['redis-server', ...redisServerArgs({ host: UNDERLAY_GATEWAY, port: 6379, dir, persistence: options.persistence, fsync: 'everysec' })]);
+    // With an IPv6 underlay it listens on both families, so nodes without IPv4 reach it too (SANDBOX_REDIS_URL6).
+    const bind6 = this.options.underlay6 ? ['--bind', UNDERLAY_GATEWAY, UNDERLAY6_GATEWAY] : [];
+    const redis = this.underlay.spawn(['redis-server', ...redisServerArgs({ host: UNDERLAY_GATEWAY, port: 6379, dir, persistence: options.persistence, fsync: 'everysec', args: bind6 })]);
     this.redis = redis;
     await new Promise<void>((resolve, reject) => {
       const lines = createInterface({ input: redis.stdout! });
@@ -148,9 +152,10 @@ export class Sandbox {
     try {
       const result = await cniAdd(conflist, runtime);
       const addresses = (result.ips ?? []).map((entry) => entry.address.split('/')[0]!);
-      const ip = addresses.find((address) => !address.includes(':'));
-      if (!ip) throw new Error(`CNI ADD for ${ns.name} returned no IPv4 address: ${JSON.stringify(result)}`);
-      const pod: Pod = { ns, node, ip, ip6: addresses.find((address) => address.includes(':')), conflist, runtime };
+      const ip6 = addresses.find((address) => address.includes(':'));
+      const ip = addresses.find((address) => !address.includes(':')) ?? ip6;
+      if (!ip) throw new Error(`CNI ADD for ${ns.name} returned no address: ${JSON.stringify(result)}`);
+      const pod: Pod = { ns, node, ip, ip6, conflist, runtime };
       node.pods.push(pod);
       return pod;
     } catch (err) {

@@ -59,8 +59,7 @@ async function buildOverlay(
   prepare: (sandbox: Sandbox) => Promise<void> = async () => undefined,
   conflistFor: (node: SandboxNode) => Promise<unknown> = async (node) =>
     cniConflist({
-      subnet: subnetOf(node),
-      network: OVERLAY_NETWORK,
+      ipv4: { subnet: subnetOf(node), network: OVERLAY_NETWORK },
       ...(options.family === 6 ? { ipv6: { subnet: subnet6Of(node), network: OVERLAY_NETWORK6 } } : {}),
       mtu: options.podMtu,
       ipamDataDir: `${node.workDir}/ipam`,

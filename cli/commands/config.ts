@@ -25,9 +25,10 @@ interface Change {
   readonly to: FieldValue | null;
 }
 
-/** The effective fields in net-conf order; the IPv6 ones only when IPv6 is on. */
+/** The effective fields in net-conf order; those of a family only when it is on. */
 function flatten(conf: NetConfForm): Array<[string, FieldValue]> {
   const fields: Array<[string, FieldValue | undefined]> = [
+    ['EnableIPv4', conf.EnableIPv4],
     ['Network', conf.Network],
     ['SubnetLen', conf.SubnetLen],
     ['SubnetMin', conf.SubnetMin],
@@ -64,6 +65,12 @@ async function currentConfig(store: SubnetManager): Promise<NetworkConfig | null
   }
 }
 
+/** "Network 10.244.0.0/16", "IPv6Network fd00:10:244::/48", or both. */
+function describeNetworks(conf: NetConfForm): string {
+  const networks = [conf.Network && `Network ${conf.Network}`, conf.IPv6Network && `IPv6Network ${conf.IPv6Network}`];
+  return networks.filter(Boolean).join(', ');
+}
+
 function configFields(out: Output, conf: NetConfForm, indent = ''): string {
   const ipv6: Array<[string, string]> =
     conf.IPv6Network === undefined
@@ -74,11 +81,17 @@ function configFields(out: Output, conf: NetConfForm, indent = ''): string {
           ['IPv6SubnetMin', String(conf.IPv6SubnetMin)],
           ['IPv6SubnetMax', String(conf.IPv6SubnetMax)],
         ];
+  const ipv4: Array<[string, string]> =
+    conf.Network === undefined
+      ? [['EnableIPv4', 'false (an IPv6-only network)']]
+      : [
+          ['Network', conf.Network],
+          ['SubnetLen', String(conf.SubnetLen)],
+          ['SubnetMin', String(conf.SubnetMin)],
+          ['SubnetMax', String(conf.SubnetMax)],
+        ];
   return out.fields([
-    ['Network', conf.Network],
-    ['SubnetLen', String(conf.SubnetLen)],
-    ['SubnetMin', conf.SubnetMin],
-    ['SubnetMax', conf.SubnetMax],
+    ...ipv4,
     ...ipv6,
     ['Backend', `${conf.Backend.Type}, port ${conf.Backend.Port}`],
   ], indent);
@@ -161,17 +174,19 @@ const INIT_FLAGS: Readonly<Record<string, string>> = {
   IPv6SubnetLen: '--ipv6-subnet-len',
 };
 
-type InitOptions = { network: string; ipv6Network?: string; ipv6SubnetLen?: number; force?: boolean };
+type InitOptions = { network?: string; ipv6Network?: string; ipv6SubnetLen?: number; force?: boolean };
 
 async function init(command: Command, opts: InitOptions): Promise<void> {
   const out = outputOf(command);
+  if (opts.network === undefined && opts.ipv6Network === undefined) throw new UsageError('give --network, --ipv6-network (an IPv6-only network), or both (dual stack)');
   if (opts.ipv6SubnetLen !== undefined && opts.ipv6Network === undefined) throw new UsageError('--ipv6-subnet-len: it applies only with --ipv6-network');
   // flannel's defaults are left implicit, as flannel does, so they follow the Network.
   const ipv6 =
     opts.ipv6Network === undefined
       ? {}
       : { EnableIPv6: true, IPv6Network: opts.ipv6Network, ...(opts.ipv6SubnetLen === undefined ? {} : { IPv6SubnetLen: opts.ipv6SubnetLen }) };
-  const text = JSON.stringify({ Network: opts.network, ...ipv6, Backend: { Type: 'udp' } });
+  const ipv4 = opts.network === undefined ? { EnableIPv4: false } : { Network: opts.network };
+  const text = JSON.stringify({ ...ipv4, ...ipv6, Backend: { Type: 'udp' } });
   try {
     parseNetworkConfig(text);
   } catch (err) {
@@ -183,7 +198,7 @@ async function init(command: Command, opts: InitOptions): Promise<void> {
     const current = await currentConfig(store);
     if (current !== null && current !== 'invalid' && opts.force !== true) {
       throw new RefusedError(
-        `a network config already exists at ${store.keys.config} (Network ${toNetConf(current).Network}); change it with \`miniflannel config set\`, or pass --force to replace it`,
+        `a network config already exists at ${store.keys.config} (${describeNetworks(toNetConf(current))}); change it with \`miniflannel config set\`, or pass --force to replace it`,
       );
     }
     const { config } = await writeConfig(store, out, text, { force: opts.force === true, dryRun: false });
@@ -223,11 +238,11 @@ export function configCommand(): Command {
   config
     .command('init')
     .description("store a network config with flannel's defaults: /24 per node (smaller networks: four subnets), UDP port 8285")
-    .requiredOption('--network <cidr>', 'the overlay network, e.g. 10.244.0.0/16')
-    .option('--ipv6-network <cidr>', "also give each node an IPv6 subnet (/64) of this network, paired with its IPv4 one (EnableIPv6), e.g. fd00:10:244::/48")
+    .option('--network <cidr>', 'the IPv4 overlay network, e.g. 10.244.0.0/16; leave it out for an IPv6-only network')
+    .option('--ipv6-network <cidr>', "give each node an IPv6 subnet (/64) of this network (EnableIPv6), paired with its IPv4 one when --network is given, e.g. fd00:10:244::/48")
     .option('--ipv6-subnet-len <n>', "with --ipv6-network: each node's IPv6 prefix length instead of 64 (IPv6SubnetLen)", positiveInteger)
     .option('--force', 'replace an existing config (and change the subnet layout even though leases exist)')
-    .addHelpText('after', examples('miniflannel config init --network 10.244.0.0/16', 'miniflannel config init --network 10.244.0.0/16 --ipv6-network fd00:10:244::/48'))
+    .addHelpText('after', examples('miniflannel config init --network 10.244.0.0/16', 'miniflannel config init --network 10.244.0.0/16 --ipv6-network fd00:10:244::/48', 'miniflannel config init --ipv6-network fd00:10:244::/48'))
     .action((opts: InitOptions, command: Command) => init(command, opts));
 
   return config;

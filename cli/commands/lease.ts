@@ -4,24 +4,28 @@
 //
 // Under a dual-stack network config every lease is shown with its IPv6 side:
 // the IPv6 subnet paired with its IPv4 one, and the holder's PublicIPv6. A
-// subnet argument may name either half of the pair, or both.
+// subnet argument may name either half of the pair, or both. Under an
+// IPv6-only config a lease's subnet is its IPv6 subnet.
 
 import { createInterface } from 'node:readline';
 import { Command } from 'commander';
 import {
   ConfigError,
   ConfigMissingError,
+  compareSubnets,
+  formatSubnet,
   holderOf,
   ipv4SubnetOf,
   ipv6SubnetOf,
   misfitOf,
+  ownerAddress,
   type Lease,
   type NetworkConfig,
   type SubnetManager,
   type WatchEvent,
 } from '../../daemon/lease/index.js';
 import { formatCidr, InvalidAddressError, parseCidr, tryParseIPv4, type Cidr, type ParseCidrOptions } from '../../daemon/net/ipv4.js';
-import { formatCidr6, parseCidr6, type Cidr6 } from '../../daemon/net/ipv6.js';
+import { formatCidr6, isCidr6, parseCidr6, parseIPv6, type Cidr6 } from '../../daemon/net/ipv6.js';
 import { examples, outputOf, settingsOf } from '../conventions.js';
 import { NotFoundError, RefusedError, UsageError } from '../errors.js';
 import { humanDuration, isoTime, textOf, type Cell, type Output } from '../output.js';
@@ -30,20 +34,30 @@ import { withStore } from '../store.js';
 /** Below this time to expiry a lease is shown as a warning: its node should have renewed it an hour before. */
 const LOW_TTL_MS = 60 * 60 * 1000;
 
-/** The IPv6 side of a lease under a dual-stack config (null where it has none), or undefined under an IPv4-only one. */
-function ipv6SideOf(lease: Lease, config: NetworkConfig | undefined): { ipv6Subnet: string | null; publicIPv6: string | null } | undefined {
+/**
+ * The IPv6 side of a lease under a config with IPv6 (null where it has none),
+ * or undefined under an IPv4-only one. Under an IPv6-only config the subnet
+ * is the lease's own, so there is no paired ipv6Subnet.
+ */
+function ipv6SideOf(lease: Lease, config: NetworkConfig | undefined): { ipv6Subnet?: string | null; publicIPv6: string | null } | undefined {
   if (config?.ipv6 === undefined) return undefined;
-  const subnet6 = ipv6SubnetOf(config, lease.cidr);
-  return { ipv6Subnet: subnet6 === undefined ? null : formatCidr6(subnet6), publicIPv6: lease.publicIPv6 ?? null };
+  const publicIPv6 = lease.publicIPv6 ?? null;
+  if (isIPv6Only(config)) return { publicIPv6 };
+  const subnet6 = isCidr6(lease.cidr) ? undefined : ipv6SubnetOf(config, lease.cidr);
+  return { ipv6Subnet: subnet6 === undefined ? null : formatCidr6(subnet6), publicIPv6 };
 }
 
-/** The JSON form of a lease: the store's fields (the IPv6 side only under a dual-stack config), then the expiry as ISO text and as time left. */
+function isIPv6Only(config: NetworkConfig | undefined): boolean {
+  return config !== undefined && config.ipv4 === undefined;
+}
+
+/** The JSON form of a lease: the store's fields (the IPv6 side only under a config with IPv6), then the expiry as ISO text and as time left. */
 function leaseDocument(lease: Lease, now: number, config: NetworkConfig | undefined) {
   const ipv6 = ipv6SideOf(lease, config);
   return {
     subnet: lease.subnet,
-    ...(ipv6 === undefined ? {} : { ipv6Subnet: ipv6.ipv6Subnet }),
-    publicIP: lease.publicIP,
+    ...(ipv6?.ipv6Subnet === undefined ? {} : { ipv6Subnet: ipv6.ipv6Subnet }),
+    publicIP: lease.publicIP ?? null,
     ...(ipv6 === undefined ? {} : { publicIPv6: ipv6.publicIPv6 }),
     nodeName: lease.nodeName,
     backendType: lease.backendType,
@@ -73,20 +87,23 @@ function expiryCell(lease: Lease, now: number): Cell {
 
 /** By subnet address (10.244.20.0/24 before 10.244.100.0/24), as every listing is shown. */
 function bySubnet(leases: readonly Lease[]): Lease[] {
-  return [...leases].sort((a, b) => a.cidr.network - b.cidr.network);
+  return [...leases].sort((a, b) => compareSubnets(a.cidr, b.cidr));
 }
 
 function leaseColumns(config: NetworkConfig | undefined): string[] {
   if (config?.ipv6 === undefined) return ['SUBNET', 'PUBLIC IP', 'NODE', 'BACKEND', 'EXPIRES IN'];
+  if (isIPv6Only(config)) return ['SUBNET', 'PUBLIC IP', 'PUBLIC IPV6', 'NODE', 'BACKEND', 'EXPIRES IN'];
   return ['SUBNET', 'IPV6 SUBNET', 'PUBLIC IP', 'PUBLIC IPV6', 'NODE', 'BACKEND', 'EXPIRES IN'];
 }
 
 /** A row under leaseColumns(config); the expiry is always the last cell. */
 function leaseRow(lease: Lease, now: number, config: NetworkConfig | undefined): Cell[] {
   const ipv6 = ipv6SideOf(lease, config);
+  const publicIP = lease.publicIP ?? '-';
   const tail = [lease.nodeName || '-', backendOf(lease), expiryCell(lease, now)];
-  if (ipv6 === undefined) return [lease.subnet, lease.publicIP, ...tail];
-  return [lease.subnet, ipv6.ipv6Subnet ?? '-', lease.publicIP, ipv6.publicIPv6 ?? '-', ...tail];
+  if (ipv6 === undefined) return [lease.subnet, publicIP, ...tail];
+  const subnets = ipv6.ipv6Subnet === undefined ? [lease.subnet] : [lease.subnet, ipv6.ipv6Subnet ?? '-'];
+  return [...subnets, publicIP, ipv6.publicIPv6 ?? '-', ...tail];
 }
 
 /** "10.244.7.0/24", or "10.244.7.0/24 and fd00:10:244:7::/64" under a dual-stack config. */
@@ -124,12 +141,17 @@ export function parseSubnetSpec(text: string): SubnetSpec {
 }
 
 /**
- * The IPv4 subnet a subnet argument stands for, which is what the store keys
- * a lease on: the IPv4 subnet itself, or the pair of an IPv6 one. A pair
- * must be paired in `config`; the error names the right pair.
+ * The subnet the store keys the lease on that a subnet argument stands for:
+ * the IPv4 subnet itself, or the pair of an IPv6 one; in an IPv6-only
+ * network the IPv6 subnet. A pair must be paired in `config`; the error
+ * names the right pair.
  */
-export function ipv4SubnetOfSpec(spec: SubnetSpec, config: NetworkConfig | undefined): Cidr {
+export function leaseKeyOfSpec(spec: SubnetSpec, config: NetworkConfig | undefined): Cidr | Cidr6 {
   const { ipv4, ipv6 } = spec;
+  if (config !== undefined && config.ipv4 === undefined) {
+    if (ipv4 !== undefined) throw new UsageError(`subnet ${formatCidr(ipv4)} is IPv4, but the network config is IPv6-only (EnableIPv4: false): name the IPv6 subnet`);
+    return ipv6!;
+  }
   if (ipv6 === undefined) return ipv4!;
   if (config === undefined) {
     throw new UsageError(`subnet ${formatCidr6(ipv6)} is IPv6, and no valid network config is stored to pair it with an IPv4 subnet: name the IPv4 subnet, or store a config with \`miniflannel config set\``);
@@ -141,8 +163,9 @@ export function ipv4SubnetOfSpec(spec: SubnetSpec, config: NetworkConfig | undef
   const pairOf6 = ipv4SubnetOf(config, ipv6);
   if (ipv4 === undefined) {
     if (pairOf6 !== undefined) return pairOf6;
+    const network = config.ipv4!;
     throw new UsageError(
-      `subnet ${formatCidr6(ipv6)} pairs with no subnet of Network ${formatCidr(config.network)}: the k-th /${layout.subnetLen} of IPv6Network ${formatCidr6(layout.network)} pairs with the k-th /${config.subnetLen} of Network`,
+      `subnet ${formatCidr6(ipv6)} pairs with no subnet of Network ${formatCidr(network.network)}: the k-th /${layout.subnetLen} of IPv6Network ${formatCidr6(layout.network)} pairs with the k-th /${network.subnetLen} of Network`,
     );
   }
   const pairOf4 = ipv6SubnetOf(config, ipv4);
@@ -185,8 +208,8 @@ function parseAligned<T extends { readonly prefixLength: number }>(text: string,
 async function findLease(store: SubnetManager, out: Output, text: string): Promise<{ lease: Lease; now: number; config: NetworkConfig | undefined }> {
   const spec = parseSubnetSpec(text);
   const [{ leases }, config] = await Promise.all([store.listLeases(), readConfigIfAny(store)]);
-  const cidr = ipv4SubnetOfSpec(spec, config);
-  const subnet = formatCidr(cidr);
+  const cidr = leaseKeyOfSpec(spec, config);
+  const subnet = formatSubnet(cidr);
   const lease = leases.find((l) => l.subnet === subnet);
   // As a reservation: show and revoke also take reservations outside SubnetMin..SubnetMax.
   const misfit = config === undefined ? undefined : misfitOf(config, cidr, true);
@@ -308,8 +331,8 @@ function leaseFields(out: Output, lease: Lease, now: number, config: NetworkConf
   const ipv6 = ipv6SideOf(lease, config);
   return out.fields([
     ['Subnet', lease.subnet],
-    ...(ipv6 === undefined ? [] : [['IPv6 subnet', ipv6.ipv6Subnet ?? '- (the subnet is outside the current Network layout)'] as const]),
-    ['Public IP', lease.publicIP],
+    ...(ipv6?.ipv6Subnet === undefined ? [] : [['IPv6 subnet', ipv6.ipv6Subnet ?? '- (the subnet is outside the current Network layout)'] as const]),
+    ['Public IP', lease.publicIP ?? '- (its node has no IPv4 underlay address)'],
     ...(ipv6 === undefined ? [] : [['Public IPv6', ipv6.publicIPv6 ?? '- (its node published none)'] as const]),
     ['Node', lease.nodeName === '' ? '- (no node has claimed this reservation yet)' : lease.nodeName],
     ['Backend', lease.backendType],
@@ -327,14 +350,28 @@ async function show(command: Command, text: string): Promise<void> {
   });
 }
 
+/** The address a lease belongs to: an IPv4 PublicIP, or the PublicIPv6 of a node without one. */
+function isUnderlayAddress(text: string): boolean {
+  if (!text.includes(':')) return tryParseIPv4(text) >= 0;
+  try {
+    parseIPv6(text);
+    return true;
+  } catch (err) {
+    if (err instanceof InvalidAddressError) return false;
+    throw err;
+  }
+}
+
 async function reserve(command: Command, text: string, opts: { publicIp: string; node?: string }): Promise<void> {
   const out = outputOf(command);
-  if (tryParseIPv4(opts.publicIp) < 0) throw new UsageError(`--public-ip "${opts.publicIp}" is not an IPv4 address such as 198.18.0.2`);
+  if (!isUnderlayAddress(opts.publicIp)) {
+    throw new UsageError(`--public-ip "${opts.publicIp}" is not an IPv4 address such as 198.18.0.2 (or, for a node with no IPv4 underlay address, its IPv6 one)`);
+  }
   const spec = parseSubnetSpec(text);
   await withStore(settingsOf(command), async (store) => {
     // The config is needed only to pair an IPv6 subnet; an IPv4 one is checked by the store itself.
     const config = spec.ipv6 === undefined ? undefined : await store.getNetworkConfig();
-    const { lease, outcome } = await store.reserve(formatCidr(ipv4SubnetOfSpec(spec, config)), opts.publicIp, opts.node);
+    const { lease, outcome } = await store.reserve(formatSubnet(leaseKeyOfSpec(spec, config)), opts.publicIp, opts.node);
     const now = redisNow(store);
     const shown = config ?? (await readConfigIfAny(store));
     if (out.json) return out.document({ outcome, lease: leaseDocument(lease, now, shown) });
@@ -345,7 +382,7 @@ async function reserve(command: Command, text: string, opts: { publicIp: string;
       case 'converted':
         return out.line(`reserved ${subnets} for ${holderOf(lease)}: its lease no longer expires`);
       case 'updated':
-        return out.line(`${subnets} was already reserved for ${lease.publicIP}; its node is now ${lease.nodeName}`);
+        return out.line(`${subnets} was already reserved for ${ownerAddress(lease)}; its node is now ${lease.nodeName}`);
       case 'unchanged':
         return out.line(`${subnets} was already reserved for ${holderOf(lease)}`);
     }
@@ -379,7 +416,7 @@ async function revoke(command: Command, text: string, opts: { yes?: boolean }): 
       throw new RefusedError(`not revoked: ${lease.subnet} stays with ${holderOf(lease)}`);
     }
     // Only if it still belongs to the holder just shown: never revoke a lease the operator did not see.
-    if (!(await store.revokeLease(lease.subnet, { publicIP: lease.publicIP }))) {
+    if (!(await store.revokeLease(lease.subnet, { publicIP: ownerAddress(lease) }))) {
       throw new NotFoundError(`no lease on subnet ${lease.subnet}: it expired or was revoked meanwhile`);
     }
     if (out.json) return out.document({ revoked: leaseDocument(lease, now, config) });
@@ -411,7 +448,7 @@ export function leaseCommand(): Command {
     .command('reserve')
     .description('reserve a subnet for a public IP: a lease that never expires, which only that node can take')
     .argument('<subnet>', 'a subnet of the network, SubnetLen long, e.g. 10.244.9.0/24; with IPv6 its pair (fd00:10:244:9::/64) or both (10.244.9.0/24,fd00:10:244:9::/64)')
-    .requiredOption('--public-ip <ip>', 'the underlay address of the node the subnet is for')
+    .requiredOption('--public-ip <ip>', 'the underlay address of the node the subnet is for (its IPv6 one if it has no IPv4 address)')
     .option('--node <name>', 'the Kubernetes name of that node, shown until the node claims the reservation itself')
     .addHelpText('after', examples('miniflannel lease reserve 10.244.9.0/24 --public-ip 198.18.0.9 --node node-i', 'miniflannel lease reserve 10.244.9.0/24,fd00:10:244:9::/64 --public-ip 198.18.0.9'))
     .action((subnet: string, opts: { publicIp: string; node?: string }, command: Command) => reserve(command, subnet, opts));

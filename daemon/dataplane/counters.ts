@@ -8,9 +8,11 @@
  */
 import type { PacketMalformedReason } from './ipv6-packet.js';
 
+// 'ipv4-disabled': an IPv4 packet at a node without an IPv4 subnet (an IPv6-only cluster: EnableIPv4 is false).
 // 'ipv6-disabled': an IPv6 packet at a node without an IPv6 subnet (the network config has no EnableIPv6).
 export type EgressDropReason =
   | PacketMalformedReason
+  | 'ipv4-disabled'
   | 'ipv6-disabled'
   | 'non-unicast'
   | 'no-route'
@@ -19,6 +21,7 @@ export type EgressDropReason =
 
 export type IngressDropReason =
   | PacketMalformedReason
+  | 'ipv4-disabled'
   | 'ipv6-disabled'
   | 'unknown-sender'
   | 'unauthenticated'
@@ -39,6 +42,7 @@ const malformedReasons: readonly PacketMalformedReason[] = [
 
 export const egressDropReasons: readonly EgressDropReason[] = [
   ...malformedReasons,
+  'ipv4-disabled',
   'ipv6-disabled',
   'non-unicast',
   'no-route',
@@ -48,6 +52,7 @@ export const egressDropReasons: readonly EgressDropReason[] = [
 
 export const ingressDropReasons: readonly IngressDropReason[] = [
   ...malformedReasons,
+  'ipv4-disabled',
   'ipv6-disabled',
   'unknown-sender',
   'unauthenticated',

@@ -6,14 +6,16 @@
  * fixed list with setPeers()).
  *
  * The underlay is the transport's family; peers must have endpoints of it.
+ * The node carries IPv4, IPv6 or both, as its subnets say: a packet of a
+ * family it lacks is dropped as 'ipv4-disabled' or 'ipv6-disabled'.
  */
 import type { Logger } from 'pino';
 import type { TunDevice } from '../tun/index.js';
-import { formatEndpoint, type PacketTransport } from '../transport/index.js';
+import type { PacketTransport } from '../transport/index.js';
 import { formatCidr, type Cidr } from '../net/ipv4.js';
 import { formatCidr6, writeIPv6, type Cidr6, type IPv6Address } from '../net/ipv6.js';
 import { Counters, type CountersSnapshot } from './counters.js';
-import { PeerTable, type Peer } from './peer-table.js';
+import { describePeer, PeerTable, type Peer } from './peer-table.js';
 import { Egress } from './send.js';
 import { Ingress } from './receive.js';
 import type { Sealer } from './sealing.js';
@@ -21,11 +23,14 @@ import type { Sealer } from './sealing.js';
 export interface DataPlaneOptions {
   tun: TunDevice;
   transport: PacketTransport;
-  /** This node's subnet: the only destinations ingress delivers to. */
-  localSubnet: Cidr;
-  /** This node's overlay address (the TUN's), the source of ICMP errors. */
-  overlayAddress: number;
-  /** This node's IPv6 subnet (dual-stack): the only IPv6 destinations ingress delivers to. Without it IPv6 is dropped as 'ipv6-disabled'. */
+  /**
+   * This node's IPv4 subnet: the only IPv4 destinations ingress delivers to. Without it (an IPv6-only
+   * cluster) IPv4 is dropped as 'ipv4-disabled'. It or localSubnet6 is required.
+   */
+  localSubnet?: Cidr;
+  /** This node's overlay address (the TUN's), the source of ICMP errors; given exactly when localSubnet is. */
+  overlayAddress?: number;
+  /** This node's IPv6 subnet (dual-stack or IPv6-only): the only IPv6 destinations ingress delivers to. Without it IPv6 is dropped as 'ipv6-disabled'. */
   localSubnet6?: Cidr6;
   /** This node's IPv6 overlay address, the source of ICMPv6 errors; default the first address of localSubnet6. */
   overlayAddress6?: IPv6Address;
@@ -36,7 +41,7 @@ export interface DataPlaneOptions {
   icmpRatePerSecond?: number;
   /**
    * Authenticated encapsulation; without it datagrams are bare packets (flannel's format). maxPacket must leave room for SEAL_OVERHEAD.
-   * IPv4 underlay only: its nonce holds the sender's IPv4 address.
+   * Its nonce holds a 32-bit sender id: over an IPv6 underlay each peer must name its own (Peer.sealerId).
    */
   sealer?: Sealer;
 }
@@ -52,7 +57,13 @@ export class DataPlane {
   private readonly log: Logger;
 
   constructor(private readonly options: DataPlaneOptions) {
-    const { tun, transport, sealer, localSubnet6 } = options;
+    const { tun, transport, sealer, localSubnet, localSubnet6 } = options;
+    if (localSubnet === undefined && localSubnet6 === undefined) {
+      throw new RangeError('a data plane needs localSubnet, localSubnet6 or both: this node carries no family');
+    }
+    if ((localSubnet === undefined) !== (options.overlayAddress === undefined)) {
+      throw new RangeError('localSubnet and overlayAddress go together: give both (the node carries IPv4) or neither');
+    }
     const peers = this.emptyTable();
     let overlayAddress6: Buffer | undefined;
     if (localSubnet6) {
@@ -68,7 +79,7 @@ export class DataPlane {
       icmpRatePerSecond: options.icmpRatePerSecond ?? defaults.icmpRatePerSecond,
       sealer,
     });
-    this.ingress = new Ingress(this.counters, peers, { tun, batchCapacity: transport.batchCapacity, localSubnet: options.localSubnet, localSubnet6, sealer });
+    this.ingress = new Ingress(this.counters, peers, { tun, batchCapacity: transport.batchCapacity, localSubnet, localSubnet6, sealer });
     this.log = options.logger.child({ component: 'dataplane' });
   }
 
@@ -88,15 +99,15 @@ export class DataPlane {
     this.egress.peers.set(peer);
   }
 
-  /** With a cluster key, a peer over an IPv6 underlay must say which IPv4 address its seals name. */
+  /** With a cluster key, a peer over an IPv6 underlay must say which 32-bit id its seals name. */
   private checkSealable(peer: Peer): void {
     if (this.options.sealer && peer.sealerId === undefined && peer.endpoint.ip6 !== undefined) {
-      throw new RangeError(`peer ${describePeer(peer)} is refused: sealing over an IPv6 underlay needs the peer's sealerId (its lease's IPv4 PublicIP)`);
+      throw new RangeError(`peer ${describePeer(peer)} is refused: sealing over an IPv6 underlay needs the peer's sealerId`);
     }
   }
 
-  /** Removes the peer on `subnet`; false if there was none. */
-  removePeer(subnet: Cidr): boolean {
+  /** Removes the peer on `subnet`, of either family; false if there was none. */
+  removePeer(subnet: Cidr | Cidr6): boolean {
     return this.egress.peers.delete(subnet);
   }
 
@@ -109,7 +120,7 @@ export class DataPlane {
     tun.start((batch) => this.egress.forward(batch), onFatal);
     transport.start((batch) => this.ingress.deliver(batch), onFatal);
     const { localSubnet, localSubnet6 } = this.options;
-    const subnets = { subnet: formatCidr(localSubnet), ...(localSubnet6 ? { subnet6: formatCidr6(localSubnet6) } : {}) };
+    const subnets = { ...(localSubnet ? { subnet: formatCidr(localSubnet) } : {}), ...(localSubnet6 ? { subnet6: formatCidr6(localSubnet6) } : {}) };
     this.log.info({ tun: tun.name, port: transport.port, underlay: `IPv${transport.family}`, ...subnets }, 'data plane started');
   }
 
@@ -123,14 +134,9 @@ export class DataPlane {
     return this.counters.snapshot(this.options.transport.sendErrors ?? 0);
   }
 
-  /** A table for this node's subnet lengths and underlay: with an IPv6 index only if the node has an IPv6 subnet. */
+  /** A table for this node's subnet lengths and underlay: it carries each family the node has a subnet of. */
   private emptyTable(peers: Iterable<Peer> = []): PeerTable {
     const { localSubnet, localSubnet6, transport } = this.options;
-    return new PeerTable(localSubnet.prefixLength, peers, localSubnet6?.prefixLength, transport.family);
+    return new PeerTable(localSubnet?.prefixLength, peers, localSubnet6?.prefixLength, transport.family);
   }
-}
-
-function describePeer(peer: Peer): string {
-  const subnets = peer.subnet6 ? `${formatCidr(peer.subnet)}+${formatCidr6(peer.subnet6)}` : formatCidr(peer.subnet);
-  return `${subnets}=${formatEndpoint(peer.endpoint)}`;
 }

@@ -29,6 +29,16 @@ export function checkIPv4(buf: Buffer, offset: number, length: number): Malforme
   return null;
 }
 
+/**
+ * Why a node that carries no IPv4 drops the packet at buf[offset, offset+length):
+ * one whose version nibble says IPv4 for that, before its header is read (as
+ * IPv6 at a node without IPv6); anything else as checkIPv4 would.
+ */
+export function refuseWithoutIPv4(buf: Buffer, offset: number, length: number): 'ipv4-disabled' | 'not-ipv4' | 'truncated' {
+  if (length < 1) return 'truncated';
+  return buf[offset]! >> 4 === 4 ? 'ipv4-disabled' : 'not-ipv4';
+}
+
 export function headerLength(buf: Buffer, offset: number): number {
   return (buf[offset]! & 0x0f) << 2;
 }

@@ -7,7 +7,9 @@
  *
  * A peer of a dual-stack cluster also leases an IPv6 subnet (paired with its
  * IPv4 one by the lease store); the table indexes both, and the IPv4 subnet
- * stays the peer's key.
+ * stays the peer's key. A node of an IPv6-only cluster carries no IPv4: its
+ * table holds peers with an IPv6 subnet alone, which is then their key. So a
+ * table's key family is fixed: IPv4 if it carries IPv4, else IPv6.
  *
  * The underlay is one family, the transport's: a table for an IPv6 underlay
  * holds IPv6 endpoints only and finds a datagram's sender by its IPv6
@@ -15,17 +17,20 @@
  */
 import { endpointFamily, formatEndpoint, type Endpoint, type UnderlayFamily } from '../transport/index.js';
 import { maskOf, formatCidr, type Cidr } from '../net/ipv4.js';
-import { formatCidr6, type Cidr6 } from '../net/ipv6.js';
+import { formatCidr6, isCidr6, type Cidr6 } from '../net/ipv6.js';
 
+/** A peer has at least one subnet: its IPv4 one, its IPv6 one, or both. */
 export interface Peer {
-  readonly subnet: Cidr;
+  /** Absent for a peer of an IPv6-only cluster. */
+  readonly subnet?: Cidr;
   /** Absent for a peer that carries IPv4 only. */
   readonly subnet6?: Cidr6;
   readonly endpoint: Endpoint;
   /**
-   * The IPv4 address the peer's seals name as their sender: its lease's
-   * PublicIP, unique in the store. Default: its endpoint's address, which is
-   * the same on an IPv4 underlay; over an IPv6 one it keeps the nodes'
+   * The 32 bits the peer's seals name as their sender, unique in the
+   * cluster: its lease's IPv4 PublicIP, or for a node without one an id the
+   * wiring derives from its lease. Default: its endpoint's address, which is
+   * the PublicIP on an IPv4 underlay; over an IPv6 one it keeps the nodes'
    * nonces apart, so a sealing data plane requires it there.
    */
   readonly sealerId?: number;
@@ -58,6 +63,15 @@ class KeyPathIndex<V> {
       level = next;
     }
     level.set(path[last]!, value);
+  }
+
+  get(path: readonly number[]): V | undefined {
+    let level: Level<V> | V | undefined = this.root;
+    for (const key of path) {
+      if (level === undefined) return undefined;
+      level = (level as Level<V>).get(key);
+    }
+    return level as V | undefined;
   }
 
   /** Removes the entry at `path` if it is `value`, and the levels that leaves empty. */
@@ -110,6 +124,11 @@ class SubnetIndex6 {
     return level.get(buf.readInt32BE(offset + 4 * last) & this.lastMask) as Peer | undefined;
   }
 
+  /** The peer on exactly this subnet (of the index's prefix length), if any. */
+  get(subnet: Cidr6): Peer | undefined {
+    return this.index.get(this.subnetPath(subnet));
+  }
+
   set(subnet: Cidr6, peer: Peer): void {
     this.index.set(this.subnetPath(subnet), peer);
   }
@@ -158,23 +177,28 @@ function endpointPath(endpoint: Endpoint): number[] {
 }
 
 export class PeerTable {
-  private readonly bySubnet = new Map<number, Peer>();
+  /** Peers by their key: the IPv4 subnet's network, or in a table without IPv4 the IPv6 subnet's text. */
+  private readonly byKey = new Map<number | string, Peer>();
   private readonly byEndpoint = new Map<number, Peer>();
   private readonly byEndpoint6 = new EndpointIndex6();
   private readonly bySubnet6: SubnetIndex6 | undefined;
   private readonly subnetMask: number;
 
   /**
+   * `subnetLength` is the IPv4 subnet length; without it the table (and the node) carries IPv6 only.
    * `subnetLength6` is the IPv6 subnet length; without it the table (and the node) carries IPv4 only.
    * `underlay` is the transport's family: the family of every peer's endpoint.
    */
   constructor(
-    readonly subnetLength: number,
+    readonly subnetLength: number | undefined,
     peers: Iterable<Peer> = [],
     readonly subnetLength6?: number,
     readonly underlay: UnderlayFamily = 4,
   ) {
-    this.subnetMask = maskOf(subnetLength);
+    if (subnetLength === undefined && subnetLength6 === undefined) {
+      throw new RangeError('a peer table needs an IPv4 or an IPv6 subnet length: the node carries no family');
+    }
+    this.subnetMask = subnetLength === undefined ? 0 : maskOf(subnetLength);
     if (subnetLength6 !== undefined) {
       if (!Number.isInteger(subnetLength6) || subnetLength6 < 1 || subnetLength6 > 126) {
         throw new RangeError(`IPv6 subnet length ${subnetLength6} is not an integer in 1..126`);
@@ -184,34 +208,54 @@ export class PeerTable {
     for (const peer of peers) this.set(peer);
   }
 
-  /** Adds the peer, or replaces the one on its subnet. */
+  /** Adds the peer, or replaces the one with its key. */
   set(peer: Peer): void {
-    if (peer.subnet.prefixLength !== this.subnetLength) {
-      throw new RangeError(`peer subnet ${formatCidr(peer.subnet)} is not a /${this.subnetLength}`);
-    }
-    const { subnet6 } = peer;
-    if (subnet6 !== undefined && subnet6.prefixLength !== this.subnetLength6) {
-      const expected = this.subnetLength6 === undefined ? 'this node carries IPv4 only' : `it is not a /${this.subnetLength6}`;
-      throw new RangeError(`peer IPv6 subnet ${formatCidr6(subnet6)} of ${formatCidr(peer.subnet)} is refused: ${expected}`);
-    }
-    if (endpointFamily(peer.endpoint) !== this.underlay) {
-      throw new RangeError(`peer endpoint ${formatEndpoint(peer.endpoint)} of ${formatCidr(peer.subnet)} is refused: the underlay is IPv${this.underlay}`);
-    }
-    this.delete(peer.subnet);
-    this.bySubnet.set(peer.subnet.network, peer);
+    this.check(peer);
+    const key = peerKey(peer);
+    const old = this.byKey.get(key);
+    if (old !== undefined) this.remove(old);
+    this.byKey.set(key, peer);
     if (peer.endpoint.ip6 === undefined) {
       this.byEndpoint.set(endpointKey(peer.endpoint.ip, peer.endpoint.port), peer);
     } else {
       this.byEndpoint6.set(peer.endpoint, peer);
     }
-    if (subnet6 !== undefined) this.bySubnet6!.set(subnet6, peer);
+    if (peer.subnet6 !== undefined) this.bySubnet6!.set(peer.subnet6, peer);
   }
 
-  /** Removes the peer on `subnet`; false if there was none. */
-  delete(subnet: Cidr): boolean {
-    const peer = this.bySubnet.get(subnet.network);
+  /** Throws a RangeError naming what this node cannot carry: a subnet of a family it lacks or of another length, or an endpoint off the underlay. */
+  private check(peer: Peer): void {
+    const { subnet, subnet6, endpoint } = peer;
+    if (subnet === undefined && subnet6 === undefined) {
+      throw new RangeError(`peer at ${formatEndpoint(endpoint)} is refused: it has neither an IPv4 nor an IPv6 subnet`);
+    }
+    if (subnet !== undefined && subnet.prefixLength !== this.subnetLength) {
+      const expected = this.subnetLength === undefined ? 'is refused: this node carries IPv6 only' : `is not a /${this.subnetLength}`;
+      throw new RangeError(`peer subnet ${formatCidr(subnet)} ${expected}`);
+    }
+    if (subnet === undefined && this.subnetLength !== undefined) {
+      throw new RangeError(`peer IPv6 subnet ${formatCidr6(subnet6!)} is refused: it has no IPv4 subnet, and this node carries IPv4`);
+    }
+    if (subnet6 !== undefined && subnet6.prefixLength !== this.subnetLength6) {
+      const expected = this.subnetLength6 === undefined ? 'this node carries IPv4 only' : `it is not a /${this.subnetLength6}`;
+      const of = subnet === undefined ? '' : ` of ${formatCidr(subnet)}`;
+      throw new RangeError(`peer IPv6 subnet ${formatCidr6(subnet6)}${of} is refused: ${expected}`);
+    }
+    if (endpointFamily(endpoint) !== this.underlay) {
+      throw new RangeError(`peer ${describePeer(peer)} is refused: its endpoint is not on the IPv${this.underlay} underlay`);
+    }
+  }
+
+  /** Removes the peer on `subnet`, of either family; false if there was none. */
+  delete(subnet: Cidr | Cidr6): boolean {
+    const peer = this.get(subnet);
     if (peer === undefined) return false;
-    this.bySubnet.delete(subnet.network);
+    this.remove(peer);
+    return true;
+  }
+
+  private remove(peer: Peer): void {
+    this.byKey.delete(peerKey(peer));
     // Two leases naming one endpoint (or one IPv6 subnet) is an operator's mistake; the indexes keep the newer.
     if (peer.endpoint.ip6 === undefined) {
       const key = endpointKey(peer.endpoint.ip, peer.endpoint.port);
@@ -220,17 +264,19 @@ export class PeerTable {
       this.byEndpoint6.deleteIf(peer.endpoint, peer);
     }
     if (peer.subnet6 !== undefined) this.bySubnet6!.deleteIf(peer.subnet6, peer);
-    return true;
   }
 
-  /** The peer on exactly this subnet, if any. */
-  get(subnet: Cidr): Peer | undefined {
-    return this.bySubnet.get(subnet.network);
+  /** The peer on exactly this subnet, of either family, if any. By an IPv6 subnet two peers claim, the newer. */
+  get(subnet: Cidr | Cidr6): Peer | undefined {
+    if (isCidr6(subnet)) return subnet.prefixLength === this.subnetLength6 ? this.bySubnet6!.get(subnet) : undefined;
+    return subnet.prefixLength === this.subnetLength ? this.byKey.get(subnet.network) : undefined;
   }
 
   /** The peer whose subnet holds `destination`, if any. */
   lookup(destination: number): Peer | undefined {
-    return this.bySubnet.get((destination & this.subnetMask) >>> 0);
+    // A node without IPv4 has no IPv4 subnets to find (its keys are IPv6 subnets' text).
+    if (this.subnetLength === undefined) return undefined;
+    return this.byKey.get((destination & this.subnetMask) >>> 0);
   }
 
   /** The peer whose IPv6 subnet holds the address at buf[offset, offset+16), if any; reads it in place. */
@@ -249,10 +295,21 @@ export class PeerTable {
   }
 
   get size(): number {
-    return this.bySubnet.size;
+    return this.byKey.size;
   }
 
   peers(): IterableIterator<Peer> {
-    return this.bySubnet.values();
+    return this.byKey.values();
   }
+}
+
+/** A peer's key: its IPv4 subnet's network, or without one its IPv6 subnet's canonical text (as the lease store keys it). */
+function peerKey(peer: Peer): number | string {
+  return peer.subnet === undefined ? formatCidr6(peer.subnet6!) : peer.subnet.network;
+}
+
+/** The peer as logs name it: its subnets, then its endpoint (10.244.2.0/24+fd00:10:244:2::/64=198.18.0.2:8285). */
+export function describePeer(peer: Peer): string {
+  const subnets = [peer.subnet && formatCidr(peer.subnet), peer.subnet6 && formatCidr6(peer.subnet6)].filter((text) => text !== undefined);
+  return `${subnets.join('+')}=${formatEndpoint(peer.endpoint)}`;
 }

@@ -6,10 +6,10 @@
  *      before any parsing or crypto is spent on it.
  *   3. Open (with a cluster key, sealing.ts): authentic, fresh, not a replay; the packet
  *      is then in clear SEAL_HEADER_BYTES into the datagram.
- *   4. Check: by its version nibble, the payload is a well-formed IPv4 packet, or a well-formed
- *      IPv6 packet at a node with an IPv6 subnet.
+ *   4. Check: by its version nibble, the payload is a well-formed IPv4 or IPv6 packet, of a
+ *      family this node has a subnet of.
  *   5. Spoofing: the inner source lies in that peer's subnet of the packet's family, the inner
- *      destination in ours. A peer without an IPv6 subnet may send no IPv6.
+ *      destination in ours. A peer may send no family it has no subnet of.
  *   6. Deliver: accepted packets are written to the TUN in one batch, in place in the
  *      transport's buffer; the kernel routes them to the pod. Packets it refuses are
  *      counted as tun-write-failed.
@@ -21,16 +21,17 @@ import { ReusableBatch } from '../net/packet-batch.js';
 import type { DatagramBatch } from '../transport/index.js';
 import type { TunDevice } from '../tun/index.js';
 import type { Counters, IngressDropReason } from './counters.js';
-import { checkIPv4, destinationAddress, isSubnetBroadcast, sourceAddress, totalLength } from './ipv4-packet.js';
+import { checkIPv4, destinationAddress, isSubnetBroadcast, refuseWithoutIPv4, sourceAddress, totalLength } from './ipv4-packet.js';
 import { checkIPv6Header, IPV6_DESTINATION_OFFSET, IPV6_HEADER, IPV6_SOURCE_OFFSET, payloadLength } from './ipv6-packet.js';
 import type { Peer, PeerTable } from './peer-table.js';
 import { OPEN_REPLAYED, SEAL_HEADER_BYTES, type Sealer } from './sealing.js';
 
 /** Steps 4 and 5 for IPv4, once the sender is known to be `peer` (and, with a cluster key, its datagram opened): `null` to deliver, else why not. */
-function checkFromPeer(buf: Buffer, offset: number, length: number, peer: Peer, localSubnet: Cidr): IngressDropReason | null {
+function checkFromPeer(buf: Buffer, offset: number, length: number, peer: Peer, localSubnet: Cidr | undefined): IngressDropReason | null {
+  if (localSubnet === undefined) return refuseWithoutIPv4(buf, offset, length);
   const malformed = checkIPv4(buf, offset, length);
   if (malformed !== null) return malformed;
-  if (!contains(peer.subnet, sourceAddress(buf, offset))) return 'spoofed-source';
+  if (peer.subnet === undefined || !contains(peer.subnet, sourceAddress(buf, offset))) return 'spoofed-source';
   const destination = destinationAddress(buf, offset);
   // Our subnet's broadcast would reach every socket on this node: no peer sends there (see send.ts).
   if (!contains(localSubnet, destination) || isSubnetBroadcast(destination, localSubnet.prefixLength)) return 'wrong-destination';
@@ -52,8 +53,8 @@ export interface IngressOptions {
   tun: TunDevice;
   /** Datagrams one received batch holds at most (the transport's batchCapacity). */
   batchCapacity: number;
-  /** This node's subnet: the only destinations delivered to. */
-  localSubnet: Cidr;
+  /** This node's IPv4 subnet, the only IPv4 destinations delivered to; without it no IPv4 is. */
+  localSubnet: Cidr | undefined;
   /** This node's IPv6 subnet, the only IPv6 destinations delivered to; without it no IPv6 is. */
   localSubnet6: Cidr6 | undefined;
   sealer: Sealer | undefined;

@@ -2,7 +2,7 @@
  * Egress: TUN -> UDP, one TUN wake-up's batch at a time.
  *   1. TUN read: the kernel routed a batch of packets for the cluster network into the device.
  *   2. Check: by its version nibble, a well-formed IPv4 or IPv6 packet to a unicast destination,
- *      no larger than the underlay carries. IPv6 needs this node to have an IPv6 subnet.
+ *      no larger than the underlay carries. Each family needs this node to have a subnet of it.
  *   3. Route: the peer table names the node that leases the destination's subnet.
  *   4. No route, or too big (IPv4 with DF set; IPv6 always, having no DF): an ICMP or ICMPv6
  *      error is queued for the TUN, the two families sharing one rate limit.
@@ -20,7 +20,7 @@ import type { TunDevice } from '../tun/index.js';
 import type { Counters, EgressDropReason } from './counters.js';
 import { CODE_FRAGMENTATION_NEEDED, CODE_NET_UNREACHABLE, ICMP_ERROR_MAX, RateLimiter, mayAnswerWithError, writeDestinationUnreachable } from './icmp.js';
 import { CODE_NO_ROUTE, ICMP6_DEST_UNREACHABLE, ICMP6_ERROR_MAX, ICMP6_PACKET_TOO_BIG, mayAnswerWithError6, writeDestinationUnreachable6, writePacketTooBig } from './icmp6.js';
-import { checkIPv4, destinationAddress, dontFragment, isNonUnicast, isSubnetBroadcast, totalLength } from './ipv4-packet.js';
+import { checkIPv4, destinationAddress, dontFragment, isNonUnicast, isSubnetBroadcast, refuseWithoutIPv4, totalLength } from './ipv4-packet.js';
 import { checkIPv6Header, IPV6_DESTINATION_OFFSET, IPV6_HEADER, isNonUnicast6, payloadLength } from './ipv6-packet.js';
 import type { Peer, PeerTable } from './peer-table.js';
 import { SEAL_OVERHEAD, type Sealer } from './sealing.js';
@@ -29,7 +29,8 @@ import { SEAL_OVERHEAD, type Sealer } from './sealing.js';
  * Decides where the IPv4 packet at buf[offset, offset+length) goes: the peer
  * to send it to, or why it is dropped. `maxPacket` is the largest IP packet
  * the underlay carries inside one UDP datagram. A packet of another version
- * is 'not-ipv4': the caller sends IPv6 to routeEgress6.
+ * is 'not-ipv4': the caller sends IPv6 to routeEgress6. A table without IPv4
+ * subnets belongs to a node without one: an IPv4 packet is 'ipv4-disabled'.
  */
 export function routeEgress(
   buf: Buffer,
@@ -38,10 +39,12 @@ export function routeEgress(
   peers: PeerTable,
   maxPacket: number,
 ): Peer | EgressDropReason {
+  const subnetLength = peers.subnetLength;
+  if (subnetLength === undefined) return refuseWithoutIPv4(buf, offset, length);
   const malformed = checkIPv4(buf, offset, length);
   if (malformed !== null) return malformed;
   const destination = destinationAddress(buf, offset);
-  if (isNonUnicast(destination) || isSubnetBroadcast(destination, peers.subnetLength)) return 'non-unicast';
+  if (isNonUnicast(destination) || isSubnetBroadcast(destination, subnetLength)) return 'non-unicast';
   if (totalLength(buf, offset) > maxPacket) return 'too-big';
   return peers.lookup(destination) ?? 'no-route';
 }
@@ -70,8 +73,8 @@ export interface EgressOptions {
   transport: PacketTransport;
   /** Largest IP packet that fits one UDP datagram on the underlay. */
   maxPacket: number;
-  /** The source of ICMP errors: this node's overlay address. */
-  overlayAddress: number;
+  /** The source of ICMP errors: this node's overlay address; undefined at a node without an IPv4 subnet. */
+  overlayAddress: number | undefined;
   /** The source of ICMPv6 errors, 16 bytes; undefined at a node without an IPv6 subnet. */
   overlayAddress6: Uint8Array | undefined;
   /** ICMP errors written back into the TUN per second at most, both families together. */
@@ -103,7 +106,7 @@ export class Egress {
     this.peers = peers;
     const capacity = options.tun.batchCapacity;
     this.icmpLimiter = new RateLimiter(options.icmpRatePerSecond, ICMP_BURST);
-    this.icmpSlot = options.overlayAddress6 ? Math.max(ICMP_ERROR_MAX, ICMP6_ERROR_MAX) : ICMP_ERROR_MAX;
+    this.icmpSlot = Math.max(options.overlayAddress === undefined ? 0 : ICMP_ERROR_MAX, options.overlayAddress6 ? ICMP6_ERROR_MAX : 0);
     this.icmpReplies = new ReusableBatch(capacity, Buffer.alloc(capacity * this.icmpSlot));
     this.sealed = Buffer.alloc(options.sealer ? capacity * (options.maxPacket + SEAL_OVERHEAD) : 0);
   }
@@ -174,7 +177,8 @@ export class Egress {
     if (!mayAnswerWithError(buffer, offset) || !this.icmpLimiter.tryTake()) return;
     const replies = this.icmpReplies;
     const at = replies.count * this.icmpSlot;
-    const length = writeDestinationUnreachable(replies.buffer, at, buffer, offset, code, this.options.overlayAddress, nextHopMtu);
+    // Set whenever the table routes IPv4, which is the only way here: the data plane builds both from localSubnet.
+    const length = writeDestinationUnreachable(replies.buffer, at, buffer, offset, code, this.options.overlayAddress!, nextHopMtu);
     replies.push(at, length);
   }
 

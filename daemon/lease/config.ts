@@ -6,7 +6,8 @@
 // of Network goes with the k-th subnet of IPv6Network. A node's one lease,
 // keyed by its IPv4 subnet, so names its IPv6 subnet too, and allocation,
 // renewal, reservations and the watch cover both families in the same atomic
-// write.
+// write. An IPv6-only network (EnableIPv4: false) has no Network: its leases
+// are keyed by their IPv6 subnets, allocated from IPv6SubnetMin..IPv6SubnetMax.
 
 import {
   blockSize,
@@ -23,6 +24,7 @@ import {
 import {
   cidr6Contains,
   cidr6Overlaps,
+  isCidr6,
   formatCidr6,
   formatIPv6,
   maskWord,
@@ -38,14 +40,15 @@ import { ConfigError, type LayoutField } from './errors.js';
 
 /** The stored form, as an operator writes it (flannel's net-conf.json). */
 export interface NetConf {
-  readonly Network: string;
+  /** Required unless EnableIPv4 is false. */
+  readonly Network?: string;
   readonly SubnetLen?: number;
   readonly SubnetMin?: string;
   readonly SubnetMax?: string;
   readonly Backend?: { readonly Type?: string; readonly Port?: number };
-  /** Default true; false (an IPv6-only cluster) is refused for now. */
+  /** Default true; false makes an IPv6-only network (EnableIPv6 true, no Network). */
   readonly EnableIPv4?: boolean;
-  /** Default false; true gives every node an IPv6 subnet paired with its IPv4 one. */
+  /** Default false; true gives every node an IPv6 subnet, paired with its IPv4 one unless EnableIPv4 is false. */
   readonly EnableIPv6?: boolean;
   readonly IPv6Network?: string;
   readonly IPv6SubnetLen?: number;
@@ -57,26 +60,32 @@ export interface NetConf {
 export const BACKEND_TYPES = ['udp'] as const;
 export type BackendType = (typeof BACKEND_TYPES)[number];
 
-/** A validated config with every default filled in. Addresses are unsigned 32-bit numbers. */
+/** A validated config with every default filled in: at least one family. */
 export interface NetworkConfig {
+  /** Network and its subnets; absent in an IPv6-only network (EnableIPv4: false). */
+  readonly ipv4?: IPv4Layout;
+  /** IPv6Network and its subnets; absent unless EnableIPv6. */
+  readonly ipv6?: IPv6Layout;
+  readonly backend: { readonly type: BackendType; readonly port: number };
+}
+
+/** Network and its subnets. Addresses are unsigned 32-bit numbers. */
+export interface IPv4Layout {
   readonly network: Cidr;
   readonly subnetLen: number;
   /** First subnet that may be allocated (its network address). */
   readonly subnetMin: number;
   /** Last subnet that may be allocated (its network address). */
   readonly subnetMax: number;
-  readonly backend: { readonly type: BackendType; readonly port: number };
-  /** The IPv6 side of a dual-stack network; absent unless EnableIPv6. */
-  readonly ipv6?: IPv6Layout;
 }
 
-/** IPv6Network and its subnets. Subnet k of it pairs with subnet k of Network. */
+/** IPv6Network and its subnets. With IPv4 too, subnet k of it pairs with subnet k of Network. */
 export interface IPv6Layout {
   readonly network: Cidr6;
   readonly subnetLen: number;
-  /** First subnet whose pair may be allocated (its network address). */
+  /** First subnet that (or whose pair) may be allocated (its network address). */
   readonly subnetMin: IPv6Address;
-  /** Last subnet whose pair may be allocated (its network address). */
+  /** Last subnet that (or whose pair) may be allocated (its network address). */
   readonly subnetMax: IPv6Address;
 }
 
@@ -89,8 +98,9 @@ const MAX_IPV6_SUBNET_LEN = 126;
 /** flannel's default UDP port. */
 export const DEFAULT_UDP_PORT = 8285;
 
+const IPV4_FIELDS = ['Network', 'SubnetLen', 'SubnetMin', 'SubnetMax'] as const;
 const IPV6_FIELDS = ['IPv6Network', 'IPv6SubnetLen', 'IPv6SubnetMin', 'IPv6SubnetMax'] as const;
-const KNOWN_FIELDS = new Set(['Network', 'SubnetLen', 'SubnetMin', 'SubnetMax', 'Backend', 'EnableIPv4', 'EnableIPv6', ...IPV6_FIELDS]);
+const KNOWN_FIELDS = new Set([...IPV4_FIELDS, 'Backend', 'EnableIPv4', 'EnableIPv6', ...IPV6_FIELDS]);
 const KNOWN_BACKEND_FIELDS = new Set(['Type', 'Port']);
 
 function isPlainObject(value: unknown): value is Record<string, unknown> {
@@ -143,18 +153,37 @@ export function parseNetworkConfig(input: string | unknown): NetworkConfig {
     }
   }
   const enableIPv4 = parseSwitch(doc, 'EnableIPv4', true);
-  if (!enableIPv4) {
-    throw new ConfigError('EnableIPv4', 'IPv6-only clusters (EnableIPv4: false) are not supported yet: set EnableIPv4: true (or leave it out) and give both Network and IPv6Network');
-  }
   const enableIPv6 = parseSwitch(doc, 'EnableIPv6', false);
-  if (!enableIPv6) {
-    // flannel ignores them, but an operator who wrote them meant something.
-    const stray = IPV6_FIELDS.find((field) => doc[field] !== undefined);
-    if (stray !== undefined) {
-      throw new ConfigError(stray, `${stray} is given but EnableIPv6 is not true: set EnableIPv6: true to give each node an IPv6 subnet, or remove ${stray}`);
-    }
+  if (!enableIPv4 && !enableIPv6) {
+    throw new ConfigError('EnableIPv4', 'EnableIPv4 and EnableIPv6 are both false, which leaves no pod network: set EnableIPv6: true and IPv6Network for an IPv6-only network');
+  }
+  // flannel ignores the fields of a disabled family, but an operator who wrote them meant something.
+  const stray6 = enableIPv6 ? undefined : IPV6_FIELDS.find((field) => doc[field] !== undefined);
+  if (stray6 !== undefined) {
+    throw new ConfigError(stray6, `${stray6} is given but EnableIPv6 is not true: set EnableIPv6: true to give each node an IPv6 subnet, or remove ${stray6}`);
+  }
+  const stray4 = enableIPv4 ? undefined : IPV4_FIELDS.find((field) => doc[field] !== undefined);
+  if (stray4 !== undefined) {
+    throw new ConfigError(stray4, `${stray4} is given but EnableIPv4 is false (an IPv6-only network): remove ${stray4}, or leave EnableIPv4 out for a dual-stack network`);
   }
 
+  const backend = parseBackend(doc['Backend']);
+  const ipv4 = enableIPv4 ? parseIPv4Layout(doc) : undefined;
+  if (!enableIPv6) return { ipv4, backend };
+  const ipv6 = parseIPv6Layout(doc, ipv4);
+  const config: NetworkConfig = { ...(ipv4 ? { ipv4 } : {}), ipv6, backend };
+  if (ipv4 !== undefined && allocatableCount(config) <= 0) {
+    throw new ConfigError(
+      'IPv6SubnetMin',
+      `IPv6SubnetMin..IPv6SubnetMax (${formatIPv6(ipv6.subnetMin)} to ${formatIPv6(ipv6.subnetMax)}) pair with none of the subnets in SubnetMin..SubnetMax ` +
+        `(${formatIPv4(ipv4.subnetMin)} to ${formatIPv4(ipv4.subnetMax)}): the k-th subnet of IPv6Network pairs with the k-th subnet of Network, and a node needs both, so no subnet can be allocated`,
+    );
+  }
+  return config;
+}
+
+/** Network, SubnetLen, SubnetMin and SubnetMax. */
+function parseIPv4Layout(doc: Record<string, unknown>): IPv4Layout {
   // Network
   const networkText = doc['Network'];
   if (networkText === undefined || networkText === '') {
@@ -206,8 +235,10 @@ export function parseNetworkConfig(input: string | unknown): NetworkConfig {
     throw new ConfigError('SubnetMin', `SubnetMin ${formatIPv4(subnetMin)} is above SubnetMax ${formatIPv4(subnetMax)}, which leaves no subnet to allocate`);
   }
 
-  // Backend
-  const backendValue = doc['Backend'];
+  return { network, subnetLen, subnetMin, subnetMax };
+}
+
+function parseBackend(backendValue: unknown): NetworkConfig['backend'] {
   let type: BackendType = 'udp';
   let port = DEFAULT_UDP_PORT;
   if (backendValue !== undefined) {
@@ -234,20 +265,7 @@ export function parseNetworkConfig(input: string | unknown): NetworkConfig {
       port = portValue;
     }
   }
-
-  const ipv4 = { network, subnetLen, subnetMin, subnetMax, backend: { type, port } };
-  if (!enableIPv6) return ipv4;
-  const ipv6 = parseIPv6Layout(doc, network, subnetLen);
-  const config: NetworkConfig = { ...ipv4, ipv6 };
-  const { first, last } = allocatableIndices(config);
-  if (first > last) {
-    throw new ConfigError(
-      'IPv6SubnetMin',
-      `IPv6SubnetMin..IPv6SubnetMax (${formatIPv6(ipv6.subnetMin)} to ${formatIPv6(ipv6.subnetMax)}) pair with none of the subnets in SubnetMin..SubnetMax ` +
-        `(${formatIPv4(subnetMin)} to ${formatIPv4(subnetMax)}): the k-th subnet of IPv6Network pairs with the k-th subnet of Network, and a node needs both, so no subnet can be allocated`,
-    );
-  }
-  return config;
+  return { type, port };
 }
 
 /** EnableIPv4 / EnableIPv6: a boolean, or `fallback` when left out. */
@@ -265,8 +283,8 @@ const SPECIAL_IPV6_BLOCKS: ReadonlyArray<readonly [Cidr6, string]> = [
   [parseCidr6('ff00::/8'), 'the multicast addresses'],
 ];
 
-/** IPv6Network and the rest, for a network whose IPv4 side is `network` cut into /`subnetLen`. */
-function parseIPv6Layout(doc: Record<string, unknown>, network: Cidr, subnetLen: number): IPv6Layout {
+/** IPv6Network and the rest, for a network whose IPv4 side (if any) is `ipv4`. */
+function parseIPv6Layout(doc: Record<string, unknown>, ipv4: IPv4Layout | undefined): IPv6Layout {
   const networkText = doc['IPv6Network'];
   if (networkText === undefined || networkText === '') {
     throw new ConfigError('IPv6Network', 'IPv6Network is required with EnableIPv6: true: the IPv6 overlay CIDR block, e.g. "fd00:10:244::/48"');
@@ -303,21 +321,27 @@ function parseIPv6Layout(doc: Record<string, unknown>, network: Cidr, subnetLen:
   if (subnetLen6 < network6.prefixLength) {
     throw new ConfigError('IPv6SubnetLen', `IPv6SubnetLen ${subnetLen6}${defaultNote} is shorter than the IPv6Network prefix /${network6.prefixLength}: set IPv6SubnetLen to at least ${network6.prefixLength}`);
   }
-  const bits4 = subnetLen - network.prefixLength;
   const bits6 = subnetLen6 - network6.prefixLength;
-  if (bits6 < bits4) {
-    throw new ConfigError(
-      'IPv6SubnetLen',
-      `IPv6SubnetLen ${subnetLen6}${defaultNote} cuts IPv6Network ${formatCidr6(network6)} into 2^${bits6} subnets, fewer than the 2^${bits4} /${subnetLen} subnets of Network ${formatCidr(network)}: ` +
-        `each node's IPv6 subnet is the one with the same index as its IPv4 subnet, so use an IPv6Network of /${subnetLen6 - bits4} or larger, or an IPv6SubnetLen of ${network6.prefixLength + bits4} or more`,
-    );
+  if (ipv4 !== undefined) {
+    const { network, subnetLen } = ipv4;
+    const bits4 = subnetLen - network.prefixLength;
+    if (bits6 < bits4) {
+      throw new ConfigError(
+        'IPv6SubnetLen',
+        `IPv6SubnetLen ${subnetLen6}${defaultNote} cuts IPv6Network ${formatCidr6(network6)} into 2^${bits6} subnets, fewer than the 2^${bits4} /${subnetLen} subnets of Network ${formatCidr(network)}: ` +
+          `each node's IPv6 subnet is the one with the same index as its IPv4 subnet, so use an IPv6Network of /${subnetLen6 - bits4} or larger, or an IPv6SubnetLen of ${network6.prefixLength + bits4} or more`,
+      );
+    }
+  } else if (bits6 < 2) {
+    // As for Network: the first subnet is never handed out, so fewer than four would leave too few.
+    throw new ConfigError('IPv6SubnetLen', `IPv6SubnetLen ${subnetLen6}${defaultNote} must be at least the IPv6Network prefix + 2 (/${network6.prefixLength + 2}) so the network holds at least four subnets`);
   }
 
   // By default the second subnet (paired with the first that IPv4 hands out) through the last.
   const subnetMin = doc['IPv6SubnetMin'] === undefined ? nthSubnet6(network6, subnetLen6, 1).network : parseBound6('IPv6SubnetMin', doc['IPv6SubnetMin'], network6, subnetLen6);
   const subnetMax = doc['IPv6SubnetMax'] === undefined ? lastSubnet6(network6, subnetLen6) : parseBound6('IPv6SubnetMax', doc['IPv6SubnetMax'], network6, subnetLen6);
   const layout = { network: network6, subnetLen: subnetLen6, subnetMin, subnetMax };
-  if (indexOf6(layout, subnetMin) > indexOf6(layout, subnetMax)) {
+  if (subnetsBetween6(layout, subnetMin, subnetMax) < 0n) {
     throw new ConfigError('IPv6SubnetMin', `IPv6SubnetMin ${formatIPv6(subnetMin)} is above IPv6SubnetMax ${formatIPv6(subnetMax)}, which leaves no subnet to allocate`);
   }
   return layout;
@@ -364,42 +388,67 @@ function indexOf6(layout: IPv6Layout, address: IPv6Address): number {
 }
 
 /** The index of `subnet` among the SubnetLen subnets of Network, or -1 if it is not one of them. */
-function subnetIndexOf(config: NetworkConfig, subnet: Cidr): number {
-  if (subnet.prefixLength !== config.subnetLen || !cidrContains(config.network, subnet.network)) return -1;
-  return (subnet.network - config.network.network) / blockSize(config.subnetLen);
+function subnetIndexOf(ipv4: IPv4Layout, subnet: Cidr): number {
+  if (subnet.prefixLength !== ipv4.subnetLen || !cidrContains(ipv4.network, subnet.network)) return -1;
+  return (subnet.network - ipv4.network.network) / blockSize(ipv4.subnetLen);
 }
 
 /**
  * The IPv6 subnet paired with `subnet`: the k-th subnet of IPv6Network for
- * the k-th of Network. Undefined without IPv6, or for a subnet that is not
- * one of Network's SubnetLen subnets (a lease from before a forced change).
+ * the k-th of Network. Undefined without both families, or for a subnet that
+ * is not one of Network's SubnetLen subnets (a lease from before a forced change).
  */
 export function ipv6SubnetOf(config: NetworkConfig, subnet: Cidr): Cidr6 | undefined {
-  const index = subnetIndexOf(config, subnet);
-  if (config.ipv6 === undefined || index < 0) return undefined;
-  return nthSubnet6(config.ipv6.network, config.ipv6.subnetLen, index);
+  const { ipv4, ipv6 } = config;
+  if (ipv4 === undefined || ipv6 === undefined) return undefined;
+  const index = subnetIndexOf(ipv4, subnet);
+  if (index < 0) return undefined;
+  return nthSubnet6(ipv6.network, ipv6.subnetLen, index);
 }
 
 /**
  * The IPv4 subnet paired with `subnet6`, the inverse of ipv6SubnetOf.
- * Undefined without IPv6, or for a subnet that is not one of IPv6Network's
- * IPv6SubnetLen subnets, or whose index has no IPv4 subnet to pair with.
+ * Undefined without both families, or for a subnet that is not one of
+ * IPv6Network's IPv6SubnetLen subnets, or whose index has no IPv4 subnet to pair with.
  */
 export function ipv4SubnetOf(config: NetworkConfig, subnet6: Cidr6): Cidr | undefined {
-  const layout = config.ipv6;
-  if (layout === undefined || subnet6.prefixLength !== layout.subnetLen || !cidr6Contains(layout.network, subnet6.network)) return undefined;
-  const index = indexOf6(layout, subnet6.network);
-  const size = blockSize(config.subnetLen);
-  if (index >= blockSize(config.network.prefixLength) / size) return undefined;
-  return { network: config.network.network + index * size, prefixLength: config.subnetLen };
+  const { ipv4, ipv6 } = config;
+  if (ipv4 === undefined || ipv6 === undefined || !isSubnetOf6(ipv6, subnet6)) return undefined;
+  const index = indexOf6(ipv6, subnet6.network);
+  const size = blockSize(ipv4.subnetLen);
+  if (index >= blockSize(ipv4.network.prefixLength) / size) return undefined;
+  return { network: ipv4.network.network + index * size, prefixLength: ipv4.subnetLen };
 }
 
-/** The config in net-conf.json form with every default written out; the IPv6 fields only when IPv6 is on. */
+function isSubnetOf6(layout: IPv6Layout, subnet6: Cidr6): boolean {
+  return subnet6.prefixLength === layout.subnetLen && cidr6Contains(layout.network, subnet6.network);
+}
+
+/** The subnets a lease stands for: its key, and with dual stack the key's IPv6 pair. */
+export interface NodeSubnets {
+  readonly ipv4?: Cidr;
+  readonly ipv6?: Cidr6;
+}
+
+/**
+ * The subnets of the lease keyed `key` under `config`: an IPv4 key and its
+ * IPv6 pair (dual stack), or an IPv6 key alone (IPv6-only). A key of the
+ * other family than the config's keys names neither.
+ */
+export function subnetsOfLease(config: NetworkConfig, key: Cidr | Cidr6): NodeSubnets {
+  if (isCidr6(key)) return config.ipv4 === undefined ? { ipv6: key } : {};
+  if (config.ipv4 === undefined) return {};
+  const ipv6 = ipv6SubnetOf(config, key);
+  return ipv6 === undefined ? { ipv4: key } : { ipv4: key, ipv6 };
+}
+
+/** The config in net-conf.json form with every default written out; the fields of a family only when it is on. */
 export interface EffectiveNetConf {
-  readonly Network: string;
-  readonly SubnetLen: number;
-  readonly SubnetMin: string;
-  readonly SubnetMax: string;
+  readonly Network?: string;
+  readonly SubnetLen?: number;
+  readonly SubnetMin?: string;
+  readonly SubnetMax?: string;
+  readonly EnableIPv4?: false;
   readonly EnableIPv6?: true;
   readonly IPv6Network?: string;
   readonly IPv6SubnetLen?: number;
@@ -410,12 +459,16 @@ export interface EffectiveNetConf {
 
 /** The config in net-conf.json form with every default written out: an IPv4-only config gives the same text as before IPv6. */
 export function toNetConf(config: NetworkConfig): EffectiveNetConf {
-  const ipv6 = config.ipv6;
+  const { ipv4, ipv6 } = config;
   return {
-    Network: formatCidr(config.network),
-    SubnetLen: config.subnetLen,
-    SubnetMin: formatIPv4(config.subnetMin),
-    SubnetMax: formatIPv4(config.subnetMax),
+    ...(ipv4 === undefined
+      ? { EnableIPv4: false as const }
+      : {
+          Network: formatCidr(ipv4.network),
+          SubnetLen: ipv4.subnetLen,
+          SubnetMin: formatIPv4(ipv4.subnetMin),
+          SubnetMax: formatIPv4(ipv4.subnetMax),
+        }),
     ...(ipv6 === undefined
       ? {}
       : {
@@ -434,70 +487,108 @@ export function toNetConf(config: NetworkConfig): EffectiveNetConf {
  * to the indices whose pair lies in IPv6SubnetMin..IPv6SubnetMax: a node
  * needs both subnets of its pair.
  */
-function allocatableIndices(config: NetworkConfig): { first: number; last: number } {
-  const size = blockSize(config.subnetLen);
-  let first = (config.subnetMin - config.network.network) / size;
-  let last = (config.subnetMax - config.network.network) / size;
-  const layout = config.ipv6;
-  if (layout !== undefined) {
-    first = Math.max(first, indexOf6(layout, layout.subnetMin));
-    last = Math.min(last, indexOf6(layout, layout.subnetMax));
+function allocatableIndices(ipv4: IPv4Layout, ipv6: IPv6Layout | undefined): { first: number; last: number } {
+  const size = blockSize(ipv4.subnetLen);
+  let first = (ipv4.subnetMin - ipv4.network.network) / size;
+  let last = (ipv4.subnetMax - ipv4.network.network) / size;
+  if (ipv6 !== undefined) {
+    first = Math.max(first, indexOf6(ipv6, ipv6.subnetMin));
+    last = Math.min(last, indexOf6(ipv6, ipv6.subnetMax));
   }
   return { first, last };
 }
 
-/** How many subnets may be allocated: SubnetMin..SubnetMax, with IPv6 only those paired inside IPv6SubnetMin..IPv6SubnetMax. */
+function toBigInt(address: IPv6Address): bigint {
+  return address.reduce((value, word) => (value << 32n) | BigInt(word), 0n);
+}
+
+/** Subnets from `from` to `to` of the layout (negative if `to` is below): exact, since IPv6 subnet indices pass 2^53. */
+function subnetsBetween6(layout: IPv6Layout, from: IPv6Address, to: IPv6Address): bigint {
+  return (toBigInt(to) - toBigInt(from)) >> BigInt(128 - layout.subnetLen);
+}
+
+/**
+ * How many subnets may be allocated: SubnetMin..SubnetMax, with IPv6 only
+ * those paired inside IPv6SubnetMin..IPv6SubnetMax; in an IPv6-only network
+ * IPv6SubnetMin..IPv6SubnetMax (rounded past 2^53).
+ */
 export function allocatableCount(config: NetworkConfig): number {
-  const { first, last } = allocatableIndices(config);
+  const { ipv4, ipv6 } = config;
+  if (ipv4 === undefined) return Number(subnetsBetween6(ipv6!, ipv6!.subnetMin, ipv6!.subnetMax) + 1n);
+  const { first, last } = allocatableIndices(ipv4, ipv6);
   return last - first + 1;
 }
 
-/** "SubnetMin 10.5.1.0 to SubnetMax 10.5.255.0", with the IPv6 bounds too when IPv6 narrows the range: for messages. */
+/** "SubnetMin 10.5.1.0 to SubnetMax 10.5.255.0 in Network 10.5.0.0/16", with the IPv6 bounds when they narrow or make the range: for messages. */
 export function describeAllocatable(config: NetworkConfig): string {
-  const ipv4 = `SubnetMin ${formatIPv4(config.subnetMin)} to SubnetMax ${formatIPv4(config.subnetMax)} in Network ${formatCidr(config.network)}`;
-  const layout = config.ipv6;
-  if (layout === undefined) return ipv4;
-  return `${ipv4}, paired inside IPv6SubnetMin ${formatIPv6(layout.subnetMin)} to IPv6SubnetMax ${formatIPv6(layout.subnetMax)}`;
+  const { ipv4, ipv6 } = config;
+  const bounds6 = ipv6 && `IPv6SubnetMin ${formatIPv6(ipv6.subnetMin)} to IPv6SubnetMax ${formatIPv6(ipv6.subnetMax)}`;
+  if (ipv4 === undefined) return `${bounds6} in IPv6Network ${formatCidr6(ipv6!.network)}`;
+  const bounds4 = `SubnetMin ${formatIPv4(ipv4.subnetMin)} to SubnetMax ${formatIPv4(ipv4.subnetMax)} in Network ${formatCidr(ipv4.network)}`;
+  return bounds6 === undefined ? bounds4 : `${bounds4}, paired inside ${bounds6}`;
 }
 
 /** The bitmap covers at most this many subnets (2 MiB); a larger range allocates from its first 2^24. */
 export const MAX_ALLOCATABLE_BITS = 1 << 24;
 
-/** The allocatable subnets (see allocatableCount) as the allocation bitmap describes them. */
-export function allocatableRange(config: NetworkConfig): { first: number; size: number; count: number; prefixLength: number } {
-  const size = blockSize(config.subnetLen);
-  return {
-    first: config.network.network + allocatableIndices(config).first * size,
-    size,
-    count: Math.min(allocatableCount(config), MAX_ALLOCATABLE_BITS),
-    prefixLength: config.subnetLen,
-  };
+/**
+ * The allocatable subnets (see allocatableCount) as the allocation bitmap
+ * describes them: the first one's network address, how many, their prefix
+ * length, and for IPv4 the block size. IPv6 ranges belong to IPv6-only networks.
+ */
+export type AllocatableRange =
+  | { readonly family: 4; readonly first: number; readonly size: number; readonly count: number; readonly prefixLength: number }
+  | { readonly family: 6; readonly first: IPv6Address; readonly count: number; readonly prefixLength: number };
+
+export function allocatableRange(config: NetworkConfig): AllocatableRange {
+  const { ipv4, ipv6 } = config;
+  const count = Math.min(allocatableCount(config), MAX_ALLOCATABLE_BITS);
+  if (ipv4 === undefined) return { family: 6, first: ipv6!.subnetMin, count, prefixLength: ipv6!.subnetLen };
+  const size = blockSize(ipv4.subnetLen);
+  return { family: 4, first: ipv4.network.network + allocatableIndices(ipv4, ipv6).first * size, size, count, prefixLength: ipv4.subnetLen };
 }
 
 /**
  * Why a lease on `subnet` may not be kept under `config`, or undefined if it
- * may (flannel's isSubnetConfigCompat): it must be SubnetLen long, inside the
- * network, and, unless it is a reservation, inside SubnetMin..SubnetMax, its
- * IPv6 pair inside IPv6SubnetMin..IPv6SubnetMax.
+ * may (flannel's isSubnetConfigCompat): it must be a lease key of the
+ * config's kind (IPv4, or IPv6 in an IPv6-only network), SubnetLen long,
+ * inside the network, and, unless it is a reservation, inside
+ * SubnetMin..SubnetMax, its IPv6 pair inside IPv6SubnetMin..IPv6SubnetMax.
  * Reservations may sit outside the allocatable range precisely so that random
  * allocation never touches them.
  */
-export function misfitOf(config: NetworkConfig, subnet: Cidr, reservation: boolean): string | undefined {
+export function misfitOf(config: NetworkConfig, subnet: Cidr | Cidr6, reservation: boolean): string | undefined {
+  const { ipv4, ipv6 } = config;
+  if (isCidr6(subnet)) {
+    const text = formatCidr6(subnet);
+    if (ipv4 !== undefined) return `subnet ${text} is an IPv6 lease of an IPv6-only network, but the network config has IPv4 (EnableIPv4), whose leases are keyed by their IPv4 subnets`;
+    return misfitOf6(ipv6!, subnet, reservation, '');
+  }
   const text = formatCidr(subnet);
-  if (subnet.prefixLength !== config.subnetLen) {
-    return `subnet ${text} is a /${subnet.prefixLength}, but the network config gives each node a /${config.subnetLen} (SubnetLen)`;
+  if (ipv4 === undefined) return `subnet ${text} is an IPv4 lease, but the network config is IPv6-only (EnableIPv4: false)`;
+  if (subnet.prefixLength !== ipv4.subnetLen) {
+    return `subnet ${text} is a /${subnet.prefixLength}, but the network config gives each node a /${ipv4.subnetLen} (SubnetLen)`;
   }
-  if (!cidrContains(config.network, subnet.network)) return `subnet ${text} lies outside the Network ${formatCidr(config.network)}`;
+  if (!cidrContains(ipv4.network, subnet.network)) return `subnet ${text} lies outside the Network ${formatCidr(ipv4.network)}`;
   if (reservation) return undefined;
-  if (subnet.network < config.subnetMin || subnet.network > config.subnetMax) {
-    return `subnet ${text} lies outside SubnetMin..SubnetMax (${formatIPv4(config.subnetMin)} to ${formatIPv4(config.subnetMax)})`;
+  if (subnet.network < ipv4.subnetMin || subnet.network > ipv4.subnetMax) {
+    return `subnet ${text} lies outside SubnetMin..SubnetMax (${formatIPv4(ipv4.subnetMin)} to ${formatIPv4(ipv4.subnetMax)})`;
   }
-  const layout = config.ipv6;
   const pair = ipv6SubnetOf(config, subnet);
-  if (layout === undefined || pair === undefined) return undefined;
-  const index = indexOf6(layout, pair.network);
-  if (index >= indexOf6(layout, layout.subnetMin) && index <= indexOf6(layout, layout.subnetMax)) return undefined;
-  return `subnet ${text} pairs with ${formatCidr6(pair)}, which lies outside IPv6SubnetMin..IPv6SubnetMax (${formatIPv6(layout.subnetMin)} to ${formatIPv6(layout.subnetMax)})`;
+  if (ipv6 === undefined || pair === undefined) return undefined;
+  return misfitOf6(ipv6, pair, false, `subnet ${text} pairs with ${formatCidr6(pair)}, which`);
+}
+
+/** misfitOf for an IPv6 subnet; `subject` starts the message for a pair ("subnet X pairs with Y, which"). */
+function misfitOf6(layout: IPv6Layout, subnet: Cidr6, reservation: boolean, subject: string): string | undefined {
+  const about = subject || `subnet ${formatCidr6(subnet)}`;
+  if (subnet.prefixLength !== layout.subnetLen) {
+    return `${about} is a /${subnet.prefixLength}, but the network config gives each node a /${layout.subnetLen} (IPv6SubnetLen)`;
+  }
+  if (!cidr6Contains(layout.network, subnet.network)) return `${about} lies outside the IPv6Network ${formatCidr6(layout.network)}`;
+  if (reservation) return undefined;
+  if (subnetsBetween6(layout, layout.subnetMin, subnet.network) >= 0n && subnetsBetween6(layout, subnet.network, layout.subnetMax) >= 0n) return undefined;
+  return `${about} lies outside IPv6SubnetMin..IPv6SubnetMax (${formatIPv6(layout.subnetMin)} to ${formatIPv6(layout.subnetMax)})`;
 }
 
 /**
@@ -505,17 +596,21 @@ export function misfitOf(config: NetworkConfig, subnet: Cidr, reservation: boole
  * leases leaves running nodes with subnets outside the new layout until they
  * restart. Turning IPv6 on is not among them (every lease keeps its IPv4
  * subnet and gains the paired IPv6 one at its node's next start); turning it
- * off is, since running nodes keep IPv6 subnets the new layout no longer has.
+ * off is, since running nodes keep IPv6 subnets the new layout no longer has,
+ * and so is turning IPv4 on or off, which changes what leases are keyed by.
  */
 export function layoutChanges(previous: NetworkConfig, next: NetworkConfig): LayoutField[] {
   const changed: LayoutField[] = [];
-  if (previous.network.network !== next.network.network || previous.network.prefixLength !== next.network.prefixLength) changed.push('Network');
-  if (previous.subnetLen !== next.subnetLen) changed.push('SubnetLen');
-  const before = previous.ipv6;
-  const after = next.ipv6;
-  if (before === undefined) return changed;
-  if (after === undefined) return [...changed, 'EnableIPv6'];
-  if (formatCidr6(before.network) !== formatCidr6(after.network)) changed.push('IPv6Network');
-  if (before.subnetLen !== after.subnetLen) changed.push('IPv6SubnetLen');
+  const [before4, after4] = [previous.ipv4, next.ipv4];
+  if ((before4 === undefined) !== (after4 === undefined)) changed.push('EnableIPv4');
+  else if (before4 !== undefined && after4 !== undefined) {
+    if (before4.network.network !== after4.network.network || before4.network.prefixLength !== after4.network.prefixLength) changed.push('Network');
+    if (before4.subnetLen !== after4.subnetLen) changed.push('SubnetLen');
+  }
+  const [before6, after6] = [previous.ipv6, next.ipv6];
+  if (before6 === undefined) return changed;
+  if (after6 === undefined) return [...changed, 'EnableIPv6'];
+  if (formatCidr6(before6.network) !== formatCidr6(after6.network)) changed.push('IPv6Network');
+  if (before6.subnetLen !== after6.subnetLen) changed.push('IPv6SubnetLen');
   return changed;
 }

@@ -98,7 +98,7 @@ export class ConfigChangeRefusedError extends LeaseStoreError {
 }
 
 /** The network config fields that decide which subnets exist (see layoutChanges for why EnableIPv6 counts only when turned off). */
-export type LayoutField = 'Network' | 'SubnetLen' | 'IPv6Network' | 'IPv6SubnetLen' | 'EnableIPv6';
+export type LayoutField = 'Network' | 'SubnetLen' | 'IPv6Network' | 'IPv6SubnetLen' | 'EnableIPv4' | 'EnableIPv6';
 
 /** "Network and SubnetLen while 2 leases exist": what a forced or refused layout change does. */
 export function layoutChangeUnderLeases(fields: readonly LayoutField[], leases: number): string {

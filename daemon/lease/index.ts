@@ -29,11 +29,11 @@ export type { KeepLeaseOptions, LeaseKeeperEvents } from './keeper.js';
 
 export type { LeaseWatch, SnapshotCause, WatchEvent, WatchOptions, WatchStats } from './watch.js';
 export type { ChangeType, CorruptLease, KeyLayout } from './registry.js';
-export { holderOf } from './lease.js';
+export { compareSubnets, formatSubnet, holderOf, ownerAddress } from './lease.js';
 export type { Lease } from './lease.js';
 
-export { parseNetworkConfig, toNetConf, misfitOf, ipv6SubnetOf, ipv4SubnetOf, defaultSubnetLen, DEFAULT_UDP_PORT, BACKEND_TYPES } from './config.js';
-export type { BackendType, EffectiveNetConf, NetConf, NetworkConfig } from './config.js';
+export { parseNetworkConfig, toNetConf, misfitOf, ipv6SubnetOf, ipv4SubnetOf, subnetsOfLease, defaultSubnetLen, DEFAULT_UDP_PORT, BACKEND_TYPES } from './config.js';
+export type { BackendType, EffectiveNetConf, IPv4Layout, IPv6Layout, NetConf, NetworkConfig, NodeSubnets } from './config.js';
 
 export { LEASE_STORE_DEFAULTS, defaultReapInterval } from './options.js';
 export type { LeaseStoreOptions, RetryPolicy } from './options.js';

@@ -5,8 +5,8 @@
 // config, and starts over, after a jittered pause, when it lost a race.
 
 import type { Logger } from 'pino';
-import { formatCidr, parseCidr, tryParseIPv4, type Cidr } from '../net/ipv4.js';
-import { formatIPv6, parseIPv6 } from '../net/ipv6.js';
+import { parseCidr, tryParseIPv4, type Cidr } from '../net/ipv4.js';
+import { formatIPv6, parseCidr6, parseIPv6, type Cidr6 } from '../net/ipv6.js';
 import { allocatableCount, allocatableRange, describeAllocatable, layoutChanges, misfitOf, parseNetworkConfig, toNetConf, type NetConf, type NetworkConfig } from './config.js';
 import { CommandLink, ConnectionFactory } from './connection.js';
 import { parseRedisUrl } from './endpoint.js';
@@ -22,15 +22,19 @@ import {
   type LayoutField,
 } from './errors.js';
 import { LeaseKeeper, type ClaimOutcome, type KeepLeaseOptions, type LeaseKeeping } from './keeper.js';
-import { decodeLease, encodeAttrs, holderOf, type Lease } from './lease.js';
+import { compareSubnets, decodeLease, encodeAttrs, formatSubnet, holderOf, ownerAddress, type Lease } from './lease.js';
 import { backoffDelay, resolveOptions, type LeaseStoreOptions, type ResolvedOptions } from './options.js';
 import { keyLayout, LeaseRegistry, type CorruptLease, type KeyLayout } from './registry.js';
 import { LeaseWatcher, type LeaseWatch, type WatchOptions } from './watch.js';
 
 /** What a node asks for when it starts. */
 export interface AcquireRequest {
-  /** The node's underlay address. A lease belongs to a public IP: a node that restarts gets its lease back. */
-  readonly publicIP: string;
+  /**
+   * The node's IPv4 underlay address. A lease belongs to a public IP: a node
+   * that restarts gets its lease back. Only a node without one (IPv6-only, over
+   * an IPv6 underlay) leaves it out; its lease then belongs to its publicIPv6.
+   */
+  readonly publicIP?: string;
   /** The node's IPv6 underlay address, published with the lease as PublicIPv6 (RFC 5952 form). Default: none. */
   readonly publicIPv6?: string;
   /** The node's Kubernetes name, published with the lease. */
@@ -38,8 +42,9 @@ export interface AcquireRequest {
   /** Backend data to publish. Default {Port: Backend.Port of the network config}. */
   readonly backendData?: Readonly<Record<string, unknown>>;
   /**
-   * The subnet in the node's previous subnet.env, reused if it is still free.
-   * Host bits are ignored: FLANNEL_SUBNET=10.5.3.1/24 means 10.5.3.0/24.
+   * The subnet in the node's previous subnet.env, reused if it is still free:
+   * IPv4, or IPv6 in an IPv6-only network. Host bits are ignored:
+   * FLANNEL_SUBNET=10.5.3.1/24 means 10.5.3.0/24.
    */
   readonly previousSubnet?: string;
 }
@@ -185,10 +190,11 @@ export interface SubnetManager {
   close(): Promise<void>;
 }
 
-function canonicalSubnet(option: string, text: string, allowHostBits = false): Cidr {
+/** A subnet of either family: IPv6 ones are the lease keys of IPv6-only networks. */
+function canonicalSubnet(option: string, text: string, allowHostBits = false): Cidr | Cidr6 {
   if (typeof text !== 'string') throw new OptionsError(option, `${option} must be a CIDR string such as "10.5.3.0/24"`);
   try {
-    return parseCidr(text, { allowHostBits });
+    return text.includes(':') ? parseCidr6(text, { allowHostBits }) : parseCidr(text, { allowHostBits });
   } catch (cause) {
     throw new OptionsError(option, `${option}: ${(cause as Error).message}`, { cause });
   }
@@ -211,6 +217,12 @@ function checkIPv4Option(option: string, text: string): string {
   return text;
 }
 
+/** An owner's address as the store knows it (see ownerAddress): an IPv4 PublicIP, or the RFC 5952 form of an IPv6 one. */
+function ownerOption(option: string, text: string): string {
+  if (typeof text === 'string' && text.includes(':')) return canonicalIPv6Option(option, text);
+  return checkIPv4Option(option, text);
+}
+
 /** Config writes that lost a race with another writer before one goes through. */
 const CONFIG_WRITE_ATTEMPTS = 5;
 
@@ -225,7 +237,7 @@ const ACQUIRE_BACKOFF = { initialDelayMs: 50, maxDelayMs: 1_000 };
 /** The subnet an acquire got, before it becomes a Lease. */
 interface Held {
   readonly subnet: string;
-  readonly cidr: Cidr;
+  readonly cidr: Cidr | Cidr6;
   readonly expiresAt: number | null;
   readonly source: AcquireSource;
 }
@@ -331,7 +343,8 @@ class LeaseStore implements SubnetManager, LeaseKeeping {
   }
 
   async acquireLease(request: AcquireRequest): Promise<AcquireResult> {
-    const publicIP = checkIPv4Option('publicIP', request.publicIP);
+    if (request.publicIP === undefined && request.publicIPv6 === undefined) throw new OptionsError('publicIP', 'publicIP is required unless the node has a publicIPv6');
+    const publicIP = request.publicIP === undefined ? {} : { publicIP: checkIPv4Option('publicIP', request.publicIP) };
     if (typeof request.nodeName !== 'string') throw new OptionsError('nodeName', 'nodeName must be a string');
     const backendData = request.backendData;
     if (backendData !== undefined && (typeof backendData !== 'object' || backendData === null || Array.isArray(backendData))) {
@@ -341,16 +354,17 @@ class LeaseStore implements SubnetManager, LeaseKeeping {
     const previous = request.previousSubnet === undefined ? undefined : canonicalSubnet('previousSubnet', request.previousSubnet, true);
     const config = await this.getNetworkConfig();
     const attrs = {
-      publicIP,
+      ...publicIP,
       ...publicIPv6,
       nodeName: request.nodeName,
       backendType: config.backend.type,
       backendData: backendData ?? { Port: config.backend.port },
     };
     const attrsJson = encodeAttrs(attrs);
+    const owner = ownerAddress(attrs);
     let previousText: string | undefined;
     if (previous !== undefined) {
-      previousText = formatCidr(previous);
+      previousText = formatSubnet(previous);
       const misfit = misfitOf(config, previous, false);
       if (misfit !== undefined) {
         this.logger.info({ previousSubnet: previousText, misfit }, 'previous subnet does not fit the network config; not reusing it');
@@ -361,7 +375,7 @@ class LeaseStore implements SubnetManager, LeaseKeeping {
     const ttl = this.options.leaseTtlMs;
     const settleBy = Date.now() + MAX_SETTLE_WAIT_MS;
     for (let attempt = 1; attempt <= this.options.maxAcquireAttempts; attempt++) {
-      const created = await this.registry.create(publicIP, attrsJson, ttl, previousText, range, Math.floor(Math.random() * range.count));
+      const created = await this.registry.create(owner, attrsJson, ttl, previousText, range, Math.floor(Math.random() * range.count));
       let result: Held | undefined;
       switch (created.status) {
         case 'full':
@@ -369,7 +383,7 @@ class LeaseStore implements SubnetManager, LeaseKeeping {
         case 'settling': {
           // The running nodes are putting back what the store lost: a free-looking subnet may still be theirs.
           if (Date.now() >= settleBy) throw new LeaseConflictError(`the store is still being rebuilt by its nodes after losing its data (more than ${MAX_SETTLE_WAIT_MS / 1000} s); try again`);
-          this.logger.info({ publicIP, waitMs: created.waitMs }, 'the store lost its data and its nodes are putting their leases back; waiting before taking a new subnet');
+          this.logger.info({ owner, waitMs: created.waitMs }, 'the store lost its data and its nodes are putting their leases back; waiting before taking a new subnet');
           await sleep(created.waitMs + Math.random() * 500);
           attempt--;
           continue;
@@ -382,64 +396,65 @@ class LeaseStore implements SubnetManager, LeaseKeeping {
           result = { subnet: created.subnet, cidr: created.cidr, expiresAt: created.expiresAt, source: created.source };
           break;
         case 'ip-held':
-          result = await this.reuseHeld(config, created.subnet, created.cidr, created.reservation, publicIP, attrsJson);
-          if (result === undefined && this.logger.isLevelEnabled('debug')) this.logger.debug({ publicIP, attempt }, 'lost a race for this node\'s own lease; starting over');
+          result = await this.reuseHeld(config, created.subnet, created.cidr, created.reservation, owner, attrsJson);
+          if (result === undefined && this.logger.isLevelEnabled('debug')) this.logger.debug({ owner, attempt }, 'lost a race for this node\'s own lease; starting over');
           break;
       }
       if (result !== undefined) {
         const lease: Lease = { subnet: result.subnet, cidr: result.cidr, ...attrs, expiresAt: result.expiresAt };
-        this.logger.info({ subnet: lease.subnet, publicIP, source: result.source, expiresAt: lease.expiresAt, attempt }, 'lease acquired');
+        this.logger.info({ subnet: lease.subnet, owner, source: result.source, expiresAt: lease.expiresAt, attempt }, 'lease acquired');
         return { lease, source: result.source };
       }
       await sleep(backoffDelay(ACQUIRE_BACKOFF, attempt));
     }
     throw new LeaseConflictError(
-      `could not acquire a lease for ${publicIP}: other writers changed its lease during each of ${this.options.maxAcquireAttempts} attempts (maxAcquireAttempts)`,
+      `could not acquire a lease for ${owner}: other writers changed its lease during each of ${this.options.maxAcquireAttempts} attempts (maxAcquireAttempts)`,
     );
   }
 
   /**
-   * The lease (or reservation) this public IP already holds: claimed if it
+   * The lease (or reservation) this owner already holds: claimed if it
    * still fits the config, else released so the next attempt allocates anew.
    * Undefined: start over.
    */
-  private async reuseHeld(config: NetworkConfig, subnet: string, cidr: Cidr, reservation: boolean, publicIP: string, attrsJson: string): Promise<Held | undefined> {
-    if (misfitOf(config, cidr, reservation) === undefined) {
-      const claimed = await this.registry.claim(subnet, publicIP, attrsJson, this.options.leaseTtlMs, reservation ? 'reservation' : 'lease');
+  private async reuseHeld(config: NetworkConfig, subnet: string, cidr: Cidr | Cidr6, reservation: boolean, owner: string, attrsJson: string): Promise<Held | undefined> {
+    const misfit = misfitOf(config, cidr, reservation);
+    if (misfit === undefined) {
+      const claimed = await this.registry.claim(subnet, owner, attrsJson, this.options.leaseTtlMs, reservation ? 'reservation' : 'lease');
       if (claimed.status !== 'ok') return undefined;
       this.leaseCount = claimed.leases;
       return { subnet, cidr, expiresAt: claimed.expiresAt, source: reservation ? 'reservation' : 'existing' };
     }
     if (reservation) {
       throw new LeaseConflictError(
-        `subnet ${subnet} is reserved for ${publicIP} but does not fit the network config ` +
-          `(Network ${formatCidr(config.network)}, SubnetLen ${config.subnetLen}); remove the reservation or fix the config`,
+        `subnet ${subnet} is reserved for ${owner} but does not fit the network config (${misfit}); remove the reservation or fix the config`,
       );
     }
-    this.logger.info({ subnet, publicIP }, 'lease for this public IP does not fit the network config; releasing it');
-    await this.registry.remove(subnet, publicIP, 'any', false);
+    this.logger.info({ subnet, owner, misfit }, 'lease for this node does not fit the network config; releasing it');
+    await this.registry.remove(subnet, owner, 'any', false);
     return undefined;
   }
 
   private outOfSubnets(config: NetworkConfig): OutOfSubnetsError {
     const count = allocatableCount(config);
     return new OutOfSubnetsError(
-      `out of subnets: all ${count} subnets of /${config.subnetLen} from ${describeAllocatable(config)} are leased or reserved; ` +
+      `out of subnets: all ${count} subnets from ${describeAllocatable(config)} are leased or reserved; ` +
         `revoke unused leases or widen the range`,
     );
   }
 
   async claimLease(lease: Lease): Promise<ClaimOutcome> {
     const kind = lease.expiresAt === null ? 'reservation' : 'lease';
-    const result = await this.registry.claim(lease.subnet, lease.publicIP, encodeAttrs(lease), this.options.leaseTtlMs, kind);
+    const owner = ownerAddress(lease);
+    const result = await this.registry.claim(lease.subnet, owner, encodeAttrs(lease), this.options.leaseTtlMs, kind);
     switch (result.status) {
       case 'ok':
         this.leaseCount = result.leases;
         return { lease: { ...lease, expiresAt: result.expiresAt }, change: result.change, leases: result.leases };
       case 'revoked':
-        throw new LeaseLostError(lease.subnet, 'revoked', `the lease on ${lease.subnet} for ${lease.publicIP} was revoked`);
+        throw new LeaseLostError(lease.subnet, 'revoked', `the lease on ${lease.subnet} for ${owner} was revoked`);
       case 'taken':
-        throw new LeaseLostError(lease.subnet, 'taken', `the lease on ${lease.subnet} now belongs to ${result.owner || 'another node'}, not ${lease.publicIP}`);
+        throw new LeaseLostError(lease.subnet, 'taken', `the lease on ${lease.subnet} now belongs to ${result.owner || 'another node'}, not ${owner}`);
     }
   }
 
@@ -454,8 +469,8 @@ class LeaseStore implements SubnetManager, LeaseKeeping {
   }
 
   async revokeLease(subnet: string, options?: { readonly publicIP?: string }): Promise<boolean> {
-    const text = formatCidr(canonicalSubnet('subnet', subnet));
-    const publicIP = options?.publicIP === undefined ? null : checkIPv4Option('publicIP', options.publicIP);
+    const text = formatSubnet(canonicalSubnet('subnet', subnet));
+    const publicIP = options?.publicIP === undefined ? null : ownerOption('publicIP', options.publicIP);
     const result = await this.registry.remove(text, publicIP, 'any', true);
     if (result.status === 'taken') {
       throw new LeaseConflictError(`the lease on ${text} belongs to ${result.owner || 'another node'}, not ${publicIP ?? ''}; not revoked`);
@@ -464,15 +479,16 @@ class LeaseStore implements SubnetManager, LeaseKeeping {
     return result.status === 'ok';
   }
 
-  async reserve(subnet: string, publicIP: string, nodeName?: string): Promise<Reservation> {
+  async reserve(subnet: string, owner: string, nodeName?: string): Promise<Reservation> {
     const cidr = canonicalSubnet('subnet', subnet);
-    const text = formatCidr(cidr);
-    checkIPv4Option('publicIP', publicIP);
+    const text = formatSubnet(cidr);
+    const publicIP = ownerOption('publicIP', owner);
     if (nodeName !== undefined && typeof nodeName !== 'string') throw new OptionsError('nodeName', 'nodeName must be a string');
     const config = await this.getNetworkConfig();
     const misfit = misfitOf(config, cidr, true);
     if (misfit !== undefined) throw new OptionsError('subnet', misfit);
-    const attrsJson = encodeAttrs({ publicIP, nodeName: nodeName ?? '', backendType: config.backend.type, backendData: { Port: config.backend.port } });
+    const address = publicIP.includes(':') ? { publicIPv6: publicIP } : { publicIP };
+    const attrsJson = encodeAttrs({ ...address, nodeName: nodeName ?? '', backendType: config.backend.type, backendData: { Port: config.backend.port } });
     const result = await this.registry.reserve(text, publicIP, attrsJson, nodeName);
     switch (result.status) {
       case 'taken': {
@@ -494,7 +510,7 @@ class LeaseStore implements SubnetManager, LeaseKeeping {
   }
 
   async unreserve(subnet: string): Promise<boolean> {
-    const text = formatCidr(canonicalSubnet('subnet', subnet));
+    const text = formatSubnet(canonicalSubnet('subnet', subnet));
     const result = await this.registry.remove(text, null, 'reservation', true);
     if (result.status === 'not-reserved') {
       throw new LeaseConflictError(`subnet ${text} holds an ordinary lease, not a reservation; use revoke to delete it`);
@@ -506,7 +522,7 @@ class LeaseStore implements SubnetManager, LeaseKeeping {
   async listLeases(): Promise<LeaseListing> {
     const position = await this.registry.position();
     const listing = await this.registry.list();
-    const leases = [...listing.leases.values()].sort((a, b) => a.cidr.network - b.cidr.network);
+    const leases = [...listing.leases.values()].sort((a, b) => compareSubnets(a.cidr, b.cidr));
     return { leases, seq: position.streamId, corrupt: listing.corrupt };
   }
 

@@ -7,8 +7,9 @@ import type { Logger } from 'pino';
 import { isReplyError, type CommandLink, type ConnectionFactory, type RedisClient } from './connection.js';
 import type { HostPort } from './endpoint.js';
 import { StoreReplicationError } from './errors.js';
-import { parseCidr, type Cidr } from '../net/ipv4.js';
-import { decodeLease, type Lease } from './lease.js';
+import type { Cidr } from '../net/ipv4.js';
+import { formatIPv6, type Cidr6, type IPv6Address } from '../net/ipv6.js';
+import { decodeLease, parseSubnetKey, type Lease } from './lease.js';
 import { CLAIM, CREATE, ENSURE_CONFIG, LIST_CHUNK, POSITION, REAP, REMOVE, RESERVE, SET_CONFIG, type LuaScript } from './scripts.js';
 
 /** The Redis keys (and the change channel) of one key prefix. */
@@ -89,20 +90,33 @@ export interface Replication {
   readonly timeoutMs: number;
 }
 
-/** The allocatable range as the bitmap describes it: SubnetMin's address, the subnet size, how many, and the prefix length. */
-export interface AllocatableRange {
-  readonly first: number;
-  readonly size: number;
-  readonly count: number;
-  readonly prefixLength: number;
+/**
+ * The allocatable range as the bitmap describes it: bit i is the subnet
+ * `first` + i subnets, for i below `count`. IPv4 subnets (the lease keys of
+ * IPv4 and dual-stack clusters) are counted by their address and `size`
+ * (addresses per subnet); IPv6 ones (an IPv6-only cluster's keys) by the
+ * first subnet's network address and the prefix length alone.
+ */
+export type AllocatableRange =
+  | { readonly family: 4; readonly first: number; readonly size: number; readonly count: number; readonly prefixLength: number }
+  | { readonly family: 6; readonly first: IPv6Address; readonly count: number; readonly prefixLength: number };
+
+/**
+ * The range as CREATE takes it. The IPv4 text is the one stored before IPv6
+ * ranges existed, so an upgrade does not rebuild the bitmap; the ':' of the
+ * IPv6 address tells the scripts which one they read.
+ */
+function rangeText(range: AllocatableRange): string {
+  if (range.family === 4) return `${range.first} ${range.size} ${range.count} ${range.prefixLength}`;
+  return `${formatIPv6(range.first)} ${range.count} ${range.prefixLength}`;
 }
 
 /** `subnet` is the stored text and `cidr` the same subnet decoded. */
 export type CreateResult =
-  | { readonly status: 'ok'; readonly subnet: string; readonly cidr: Cidr; readonly expiresAt: number; readonly source: 'previous' | 'new'; readonly leases: number }
+  | { readonly status: 'ok'; readonly subnet: string; readonly cidr: Cidr | Cidr6; readonly expiresAt: number; readonly source: 'previous' | 'new'; readonly leases: number }
   | { readonly status: 'full'; readonly leases: number }
   | { readonly status: 'settling'; readonly waitMs: number }
-  | { readonly status: 'ip-held'; readonly subnet: string; readonly cidr: Cidr; readonly reservation: boolean };
+  | { readonly status: 'ip-held'; readonly subnet: string; readonly cidr: Cidr | Cidr6; readonly reservation: boolean };
 
 export type ClaimResult =
   | { readonly status: 'ok'; readonly change: 'renewed' | 'updated' | 'restored'; readonly expiresAt: number | null; readonly leases: number }
@@ -286,17 +300,17 @@ export class LeaseRegistry {
     );
   }
 
-  async create(publicIP: string, attrsJson: string, ttlMs: number, previous: string | undefined, range: AllocatableRange, start: number): Promise<CreateResult> {
-    const rangeText = `${range.first} ${range.size} ${range.count} ${range.prefixLength}`;
-    const reply = await this.run(CREATE, [publicIP, attrsJson, ttlMs, previous ?? '', rangeText, start], 'creating a lease', true);
+  /** `owner`, here and in claim, remove and reserve: the owner's address (ownerAddress: PublicIP, or PublicIPv6 without one). */
+  async create(owner: string, attrsJson: string, ttlMs: number, previous: string | undefined, range: AllocatableRange, start: number): Promise<CreateResult> {
+    const reply = await this.run(CREATE, [owner, attrsJson, ttlMs, previous ?? '', rangeText(range), start], 'creating a lease', true);
     switch (reply[1]) {
       case 'ok': {
         const subnet = str(reply[2]);
-        return { status: 'ok', subnet, cidr: parseCidr(subnet), expiresAt: Number(str(reply[3])), source: str(reply[4]) === 'previous' ? 'previous' : 'new', leases: Number(reply[5]) };
+        return { status: 'ok', subnet, cidr: parseSubnetKey(subnet), expiresAt: Number(str(reply[3])), source: str(reply[4]) === 'previous' ? 'previous' : 'new', leases: Number(reply[5]) };
       }
       case 'ip-held': {
         const subnet = str(reply[2]);
-        return { status: 'ip-held', subnet, cidr: parseCidr(subnet), reservation: str(reply[3]) === '' };
+        return { status: 'ip-held', subnet, cidr: parseSubnetKey(subnet), reservation: str(reply[3]) === '' };
       }
       case 'settling':
         return { status: 'settling', waitMs: Number(reply[2]) };
@@ -305,23 +319,23 @@ export class LeaseRegistry {
     }
   }
 
-  async claim(subnet: string, publicIP: string, attrsJson: string, ttlMs: number, kind: 'lease' | 'reservation'): Promise<ClaimResult> {
-    const reply = await this.run(CLAIM, [subnet, publicIP, attrsJson, ttlMs, kind], 'renewing a lease', true);
+  async claim(subnet: string, owner: string, attrsJson: string, ttlMs: number, kind: 'lease' | 'reservation'): Promise<ClaimResult> {
+    const reply = await this.run(CLAIM, [subnet, owner, attrsJson, ttlMs, kind], 'renewing a lease', true);
     switch (reply[1]) {
       case 'ok':
         return { status: 'ok', change: str(reply[2]) as 'renewed' | 'updated' | 'restored', expiresAt: expiryOf(str(reply[3])), leases: Number(reply[4]) };
       case 'revoked':
         return { status: 'revoked' };
       case 'ip-held':
-        return { status: 'taken', owner: `${publicIP} (which now holds ${str(reply[2])})` };
+        return { status: 'taken', owner: `${owner} (which now holds ${str(reply[2])})` };
       default:
         return { status: 'taken', owner: str(reply[2]) };
     }
   }
 
   /** `record`: remember the revocation, so that the owner's node stops instead of putting the lease back. */
-  async remove(subnet: string, publicIP: string | null, mode: 'any' | 'reservation', record: boolean): Promise<RemoveResult> {
-    const reply = await this.run(REMOVE, [subnet, publicIP ?? '', mode, record ? '1' : '0'], 'removing a lease', true);
+  async remove(subnet: string, owner: string | null, mode: 'any' | 'reservation', record: boolean): Promise<RemoveResult> {
+    const reply = await this.run(REMOVE, [subnet, owner ?? '', mode, record ? '1' : '0'], 'removing a lease', true);
     switch (reply[1]) {
       case 'ok':
         return { status: 'ok' };
@@ -335,8 +349,8 @@ export class LeaseRegistry {
   }
 
   /** `nodeName` undefined: keep the name stored on the subnet ('' for a new reservation, whose attributes are `attrsJson`). */
-  async reserve(subnet: string, publicIP: string, attrsJson: string, nodeName: string | undefined): Promise<ReserveResult> {
-    const reply = await this.run(RESERVE, [subnet, publicIP, attrsJson, nodeName === undefined ? '' : JSON.stringify(nodeName)], 'reserving a subnet', true);
+  async reserve(subnet: string, owner: string, attrsJson: string, nodeName: string | undefined): Promise<ReserveResult> {
+    const reply = await this.run(RESERVE, [subnet, owner, attrsJson, nodeName === undefined ? '' : JSON.stringify(nodeName)], 'reserving a subnet', true);
     switch (reply[1]) {
       case 'ok':
         return { status: 'ok', change: str(reply[2]) as 'created' | 'converted' | 'updated' | 'unchanged', attrsJson: str(reply[3]) };

@@ -5,14 +5,18 @@
 // KEYS (all under one hash tag, so the scripts also run on Redis Cluster):
 //   1 {p}:leases       hash    subnet -> owner attributes (JSON)
 //   2 {p}:expiry       zset    subnet -> expiry, ms by the Redis clock (absent: reservation)
-//   3 {p}:owners       hash    public IP -> subnet (an index; trusted only when the lease agrees)
+//   3 {p}:owners       hash    owner address -> subnet (an index; trusted only when the lease
+//                              agrees). The owner's address is its PublicIP, or PublicIPv6 when
+//                              it has no PublicIP (lease.ts's ownerAddress)
 //   4 {p}:events       stream  change feed: n (sequence), t (type), s (subnet), l (attributes), e (expiry)
 //   5 {p}:seq          string  last sequence number written to the stream
 //   6 {p}:epoch        string  random ID of this incarnation of the data; a store that lost its
 //                              data has none, or a new one, so watchers can tell loss from change
 //   7 {p}:allocated    string  bitmap of the allocatable range: bit i set = subnet i is held
 //   8 {p}:allocatable  string  the range the bitmap describes: "first size count prefixLength"
-//   9 {p}:revoked      hash    subnet -> public IP whose lease an operator revoked (cleared when
+//                              for IPv4 subnets (first as a number), "first count prefixLength"
+//                              for IPv6 ones (an IPv6-only cluster; first as canonical text)
+//   9 {p}:revoked      hash    subnet -> owner address whose lease an operator revoked (cleared when
 //                              the subnet is taken again), so a daemon never re-asserts a revoked lease
 //  10 {p}:settling     string  present (with a TTL) while running nodes put back what the store
 //                              lost: no new subnet is handed out meanwhile, so none is given away
@@ -77,21 +81,136 @@ local function emit(kind, subnet, attrs, expires)
   redis.call('PUBLISH', CHANNEL, e .. ' ' .. string.format('%d', n) .. ' ' .. kind .. ' ' .. subnet .. ' ' .. ex .. ' ' .. id .. ' ' .. attrs)
 end
 
--- The PublicIP inside stored attributes, or nil if they are absent or corrupt.
+-- The owner's address inside stored attributes (PublicIP, or PublicIPv6 on a
+-- node without one), or nil if they are absent or corrupt.
 local function owner_of(attrs)
   if not attrs then return nil end
   local ok, doc = pcall(cjson.decode, attrs)
-  if ok and type(doc) == 'table' and type(doc['PublicIP']) == 'string' then return doc['PublicIP'] end
+  if not ok or type(doc) ~= 'table' then return nil end
+  if type(doc['PublicIP']) == 'string' then return doc['PublicIP'] end
+  if type(doc['PublicIPv6']) == 'string' then return doc['PublicIPv6'] end
   return nil
 end
 
+-- IPv6 addresses are eight 16-bit groups, most significant first: Lua's
+-- numbers are doubles, exact only up to 2^53, so no arithmetic here ever
+-- holds more than a group and a carry, or an index below the range's count.
+
+-- Appends the ':'-separated groups of text (1 to 4 hex digits each) to groups; false on anything else.
+local function scan_groups(text, groups)
+  if text == '' then return true end
+  for group in string.gmatch(text .. ':', '([^:]*):') do
+    if not string.match(group, '^%x%x?%x?%x?$') then return false end
+    groups[#groups + 1] = tonumber(group, 16)
+  end
+  return true
+end
+
+-- Any RFC 4291 text without an embedded dotted quad (the store writes none), or nil.
+local function parse_ipv6(text)
+  local groups = {}
+  local gap = string.find(text, '::', 1, true)
+  if not gap then
+    if not scan_groups(text, groups) or #groups ~= 8 then return nil end
+    return groups
+  end
+  local tail = {}
+  if not scan_groups(string.sub(text, 1, gap - 1), groups) or not scan_groups(string.sub(text, gap + 2), tail) then return nil end
+  if #groups + #tail > 7 then return nil end
+  for _ = 1, 8 - #groups - #tail do groups[#groups + 1] = 0 end
+  for _, group in ipairs(tail) do groups[#groups + 1] = group end
+  return groups
+end
+
+-- RFC 5952, as formatIPv6 in daemon/net/ipv6.ts writes it: lower-case hex
+-- without leading zeros, the longest run of two or more zero groups (the
+-- first, on a tie) as '::'. formatIPv6's dotted quad for IPv4-mapped
+-- addresses never applies: the network config refuses ::/8, which holds them.
+local function format_ipv6(groups)
+  local run_start, run_length = 0, 1
+  local g = 1
+  while g <= 8 do
+    if groups[g] ~= 0 then
+      g = g + 1
+    else
+      local start = g
+      while g <= 8 and groups[g] == 0 do g = g + 1 end
+      if g - start > run_length then run_start, run_length = start, g - start end
+    end
+  end
+  local hex = {}
+  for i = 1, 8 do hex[i] = string.format('%x', groups[i]) end
+  if run_start == 0 then return table.concat(hex, ':') end
+  return table.concat(hex, ':', 1, run_start - 1) .. '::' .. table.concat(hex, ':', run_start + run_length, 8)
+end
+
+-- a - b, or nil if b is the larger.
+local function minus_ipv6(a, b)
+  local difference, borrow = {}, 0
+  for g = 8, 1, -1 do
+    local value = a[g] - b[g] - borrow
+    borrow = 0
+    if value < 0 then value, borrow = value + 65536, 1 end
+    difference[g] = value
+  end
+  if borrow == 1 then return nil end
+  return difference
+end
+
+-- address + n * 2^shift, for a bit index n (below 2^24), so n * 2^15 stays exact.
+local function plus_shifted_ipv6(address, n, shift)
+  local sum, carry = {}, 0
+  for g = 8, 1, -1 do
+    local low = (8 - g) * 16 -- the bit this group starts at, counted from the least significant
+    local piece = 0
+    if shift >= low then
+      if shift - low < 16 then piece = (n * 2 ^ (shift - low)) % 65536 end
+    else
+      piece = math.floor(n / 2 ^ (low - shift)) % 65536
+    end
+    local value = address[g] + piece + carry
+    sum[g] = value % 65536
+    carry = math.floor(value / 65536)
+  end
+  return sum
+end
+
+-- value / 2^shift, or nil if any of the low shift bits is set or the quotient is limit or more.
+local function shifted_down_ipv6(value, shift, limit)
+  local quotient = 0
+  for g = 1, 8 do
+    local below = shift - (8 - g) * 16 -- how many of this group's bits lie below the shift
+    local group = value[g]
+    if below >= 16 then
+      if group ~= 0 then return nil end
+    else
+      if below > 0 then
+        if group % 2 ^ below ~= 0 then return nil end
+        quotient = quotient * 2 ^ (16 - below) + group / 2 ^ below
+      else
+        quotient = quotient * 65536 + group
+      end
+      -- The quotient only grows, so checking at each step keeps it exact (below limit * 2^16).
+      if quotient >= limit then return nil end
+    end
+  end
+  return quotient
+end
+
 -- The allocation bitmap. The range it describes is stored beside it, so a
--- change of the network config is noticed and the bitmap rebuilt.
+-- change of the network config is noticed and the bitmap rebuilt. An IPv6
+-- range's first subnet may lie anywhere in its network, far more than 2^53
+-- subnets past the network address, so a subnet's bit is counted from first,
+-- never from the network.
 local function parse_range(text)
   if not text then return nil end
   local first, size, count, len = string.match(text, '^(%d+) (%d+) (%d+) (%d+)$')
+  if first then return {family = 4, first = tonumber(first), size = tonumber(size), count = tonumber(count), len = len} end
+  first, count, len = string.match(text, '^([%x:]+) (%d+) (%d+)$')
   if not first then return nil end
-  return {first = tonumber(first), size = tonumber(size), count = tonumber(count), len = len}
+  local groups = parse_ipv6(first)
+  if not groups or tonumber(len) > 128 then return nil end
+  return {family = 6, first = groups, count = tonumber(count), len = len, shift = 128 - tonumber(len)}
 end
 
 local function address_of(subnet)
@@ -100,18 +219,30 @@ local function address_of(subnet)
   return ((tonumber(a) * 256 + tonumber(b)) * 256 + tonumber(c)) * 256 + tonumber(d), len
 end
 
-local function format_subnet(address, len)
+-- The subnet of bit i in the range, as canonical text.
+local function format_subnet(range, i)
+  if range.family == 6 then return format_ipv6(plus_shifted_ipv6(range.first, i, range.shift)) .. '/' .. range.len end
+  local address = range.first + i * range.size
   local d = address % 256
   address = (address - d) / 256
   local c = address % 256
   address = (address - c) / 256
   local b = address % 256
   local a = (address - b) / 256
-  return string.format('%d.%d.%d.%d/%s', a, b, c, d, len)
+  return string.format('%d.%d.%d.%d/%s', a, b, c, d, range.len)
 end
 
 -- The subnet's bit in the range, or nil if it lies outside it.
 local function index_of(subnet, range)
+  if range.family == 6 then
+    local text, len = string.match(subnet, '^([^/]+)/(%d+)$')
+    if not text or len ~= range.len then return nil end
+    local address = parse_ipv6(text)
+    if not address then return nil end
+    local offset = minus_ipv6(address, range.first)
+    if not offset then return nil end
+    return shifted_down_ipv6(offset, range.shift, range.count)
+  end
   local address, len = address_of(subnet)
   if not address or len ~= range.len or address < range.first then return nil end
   local offset = address - range.first
@@ -195,11 +326,15 @@ function script(name: string, body: string): LuaScript {
 }
 
 /**
- * ARGV 5 public IP, 6 attributes, 7 TTL ms, 8 previous subnet ('' for none),
- * 9 the allocatable range "first size count prefixLength", 10 where to start
- * looking in it (an index, chosen at random by the caller).
+ * ARGV 5 owner address, 6 attributes, 7 TTL ms, 8 previous subnet ('' for none),
+ * 9 the allocatable range, 10 where to start looking in it (an index, chosen
+ * at random by the caller). The range is "first size count prefixLength" for
+ * IPv4 subnets (first: the address of SubnetMin as a number, size: addresses
+ * per subnet), or "first count prefixLength" for IPv6 ones (first: the first
+ * subnet's network address as canonical text); a ':' tells them apart. Bit i
+ * of the bitmap is the subnet first + i subnets.
  *
- * flannel's order, inside one atomic step: the lease this IP already holds
+ * flannel's order, inside one atomic step: the lease this owner already holds
  * is reported (the caller checks it still fits the config, then claims it);
  * else the previous subnet if nobody holds it; else the first free subnet of
  * the range from the start index on, wrapping around, found in the bitmap
@@ -254,7 +389,7 @@ while true do
     rebuild()
     rebuilt = true
   else
-    local subnet = format_subnet(range.first + bit * range.size, range.len)
+    local subnet = format_subnet(range, bit)
     if not live(subnet) then
       put(subnet, ip, attrs, expires)
       return {NOW, 'ok', subnet, expires, 'new', redis.call('HLEN', LEASES)}
@@ -267,9 +402,9 @@ end
 );
 
 /**
- * ARGV 5 subnet, 6 public IP, 7 attributes, 8 TTL ms, 9 'lease' or 'reservation'
+ * ARGV 5 subnet, 6 owner address, 7 attributes, 8 TTL ms, 9 'lease' or 'reservation'
  * (what to put back if it is gone).
- * Renews a lease held by the public IP (a reservation keeps no expiry), and
+ * Renews a lease held by the owner (a reservation keeps no expiry), and
  * updates its attributes if they changed ("added"); a plain renewal writes no
  * event. A lease that is gone without having been revoked (the store lost it,
  * or it expired) is put back as it was ("added"): this is how a running node
@@ -315,7 +450,7 @@ return {NOW, 'ok', 'restored', int(expires), redis.call('HLEN', LEASES)}
 );
 
 /**
- * ARGV 5 subnet, 6 public IP or '' (any owner), 7 'any' or 'reservation',
+ * ARGV 5 subnet, 6 owner address or '' (any owner), 7 'any' or 'reservation',
  * 8 '1' to record the revocation (an operator's), '0' not to (a node
  * replacing its own lease). Deletes the lease and emits "removed".
  * Returns {now, 'ok'}, {now, 'missing'}, {now, 'taken', owner} or {now, 'not-reserved'}.
@@ -336,10 +471,10 @@ return {NOW, 'ok'}
 );
 
 /**
- * ARGV 5 subnet, 6 public IP, 7 attributes for a new reservation, 8 the node
+ * ARGV 5 subnet, 6 owner address, 7 attributes for a new reservation, 8 the node
  * name as a JSON string, or '' to keep the stored one.
- * Makes the subnet a reservation (no expiry) for the public IP, naming the
- * node: creates it, converts the IP's own lease on it, or renames the node of
+ * Makes the subnet a reservation (no expiry) for the owner, naming the
+ * node: creates it, converts the owner's own lease on it, or renames the node of
  * its reservation ("added" for each). The name is replaced inside the stored
  * text, which encodeAttrs writes in a fixed order, so the text stays the one
  * the node itself writes and its next renewal changes nothing.
@@ -354,6 +489,7 @@ export const RESERVE = script(
 local function with_node(attrs, name)
   local head = string.match(attrs, '^{"PublicIP":"[^"\\\\]*","NodeName":"')
     or string.match(attrs, '^{"PublicIP":"[^"\\\\]*","PublicIPv6":"[^"\\\\]*","NodeName":"')
+    or string.match(attrs, '^{"PublicIPv6":"[^"\\\\]*","NodeName":"')
   if not head then return nil end
   local i = #head + 1
   while true do

@@ -12,7 +12,7 @@
 // unsigned with `>>> 0` because bitwise operators produce signed values.
 
 import { InvalidAddressError, maskOf, scanPrefixLength, tryParseIPv4 } from './ipv4.js';
-import type { ParseCidrOptions } from './ipv4.js';
+import type { Cidr, ParseCidrOptions } from './ipv4.js';
 
 /** An IPv6 address: four unsigned 32-bit words, most significant first. */
 export type IPv6Address = readonly [number, number, number, number];
@@ -180,6 +180,11 @@ export function networkOf6(address: IPv6Address, prefixLength: number): IPv6Addr
 /** Whether two blocks share an address: the wider one holds the other's network address. */
 export function cidr6Overlaps(a: Cidr6, b: Cidr6): boolean {
   return a.prefixLength <= b.prefixLength ? cidr6Contains(a, b.network) : cidr6Contains(b, a.network);
+}
+
+/** Whether a block of either family is an IPv6 one. */
+export function isCidr6(cidr: Cidr | Cidr6): cidr is Cidr6 {
+  return typeof cidr.network !== 'number';
 }
 
 /** Parses "fd00:10:244::/48". Rejects host bits set unless `options.allowHostBits`. */

@@ -2,7 +2,8 @@
  * The CNI network config this node's pods get: the standard `bridge` plugin
  * with `host-local` addresses from this node's subnet (and from its IPv6
  * subnet, when the network config enables IPv6: one range per family, so
- * each pod gets one address of each), then `portmap`. With it, kubelet
+ * each pod gets one address of each; an IPv6-only node has the IPv6 range
+ * only), then `portmap`. With it, kubelet
  * gives pods addresses with no CNI plugin of miniflannel's own.
  */
 import { rename, writeFile, mkdir } from 'node:fs/promises';
@@ -12,10 +13,11 @@ export const CNI_VERSION = '1.0.0';
 export const CNI_CONFLIST_NAME = '10-miniflannel.conflist';
 
 export interface CniNetwork {
-  /** This node's subnet, e.g. 10.244.3.0/24. */
-  subnet: string;
-  /** The whole cluster network, e.g. 10.244.0.0/16: pods get a route to it. */
-  network: string;
+  /**
+   * This node's subnet, e.g. 10.244.3.0/24, and the whole cluster network,
+   * e.g. 10.244.0.0/16, which pods get a route to; absent in an IPv6-only network.
+   */
+  ipv4?: { subnet: string; network: string };
   /** This node's IPv6 subnet and the IPv6 cluster network; absent unless the network config enables IPv6. */
   ipv6?: { subnet: string; network: string };
   /** Pod interface MTU: the TUN's, so pod packets fit the overlay. */
@@ -27,7 +29,7 @@ export interface CniNetwork {
 }
 
 export function cniConflist(net: CniNetwork): Record<string, unknown> {
-  const families = [{ subnet: net.subnet, network: net.network }, ...(net.ipv6 ? [net.ipv6] : [])];
+  const families = [net.ipv4, net.ipv6].filter((family) => family !== undefined);
   return {
     cniVersion: CNI_VERSION,
     name: 'miniflannel',

@@ -8,7 +8,8 @@
  *   2. open the data path: the TUN (the subnet's address as /32, MTU =
  *      underlay - 28, the whole cluster network routed into it; with IPv6
  *      enabled, the IPv6 subnet's address as /128 and the IPv6 cluster
- *      network routed into it too) and the UDP transport;
+ *      network routed into it too; an IPv6-only node has the IPv6 side
+ *      only) and the UDP transport;
  *   3. publish the node files: subnet.env and the CNI conflist; install the
  *      masquerade rules if asked (ip6tables too, with IPv6);
  *   4. follow: the lease watch feeds the peer table one change at a time, and
@@ -32,10 +33,12 @@ import { createMetrics } from '../http/metrics.js';
 import { startHttpServer } from '../http/server.js';
 import {
   connectLeaseStore,
-  ipv6SubnetOf,
+  formatSubnet,
+  ownerAddress,
   LeaseStoreError,
   OptionsError,
   StoreAccessError,
+  subnetsOfLease,
   toNetConf,
   type Lease,
   type NetworkConfig,
@@ -50,7 +53,7 @@ import { openTun } from '../tun/index.js';
 import { readAuthKeys, watchAuthKeys } from './auth-keys.js';
 import { CNI_CONFLIST_NAME, cniConflist, writeFileAtomic } from './cni.js';
 import { installMasquerade, MASQUERADE_IPV4, MASQUERADE_IPV6, masqueradeInstalled, removeMasquerade } from './masquerade.js';
-import { PeerFeed } from './peers.js';
+import { PeerFeed, sealerIdOf } from './peers.js';
 import { acceptLocalSource, addHostAddress6, deleteTunDevice, routeNetwork6Into, routeNetworkInto, tunDeviceExists } from './routes.js';
 import { NodeStatus, type NodeInfo } from './status.js';
 import { readPreviousSubnet, writeSubnetEnv } from './subnet-env.js';
@@ -118,18 +121,18 @@ interface Leased {
   readonly config: NetworkConfig;
 }
 
-/** The IPv6 cluster network, and this node's IPv6 subnet: the one paired with its IPv4 subnet. */
-interface IPv6Assignment {
-  readonly network: Cidr6;
-  readonly subnet: Cidr6;
+/** A cluster network of one family, and this node's subnet of it. */
+interface FamilyAssignment<C> {
+  readonly network: C;
+  readonly subnet: C;
 }
 
-/** What step 1 yields: the subnets this node routes for, and where they came from. */
+/** What step 1 yields: the subnets this node routes for (at least one family), and where they came from. */
 interface Assignment {
-  readonly network: Cidr;
-  readonly subnet: Cidr;
-  /** Absent unless the network config enables IPv6 (static mode is IPv4 only). */
-  readonly ipv6?: IPv6Assignment;
+  /** Absent in an IPv6-only network. */
+  readonly ipv4?: FamilyAssignment<Cidr>;
+  /** Absent unless the network config enables IPv6 (static mode is IPv4 only); with IPv4 too, the subnet paired with the IPv4 one. */
+  readonly ipv6?: FamilyAssignment<Cidr6>;
   readonly port: number;
   readonly source: Leased | { readonly kind: 'static'; readonly peers: readonly Peer[] };
 }
@@ -149,7 +152,7 @@ export async function startNode(config: DaemonConfig, logger: Logger, options: S
     const underlay = await resolveUnderlay(config);
     const assignment = await acquireSubnet(context, underlay, options.signal);
     const { plane, mtu } = await openDataPath(context, underlay, assignment, auth);
-    await publishNodeFiles(context, { network: assignment.network, subnet: assignment.subnet, ipv6: assignment.ipv6, mtu });
+    await publishNodeFiles(context, { ipv4: assignment.ipv4, ipv6: assignment.ipv6, mtu });
 
     plane.start((err) => fail(`data plane failed: ${err.message}`));
     const { source } = assignment;
@@ -171,7 +174,7 @@ async function acquireSubnet(context: StepContext, underlay: Underlay, signal: A
   const { config, logger, status, cleanups } = context;
   if (config.static) {
     const { network, subnet, port, peers } = config.static;
-    return { network, subnet, port, source: { kind: 'static', peers: peers.map((p) => ({ subnet: p.subnet, endpoint: { address: p.address, ip: parseIPv4(p.address), port: p.port } })) } };
+    return { ipv4: { network, subnet }, port, source: { kind: 'static', peers: peers.map((p) => ({ subnet: p.subnet, endpoint: { address: p.address, ip: parseIPv4(p.address), port: p.port } })) } };
   }
   const store = await connectLeaseStore({
     ...redisConnectionOptions(config),
@@ -185,17 +188,18 @@ async function acquireSubnet(context: StepContext, underlay: Underlay, signal: A
   cleanups.push(() => store.close());
   status.storeOpened(store);
   const leased = await acquireLease(context, store, underlay, signal);
-  const ipv6 = pairedIPv6(leased.config, leased.lease.cidr);
+  const { ipv4, ipv6 } = leased.config;
+  const subnets = subnetsOfLease(leased.config, leased.lease.cidr);
   if (config.publicIpv6 !== undefined && ipv6 === undefined && underlay.family === 4) {
     logger.warn({ publicIPv6: config.publicIpv6 }, '--public-ipv6 is not published: the network config does not enable IPv6');
   }
-  status.leaseAcquired(leased, ipv6?.subnet);
-  return { network: leased.config.network, subnet: leased.lease.cidr, ipv6, port: leased.config.backend.port, source: { kind: 'leased', store, ...leased } };
-}
-
-function pairedIPv6(config: NetworkConfig, subnet: Cidr): IPv6Assignment | undefined {
-  const subnet6 = ipv6SubnetOf(config, subnet);
-  return config.ipv6 && subnet6 ? { network: config.ipv6.network, subnet: subnet6 } : undefined;
+  status.leaseAcquired(leased, subnets.ipv6);
+  return {
+    ...(ipv4 && subnets.ipv4 ? { ipv4: { network: ipv4.network, subnet: subnets.ipv4 } } : {}),
+    ...(ipv6 && subnets.ipv6 ? { ipv6: { network: ipv6.network, subnet: subnets.ipv6 } } : {}),
+    port: leased.config.backend.port,
+    source: { kind: 'leased', store, ...leased },
+  };
 }
 
 /**
@@ -223,7 +227,7 @@ async function acquireLease(
           // Peers send to PublicIPv6 over an IPv6 underlay; a dual-stack network publishes it as flannel does.
           publicIPv6: network.ipv6 || underlay.family === 6 ? config.publicIpv6 : undefined,
           nodeName: config.nodeName,
-          previousSubnet: previous ? formatCidr(previous) : undefined,
+          previousSubnet: previous ? formatSubnet(previous) : undefined,
         });
         return { config: network, lease };
       });
@@ -275,7 +279,7 @@ function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
  */
 async function openDataPath(context: StepContext, underlay: Underlay, assignment: Assignment, auth: Auth | undefined): Promise<{ plane: DataPlane; mtu: number }> {
   const { config, logger, status, cleanups } = context;
-  const { network, subnet, ipv6, port } = assignment;
+  const { ipv4, ipv6, port } = assignment;
   // Sealed datagrams carry SEAL_OVERHEAD more bytes, so the pods' MTU gives them up.
   const mtu = underlay.mtu - encapsulationOverhead(underlay) - (auth ? SEAL_OVERHEAD : 0);
   if (ipv6 && mtu < IPV6_MIN_MTU) {
@@ -285,16 +289,18 @@ async function openDataPath(context: StepContext, underlay: Underlay, assignment
   }
   let sealer: Sealer | undefined;
   if (auth) {
-    const keyed = createSealer({ mode: auth.mode, localIp: parseIPv4(underlay.address), keys: auth.keys });
+    // What peers name this node by in its nonces: its lease's sealer ID (static mode has no lease, and always a public IP).
+    const { source } = assignment;
+    const localIp = source.kind === 'leased' ? sealerIdOf(source.lease) : parseIPv4(underlay.address!);
+    const keyed = createSealer({ mode: auth.mode, localIp, keys: auth.keys });
     cleanups.push(watchAuthKeys(auth.keyFile, (keys) => keyed.setKeys(keys), logger));
     sealer = keyed;
   }
   const info: NodeInfo = {
     name: config.nodeName,
-    publicIp: underlay.address,
+    ...(underlay.address ? { publicIp: underlay.address } : {}),
     iface: underlay.iface,
-    subnet: formatCidr(subnet),
-    network: formatCidr(network),
+    ...(ipv4 ? { subnet: formatCidr(ipv4.subnet), network: formatCidr(ipv4.network) } : {}),
     ...(ipv6 ? { ipv6Subnet: formatCidr6(ipv6.subnet), ipv6Network: formatCidr6(ipv6.network) } : {}),
     tun: config.tunName,
     mtu,
@@ -303,12 +309,15 @@ async function openDataPath(context: StepContext, underlay: Underlay, assignment
   logger.info({ ...info, transport: config.transport, tunOffload: config.tunOffload, tunTxQueueLength: config.tunTxQueueLength, auth: auth?.mode ?? 'off' }, 'configuring the node');
 
   // A predecessor that was killed (SIGKILL, OOM) ran no clean-up; whatever it left must not outlive this run.
-  await removeLeftovers(config, ipv6 !== undefined, logger);
-  const tun = openTun({ name: config.tunName, offload: config.tunOffload, txQueueLength: config.tunTxQueueLength, mtu, address: formatIPv4(subnet.network), prefixLength: 32 });
+  await removeLeftovers(config, { ipv4: ipv4 !== undefined, ipv6: ipv6 !== undefined }, logger);
+  const address4 = ipv4 ? { address: formatIPv4(ipv4.subnet.network), prefixLength: 32 } : {};
+  const tun = openTun({ name: config.tunName, offload: config.tunOffload, txQueueLength: config.tunTxQueueLength, mtu, ...address4 });
   let transport;
   try {
-    routeNetworkInto(network, tun.name);
-    acceptLocalSource(tun.name);
+    if (ipv4) {
+      routeNetworkInto(ipv4.network, tun.name);
+      acceptLocalSource(tun.name);
+    }
     if (ipv6) {
       // The subnet's first address, as for IPv4: host-local never hands it out (its
       // ranges start one above it, at the bridge's gateway), so no pod or bridge
@@ -325,8 +334,7 @@ async function openDataPath(context: StepContext, underlay: Underlay, assignment
   const plane = new DataPlane({
     tun,
     transport,
-    localSubnet: subnet,
-    overlayAddress: subnet.network,
+    ...(ipv4 ? { localSubnet: ipv4.subnet, overlayAddress: ipv4.subnet.network } : {}),
     localSubnet6: ipv6?.subnet,
     overlayAddress6: ipv6?.subnet.network,
     maxPacket: mtu,
@@ -340,16 +348,21 @@ async function openDataPath(context: StepContext, underlay: Underlay, assignment
 }
 
 /** Step 3: subnet.env and the CNI conflist, for the pods; the masquerade rules if asked. */
-async function publishNodeFiles({ config, cleanups }: StepContext, node: { network: Cidr; subnet: Cidr; ipv6: IPv6Assignment | undefined; mtu: number }): Promise<void> {
-  const { network, subnet, ipv6, mtu } = node;
-  await writeSubnetEnv(config.subnetFile, { network, subnet, ipv6, mtu, ipMasq: config.ipMasq });
-  const scope = { network: formatCidr(network), subnet: formatCidr(subnet) };
+async function publishNodeFiles(
+  { config, cleanups }: StepContext,
+  node: { ipv4: FamilyAssignment<Cidr> | undefined; ipv6: FamilyAssignment<Cidr6> | undefined; mtu: number },
+): Promise<void> {
+  const { ipv4, ipv6, mtu } = node;
+  await writeSubnetEnv(config.subnetFile, { ipv4, ipv6, mtu, ipMasq: config.ipMasq });
+  const scope = ipv4 && { network: formatCidr(ipv4.network), subnet: formatCidr(ipv4.subnet) };
   const scope6 = ipv6 && { network: formatCidr6(ipv6.network), subnet: formatCidr6(ipv6.subnet) };
-  const conflist = cniConflist({ ...scope, ipv6: scope6, mtu, ipamDataDir: config.cniIpamDataDir });
+  const conflist = cniConflist({ ipv4: scope, ipv6: scope6, mtu, ipamDataDir: config.cniIpamDataDir });
   await writeFileAtomic(path.join(config.cniConfDir, CNI_CONFLIST_NAME), `${JSON.stringify(conflist, null, 2)}\n`);
   if (config.ipMasq) {
-    cleanups.push(() => removeMasquerade(MASQUERADE_IPV4));
-    await installMasquerade(MASQUERADE_IPV4, scope);
+    if (scope) {
+      cleanups.push(() => removeMasquerade(MASQUERADE_IPV4));
+      await installMasquerade(MASQUERADE_IPV4, scope);
+    }
     if (scope6) {
       cleanups.push(() => removeMasquerade(MASQUERADE_IPV6));
       await installMasquerade(MASQUERADE_IPV6, scope6);
@@ -363,19 +376,19 @@ async function publishNodeFiles({ config, cleanups }: StepContext, node: { netwo
  * held by a dying process) would make this run's TUNSETIFF fail or share the
  * name; the kernel drops its routes with it. Its masquerade chain always
  * survives a crash: with --ip-masq installMasquerade replaces it, without it
- * the chain must go. The same holds for the IPv6 chain, which must also go
- * when the network config no longer enables IPv6.
+ * the chain must go. The same holds for each family's chain, which must also
+ * go when the network config no longer has that family.
  */
-async function removeLeftovers(config: DaemonConfig, ipv6: boolean, logger: Logger): Promise<void> {
+async function removeLeftovers(config: DaemonConfig, families: { ipv4: boolean; ipv6: boolean }, logger: Logger): Promise<void> {
   if (await tunDeviceExists(config.tunName)) {
     logger.warn({ tun: config.tunName }, 'removing a TUN device left by a previous run');
     deleteTunDevice(config.tunName);
   }
-  if (!config.ipMasq && (await masqueradeInstalled(MASQUERADE_IPV4))) {
-    logger.warn('removing masquerade rules left by a previous run (--ip-masq is off)');
+  if (!(config.ipMasq && families.ipv4) && (await masqueradeInstalled(MASQUERADE_IPV4))) {
+    logger.warn(`removing masquerade rules left by a previous run (${config.ipMasq ? 'the network config is IPv6-only' : '--ip-masq is off'})`);
     await removeMasquerade(MASQUERADE_IPV4);
   }
-  if (!(config.ipMasq && ipv6) && (await masqueradeInstalled(MASQUERADE_IPV6))) {
+  if (!(config.ipMasq && families.ipv6) && (await masqueradeInstalled(MASQUERADE_IPV6))) {
     logger.warn(`removing IPv6 masquerade rules left by a previous run (${config.ipMasq ? 'the network config does not enable IPv6' : '--ip-masq is off'})`);
     await removeMasquerade(MASQUERADE_IPV6);
   }
@@ -401,7 +414,7 @@ function follow(
   const configGuard = new ConfigGuard(store, networkConfig, logger);
   const feed = new PeerFeed({
     ownSubnet: lease.subnet,
-    ownPublicIp: lease.publicIP,
+    ownOwner: ownerAddress(lease),
     network: networkConfig,
     underlay: config.underlay,
     graceMs: config.peerGraceMs,

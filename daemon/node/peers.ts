@@ -14,21 +14,21 @@
  */
 import type { Logger } from 'pino';
 import type { Peer } from '../dataplane/index.js';
-import { ipv6SubnetOf, type Lease, type NetworkConfig, type WatchEvent } from '../lease/index.js';
+import { ownerAddress, subnetsOfLease, type Lease, type NetworkConfig, type WatchEvent } from '../lease/index.js';
 import { tryParseIPv4, type Cidr } from '../net/ipv4.js';
-import { formatCidr6 } from '../net/ipv6.js';
+import { formatCidr6, isCidr6, type Cidr6 } from '../net/ipv6.js';
 import { formatEndpoint, parseEndpoint, type Endpoint, type UnderlayFamily } from '../transport/index.js';
 
 /** Where the peers go: the data plane. */
 export interface PeerSink {
   setPeer(peer: Peer): void;
-  removePeer(subnet: Cidr): boolean;
+  removePeer(subnet: Cidr | Cidr6): boolean;
 }
 
 export interface PeerFeedOptions {
-  /** This node's subnet (CIDR text as stored) and public IP. */
+  /** This node's subnet (CIDR text as stored) and the address its lease belongs to (ownerAddress). */
   readonly ownSubnet: string;
-  readonly ownPublicIp: string;
+  readonly ownOwner: string;
   /** The network config this node runs with: peers' subnet length, their default port, their paired IPv6 subnets. */
   readonly network: NetworkConfig;
   /** What this node's datagrams travel over: an IPv6 underlay sends to each peer's PublicIPv6. */
@@ -49,25 +49,50 @@ export interface PeerFeedOptions {
 
 /**
  * The peer a lease describes under `network`, or why it is not one. With
- * IPv6 enabled the peer also routes the IPv6 subnet paired with its IPv4
- * one; a lease outside the Network (left from before a forced config change)
- * has no pair and keeps its IPv4 route only.
+ * dual stack the peer also routes the IPv6 subnet paired with its IPv4 one;
+ * a lease outside the Network (left from before a forced config change) has
+ * no pair and keeps its IPv4 route only. In an IPv6-only network the lease's
+ * subnet is an IPv6 one.
  */
 export function peerFromLease(lease: Lease, network: NetworkConfig, underlay: UnderlayFamily = 4): Peer | string {
   if (lease.backendType !== 'udp') return `backend ${lease.backendType} is not udp`;
-  const ip = tryParseIPv4(lease.publicIP);
-  if (ip < 0) return `public IP ${lease.publicIP} is not IPv4`;
   const port = lease.backendData.Port ?? network.backend.port;
   if (typeof port !== 'number' || !Number.isInteger(port) || port < 1 || port > 65535) return `port ${String(port)} is invalid`;
-  if (lease.cidr.prefixLength !== network.subnetLen) return `subnet is not a /${network.subnetLen}`;
-  const subnet6 = ipv6SubnetOf(network, lease.cidr);
-  let endpoint: Endpoint = { address: lease.publicIP, ip, port };
+  const subnets = subnetsOfLease(network, lease.cidr);
+  const keyLength = isCidr6(lease.cidr) ? network.ipv6?.subnetLen : network.ipv4?.subnetLen;
+  if (keyLength === undefined) return `subnet is IPv${isCidr6(lease.cidr) ? 6 : 4}, which the network config ${isCidr6(lease.cidr) ? 'keys no leases by (it has IPv4)' : 'does not carry (EnableIPv4 is false)'}`;
+  if (lease.cidr.prefixLength !== keyLength) return `subnet is not a /${keyLength}`;
+  let endpoint: Endpoint;
+  // The lease decoder has checked that PublicIP and PublicIPv6 are addresses of their families.
   if (underlay === 6) {
-    // The lease decoder has checked PublicIPv6 is an IPv6 address.
     if (lease.publicIPv6 === undefined) return 'its node publishes no PublicIPv6, and this node sends over an IPv6 underlay (--underlay ipv6)';
     endpoint = parseEndpoint(lease.publicIPv6, port);
+  } else {
+    if (lease.publicIP === undefined) return 'its node publishes no PublicIP, and this node sends over an IPv4 underlay';
+    endpoint = { address: lease.publicIP, ip: tryParseIPv4(lease.publicIP), port };
   }
-  return { subnet: lease.cidr, ...(subnet6 ? { subnet6 } : {}), endpoint, sealerId: ip };
+  return { ...(subnets.ipv4 ? { subnet: subnets.ipv4 } : {}), ...(subnets.ipv6 ? { subnet6: subnets.ipv6 } : {}), endpoint, sealerId: sealerIdOf(lease) };
+}
+
+/**
+ * The 32 bits that tell this lease's node apart in the nonces of its seals:
+ * its PublicIP, unique in the store. A node without one (IPv6-only, over an
+ * IPv6 underlay) is told apart by its subnet instead, also unique while it
+ * holds the lease: an IPv4 subnet's address, or the low 32 bits of an IPv6
+ * subnet's index, which differ for any two subnets of the allocatable range
+ * (at most 2^24 of them).
+ */
+export function sealerIdOf(lease: Pick<Lease, 'publicIP' | 'cidr'>): number {
+  if (lease.publicIP !== undefined) return tryParseIPv4(lease.publicIP);
+  const { cidr } = lease;
+  if (!isCidr6(cidr)) return cidr.network;
+  // The index is the address shifted right by 128 - prefixLength: its low 32 bits end at bit prefixLength.
+  const end = cidr.prefixLength;
+  const word = Math.ceil(end / 32) - 1;
+  const shift = 32 * (word + 1) - end;
+  const low = cidr.network[word]! >>> shift;
+  const high = word > 0 && shift > 0 ? (cidr.network[word - 1]! << (32 - shift)) >>> 0 : 0;
+  return (high | low) >>> 0;
 }
 
 /** A peer as /status shows it. */
@@ -145,7 +170,7 @@ export class PeerFeed {
   }
 
   private applyListing(leases: readonly Lease[], cause: string, seq: string): void {
-    const { ownSubnet, ownPublicIp } = this.options;
+    const { ownSubnet, ownOwner } = this.options;
     const listed = new Set<string>();
     let own: Lease | undefined;
     let changed = 0;
@@ -165,7 +190,7 @@ export class PeerFeed {
     this.armGraceTimer();
     this.log.info({ cause, leases: leases.length, peers: this.peers.size, changed, unconfirmed: this.unconfirmed.size, forgotten, seq }, 'lease listing applied');
     if (own === undefined) this.options.onOwnLeaseInDoubt('the lease is missing from the store');
-    else if (own.publicIP !== ownPublicIp) this.options.onOwnLeaseInDoubt(`the store says the subnet belongs to ${own.publicIP}`);
+    else if (ownerAddress(own) !== ownOwner) this.options.onOwnLeaseInDoubt(`the store says the subnet belongs to ${ownerAddress(own)}`);
     if (!this.ready) {
       this.ready = true;
       this.options.onReady();
@@ -175,7 +200,7 @@ export class PeerFeed {
   private added(lease: Lease, seq: string): void {
     if (lease.subnet === this.options.ownSubnet) {
       // This node's own re-assertion coming back, or another node claiming the subnet.
-      if (lease.publicIP !== this.options.ownPublicIp) this.options.onOwnLeaseInDoubt(`the subnet now belongs to ${lease.publicIP}`);
+      if (ownerAddress(lease) !== this.options.ownOwner) this.options.onOwnLeaseInDoubt(`the subnet now belongs to ${ownerAddress(lease)}`);
       return;
     }
     this.upsert(lease, seq, 'added');
@@ -186,7 +211,7 @@ export class PeerFeed {
     const known = this.peers.get(lease.subnet);
     if (known === undefined) return;
     this.drop(lease.subnet);
-    this.log.info({ change: type, subnet: lease.subnet, publicIP: known.lease.publicIP, node: known.lease.nodeName, seq, peers: this.peers.size }, 'peer removed');
+    this.log.info({ change: type, subnet: lease.subnet, owner: ownerAddress(known.lease), node: known.lease.nodeName, seq, peers: this.peers.size }, 'peer removed');
   }
 
   /**
@@ -223,7 +248,7 @@ export class PeerFeed {
     if (known === undefined) return;
     this.peers.delete(subnet);
     this.unconfirmed.delete(subnet);
-    this.options.sink.removePeer(known.peer.subnet);
+    this.options.sink.removePeer(known.peer.subnet ?? known.peer.subnet6!);
   }
 
   private armGraceTimer(): void {
@@ -242,7 +267,7 @@ export class PeerFeed {
       if (since + this.options.graceMs > now) continue;
       const known = this.peers.get(subnet);
       this.drop(subnet);
-      this.log.warn({ subnet, publicIP: known?.lease.publicIP, node: known?.lease.nodeName, graceMs: this.options.graceMs }, 'peer dropped: its lease was not re-asserted within the grace period');
+      this.log.warn({ subnet, owner: known && ownerAddress(known.lease), node: known?.lease.nodeName, graceMs: this.options.graceMs }, 'peer dropped: its lease was not re-asserted within the grace period');
     }
     this.armGraceTimer();
   }

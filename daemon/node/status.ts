@@ -17,10 +17,12 @@ import type { PeerFeed, PeerView } from './peers.js';
 
 export interface NodeInfo {
   readonly name: string;
-  readonly publicIp: string;
+  /** Absent on a node with no IPv4 underlay address (IPv6-only, IPv6 underlay). */
+  readonly publicIp?: string;
   readonly iface: string;
-  readonly subnet: string;
-  readonly network: string;
+  /** This node's IPv4 subnet and the IPv4 cluster network; absent in an IPv6-only network. */
+  readonly subnet?: string;
+  readonly network?: string;
   /** This node's IPv6 subnet and the IPv6 cluster network, when the network config enables IPv6. */
   readonly ipv6Subnet?: string;
   readonly ipv6Network?: string;
@@ -43,10 +45,12 @@ export interface StatusDocument {
   readonly node: NodeInfo | null;
   /** null in static mode, and until the lease is acquired. */
   readonly lease: {
+    /** The lease's key: the IPv4 subnet, or the IPv6 one in an IPv6-only network. */
     readonly subnet: string;
-    /** The IPv6 subnet paired with `subnet`, when the network config enables IPv6. */
+    /** The node's IPv6 subnet (paired with `subnet`, or `subnet` itself), when the network config enables IPv6. */
     readonly ipv6Subnet?: string;
-    readonly publicIP: string;
+    /** Absent on a node with no IPv4 underlay address. */
+    readonly publicIP?: string;
     /** Set when the node published an IPv6 underlay address (--public-ipv6). */
     readonly publicIPv6?: string;
     readonly nodeName: string;
@@ -173,7 +177,7 @@ export class NodeStatus implements StatusSource, MetricsSource {
     return {
       subnet: lease.subnet,
       ...(this.leaseIPv6Subnet !== undefined ? { ipv6Subnet: this.leaseIPv6Subnet } : {}),
-      publicIP: lease.publicIP,
+      ...(lease.publicIP !== undefined ? { publicIP: lease.publicIP } : {}),
       ...(lease.publicIPv6 !== undefined ? { publicIPv6: lease.publicIPv6 } : {}),
       nodeName: lease.nodeName,
       expiresAt: lease.expiresAt,
@@ -185,7 +189,7 @@ export class NodeStatus implements StatusSource, MetricsSource {
     if (this.feed) return this.feed.view();
     if (!this.plane) return [];
     return [...this.plane.peerTable.peers()].map((p) => ({
-      subnet: formatCidr(p.subnet),
+      subnet: p.subnet ? formatCidr(p.subnet) : formatCidr6(p.subnet6!),
       ...(p.subnet6 ? { ipv6Subnet: formatCidr6(p.subnet6) } : {}),
       endpoint: `${p.endpoint.address}:${p.endpoint.port}`,
       node: '',

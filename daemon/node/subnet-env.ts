@@ -2,18 +2,20 @@
  * subnet.env: flannel's hand-off file. Tooling (flannel's CNI plugin,
  * scripts, operators) reads FLANNEL_NETWORK, FLANNEL_SUBNET, FLANNEL_MTU and
  * FLANNEL_IPMASQ from it, and FLANNEL_IPV6_NETWORK and FLANNEL_IPV6_SUBNET
- * when the network config enables IPv6; miniflanneld reads its previous
- * FLANNEL_SUBNET back on restart to ask for the same subnet (the IPv6 one
- * is paired with it, so it comes back with it).
+ * when the network config enables IPv6 (an IPv6-only node writes no
+ * FLANNEL_NETWORK or FLANNEL_SUBNET, as flannel does); miniflanneld reads its
+ * previous FLANNEL_SUBNET back on restart to ask for the same subnet (the
+ * IPv6 one is paired with it, so it comes back with it), or in an IPv6-only
+ * network its FLANNEL_IPV6_SUBNET.
  */
 import { readFile } from 'node:fs/promises';
 import { formatCidr, formatIPv4, parseCidr, type Cidr } from '../net/ipv4.js';
-import { formatCidr6, formatIPv6, type Cidr6 } from '../net/ipv6.js';
+import { formatCidr6, formatIPv6, parseCidr6, type Cidr6 } from '../net/ipv6.js';
 import { writeFileAtomic } from './cni.js';
 
 export interface SubnetEnv {
-  network: Cidr;
-  subnet: Cidr;
+  /** The IPv4 cluster network and this node's subnet; absent in an IPv6-only network. */
+  ipv4?: { network: Cidr; subnet: Cidr };
   /** The IPv6 cluster network and this node's IPv6 subnet; absent unless the network config enables IPv6. */
   ipv6?: { network: Cidr6; subnet: Cidr6 };
   mtu: number;
@@ -22,7 +24,11 @@ export interface SubnetEnv {
 
 export function formatSubnetEnv(env: SubnetEnv): string {
   // As flannel: a subnet is written as its first host address (the bridge's) with the prefix length.
-  const lines = [`FLANNEL_NETWORK=${formatCidr(env.network)}`, `FLANNEL_SUBNET=${formatIPv4(env.subnet.network + 1)}/${env.subnet.prefixLength}`];
+  const lines: string[] = [];
+  if (env.ipv4) {
+    const { network, subnet } = env.ipv4;
+    lines.push(`FLANNEL_NETWORK=${formatCidr(network)}`, `FLANNEL_SUBNET=${formatIPv4(subnet.network + 1)}/${subnet.prefixLength}`);
+  }
   if (env.ipv6) {
     const { network, subnet } = env.ipv6;
     // A subnet leaves at least one host bit, which is zero in its network address, so adding one never carries.
@@ -37,19 +43,25 @@ export function writeSubnetEnv(file: string, env: SubnetEnv): Promise<void> {
   return writeFileAtomic(file, formatSubnetEnv(env));
 }
 
-/** The subnet a previous run recorded, if the file exists and says one; anything else means none. */
-export async function readPreviousSubnet(file: string): Promise<Cidr | undefined> {
+/**
+ * The subnet a previous run recorded, if the file exists and says one: its
+ * FLANNEL_SUBNET, or its FLANNEL_IPV6_SUBNET when it has none (an IPv6-only
+ * node's). Anything else means none.
+ */
+export async function readPreviousSubnet(file: string): Promise<Cidr | Cidr6 | undefined> {
   let text: string;
   try {
     text = await readFile(file, 'utf8');
   } catch {
     return undefined;
   }
-  const value = /^FLANNEL_SUBNET=(\S+)$/m.exec(text)?.[1];
-  if (!value) return undefined;
+  const ipv4 = /^FLANNEL_SUBNET=(\S+)$/m.exec(text)?.[1];
+  const ipv6 = /^FLANNEL_IPV6_SUBNET=(\S+)$/m.exec(text)?.[1];
   try {
-    return parseCidr(value, { allowHostBits: true });
+    if (ipv4) return parseCidr(ipv4, { allowHostBits: true });
+    if (ipv6) return parseCidr6(ipv6, { allowHostBits: true });
   } catch {
-    return undefined;
+    // A damaged file: start afresh.
   }
+  return undefined;
 }

@@ -12,8 +12,12 @@ export const ENCAPSULATION_OVERHEAD_IPV6 = 48;
 
 export interface Underlay {
   iface: string;
-  /** The IPv4 address published as the lease's PublicIP. */
-  address: string;
+  /**
+   * The IPv4 address published as the lease's PublicIP. Absent only on an
+   * IPv6 underlay whose interface has none (and no --public-ip): the node's
+   * lease then belongs to its PublicIPv6.
+   */
+  address?: string;
   /** What datagrams travel over. */
   family: 4 | 6;
   /** The address the transport binds and peers send to: `address`, or the IPv6 one. */
@@ -60,7 +64,7 @@ export async function resolveUnderlay(options: { iface?: string; publicIp?: stri
   const addresses = networkInterfaces()[iface];
   if (!addresses) throw new UnderlayError(`underlay interface ${iface} does not exist; check --iface`);
   const address = options.publicIp ?? addresses.find((a) => a.family === 'IPv4' && !a.internal)?.address;
-  if (!address) throw new UnderlayError(`underlay interface ${iface} has no IPv4 address; pass --public-ip`);
+  if (!address && family === 4) throw new UnderlayError(`underlay interface ${iface} has no IPv4 address; pass --public-ip`);
   const mtu = Number((await readFile(`/sys/class/net/${iface}/mtu`, 'utf8')).trim());
-  return { iface, address, family, bindAddress: family === 6 ? options.publicIpv6! : address, mtu };
+  return { iface, ...(address ? { address } : {}), family, bindAddress: family === 6 ? options.publicIpv6! : address!, mtu };
 }

@@ -60,8 +60,9 @@ export const DEFAULT_TX_QUEUE_LENGTH = 2000;
 
 export interface InterfaceSetup {
   mtu: number;
-  address: string;
-  prefixLength: number;
+  /** The IPv4 address and its prefix length; without them the device has none (an IPv6-only node's). */
+  address?: string;
+  prefixLength?: number;
   /** The device's txqueuelen; DEFAULT_TX_QUEUE_LENGTH when unset. */
   txQueueLength?: number;
 }
@@ -97,7 +98,7 @@ class NativeTun implements TunDevice {
   configure(setup: InterfaceSetup): void {
     this.device.setMtu(setup.mtu);
     this.device.setTxQueueLength(setup.txQueueLength ?? DEFAULT_TX_QUEUE_LENGTH);
-    this.device.setIPv4(setup.address, setup.prefixLength);
+    if (setup.address !== undefined) this.device.setIPv4(setup.address, setup.prefixLength ?? 32);
     this.device.setUp();
   }
 

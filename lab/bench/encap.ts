@@ -89,7 +89,7 @@ function packet(size: number, source: Host, destination: Host): Buffer {
 }
 
 const ourPod = (family: Family): Host => (family === 4 ? { family, subnet: LOCAL.network, host: 2 } : { family, subnet: LOCAL6, host: 2 });
-const podOf = (peer: Peer, family: Family): Host => (family === 4 ? { family, subnet: peer.subnet.network, host: 5 } : { family, subnet: peer.subnet6!, host: 5 });
+const podOf = (peer: Peer, family: Family): Host => (family === 4 ? { family, subnet: peer.subnet!.network, host: 5 } : { family, subnet: peer.subnet6!, host: 5 });
 
 /** Packets from our subnet to pods spread over every peer. */
 function egressPackets(family: Family, size: number, peers: Peer[]): Buffer[] {

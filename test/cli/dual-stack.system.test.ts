@@ -79,9 +79,10 @@ describe('config with IPv6', () => {
     const stray = await cli.run(['config', 'set'], { input: JSON.stringify({ Network: '10.244.0.0/16', IPv6Network: 'fd00::/48' }) });
     assert.equal(stray.code, 2);
     assert.match(oneLineError(stray), /IPv6Network is given but EnableIPv6 is not true: set EnableIPv6: true/);
+    // Going IPv6-only changes what every lease is keyed by.
     const v6only = await cli.run(['config', 'set'], { input: JSON.stringify({ EnableIPv4: false, EnableIPv6: true, IPv6Network: 'fd00::/48' }) });
-    assert.equal(v6only.code, 2);
-    assert.match(oneLineError(v6only), /IPv6-only clusters \(EnableIPv4: false\) are not supported yet/);
+    assert.equal(v6only.code, 1);
+    assert.match(oneLineError(v6only), /refusing to change EnableIPv4 while 1 lease exists.*--force/);
   });
 });
 
@@ -177,5 +178,53 @@ describe('lease reserve with IPv6', () => {
     const result = await cli.run(['lease', 'reserve', 'fd00:10:244:9::/64', '--public-ip', '198.18.0.9']);
     assert.equal(result.code, 2);
     assert.match(oneLineError(result), /is IPv6, but the network config has no IPv6Network/);
+  });
+});
+
+describe('an IPv6-only network', () => {
+  const V6ONLY = { EnableIPv4: false, EnableIPv6: true, IPv6Network: 'fd00:10:244::/48' };
+
+  it('config init --ipv6-network alone stores an IPv6-only config, and get shows it', async () => {
+    const cli = bindCli(redis, 'init-v6only');
+    const out = await cli.ok(['config', 'init', '--ipv6-network', 'fd00:10:244::/48']);
+    assert.match(out, /^ {2}EnableIPv4:\s+false \(an IPv6-only network\)$/m);
+    assert.deepEqual(JSON.parse(redis.cli('GET', `{${cli.prefix}}:config`)), { EnableIPv4: false, EnableIPv6: true, IPv6Network: 'fd00:10:244::/48', Backend: { Type: 'udp' } });
+    assert.deepEqual(Object.keys(JSON.parse(await cli.ok(['config', 'get', '--json']))), ['EnableIPv4', 'EnableIPv6', 'IPv6Network', 'IPv6SubnetLen', 'IPv6SubnetMin', 'IPv6SubnetMax', 'Backend']);
+    const neither = await cli.run(['config', 'init']);
+    assert.equal(neither.code, 2);
+    assert.match(oneLineError(neither), /give --network, --ipv6-network \(an IPv6-only network\), or both/);
+  });
+
+  it('hands out IPv6 subnets as lease keys, to nodes with and without a PublicIP, and lists them', async () => {
+    const { cli, store } = await cluster('v6only-list', V6ONLY);
+    const a = await store.acquireLease({ publicIPv6: '2001:2::a', nodeName: 'node-a', previousSubnet: 'fd00:10:244:a::1/64' });
+    const b = await store.acquireLease({ publicIP: '198.18.0.11', publicIPv6: '2001:2::b', nodeName: 'node-b' });
+    assert.deepEqual([a.lease.subnet, a.source], ['fd00:10:244:a::/64', 'previous']);
+    assert.match(b.lease.subnet, /^fd00:10:244:[0-9a-f]{1,4}::\/64$/);
+    const again = await store.acquireLease({ publicIPv6: '2001:2::a', nodeName: 'node-a' });
+    assert.deepEqual([again.lease.subnet, again.source], ['fd00:10:244:a::/64', 'existing'], 'a node without PublicIP gets its lease back by its PublicIPv6');
+    const lines = (await cli.ok(['lease', 'list'])).trimEnd().split('\n');
+    assert.deepEqual(lines[0]!.split(/\s{2,}/), ['SUBNET', 'PUBLIC IP', 'PUBLIC IPV6', 'NODE', 'BACKEND', 'EXPIRES IN']);
+    assert.ok(lines.some((line) => /^fd00:10:244:a::\/64\s+-\s+2001:2::a\s+node-a\s/.test(line)), lines.join('\n'));
+    const json = JSON.parse(await cli.ok(['lease', 'list', '--json']));
+    const listedA = json.leases.find((l: { subnet: string }) => l.subnet === 'fd00:10:244:a::/64');
+    assert.deepEqual([listedA.publicIP, listedA.publicIPv6, 'ipv6Subnet' in listedA], [null, '2001:2::a', false]);
+    assert.match(await cli.ok(['lease', 'show', 'fd00:10:244:a::/64']), /^Public IP:\s+- \(its node has no IPv4 underlay address\)$/m);
+  });
+
+  it('reserves and revokes by IPv6 subnet for an IPv6 owner, and refuses IPv4 subnets (exit 2)', async () => {
+    const { cli, store } = await cluster('v6only-reserve', V6ONLY);
+    const reserved = await cli.ok(['lease', 'reserve', 'fd00:10:244:9::/64', '--public-ip', '2001:2::9', '--node', 'node-i']);
+    assert.equal(reserved.trim(), 'reserved fd00:10:244:9::/64 for node-i (2001:2::9)');
+    const { lease } = await store.acquireLease({ publicIPv6: '2001:2::9', nodeName: 'node-i' });
+    assert.deepEqual([lease.subnet, lease.expiresAt], ['fd00:10:244:9::/64', null], 'the reserved node claims its reservation');
+    const v4 = await cli.run(['lease', 'reserve', '10.244.9.0/24', '--public-ip', '198.18.0.9']);
+    assert.equal(v4.code, 2);
+    assert.match(oneLineError(v4), /IPv4.*but the network config is IPv6-only/);
+    const badIp = await cli.run(['lease', 'reserve', 'fd00:10:244:8::/64', '--public-ip', 'fd00::zz']);
+    assert.equal(badIp.code, 2);
+    assert.match(oneLineError(badIp), /--public-ip "fd00::zz" is not an IPv4 address/);
+    assert.match(await cli.ok(['lease', 'revoke', 'fd00:10:244:9::/64', '--yes']), /fd00:10:244:9::\/64.*node-i \(2001:2::9\)/);
+    assert.deepEqual((await store.listLeases()).leases, []);
   });
 });

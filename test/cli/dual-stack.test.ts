@@ -4,17 +4,18 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { diffConfigs } from '../../cli/commands/config.js';
-import { ipv4SubnetOfSpec, parseSubnetSpec } from '../../cli/commands/lease.js';
+import { leaseKeyOfSpec, parseSubnetSpec } from '../../cli/commands/lease.js';
 import { UsageError } from '../../cli/errors.js';
-import { parseNetworkConfig, toNetConf } from '../../daemon/lease/index.js';
-import { formatCidr, InvalidAddressError } from '../../daemon/net/ipv4.js';
+import { formatSubnet, parseNetworkConfig, toNetConf, type NetworkConfig } from '../../daemon/lease/index.js';
+import { InvalidAddressError } from '../../daemon/net/ipv4.js';
 
 const IPV4 = { Network: '10.244.0.0/16' };
 const DUAL = { ...IPV4, EnableIPv6: true, IPv6Network: 'fd00:10:244::/48' };
 const dual = parseNetworkConfig(DUAL);
 const ipv4Only = parseNetworkConfig(IPV4);
+const ipv6Only = parseNetworkConfig({ EnableIPv4: false, EnableIPv6: true, IPv6Network: 'fd00:10:244::/48' });
 
-const resolve = (text: string, config = dual) => formatCidr(ipv4SubnetOfSpec(parseSubnetSpec(text), config));
+const resolve = (text: string, config: NetworkConfig = dual) => formatSubnet(leaseKeyOfSpec(parseSubnetSpec(text), config));
 
 /** Asserts a UsageError on one line matching `rule`. */
 function usage(run: () => unknown, rule: RegExp): void {
@@ -26,10 +27,22 @@ function usage(run: () => unknown, rule: RegExp): void {
   });
 }
 
+describe('subnet arguments under an IPv6-only config', () => {
+  it('takes an IPv6 subnet as the lease key, in canonical form', () => {
+    assert.equal(resolve('fd00:10:244:7::/64', ipv6Only), 'fd00:10:244:7::/64');
+    assert.equal(resolve('fd00:0010:0244:0007:0:0:0:0/64', ipv6Only), 'fd00:10:244:7::/64');
+  });
+
+  it('refuses an IPv4 subnet or a pair, naming the IPv6-only config', () => {
+    usage(() => resolve('10.244.7.0/24', ipv6Only), /^subnet 10\.244\.7\.0\/24 is IPv4, but the network config is IPv6-only \(EnableIPv4: false\): name the IPv6 subnet$/);
+    usage(() => resolve('10.244.7.0/24,fd00:10:244:7::/64', ipv6Only), /is IPv4, but the network config is IPv6-only/);
+  });
+});
+
 describe('subnet arguments under a dual-stack config', () => {
   it('takes an IPv4 subnet as it is, with or without a config', () => {
     assert.equal(resolve('10.244.7.0/24'), '10.244.7.0/24');
-    assert.equal(formatCidr(ipv4SubnetOfSpec(parseSubnetSpec('10.244.7.0/24'), undefined)), '10.244.7.0/24');
+    assert.equal(formatSubnet(leaseKeyOfSpec(parseSubnetSpec('10.244.7.0/24'), undefined)), '10.244.7.0/24');
   });
 
   it('maps an IPv6 subnet to its paired IPv4 subnet, in any spelling', () => {
@@ -56,7 +69,7 @@ describe('subnet arguments under a dual-stack config', () => {
 
   it('refuses an IPv6 subnet when the config has no IPv6, or there is no config', () => {
     usage(() => resolve('fd00:10:244:7::/64', ipv4Only), /is IPv6, but the network config has no IPv6Network \(EnableIPv6 is off\)/);
-    usage(() => ipv4SubnetOfSpec(parseSubnetSpec('fd00:10:244:7::/64'), undefined), /is IPv6, and no valid network config is stored to pair it with an IPv4 subnet/);
+    usage(() => leaseKeyOfSpec(parseSubnetSpec('fd00:10:244:7::/64'), undefined), /is IPv6, and no valid network config is stored to pair it with an IPv4 subnet/);
   });
 
   it('names the aligned subnet for host bits, in both families', () => {

@@ -16,8 +16,7 @@ test('a dual-stack conflist gives a pod one address of each family and routes to
   const forwarding = () => node.ns.exec(['cat', '/proc/sys/net/ipv4/ip_forward', '/proc/sys/net/ipv6/conf/all/forwarding']);
   assert.equal(await forwarding(), '0\n0\n', 'a new namespace forwards nothing');
   const conflist = cniConflist({
-    subnet: '10.244.3.0/24',
-    network: '10.244.0.0/16',
+    ipv4: { subnet: '10.244.3.0/24', network: '10.244.0.0/16' },
     ipv6: { subnet: 'fd00:10:244:3::/64', network: 'fd00:10:244::/48' },
     mtu: 1472,
     ipamDataDir: `${node.workDir}/ipam`,

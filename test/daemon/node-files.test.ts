@@ -6,12 +6,13 @@ import assert from 'node:assert/strict';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { formatCidr, parseCidr } from '../../daemon/net/ipv4.js';
+import { formatSubnet } from '../../daemon/lease/index.js';
+import { parseCidr } from '../../daemon/net/ipv4.js';
 import { parseCidr6 } from '../../daemon/net/ipv6.js';
 import { cniConflist } from '../../daemon/node/cni.js';
 import { formatSubnetEnv, readPreviousSubnet, writeSubnetEnv } from '../../daemon/node/subnet-env.js';
 
-const IPV4 = { network: parseCidr('10.244.0.0/16'), subnet: parseCidr('10.244.3.0/24'), mtu: 1472, ipMasq: true };
+const IPV4 = { ipv4: { network: parseCidr('10.244.0.0/16'), subnet: parseCidr('10.244.3.0/24') }, mtu: 1472, ipMasq: true };
 const IPV6 = { network: parseCidr6('fd00:10:244::/48'), subnet: parseCidr6('fd00:10:244:3::/64') };
 
 test('subnet.env, IPv4 only: exactly as before dual-stack', () => {
@@ -33,6 +34,13 @@ test('subnet.env, dual-stack: flannel\'s lines in flannel\'s order, each subnet 
   );
 });
 
+test('subnet.env, IPv6-only: the IPv6 lines alone, as flannel writes them', () => {
+  assert.equal(
+    formatSubnetEnv({ ipv6: IPV6, mtu: 1452, ipMasq: false }),
+    'FLANNEL_IPV6_NETWORK=fd00:10:244::/48\nFLANNEL_IPV6_SUBNET=fd00:10:244:3::1/64\nFLANNEL_MTU=1452\nFLANNEL_IPMASQ=false\n',
+  );
+});
+
 test('subnet.env: the IPv6 first address for subnets of other lengths, in RFC 5952 form', () => {
   const line = (subnet: string) => /^FLANNEL_IPV6_SUBNET=(.*)$/m.exec(formatSubnetEnv({ ...IPV4, ipv6: { network: IPV6.network, subnet: parseCidr6(subnet) } }))?.[1];
   assert.equal(line('fd00:10:244:3:1::/80'), 'fd00:10:244:3:1::1/80');
@@ -40,16 +48,19 @@ test('subnet.env: the IPv6 first address for subnets of other lengths, in RFC 59
   assert.equal(line('fd00:10:244:ffff:ffff:ffff:ffff:fff0/124'), 'fd00:10:244:ffff:ffff:ffff:ffff:fff1/124');
 });
 
-test('the previous subnet is read back from a dual-stack subnet.env, and never from the IPv6 line alone', async (t) => {
+test('the previous subnet is read back from a dual-stack subnet.env as its IPv4 subnet, and from an IPv6-only one as its IPv6 subnet', async (t) => {
   const dir = await mkdtemp(path.join(tmpdir(), 'miniflannel-subnet-env-'));
   t.after(() => rm(dir, { recursive: true, force: true }));
   const file = path.join(dir, 'subnet.env');
   await writeSubnetEnv(file, { ...IPV4, ipv6: IPV6 });
   const previous = await readPreviousSubnet(file);
-  assert.equal(previous && formatCidr(previous), '10.244.3.0/24');
-  // What an IPv6-only flannel writes: no FLANNEL_SUBNET, so no previous subnet.
+  assert.equal(previous && formatSubnet(previous), '10.244.3.0/24');
+  // What an IPv6-only node (flannel's too) writes: no FLANNEL_SUBNET.
   await writeFile(file, 'FLANNEL_IPV6_NETWORK=fd00:10:244::/48\nFLANNEL_IPV6_SUBNET=fd00:10:244:3::1/64\nFLANNEL_MTU=1472\nFLANNEL_IPMASQ=false\n');
-  assert.equal(await readPreviousSubnet(file), undefined);
+  const previous6 = await readPreviousSubnet(file);
+  assert.equal(previous6 && formatSubnet(previous6), 'fd00:10:244:3::/64');
+  await writeFile(file, 'FLANNEL_IPV6_SUBNET=fd00:10:244:3::1/1299\n');
+  assert.equal(await readPreviousSubnet(file), undefined, 'a damaged line is no previous subnet');
 });
 
 const IPV4_BRIDGE = {
@@ -66,13 +77,12 @@ const PORTMAP = { type: 'portmap', capabilities: { portMappings: true } };
 const IPV4_CONFLIST = { cniVersion: '1.0.0', name: 'miniflannel', plugins: [IPV4_BRIDGE, PORTMAP] };
 
 test('the conflist, IPv4 only: exactly as before dual-stack', () => {
-  assert.deepEqual(cniConflist({ subnet: '10.244.3.0/24', network: '10.244.0.0/16', mtu: 1472, ipamDataDir: '/var/lib/ipam' }), IPV4_CONFLIST);
+  assert.deepEqual(cniConflist({ ipv4: { subnet: '10.244.3.0/24', network: '10.244.0.0/16' }, mtu: 1472, ipamDataDir: '/var/lib/ipam' }), IPV4_CONFLIST);
 });
 
 test('the conflist, dual-stack: one host-local range set per family and a route to each cluster network; the rest unchanged', () => {
   const conflist = cniConflist({
-    subnet: '10.244.3.0/24',
-    network: '10.244.0.0/16',
+    ipv4: { subnet: '10.244.3.0/24', network: '10.244.0.0/16' },
     ipv6: { subnet: 'fd00:10:244:3::/64', network: 'fd00:10:244::/48' },
     mtu: 1472,
     ipamDataDir: '/var/lib/ipam',
@@ -88,6 +98,17 @@ test('the conflist, dual-stack: one host-local range set per family and a route 
           routes: [{ dst: '10.244.0.0/16' }, { dst: 'fd00:10:244::/48' }],
         },
       },
+      PORTMAP,
+    ],
+  });
+});
+
+test('the conflist, IPv6-only: the IPv6 range and route alone', () => {
+  const conflist = cniConflist({ ipv6: { subnet: 'fd00:10:244:3::/64', network: 'fd00:10:244::/48' }, mtu: 1452, ipamDataDir: '/var/lib/ipam' });
+  assert.deepEqual(conflist, {
+    ...IPV4_CONFLIST,
+    plugins: [
+      { ...IPV4_BRIDGE, mtu: 1452, ipam: { ...IPV4_BRIDGE.ipam, ranges: [[{ subnet: 'fd00:10:244:3::/64' }]], routes: [{ dst: 'fd00:10:244::/48' }] } },
       PORTMAP,
     ],
   });

@@ -5,10 +5,10 @@
 import assert from 'node:assert/strict';
 import { describe, it, mock } from 'node:test';
 import type { Peer } from '../../daemon/dataplane/index.js';
-import { parseNetworkConfig, type Lease, type NetworkConfig, type WatchEvent } from '../../daemon/lease/index.js';
+import { formatSubnet, parseNetworkConfig, type Lease, type NetworkConfig, type WatchEvent } from '../../daemon/lease/index.js';
 import { formatCidr, parseCidr, type Cidr } from '../../daemon/net/ipv4.js';
-import { formatCidr6 } from '../../daemon/net/ipv6.js';
-import { PeerFeed, peerFromLease, type PeerSink } from '../../daemon/node/peers.js';
+import { formatCidr6, parseCidr6, type Cidr6 } from '../../daemon/net/ipv6.js';
+import { PeerFeed, peerFromLease, sealerIdOf, type PeerSink } from '../../daemon/node/peers.js';
 import { formatEndpoint } from '../../daemon/transport/index.js';
 import { silentLogger } from '../lease/helpers.js';
 
@@ -30,14 +30,15 @@ class RecordingSink implements PeerSink {
   readonly subnets6 = new Map<string, string>();
 
   setPeer(peer: Peer): void {
-    this.calls.push(`set ${formatCidr(peer.subnet)}`);
-    if (peer.subnet6) this.subnets6.set(formatCidr(peer.subnet), formatCidr6(peer.subnet6));
-    this.table.set(formatCidr(peer.subnet), `${peer.endpoint.address}:${peer.endpoint.port}`);
+    const key = formatSubnet(peer.subnet ?? peer.subnet6!);
+    this.calls.push(`set ${key}`);
+    if (peer.subnet6) this.subnets6.set(key, formatCidr6(peer.subnet6));
+    this.table.set(key, `${peer.endpoint.address}:${peer.endpoint.port}`);
   }
 
-  removePeer(subnet: Cidr): boolean {
-    this.calls.push(`remove ${formatCidr(subnet)}`);
-    return this.table.delete(formatCidr(subnet));
+  removePeer(subnet: Cidr | Cidr6): boolean {
+    this.calls.push(`remove ${formatSubnet(subnet)}`);
+    return this.table.delete(formatSubnet(subnet));
   }
 }
 
@@ -47,7 +48,7 @@ function feed(network: NetworkConfig = IPV4_ONLY) {
   const hooks = { ready: 0, resets: 0, configs: 0 };
   const f = new PeerFeed({
     ownSubnet: OWN.subnet,
-    ownPublicIp: OWN.ip,
+    ownOwner: OWN.ip,
     network,
     underlay: 4,
     graceMs: GRACE_MS,
@@ -172,7 +173,7 @@ describe('peer feed', () => {
     const stray: Lease = { ...lease(2), subnet: '10.99.2.0/24', cidr: parseCidr('10.99.2.0/24') };
     const peer = peerFromLease(stray, DUAL_STACK);
     assert.ok(typeof peer !== 'string');
-    assert.equal(formatCidr(peer.subnet), '10.99.2.0/24');
+    assert.equal(formatCidr(peer.subnet!), '10.99.2.0/24');
     assert.equal(peer.subnet6, undefined);
   });
 
@@ -198,5 +199,68 @@ describe('peer feed', () => {
     f.handle(snapshot([]));
     f.handle({ type: 'config' });
     assert.equal(hooks.configs, 1);
+  });
+});
+
+describe('peers of an IPv6-only network', () => {
+  const IPV6_ONLY = parseNetworkConfig({ EnableIPv4: false, EnableIPv6: true, IPv6Network: 'fd00:10:244::/48' });
+  const lease6 = (n: number, attrs: Partial<Lease> = {}): Lease => {
+    const subnet = `fd00:10:244:${n.toString(16)}::/64`;
+    return { subnet, cidr: parseCidr6(subnet), publicIPv6: `2001:db8::${n.toString(16)}`, nodeName: `n${n}`, backendType: 'udp', backendData: { Port: 8285 }, expiresAt: 1, ...attrs };
+  };
+
+  it('a lease keyed by its IPv6 subnet is a peer with that subnet alone, reached at its PublicIPv6 over an IPv6 underlay', () => {
+    const peer = peerFromLease(lease6(0x12), IPV6_ONLY, 6);
+    assert.ok(typeof peer !== 'string', String(peer));
+    assert.equal(peer.subnet, undefined);
+    assert.equal(formatCidr6(peer.subnet6!), 'fd00:10:244:12::/64');
+    assert.equal(formatEndpoint(peer.endpoint), '[2001:db8::12]:8285');
+  });
+
+  it('over an IPv4 underlay it needs a PublicIP, and an IPv4-keyed lease is no peer here', () => {
+    assert.match(String(peerFromLease(lease6(2), IPV6_ONLY, 4)), /publishes no PublicIP, and this node sends over an IPv4 underlay/);
+    const viaIPv4 = peerFromLease(lease6(2, { publicIP: '198.18.0.2' }), IPV6_ONLY, 4);
+    assert.ok(typeof viaIPv4 !== 'string');
+    assert.equal(formatEndpoint(viaIPv4.endpoint), '198.18.0.2:8285');
+    assert.match(String(peerFromLease(lease(2), IPV6_ONLY, 6)), /subnet is IPv4, which the network config does not carry/);
+    assert.equal(peerFromLease(lease6(2, { cidr: parseCidr6('fd00:10:244:2::/80') }), IPV6_ONLY, 6), 'subnet is not a /64');
+  });
+
+  it('tells nodes apart in seal nonces by PublicIP, else by the low 32 bits of their subnet index', () => {
+    assert.equal(sealerIdOf({ publicIP: '198.18.0.2', cidr: parseCidr6('fd00:10:244:2::/64') }), 0xc6120002);
+    assert.equal(sealerIdOf({ cidr: parseCidr('10.244.7.0/24') }), 0x0af40700);
+    assert.equal(sealerIdOf({ cidr: parseCidr6('fd00:10:244:12::/64') }), 0x02440012);
+    // A /48 subnet: its index is the address's bits 16..48, across two words.
+    assert.equal(sealerIdOf({ cidr: parseCidr6('fd00:abcd:1234::/48') }), 0xabcd1234);
+    assert.equal(sealerIdOf({ cidr: parseCidr6('fd00:10:244:0:0:0:0:1c/126') }), 0x7);
+    const ids = new Set(Array.from({ length: 1000 }, (_, k) => sealerIdOf({ cidr: parseCidr6(`fd00:10:244:${k.toString(16)}::/64`) })));
+    assert.equal(ids.size, 1000, 'distinct for distinct subnets');
+  });
+
+  it('follows its own lease by the PublicIPv6 it belongs to', () => {
+    const sink = new RecordingSink();
+    const doubts: string[] = [];
+    const own = lease6(1);
+    const f = new PeerFeed({
+      ownSubnet: own.subnet,
+      ownOwner: '2001:db8::1',
+      network: IPV6_ONLY,
+      underlay: 6,
+      graceMs: GRACE_MS,
+      logger: silentLogger(),
+      sink,
+      onReady: () => undefined,
+      onOwnLeaseInDoubt: (reason) => doubts.push(reason),
+      onStoreReset: () => undefined,
+      onConfigChanged: () => undefined,
+    });
+    f.handle({ type: 'snapshot', cause: 'start', leases: [own, lease6(2)], seq: '1-0' } as WatchEvent);
+    assert.deepEqual([...sink.table], [['fd00:10:244:2::/64', '2001:db8::2:8285']]);
+    assert.deepEqual(doubts, []);
+    f.handle({ type: 'added', lease: { ...own, publicIPv6: '2001:db8::99' }, seq: '2-0' } as WatchEvent);
+    assert.match(doubts[0] ?? '', /the subnet now belongs to 2001:db8::99/);
+    f.handle({ type: 'removed', lease: lease6(2), seq: '3-0' } as WatchEvent);
+    assert.deepEqual(sink.calls.at(-1), 'remove fd00:10:244:2::/64');
+    f.stop();
   });
 });

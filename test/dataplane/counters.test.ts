@@ -34,10 +34,10 @@ test('GET /metrics exports each counter of the table with the value of one snaps
   }
 });
 
-test('the drop reasons: each once, the malformed ones of both families in both directions, and no not-ipv6, which no packet can reach', () => {
+test('the drop reasons: each once, the malformed and disabled ones of both families in both directions, and no not-ipv6, which no packet can reach', () => {
   for (const reasons of [egressDropReasons, ingressDropReasons]) {
     assert.equal(new Set(reasons).size, reasons.length, reasons.join());
-    for (const reason of ['not-ipv4', 'truncated', 'bad-header-length', 'bad-total-length', 'bad-payload-length', 'bad-extension-header', 'ipv6-disabled']) {
+    for (const reason of ['not-ipv4', 'truncated', 'bad-header-length', 'bad-total-length', 'bad-payload-length', 'bad-extension-header', 'ipv4-disabled', 'ipv6-disabled']) {
       assert.ok((reasons as readonly string[]).includes(reason), reason);
     }
     // IPv6 checks only see version-6 packets: a reason that could never count would be noise in /metrics.
@@ -47,14 +47,15 @@ test('the drop reasons: each once, the malformed ones of both families in both d
   assert.deepEqual(Object.keys(emptyCounters().ingressDrops), ingressDropReasons);
 });
 
-test('GET /metrics exports every drop reason of both directions, IPv6 ones included', async () => {
+test('GET /metrics exports every drop reason of both directions, those of each family included', async () => {
   const base = emptyCounters();
   const counters: CountersSnapshot = {
     ...base,
     egressDrops: { ...base.egressDrops, 'ipv6-disabled': 3, 'bad-extension-header': 4 },
-    ingressDrops: { ...base.ingressDrops, 'bad-payload-length': 5 },
+    ingressDrops: { ...base.ingressDrops, 'bad-payload-length': 5, 'ipv4-disabled': 6 },
   };
   const text = await scrape(counters);
+  assert.match(text, /^miniflannel_dropped_packets_total\{direction="ingress",reason="ipv4-disabled"\} 6$/m);
   assert.match(text, /^miniflannel_dropped_packets_total\{direction="egress",reason="ipv6-disabled"\} 3$/m);
   assert.match(text, /^miniflannel_dropped_packets_total\{direction="egress",reason="bad-extension-header"\} 4$/m);
   assert.match(text, /^miniflannel_dropped_packets_total\{direction="ingress",reason="bad-payload-length"\} 5$/m);

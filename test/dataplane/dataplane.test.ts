@@ -81,7 +81,7 @@ describe('two data planes over the in-memory TUN and transport', () => {
         assert.equal(sa.udpPacketsReceived, sb.udpPacketsSent);
         // What reached a TUN is what the other side's pods sent to it, well-formed.
         for (const p of b.tun.written) assert.equal(checkIPv4(p, 0, p.length), null);
-        assert.equal(b.tun.written.filter((p) => p[9] === 1 && p.readUInt32BE(12) === b.subnet.network).length, sb.icmpErrorsSent);
+        assert.equal(b.tun.written.filter((p) => p[9] === 1 && p.readUInt32BE(12) === b.subnet!.network).length, sb.icmpErrorsSent);
       }),
       { numRuns: 300 },
     );
@@ -297,7 +297,7 @@ describe('peer table swaps under traffic', () => {
   it('ingress sees removals from the next batch: a removed peer is a stranger', () => {
     const [a, b] = pair();
     a.tun.send([podPacket('10.244.1.7', '10.244.2.9', 1)]);
-    b.plane.removePeer(a.subnet);
+    b.plane.removePeer(a.subnet!);
     a.tun.send([podPacket('10.244.1.7', '10.244.2.9', 2)]);
     const sb = b.plane.snapshot();
     assert.equal(sb.tunPacketsWritten, 1);

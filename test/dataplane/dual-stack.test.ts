@@ -13,7 +13,8 @@ import { parseIPv4 } from '../../daemon/net/ipv4.js';
 import type { Endpoint } from '../../daemon/transport/index.js';
 import { icmpEcho, ipv4Packet } from '../harness/packets.js';
 import { addressBytes, echo6, EXT_DESTINATION_OPTIONS, fragmentHeader, ipv6Packet, optionsHeader, PROTO_ICMPV6, tcp6, udp6, upperChecksumHolds } from './ipv6-packets.js';
-import { MemoryNetwork, meshed, memoryNode, podA4, podA6, podB4, podB6, podPacket, unaccounted, type MemoryNode, type MemoryNodeOptions } from './memory-plane.js';
+import { MemoryNetwork, meshed, memoryNode, podA4, podA6, podB6, podPacket, unaccounted, type MemoryNode, type MemoryNodeOptions } from './memory-plane.js';
+import { podTraffic } from './packet-arbitraries.js';
 
 const ipA = parseIPv4('198.18.0.1');
 const ipB = parseIPv4('198.18.0.2');
@@ -117,18 +118,8 @@ describe('IPv6 between two dual-stack data planes', () => {
   }
 
   it('on random traffic of both families both ways, counts everything once and writes only well-formed packets', () => {
-    const address6 = fc.constantFrom(podA6, podB6, 'fd00:10:244:9::4', 'ff02::1', 'fe80::1', '::1', '2001:db8::1');
-    const address4 = fc.constantFrom(podA4, podB4, '10.244.3.4', '224.0.0.5');
-    const packet = fc.oneof(
-      fc.record({ src: address6, dst: address6, size: fc.integer({ min: 0, max: 1500 }), headers: fc.nat(10), cut: fc.integer({ min: -50, max: 0 }) }).map(({ src, dst, size, headers, cut }) => {
-        const p = ipv6Packet({ source: src, destination: dst, extensions: Array.from({ length: headers }, () => optionsHeader(EXT_DESTINATION_OPTIONS)), upper: Buffer.alloc(size, 5) });
-        return p.subarray(0, Math.max(0, Math.min(p.length + cut, 1500)));
-      }),
-      fc.record({ src: address4, dst: address4, size: fc.integer({ min: 0, max: 1480 }) }).map(({ src, dst, size }) => ipv4Packet({ source: src, destination: dst, dontFragment: true, payload: Buffer.alloc(size, 4) })),
-      fc.uint8Array({ maxLength: 60 }).map((bytes) => Buffer.from(bytes)),
-    );
     fc.assert(
-      fc.property(fc.array(packet, { maxLength: 150 }), fc.array(packet, { maxLength: 150 }), (fromA, fromB) => {
+      fc.property(fc.array(podTraffic, { maxLength: 150 }), fc.array(podTraffic, { maxLength: 150 }), (fromA, fromB) => {
         const [a, b] = pair({ maxPacket: 1400, tunMtu: 1500 });
         a.tun.send(fromA);
         b.tun.send(fromB);
@@ -141,7 +132,7 @@ describe('IPv6 between two dual-stack data planes', () => {
         assert.equal(sa.udpPacketsReceived, sb.udpPacketsSent);
         for (const p of b.tun.written) assert.ok(isWellFormed(p));
         // The errors a node wrote to its own TUN come from its overlay addresses.
-        const errors = b.tun.written.filter((p) => (p[0]! >> 4 === 6 ? p.subarray(8, 24).equals(addressBytes('fd00:10:244:2::')) : p.readUInt32BE(12) === b.subnet.network));
+        const errors = b.tun.written.filter((p) => (p[0]! >> 4 === 6 ? p.subarray(8, 24).equals(addressBytes('fd00:10:244:2::')) : p.readUInt32BE(12) === b.subnet!.network));
         assert.equal(errors.length, sb.icmpErrorsSent);
       }),
       { numRuns: 200 },

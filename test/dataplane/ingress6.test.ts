@@ -1,7 +1,8 @@
 // The ingress rules for IPv6 on random datagrams, through the production
 // path: a dual-stack data plane's ingress stage (sender, then the family by
 // the version nibble, then the checks), fed by the in-memory transport and
-// judged by a reference written from the rules, not from the code.
+// judged by a reference written from the rules, not from the code. The
+// random datagrams also go to an IPv6-only data plane, which refuses IPv4.
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
@@ -9,7 +10,7 @@ import type { Peer } from '../../daemon/dataplane/peer-table.js';
 import { parseCidr, parseIPv4 } from '../../daemon/net/ipv4.js';
 import { parseCidr6 } from '../../daemon/net/ipv6.js';
 import { addressBytes, EXT_DESTINATION_OPTIONS, echo6, fragmentHeader, ipv6Packet, optionsHeader } from './ipv6-packets.js';
-import { datagramBatch, ingressVerdict, MemoryNetwork, memoryNode, unaccounted } from './memory-plane.js';
+import { datagramBatch, ingressVerdict, MemoryNetwork, memoryNode, unaccounted, type MemoryNode } from './memory-plane.js';
 import { anyBytes, nearValid, nearValid6 } from './packet-arbitraries.js';
 
 const port = 8285;
@@ -32,16 +33,29 @@ const senders = fc.constantFrom<[number, number]>(
   [peerA.endpoint.ip, 1234],
 );
 
-function dualNode() {
-  const node = memoryNode(new MemoryNetwork(), { subnet: '10.244.1.0/24', subnet6: 'fd00:10:244:1::/64', ip: parseIPv4('198.18.0.1') });
-  node.plane.setPeers(peers);
+/** The node under test and the peers it knows. */
+interface Plane {
+  readonly name: string;
+  readonly carriesIPv4: boolean;
+  readonly peers: readonly Peer[];
+}
+
+const dualStack: Plane = { name: 'a dual-stack data plane', carriesIPv4: true, peers };
+/** An IPv6-only cluster's node: A and B lease their IPv6 subnets alone, and C, having none, is no peer. */
+const ipv6Only: Plane = { name: 'an IPv6-only data plane', carriesIPv4: false, peers: [peerA, peerB].map(({ subnet: _ipv4, ...rest }) => rest) };
+
+function nodeOf(plane: Plane): MemoryNode {
+  const node = memoryNode(new MemoryNetwork(), { ...(plane.carriesIPv4 ? { subnet: '10.244.1.0/24' } : {}), subnet6: 'fd00:10:244:1::/64', ip: parseIPv4('198.18.0.1') });
+  node.plane.setPeers(plane.peers);
   return node;
 }
 
-// The reference. Subnets are the test's /24s and /64s, compared byte-wise.
+const dualNode = () => nodeOf(dualStack);
+
+// The reference. Subnets are the test's /24s and /64s, compared byte-wise; peer n sends from 198.18.0.n.
 const in24 = (d: Buffer, at: number, n: number) => d[at] === 10 && d[at + 1] === 244 && d[at + 2] === n;
 const in64 = (d: Buffer, at: number, n: number) => d.subarray(at, at + 8).equals(addressBytes(`fd00:10:244:${n}::`).subarray(0, 8));
-const subnetNumber = (peer: Peer) => (peer.subnet.network >>> 8) & 0xff;
+const subnetNumber = (peer: Peer) => peer.endpoint.ip & 0xff;
 
 /** RFC 8200 section 4: whether the extension headers end inside `end` bytes, within 8 of them, Hop-by-Hop only first. */
 function chainEndsInside(d: Buffer, end: number): boolean {
@@ -61,9 +75,9 @@ function chainEndsInside(d: Buffer, end: number): boolean {
   }
 }
 
-/** What ingress must do with datagram `d` from ip:port: 'delivered' and how many bytes, or the drop reason. */
-function reference(d: Buffer, ip: number, senderPort: number): { verdict: string; length?: number } {
-  const sender = peers.find((p) => p.endpoint.ip === ip && p.endpoint.port === senderPort);
+/** What the plane's ingress must do with datagram `d` from ip:port: 'delivered' and how many bytes, or the drop reason. */
+function reference(plane: Plane, d: Buffer, ip: number, senderPort: number): { verdict: string; length?: number } {
+  const sender = plane.peers.find((p) => p.endpoint.ip === ip && p.endpoint.port === senderPort);
   if (!sender) return { verdict: 'unknown-sender' };
   if (d.length === 0) return { verdict: 'truncated' };
   const version = d[0]! >> 4;
@@ -78,6 +92,7 @@ function reference(d: Buffer, ip: number, senderPort: number): { verdict: string
     return { verdict: 'delivered', length: 40 + payload };
   }
   if (version !== 4) return { verdict: 'not-ipv4' };
+  if (!plane.carriesIPv4) return { verdict: 'ipv4-disabled' };
   if (d.length < 20) return { verdict: 'truncated' };
   const ihl = (d[0]! & 15) * 4;
   if (ihl < 20) return { verdict: 'bad-header-length' };
@@ -89,45 +104,48 @@ function reference(d: Buffer, ip: number, senderPort: number): { verdict: string
   return { verdict: 'delivered', length: total };
 }
 
-describe('IPv6 ingress on random datagrams, through the data plane', () => {
-  const datagrams = fc.oneof({ weight: 4, arbitrary: nearValid6 }, { weight: 1, arbitrary: nearValid }, { weight: 1, arbitrary: anyBytes });
+for (const plane of [dualStack, ipv6Only]) {
+  describe(`IPv6 ingress on random datagrams, through ${plane.name}`, () => {
+    const datagrams = fc.oneof({ weight: 4, arbitrary: nearValid6 }, { weight: 1, arbitrary: nearValid }, { weight: 1, arbitrary: anyBytes });
 
-  it('never throws, ends each datagram as written or exactly one drop, and does what the reference says, byte for byte', () => {
-    const node = dualNode();
-    const seen = new Set<string>();
-    fc.assert(
-      fc.property(datagrams, senders, (packet, [ip, senderPort]) => {
-        const expected = reference(packet, ip, senderPort);
-        const { verdict, delivered } = ingressVerdict(node, packet, ip, senderPort);
-        seen.add(verdict ?? 'delivered');
-        assert.equal(verdict ?? 'delivered', expected.verdict);
-        if (verdict === null) assert.deepEqual(delivered, packet.subarray(0, expected.length));
-      }),
-      { numRuns: 20_000 },
-    );
-    // The generators reach every IPv6 outcome, so the agreement above means something for each.
-    for (const outcome of ['delivered', 'unknown-sender', 'truncated', 'bad-payload-length', 'bad-extension-header', 'spoofed-source', 'wrong-destination']) {
-      assert.ok(seen.has(outcome), `no datagram came to ${outcome}`);
-    }
-  });
+    it('never throws, ends each datagram as written or exactly one drop, and does what the reference says, byte for byte', () => {
+      const node = nodeOf(plane);
+      const seen = new Set<string>();
+      fc.assert(
+        fc.property(datagrams, senders, (packet, [ip, senderPort]) => {
+          const expected = reference(plane, packet, ip, senderPort);
+          const { verdict, delivered } = ingressVerdict(node, packet, ip, senderPort);
+          seen.add(verdict ?? 'delivered');
+          assert.equal(verdict ?? 'delivered', expected.verdict);
+          if (verdict === null) assert.deepEqual(delivered, packet.subarray(0, expected.length));
+        }),
+        { numRuns: 20_000 },
+      );
+      // The generators reach every IPv6 outcome (and IPv4's refusal where it is off), so the agreement above means something for each.
+      const outcomes = ['delivered', 'unknown-sender', 'truncated', 'bad-payload-length', 'bad-extension-header', 'spoofed-source', 'wrong-destination'];
+      for (const outcome of plane.carriesIPv4 ? outcomes : [...outcomes, 'ipv4-disabled']) {
+        assert.ok(seen.has(outcome), `no datagram came to ${outcome}`);
+      }
+    });
 
-  it('a whole batch of mixed datagrams delivers what the reference accepts, in order, and accounts for the rest', () => {
-    fc.assert(
-      fc.property(fc.array(fc.tuple(datagrams, senders), { maxLength: 120 }), (items) => {
-        const node = dualNode();
-        node.transport.receive(datagramBatch(items.map(([data, [ip, senderPort]]) => ({ data, ip, port: senderPort }))));
-        const expected = items.map(([d, [ip, senderPort]]) => ({ d, ...reference(d, ip, senderPort) }));
-        assert.deepEqual(node.tun.takeWritten(), expected.filter((e) => e.verdict === 'delivered').map((e) => e.d.subarray(0, e.length)));
-        const s = node.plane.snapshot();
-        assert.deepEqual(unaccounted(s), { egress: 0, ingress: 0 });
-        for (const [reason, count] of Object.entries(s.ingressDrops)) {
-          assert.equal(count, expected.filter((e) => e.verdict === reason).length, reason);
-        }
-      }),
-      { numRuns: 300 },
-    );
+    it('a whole batch of mixed datagrams delivers what the reference accepts, in order, and accounts for the rest', () => {
+      fc.assert(
+        fc.property(fc.array(fc.tuple(datagrams, senders), { maxLength: 120 }), (items) => {
+          const node = nodeOf(plane);
+          node.transport.receive(datagramBatch(items.map(([data, [ip, senderPort]]) => ({ data, ip, port: senderPort }))));
+          const expected = items.map(([d, [ip, senderPort]]) => ({ d, ...reference(plane, d, ip, senderPort) }));
+          assert.deepEqual(node.tun.takeWritten(), expected.filter((e) => e.verdict === 'delivered').map((e) => e.d.subarray(0, e.length)));
+          const s = node.plane.snapshot();
+          assert.deepEqual(unaccounted(s), { egress: 0, ingress: 0 });
+          for (const [reason, count] of Object.entries(s.ingressDrops)) {
+            assert.equal(count, expected.filter((e) => e.verdict === reason).length, reason);
+          }
+        }),
+        { numRuns: 300 },
+      );
+    });
   });
-});
+}
 
 describe('IPv6 ingress rules, case by case', () => {
   const node = dualNode();

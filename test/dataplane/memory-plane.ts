@@ -19,19 +19,20 @@ export interface MemoryNode {
   readonly plane: DataPlane;
   readonly tun: MemoryTun;
   readonly transport: MemoryTransport;
-  readonly subnet: Cidr;
+  readonly subnet?: Cidr;
   readonly subnet6?: Cidr6;
   /** This node as its peers see it. */
   readonly peer: Peer;
 }
 
 export interface MemoryNodeOptions {
-  subnet: string;
-  /** The node's IPv6 subnet (dual-stack); without it the node carries IPv4 only. */
+  /** The node's IPv4 subnet; without it the node carries IPv6 only. It or subnet6 is required. */
+  subnet?: string;
+  /** The node's IPv6 subnet (dual-stack or IPv6-only); without it the node carries IPv4 only. */
   subnet6?: string;
   /** The source of its ICMPv6 errors; default the data plane's. */
   overlayAddress6?: string;
-  /** The node's IPv4 underlay address; with ip6 given, only the address its seals name (its lease's PublicIP). */
+  /** The node's IPv4 underlay address; with ip6 given, only the id its seals name (its peers' sealerId). */
   ip: number;
   /** The node's IPv6 underlay address: its transport, and so its peers' endpoints, are IPv6. */
   ip6?: string;
@@ -46,7 +47,7 @@ export interface MemoryNodeOptions {
 }
 
 export function memoryNode(network: MemoryNetwork, options: MemoryNodeOptions): MemoryNode {
-  const subnet = parseCidr(options.subnet);
+  const subnet = options.subnet === undefined ? undefined : parseCidr(options.subnet);
   const subnet6 = options.subnet6 === undefined ? undefined : parseCidr6(options.subnet6);
   const port = options.port ?? PORT;
   const tun = new MemoryTun({ batchCapacity: options.tunBatchCapacity ?? 64, mtu: options.tunMtu ?? options.maxPacket ?? MAX_PACKET });
@@ -55,8 +56,7 @@ export function memoryNode(network: MemoryNetwork, options: MemoryNodeOptions): 
   const plane = new DataPlane({
     tun,
     transport,
-    localSubnet: subnet,
-    overlayAddress: subnet.network,
+    ...(subnet ? { localSubnet: subnet, overlayAddress: subnet.network } : {}),
     ...(subnet6 ? { localSubnet6: subnet6 } : {}),
     ...(options.overlayAddress6 !== undefined ? { overlayAddress6: parseIPv6(options.overlayAddress6) } : {}),
     maxPacket: options.maxPacket ?? MAX_PACKET,
@@ -68,8 +68,9 @@ export function memoryNode(network: MemoryNetwork, options: MemoryNodeOptions): 
     throw err;
   });
   const endpoint = parseEndpoint(options.ip6 ?? formatIPv4(options.ip), port);
-  const peer: Peer = { subnet, ...(subnet6 ? { subnet6 } : {}), endpoint, sealerId: options.ip };
-  return { plane, tun, transport, subnet, ...(subnet6 ? { subnet6 } : {}), peer };
+  const subnets = { ...(subnet ? { subnet } : {}), ...(subnet6 ? { subnet6 } : {}) };
+  const peer: Peer = { ...subnets, endpoint, sealerId: options.ip };
+  return { plane, tun, transport, ...subnets, peer };
 }
 
 /** Each node knows every other as its peer. */
@@ -118,13 +119,14 @@ export function datagramBatch(datagrams: ReadonlyArray<{ data: Buffer } & Datagr
 }
 
 /**
- * What the node's ingress did with one datagram from ip:port: null if it
- * wrote the packet to the TUN (which is then returned in `delivered`), else
- * the one drop reason it counted.
+ * What the node's ingress did with one datagram from ip:port (an IPv4
+ * address in host order, or an IPv6 one's text over an IPv6 underlay): null
+ * if it wrote the packet to the TUN (which is then returned in `delivered`),
+ * else the one drop reason it counted.
  */
-export function ingressVerdict(node: MemoryNode, data: Buffer, ip: number, port: number): { verdict: string | null; delivered?: Buffer } {
+export function ingressVerdict(node: MemoryNode, data: Buffer, ip: number | string, port: number): { verdict: string | null; delivered?: Buffer } {
   const before = node.plane.snapshot();
-  node.transport.receive(datagramBatch([{ data, ip, port }]));
+  node.transport.receive(datagramBatch([typeof ip === 'number' ? { data, ip, port } : { data, ip6: ip, port }]));
   const after = node.plane.snapshot();
   const written = after.tunPacketsWritten - before.tunPacketsWritten;
   const reasons = Object.keys(after.ingressDrops).filter(

@@ -2,6 +2,7 @@
 import fc from 'fast-check';
 import { ipv4Packet } from '../harness/packets.js';
 import { authenticationHeader, EXT_DESTINATION_OPTIONS, EXT_HOP_BY_HOP, EXT_ROUTING, fragmentHeader, ipv6Packet, optionsHeader } from './ipv6-packets.js';
+import { podA4, podA6, podB4, podB6 } from './memory-plane.js';
 
 /** Near-valid packets: a valid one with a few bytes of the header overwritten and a random length. */
 export const nearValid = fc
@@ -51,3 +52,27 @@ export const nearValid6 = fc
     // Cut short, or with trailing bytes past the payload length (which are not the packet's).
     return cut > 0 ? Buffer.concat([packet, Buffer.alloc(cut, 0xab)]) : packet.subarray(0, Math.max(0, packet.length + cut));
   });
+
+/**
+ * What a pod of the memory pair might send into its TUN: IPv6 packets to and from the pods and
+ * beyond (no route, multicast, link-local), cut short or with extension chains past the bound;
+ * IPv4 packets with DF set, up to the TUN's 1500 bytes; and random bytes.
+ */
+export const podTraffic = fc.oneof(
+  fc
+    .record({
+      src: fc.constantFrom(podA6, podB6, 'fd00:10:244:9::4', 'ff02::1', 'fe80::1', '::1', '2001:db8::1'),
+      dst: fc.constantFrom(podA6, podB6, 'fd00:10:244:9::4', 'ff02::1', 'fe80::1', '::1', '2001:db8::1'),
+      size: fc.integer({ min: 0, max: 1500 }),
+      headers: fc.nat(10),
+      cut: fc.integer({ min: -50, max: 0 }),
+    })
+    .map(({ src, dst, size, headers, cut }) => {
+      const p = ipv6Packet({ source: src, destination: dst, extensions: Array.from({ length: headers }, () => optionsHeader(EXT_DESTINATION_OPTIONS)), upper: Buffer.alloc(size, 5) });
+      return p.subarray(0, Math.max(0, Math.min(p.length + cut, 1500)));
+    }),
+  fc
+    .record({ src: fc.constantFrom(podA4, podB4, '10.244.3.4', '224.0.0.5'), dst: fc.constantFrom(podA4, podB4, '10.244.3.4', '224.0.0.5'), size: fc.integer({ min: 0, max: 1480 }) })
+    .map(({ src, dst, size }) => ipv4Packet({ source: src, destination: dst, dontFragment: true, payload: Buffer.alloc(size, 4) })),
+  fc.uint8Array({ maxLength: 60 }).map((bytes) => Buffer.from(bytes)),
+);

@@ -2,16 +2,19 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { PeerTable, type Peer } from '../../daemon/dataplane/peer-table.js';
-import { parseCidr } from '../../daemon/net/ipv4.js';
+import { parseCidr, type Cidr } from '../../daemon/net/ipv4.js';
 
-function peer(subnet: string, ip: number, port = 8285): Peer {
+/** A peer of a table that carries IPv4: its IPv4 subnet is its key. */
+type Peer4 = Peer & { readonly subnet: Cidr };
+
+function peer(subnet: string, ip: number, port = 8285): Peer4 {
   return { subnet: parseCidr(subnet), endpoint: { address: `198.18.${(ip >> 8) & 255}.${ip & 255}`, ip: (0xc6120000 + ip) >>> 0, port } };
 }
 
 test('lookup finds the subnet holding a destination, and nothing else', () => {
   const table = new PeerTable(24, [peer('10.244.2.0/24', 2), peer('10.244.3.0/24', 3)]);
-  assert.equal(table.lookup(0x0af40205)?.subnet.network, 0x0af40200);
-  assert.equal(table.lookup(0x0af403ff)?.subnet.network, 0x0af40300);
+  assert.equal(table.lookup(0x0af40205)?.subnet?.network, 0x0af40200);
+  assert.equal(table.lookup(0x0af403ff)?.subnet?.network, 0x0af40300);
   assert.equal(table.lookup(0x0af40405), undefined);
   assert.equal(table.size, 2);
 });
@@ -19,7 +22,7 @@ test('lookup finds the subnet holding a destination, and nothing else', () => {
 test('fromEndpoint matches address and port', () => {
   const table = new PeerTable(24, [peer('10.244.2.0/24', 2)]);
   const ip = (0xc6120000 + 2) >>> 0;
-  assert.equal(table.fromEndpoint(ip, 8285)?.subnet.network, 0x0af40200);
+  assert.equal(table.fromEndpoint(ip, 8285)?.subnet?.network, 0x0af40200);
   assert.equal(table.fromEndpoint(ip, 8286), undefined);
   assert.equal(table.fromEndpoint(ip + 1, 8285), undefined);
 });
@@ -37,7 +40,7 @@ test('agrees with a naive linear scan on random tables and addresses', () => {
       (length, networks, probes) => {
         const mask = (0xffffffff << (32 - length)) >>> 0;
         const seen = new Set<number>();
-        const peers: Peer[] = [];
+        const peers: Peer4[] = [];
         networks.forEach((n, i) => {
           const network = (n & mask) >>> 0;
           if (seen.has(network)) return;
@@ -79,7 +82,7 @@ function bytesOf(address: readonly number[]): Buffer {
 }
 
 /** A dual-stack peer: IPv4 subnet number i, and the IPv6 subnet given. */
-function peer6(i: number, network6: bigint | undefined, length6: number): Peer {
+function peer6(i: number, network6: bigint | undefined, length6: number): Peer4 {
   return {
     subnet: { network: (0x0a000000 + i * 256) >>> 0, prefixLength: 24 },
     ...(network6 !== undefined ? { subnet6: { network: fromBigInt(network6), prefixLength: length6 } } : {}),

@@ -199,7 +199,7 @@ describe('deploy/ manifests', () => {
   test('the static CNI conflist (for nodes whose conflist the daemon does not write) matches what the daemon writes', () => {
     const file = path.join(deployDir, 'cni', CNI_CONFLIST_NAME);
     const conflist = JSON.parse(readFileSync(file, 'utf8'));
-    const written = cniConflist({ subnet: '10.244.1.0/24', network: '10.244.0.0/16', mtu: 1472 }) as any;
+    const written = cniConflist({ ipv4: { subnet: '10.244.1.0/24', network: '10.244.0.0/16' }, mtu: 1472 }) as any;
     assert.equal(conflist.cniVersion, CNI_VERSION);
     assert.equal(conflist.name, written.name, 'the same network name, so kubelet sees one network either way');
     const [flannel, portmap] = conflist.plugins;

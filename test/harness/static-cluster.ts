@@ -63,7 +63,7 @@ export async function staticCluster(spec: { transports: Array<'mmsg' | 'dgram'>;
           ...known.flatMap((n) => ['--static-peer', `${subnetOf(n)}=${n.underlayIp}`]),
         ]),
       );
-      const conflist = cniConflist({ subnet: subnetOf(node), network: NETWORK, mtu: TUN_MTU, ipamDataDir: `${node.workDir}/ipam` });
+      const conflist = cniConflist({ ipv4: { subnet: subnetOf(node), network: NETWORK }, mtu: TUN_MTU, ipamDataDir: `${node.workDir}/ipam` });
       pods.push(await sandbox.addPod(node, conflist as never));
     }
   } catch (err) {

@@ -49,7 +49,7 @@ describe('authenticated encapsulation between daemons', () => {
       await writeKeys(node, [k1]);
       const peers = sandbox.nodes.filter((n) => n !== node).flatMap((n) => ['--static-peer', `${subnetOf(n)}=${n.underlayIp}`]);
       daemons.push(await startDaemon(node, ['--iface', 'eth0', '--auth-key-file', keyFile(node), '--static-network', NETWORK, '--static-subnet', subnetOf(node), ...peers]));
-      pods.push(await sandbox.addPod(node, cniConflist({ subnet: subnetOf(node), network: NETWORK, mtu: MTU, ipamDataDir: `${node.workDir}/ipam` }) as never));
+      pods.push(await sandbox.addPod(node, cniConflist({ ipv4: { subnet: subnetOf(node), network: NETWORK }, mtu: MTU, ipamDataDir: `${node.workDir}/ipam` }) as never));
     }
   });
 

@@ -16,7 +16,7 @@ const NETWORK = '10.244.0.0/16';
 const TUN_MTU = 1500 - 28;
 const subnetOf = (node: SandboxNode) => `10.244.${node.index}.0/24`;
 const conflistFor = (node: SandboxNode, mtu = TUN_MTU) =>
-  cniConflist({ subnet: subnetOf(node), network: NETWORK, mtu, ipamDataDir: `${node.workDir}/ipam` }) as any;
+  cniConflist({ ipv4: { subnet: subnetOf(node), network: NETWORK }, mtu, ipamDataDir: `${node.workDir}/ipam` }) as any;
 
 let sandbox: Sandbox;
 const daemons: RunningDaemon[] = [];

@@ -22,9 +22,9 @@ function rejects(input: unknown, field: string, rule: RegExp): void {
 describe('network config defaults (flannel pkg/subnet/config.go)', () => {
   it('gives a /16 network /24 subnets from the second to the last', () => {
     const config = parseNetworkConfig('{"Network": "10.5.0.0/16"}');
-    assert.equal(config.subnetLen, 24);
-    assert.equal(formatIPv4(config.subnetMin), '10.5.1.0');
-    assert.equal(formatIPv4(config.subnetMax), '10.5.255.0');
+    assert.equal(config.ipv4!.subnetLen, 24);
+    assert.equal(formatIPv4(config.ipv4!.subnetMin), '10.5.1.0');
+    assert.equal(formatIPv4(config.ipv4!.subnetMax), '10.5.255.0');
     assert.deepEqual(config.backend, { type: 'udp', port: 8285 });
   });
 
@@ -33,8 +33,8 @@ describe('network config defaults (flannel pkg/subnet/config.go)', () => {
     assert.equal(defaultSubnetLen(22), 24);
     assert.equal(defaultSubnetLen(23), 25);
     assert.equal(defaultSubnetLen(28), 30);
-    assert.equal(parseNetworkConfig({ Network: '10.5.0.0/22' }).subnetLen, 24);
-    const small = parseNetworkConfig({ Network: '10.5.0.0/28' });
+    assert.equal(parseNetworkConfig({ Network: '10.5.0.0/22' }).ipv4!.subnetLen, 24);
+    const small = parseNetworkConfig({ Network: '10.5.0.0/28' }).ipv4!;
     assert.equal(small.subnetLen, 30);
     assert.equal(formatIPv4(small.subnetMin), '10.5.0.4');
     assert.equal(formatIPv4(small.subnetMax), '10.5.0.12');
@@ -46,7 +46,7 @@ describe('network config defaults (flannel pkg/subnet/config.go)', () => {
   });
 
   it('accepts flannel files that spell out EnableIPv4 and EnableIPv6', () => {
-    assert.equal(parseNetworkConfig({ Network: '10.5.0.0/16', EnableIPv4: true, EnableIPv6: false }).subnetLen, 24);
+    assert.equal(parseNetworkConfig({ Network: '10.5.0.0/16', EnableIPv4: true, EnableIPv6: false }).ipv4!.subnetLen, 24);
   });
 });
 

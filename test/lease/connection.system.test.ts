@@ -141,7 +141,7 @@ describe('connection errors', () => {
     const commandConnections = () => server.cli('client', 'list').split('\n').filter((line) => /\bname=miniflannel:\d+\b/.test(line)).length;
     assert.equal(commandConnections(), 1);
     await pollUntil('the idle connection to close', async () => commandConnections() === 0, 5_000);
-    assert.equal((await s.getNetworkConfig()).subnetLen, 24);
+    assert.equal((await s.getNetworkConfig()).ipv4!.subnetLen, 24);
     assert.equal(commandConnections(), 1);
   });
 });

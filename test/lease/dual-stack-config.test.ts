@@ -7,7 +7,7 @@ import { describe, it } from 'node:test';
 import { allocatableCount, allocatableRange, layoutChanges } from '../../daemon/lease/config.js';
 import { ConfigError, ipv4SubnetOf, ipv6SubnetOf, misfitOf, parseNetworkConfig, toNetConf, type NetworkConfig } from '../../daemon/lease/index.js';
 import { decodeLease, encodeAttrs } from '../../daemon/lease/lease.js';
-import { formatCidr, formatIPv4, parseCidr } from '../../daemon/net/ipv4.js';
+import { formatCidr, formatIPv4, parseCidr, parseIPv4 } from '../../daemon/net/ipv4.js';
 import { formatCidr6, formatIPv6, parseCidr6 } from '../../daemon/net/ipv6.js';
 
 /** Asserts that `input` is refused for `field`, and that the message names the field and matches `rule`. */
@@ -81,7 +81,6 @@ describe('dual-stack config: defaults', () => {
 });
 
 describe('dual-stack config validation: one rule each', () => {
-  it('refuses IPv6-only clusters', () => rejects({ EnableIPv4: false, EnableIPv6: true, IPv6Network: 'fd00::/48' }, 'EnableIPv4', /IPv6-only clusters \(EnableIPv4: false\) are not supported yet/));
   it('wants EnableIPv4 to be a boolean', () => rejects({ ...IPV4, EnableIPv4: 'yes' }, 'EnableIPv4', /true or false.*"yes"/));
   it('wants EnableIPv6 to be a boolean', () => rejects({ ...IPV4, EnableIPv6: 'true' }, 'EnableIPv6', /true or false/));
   it('requires IPv6Network with EnableIPv6', () => rejects({ ...IPV4, EnableIPv6: true }, 'IPv6Network', /required with EnableIPv6: true/));
@@ -195,6 +194,7 @@ describe('allocatable range: the intersection of both ranges', () => {
   it('counts and starts the bitmap at the intersection', () => {
     assert.equal(allocatableCount(config), 6);
     const range = allocatableRange(config);
+    assert.equal(range.family, 4);
     assert.equal(formatIPv4(range.first), '10.244.15.0');
     assert.equal(range.count, 6);
     assert.equal(range.size, 256);
@@ -204,7 +204,7 @@ describe('allocatable range: the intersection of both ranges', () => {
     assert.equal(allocatableCount(parseNetworkConfig({ ...DUAL, IPv6SubnetMin: 'fd00:10:244:0::' })), 255);
     const narrow = parseNetworkConfig({ ...DUAL, IPv6SubnetMin: 'fd00:10:244:80::', IPv6SubnetMax: 'fd00:10:244:81::' });
     assert.equal(allocatableCount(narrow), 2);
-    assert.equal(formatIPv4(allocatableRange(narrow).first), '10.244.128.0');
+    assert.deepEqual(allocatableRange(narrow), { family: 4, first: parseIPv4('10.244.128.0'), size: 256, count: 2, prefixLength: 24 });
   });
 
   it('makes a lease whose pair lies outside IPv6SubnetMin..Max a misfit, unless it is a reservation', () => {

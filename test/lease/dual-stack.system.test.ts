@@ -14,6 +14,7 @@ import {
   type Lease,
   type SubnetManager,
 } from '../../daemon/lease/index.js';
+import type { Cidr } from '../../daemon/net/ipv4.js';
 import { formatCidr6 } from '../../daemon/net/ipv6.js';
 import { startRedis, type RedisServer } from '../../lab/redis.js';
 import { EventReader, openStore, uniquePrefix } from './helpers.js';
@@ -44,7 +45,7 @@ function rawText(s: SubnetManager, subnet: string): string {
 }
 
 async function pairedSubnet(s: SubnetManager, lease: Lease): Promise<string> {
-  return formatCidr6(ipv6SubnetOf(await s.getNetworkConfig(), lease.cidr)!);
+  return formatCidr6(ipv6SubnetOf(await s.getNetworkConfig(), lease.cidr as Cidr)!);
 }
 
 describe('dual-stack config in the store', () => {

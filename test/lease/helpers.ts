@@ -3,7 +3,10 @@
 
 import { Writable } from 'node:stream';
 import { pino, type Logger } from 'pino';
-import { connectLeaseStore, type LeaseStoreOptions, type LeaseWatch, type SubnetManager, type WatchEvent } from '../../daemon/lease/index.js';
+import { connectLeaseStore, parseRedisUrl, type LeaseStoreOptions, type LeaseWatch, type SubnetManager, type WatchEvent } from '../../daemon/lease/index.js';
+import { CommandLink, ConnectionFactory } from '../../daemon/lease/connection.js';
+import { resolveOptions } from '../../daemon/lease/options.js';
+import { keyLayout, LeaseRegistry } from '../../daemon/lease/registry.js';
 
 export function silentLogger(): Logger {
   return pino({ level: 'silent' });
@@ -110,4 +113,13 @@ export function describeEvent(event: WatchEvent): string {
     default:
       return `${event.type} ${event.lease.subnet}`;
   }
+}
+
+/** A LeaseRegistry on a connection of its own, for tests that drive the scripts directly; close() ends the connection. */
+export function openRegistry(url: string, keyPrefix: string): { registry: LeaseRegistry; close(): void } {
+  const options = resolveOptions({ url, logger: silentLogger(), keyPrefix });
+  const factory = new ConnectionFactory(parseRedisUrl(url), options);
+  const link = new CommandLink(factory, options.logger, 'test', Infinity);
+  const registry = new LeaseRegistry(link, factory, keyLayout(keyPrefix), options.streamMaxLen, options.logger, { minReplicas: 0, timeoutMs: 0 });
+  return { registry, close: () => link.close() };
 }

@@ -61,7 +61,7 @@ describe('network config in Redis', () => {
   it('refuses to store an invalid config, leaving the old one', async () => {
     const { s } = await configured('badset', { Network: '10.5.0.0/16' });
     await assert.rejects(s.setNetworkConfig({ Network: '10.5.0.0/16', SubnetLen: 31 }), (err: unknown) => err instanceof ConfigError && err.field === 'SubnetLen');
-    assert.equal((await s.getNetworkConfig()).subnetLen, 24);
+    assert.equal((await s.getNetworkConfig()).ipv4!.subnetLen, 24);
   });
 
   it('refuses to change Network or SubnetLen while leases exist unless forced, checking in the same step as the write', async () => {
@@ -104,9 +104,9 @@ describe('network config in Redis', () => {
     const keys = scriptKeys(keyLayout(prefix));
     const evalSetConfig = (expected: string) => server.cli('eval', SET_CONFIG.lua, String(keys.length), ...keys, '100', '0', 'e', 'c', expected, '{"Network":"10.12.0.0/16"}', '0', '0');
     assert.match(evalSetConfig('{"Network":"10.99.0.0/16"}'), /changed/);
-    assert.equal((await s.getNetworkConfig()).network.network, parseCidr('10.11.0.0/16').network, 'not written');
+    assert.equal((await s.getNetworkConfig()).ipv4!.network.network, parseCidr('10.11.0.0/16').network, 'not written');
     assert.match(evalSetConfig('{"Network":"10.11.0.0/16"}'), /ok/);
-    assert.equal((await s.getNetworkConfig()).network.network, parseCidr('10.12.0.0/16').network);
+    assert.equal((await s.getNetworkConfig()).ipv4!.network.network, parseCidr('10.12.0.0/16').network);
   });
 
   it('counts only live leases against a layout change, and treats an invalid stored config as none', async () => {
@@ -155,7 +155,7 @@ describe('acquire', () => {
     for (const r of results) {
       const cidr = parseCidr(r.lease.subnet);
       assert.equal(cidr.prefixLength, 24);
-      assert.ok(cidr.network >= config.subnetMin && cidr.network <= config.subnetMax, `${r.lease.subnet} in SubnetMin..SubnetMax`);
+      assert.ok(cidr.network >= config.ipv4!.subnetMin && cidr.network <= config.ipv4!.subnetMax, `${r.lease.subnet} in SubnetMin..SubnetMax`);
       assert.equal(r.source, 'new');
     }
     const listed = (await s.listLeases()).leases;
@@ -385,7 +385,7 @@ describe('soft state: what the store forgot, the owner puts back', () => {
     const different = await s.ensureNetworkConfig(mine);
     assert.equal(different.status, 'different');
     assert.match(different.status === 'different' ? different.why : '', /10\.53\.0\.0\/16.*10\.52\.0\.0\/16/);
-    assert.equal((await s.getNetworkConfig()).network.network, parseCidr('10.53.0.0/16').network, 'never overwritten');
+    assert.equal((await s.getNetworkConfig()).ipv4!.network.network, parseCidr('10.53.0.0/16').network, 'never overwritten');
   });
 
   it('a keeper puts its lease back after a flush, and stops only when the lease is revoked', async () => {

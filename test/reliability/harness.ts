@@ -226,7 +226,7 @@ export async function waitForPeers(cluster: TestCluster, index: number, count: n
 }
 
 /** The daemon's lease as /status shows it. */
-export async function statusLease(daemon: RunningDaemon): Promise<{ subnet: string; publicIP: string; expiresAt: number }> {
+export async function statusLease(daemon: RunningDaemon): Promise<{ subnet: string; publicIP?: string; expiresAt: number }> {
   const lease = (await daemon.status()).lease!;
   // A daemon's own lease always expires; only a reservation has none.
   return { ...lease, expiresAt: lease.expiresAt! };

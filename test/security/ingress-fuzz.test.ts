@@ -28,7 +28,7 @@ function acceptable(buf: Buffer, length: number, senderIp: number, senderPort: n
   if (version !== 4 || ihl < 20 || total < ihl || total > length) return false;
   const src = buf.readUInt32BE(12);
   const dst = buf.readUInt32BE(16);
-  return src >>> 8 === sender.subnet.network >>> 8 && dst >>> 8 === local.network >>> 8 && (dst & 0xff) !== 0xff;
+  return src >>> 8 === sender.subnet!.network >>> 8 && dst >>> 8 === local.network >>> 8 && (dst & 0xff) !== 0xff;
 }
 
 const senders = fc.constantFrom(
@@ -51,7 +51,7 @@ describe('ingress on random datagrams, through the data plane', () => {
           assert.equal(checkIPv4(delivered!, 0, delivered!.length), null);
           assert.deepEqual(delivered, packet.subarray(0, packet.readUInt16BE(2)), 'the packet, without padding');
           assert.equal(destinationAddress(delivered!, 0) >>> 8, local.network >>> 8);
-          assert.ok([peerA, peerB].some((p) => sourceAddress(delivered!, 0) >>> 8 === p.subnet.network >>> 8));
+          assert.ok([peerA, peerB].some((p) => sourceAddress(delivered!, 0) >>> 8 === p.subnet!.network >>> 8));
         }
       }),
       { numRuns: 20_000 },
