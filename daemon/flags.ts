@@ -95,6 +95,11 @@ function ipv6Arg(value: string): string {
   return value;
 }
 
+/** An address of either family: where a server may listen. */
+function listenIpArg(value: string): string {
+  return value.includes(':') ? ipv6Arg(value) : ipArg(value);
+}
+
 /** "90s", "60m", "2h", or a bare number of minutes as flannel's --subnet-lease-renew-margin takes. */
 function durationArg(value: string): number {
   const match = /^(\d+)(ms|s|m|h)?$/.exec(value.trim());
@@ -141,7 +146,7 @@ export function daemonCommand(): Command {
     .addOption(option('--lease-renew-margin <duration>', 'renew the lease this long before it expires', 'LEASE_RENEW_MARGIN').default(60 * 60_000, '60m').argParser(durationArg))
     .addOption(option('--lease-ttl <duration>', 'how long a lease lives unless renewed (short ones for tests)', 'LEASE_TTL').default(24 * 3_600_000, '24h').argParser(durationArg))
     .addOption(option('--peer-grace <duration>', 'after the lease store lost its data, keep forwarding to a peer this long while its node re-asserts its lease', 'PEER_GRACE').default(5 * 60_000, '5m').argParser(durationArg))
-    .addOption(option('--healthz-ip <ip>', 'address of /healthz, /readyz, /metrics and /status', 'HEALTHZ_IP').default('0.0.0.0').argParser(ipArg))
+    .addOption(option('--healthz-ip <ip>', 'address of /healthz, /readyz, /metrics and /status (IPv4 or IPv6; :: on a node without IPv4)', 'HEALTHZ_IP').default('0.0.0.0').argParser(listenIpArg))
     .addOption(option('--healthz-port <port>', 'port of /healthz, /readyz, /metrics and /status (0 picks one)', 'HEALTHZ_PORT').default(8286).argParser((v) => (v === '0' ? 0 : portArg(v))))
     .addOption(option('--log-level <level>', 'log level', 'LOG_LEVEL').default('info').choices(['trace', 'debug', 'info', 'warn', 'error', 'fatal']))
     .addOption(option('--static-network <cidr>', 'static mode, no lease store: the cluster network', 'STATIC_NETWORK').argParser(cidrArg('--static-network')))

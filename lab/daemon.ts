@@ -27,6 +27,12 @@ export function leaseModeArgs(node: SandboxNode, redisUrl: string): string[] {
   ];
 }
 
+/** The last line a daemon logged, which says why it exited: the sandbox's workspace, and the log with it, may be gone by the time anyone reads the failure. */
+async function lastWords(logFile: string): Promise<string> {
+  const lines = (await readFile(logFile, 'utf8').catch(() => '')).trimEnd().split('\n');
+  return lines.at(-1) || '(nothing logged)';
+}
+
 /** The CNI conflist the node's daemon wrote. */
 export async function writtenConflist(node: SandboxNode): Promise<any> {
   return JSON.parse(await readFile(path.join(node.workDir, 'cni', '10-miniflannel.conflist'), 'utf8'));
@@ -64,13 +70,19 @@ export async function waitFor<T>(what: string, probe: () => Promise<T | undefine
   }
 }
 
-export async function startDaemon(node: SandboxNode, args: string[]): Promise<RunningDaemon> {
+/**
+ * Starts miniflanneld in the node's namespace and waits until it is ready.
+ * Its health server listens on the node's IPv4 underlay address, or on
+ * `healthzIp` (a node without one).
+ */
+export async function startDaemon(node: SandboxNode, args: string[], options: { healthzIp?: string } = {}): Promise<RunningDaemon> {
   const logFile = path.join(node.workDir, `miniflanneld-${Date.now()}.log`);
   const log = createWriteStream(logFile);
-  const child = node.ns.spawn([process.execPath, daemonBin, '--healthz-ip', node.underlayIp, '--healthz-port', String(HEALTHZ_PORT), ...args]);
+  const healthzIp = options.healthzIp ?? node.underlayIp;
+  const child = node.ns.spawn([process.execPath, daemonBin, '--healthz-ip', healthzIp, '--healthz-port', String(HEALTHZ_PORT), ...args]);
   child.stdout?.pipe(log);
   child.stderr?.pipe(log);
-  const base = `http://${node.underlayIp}:${HEALTHZ_PORT}`;
+  const base = `http://${healthzIp.includes(':') ? `[${healthzIp}]` : healthzIp}:${HEALTHZ_PORT}`;
   const daemon: RunningDaemon = {
     process: child,
     node,
@@ -80,7 +92,7 @@ export async function startDaemon(node: SandboxNode, args: string[]): Promise<Ru
   };
   try {
     await waitFor(`miniflanneld on ${node.ns.name} to be ready (log: ${logFile})`, async () => {
-      if (child.exitCode !== null) throw new Error(`miniflanneld on ${node.ns.name} exited with ${child.exitCode}; log: ${logFile}`);
+      if (child.exitCode !== null) throw new Error(`miniflanneld on ${node.ns.name} exited with ${child.exitCode}: ${await lastWords(logFile)} (log: ${logFile})`);
       return (await httpGetIn(node.ns, `${base}/readyz`)).status === 200;
     });
   } catch (err) {

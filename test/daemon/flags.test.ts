@@ -77,6 +77,14 @@ test('static mode needs both the network and the subnet, and parses peers', () =
   assert.throws(() => parseDaemonFlags(argv('--static-peer', '10.244.2.0/24')), CommanderError);
 });
 
+test('the health server listens on an address of either family: an IPv6-only node has no IPv4 one', () => {
+  assert.equal(parseDaemonFlags(argv()).healthzIp, '0.0.0.0');
+  assert.equal(parseDaemonFlags(argv('--healthz-ip', '::')).healthzIp, '::');
+  assert.equal(parseDaemonFlags(argv('--healthz-ip', '2001:2::1')).healthzIp, '2001:2::1');
+  assert.throws(() => parseDaemonFlags(argv('--healthz-ip', '2001:2::zz')), /'2001:2::zz' is not an IPv6 address/);
+  assert.throws(() => parseDaemonFlags(argv('--healthz-ip', '198.18.0.300')), /'198.18.0.300' is not an IPv4 address/);
+});
+
 test('bad values are refused with the flag named', () => {
   assert.throws(() => parseDaemonFlags(argv('--tun-name', 'a-very-long-tun-name')), /--tun-name/);
   assert.throws(() => parseDaemonFlags(argv('--healthz-port', '70000')), CommanderError);
