@@ -8,6 +8,7 @@ import { Command, Option, InvalidArgumentError } from 'commander';
 import { parseCidr, parseIPv4, type Cidr } from './net/ipv4.js';
 import { parseIPv6 } from './net/ipv6.js';
 import { minReplicasArg, redisConnectionOptions, type RedisFlags } from './redis-flags.js';
+import type { TransportFamily } from './transport/index.js';
 import { DEFAULT_TX_QUEUE_LENGTH } from './tun/index.js';
 import { UsageError } from './usage.js';
 
@@ -26,8 +27,8 @@ export interface DaemonConfig extends RedisFlags {
   publicIp?: string;
   /** The node's IPv6 underlay address, published in its lease as PublicIPv6 when the network config enables IPv6. */
   publicIpv6?: string;
-  /** The family datagrams between nodes travel over: IPv6 binds --public-ipv6 and sends to the peers' PublicIPv6. */
-  underlay: 4 | 6;
+  /** The family datagrams between nodes travel over: IPv6 binds --public-ipv6 and sends to the peers' PublicIPv6; dual binds both addresses. */
+  underlay: TransportFamily;
   nodeName: string;
   tunName: string;
   tunOffload: boolean;
@@ -129,7 +130,15 @@ export function daemonCommand(): Command {
     .addOption(option('--iface <name>', 'underlay interface (default: the default route\'s)', 'IFACE'))
     .addOption(option('--public-ip <ip>', 'underlay address peers send to (default: --iface\'s address)', 'PUBLIC_IP').argParser(ipArg))
     .addOption(option('--public-ipv6 <ip>', 'IPv6 underlay address, published in the lease (PublicIPv6) when the network config enables IPv6; peers send to it with --underlay ipv6', 'PUBLIC_IPV6').argParser(ipv6Arg))
-    .addOption(option('--underlay <family>', 'what datagrams between nodes travel over: ipv4 (--public-ip) or ipv6 (--public-ipv6, the peers\' PublicIPv6); every node of a cluster uses the same', 'UNDERLAY').default('ipv4').choices(['ipv4', 'ipv6']))
+    .addOption(
+      option(
+        '--underlay <family>',
+        'what datagrams between nodes travel over: ipv4 (--public-ip), ipv6 (--public-ipv6, the peers\' PublicIPv6), or dual (both; each peer over the family both nodes have, IPv4 first)',
+        'UNDERLAY',
+      )
+        .default('ipv4')
+        .choices(['ipv4', 'ipv6', 'dual']),
+    )
     .addOption(option('--node-name <name>', 'Kubernetes node name, published with the lease', 'NODE_NAME').default(hostname()))
     .addOption(option('--tun-name <name>', 'name of the TUN device', 'TUN_NAME').default('flannel0'))
     .addOption(option('--tun-offload <on|off>', 'TCP segmentation offload on the TUN (read 64 KiB super-packets, cut them in user space)', 'TUN_OFFLOAD').default('on').choices(['on', 'off']))
@@ -176,10 +185,10 @@ export function parseDaemonFlags(argv: string[]): DaemonConfig {
   if (isStatic && (!o.staticNetwork || !o.staticSubnet)) {
     throw new UsageError('static mode needs both --static-network and --static-subnet');
   }
-  const underlay = o.underlay === 'ipv6' ? 6 : 4;
-  if (underlay === 6) {
-    if (o.publicIpv6 === undefined) throw new UsageError('--underlay ipv6 needs --public-ipv6: the IPv6 address peers send to');
-    if (isStatic) throw new UsageError('--underlay ipv6 is not available in static mode: peers are named by IPv4 address there');
+  const underlay: TransportFamily = o.underlay === 'ipv6' ? 6 : o.underlay === 'dual' ? 'dual' : 4;
+  if (underlay !== 4) {
+    if (o.publicIpv6 === undefined) throw new UsageError(`--underlay ${o.underlay} needs --public-ipv6: the IPv6 address peers send to`);
+    if (isStatic) throw new UsageError(`--underlay ${o.underlay} is not available in static mode: peers are named by IPv4 address there`);
   }
   if (o.leaseRenewMargin >= o.leaseTtl) {
     throw new UsageError(`--lease-renew-margin (${o.leaseRenewMargin} ms) must be below --lease-ttl (${o.leaseTtl} ms), or the lease would be renewed continuously`);

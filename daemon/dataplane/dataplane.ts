@@ -121,7 +121,7 @@ export class DataPlane {
     transport.start((batch) => this.ingress.deliver(batch), onFatal);
     const { localSubnet, localSubnet6 } = this.options;
     const subnets = { ...(localSubnet ? { subnet: formatCidr(localSubnet) } : {}), ...(localSubnet6 ? { subnet6: formatCidr6(localSubnet6) } : {}) };
-    this.log.info({ tun: tun.name, port: transport.port, underlay: `IPv${transport.family}`, ...subnets }, 'data plane started');
+    this.log.info({ tun: tun.name, port: transport.port, underlay: transport.family === 'dual' ? 'IPv4+IPv6' : `IPv${transport.family}`, ...subnets }, 'data plane started');
   }
 
   async stop(): Promise<void> {

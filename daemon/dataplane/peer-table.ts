@@ -11,11 +11,11 @@
  * table holds peers with an IPv6 subnet alone, which is then their key. So a
  * table's key family is fixed: IPv4 if it carries IPv4, else IPv6.
  *
- * The underlay is one family, the transport's: a table for an IPv6 underlay
+ * The underlay is the transport's family: a table for an IPv6 underlay
  * holds IPv6 endpoints only and finds a datagram's sender by its IPv6
- * address and port, exactly.
+ * address and port, exactly; one for a dual underlay holds either.
  */
-import { endpointFamily, formatEndpoint, type Endpoint, type UnderlayFamily } from '../transport/index.js';
+import { formatEndpoint, reaches, type Endpoint, type TransportFamily } from '../transport/index.js';
 import { maskOf, formatCidr, type Cidr } from '../net/ipv4.js';
 import { formatCidr6, isCidr6, type Cidr6 } from '../net/ipv6.js';
 
@@ -187,13 +187,13 @@ export class PeerTable {
   /**
    * `subnetLength` is the IPv4 subnet length; without it the table (and the node) carries IPv6 only.
    * `subnetLength6` is the IPv6 subnet length; without it the table (and the node) carries IPv4 only.
-   * `underlay` is the transport's family: the family of every peer's endpoint.
+   * `underlay` is the transport's family: the family of every peer's endpoint ('dual': either).
    */
   constructor(
     readonly subnetLength: number | undefined,
     peers: Iterable<Peer> = [],
     readonly subnetLength6?: number,
-    readonly underlay: UnderlayFamily = 4,
+    readonly underlay: TransportFamily = 4,
   ) {
     if (subnetLength === undefined && subnetLength6 === undefined) {
       throw new RangeError('a peer table needs an IPv4 or an IPv6 subnet length: the node carries no family');
@@ -241,7 +241,7 @@ export class PeerTable {
       const of = subnet === undefined ? '' : ` of ${formatCidr(subnet)}`;
       throw new RangeError(`peer IPv6 subnet ${formatCidr6(subnet6)}${of} is refused: ${expected}`);
     }
-    if (endpointFamily(endpoint) !== this.underlay) {
+    if (!reaches(this.underlay, endpoint)) {
       throw new RangeError(`peer ${describePeer(peer)} is refused: its endpoint is not on the IPv${this.underlay} underlay`);
     }
   }

@@ -48,12 +48,14 @@ import { formatCidr, formatIPv4, parseIPv4, type Cidr } from '../net/ipv4.js';
 import { formatCidr6, IPV6_MIN_MTU, type Cidr6 } from '../net/ipv6.js';
 import { redisConnectionOptions } from '../redis-flags.js';
 import { openDgramTransport } from '../transport/dgram.js';
+import { DualTransport } from '../transport/dual.js';
+import type { PacketTransport } from '../transport/index.js';
 import { openMmsgTransport } from '../transport/mmsg.js';
 import { openTun } from '../tun/index.js';
 import { readAuthKeys, watchAuthKeys } from './auth-keys.js';
 import { CNI_CONFLIST_NAME, cniConflist, writeFileAtomic } from './cni.js';
 import { installMasquerade, MASQUERADE_IPV4, MASQUERADE_IPV6, masqueradeInstalled, removeMasquerade } from './masquerade.js';
-import { PeerFeed, sealerIdOf } from './peers.js';
+import { backendDataFor, PeerFeed, sealerIdOf } from './peers.js';
 import { acceptLocalSource, addHostAddress6, deleteTunDevice, routeNetwork6Into, routeNetworkInto, tunDeviceExists } from './routes.js';
 import { NodeStatus, type NodeInfo } from './status.js';
 import { readPreviousSubnet, writeSubnetEnv } from './subnet-env.js';
@@ -225,7 +227,8 @@ async function acquireLease(
         const { lease } = await store.acquireLease({
           publicIP: underlay.address,
           // Peers send to PublicIPv6 over an IPv6 underlay; a dual-stack network publishes it as flannel does.
-          publicIPv6: network.ipv6 || underlay.family === 6 ? config.publicIpv6 : undefined,
+          publicIPv6: network.ipv6 || underlay.family !== 4 ? config.publicIpv6 : undefined,
+          backendData: backendDataFor(network.backend.port, underlay.family),
           nodeName: config.nodeName,
           previousSubnet: previous ? formatSubnet(previous) : undefined,
         });
@@ -325,8 +328,7 @@ async function openDataPath(context: StepContext, underlay: Underlay, assignment
       addHostAddress6(tun.name, ipv6.subnet.network);
       routeNetwork6Into(ipv6.network, tun.name);
     }
-    const bind = { bindAddress: underlay.bindAddress, port };
-    transport = config.transport === 'mmsg' ? openMmsgTransport(bind) : await openDgramTransport(bind);
+    transport = await openTransport(config, underlay, port);
   } catch (err) {
     tun.close();
     throw err;
@@ -345,6 +347,20 @@ async function openDataPath(context: StepContext, underlay: Underlay, assignment
   cleanups.push(() => plane.stop());
   status.dataPathOpened(info, plane);
   return { plane, mtu };
+}
+
+/** The UDP transport on each underlay address: one socket, or one of each family joined as a dual transport. */
+async function openTransport(config: DaemonConfig, underlay: Underlay, port: number): Promise<PacketTransport> {
+  const open = (bindAddress: string) => (config.transport === 'mmsg' ? openMmsgTransport({ bindAddress, port }) : openDgramTransport({ bindAddress, port }));
+  const { 4: address4, 6: address6 } = underlay.bindAddresses;
+  if (address4 === undefined || address6 === undefined) return open((address4 ?? address6)!);
+  const ipv4 = await open(address4);
+  try {
+    return new DualTransport(ipv4, await open(address6));
+  } catch (err) {
+    await ipv4.close();
+    throw err;
+  }
 }
 
 /** Step 3: subnet.env and the CNI conflist, for the pods; the masquerade rules if asked. */

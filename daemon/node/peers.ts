@@ -17,7 +17,7 @@ import type { Peer } from '../dataplane/index.js';
 import { ownerAddress, subnetsOfLease, type Lease, type NetworkConfig, type WatchEvent } from '../lease/index.js';
 import { tryParseIPv4, type Cidr } from '../net/ipv4.js';
 import { formatCidr6, isCidr6, type Cidr6 } from '../net/ipv6.js';
-import { formatEndpoint, parseEndpoint, type Endpoint, type UnderlayFamily } from '../transport/index.js';
+import { formatEndpoint, parseEndpoint, type Endpoint, type TransportFamily } from '../transport/index.js';
 
 /** Where the peers go: the data plane. */
 export interface PeerSink {
@@ -31,8 +31,8 @@ export interface PeerFeedOptions {
   readonly ownOwner: string;
   /** The network config this node runs with: peers' subnet length, their default port, their paired IPv6 subnets. */
   readonly network: NetworkConfig;
-  /** What this node's datagrams travel over: an IPv6 underlay sends to each peer's PublicIPv6. */
-  readonly underlay: UnderlayFamily;
+  /** What this node's datagrams travel over: IPv4, IPv6 (to each peer's PublicIPv6), or both (each peer over the family both nodes listen on). */
+  readonly underlay: TransportFamily;
   /** How long a peer the store forgot is kept while its node re-asserts its lease. */
   readonly graceMs: number;
   readonly logger: Logger;
@@ -47,6 +47,42 @@ export interface PeerFeedOptions {
   onConfigChanged(): void;
 }
 
+/** The family a node's datagrams travel over, as its lease's BackendData names it ("Underlay"); absent means IPv4. */
+const UNDERLAY_NAMES: Readonly<Record<string, TransportFamily>> = { ipv4: 4, ipv6: 6, dual: 'dual' };
+
+/**
+ * The BackendData a node publishes: its port, and, unless it sends over
+ * IPv4 alone (whose record stays flannel's), which underlay it listens on,
+ * so that a dual node knows which family reaches it.
+ */
+export function backendDataFor(port: number, underlay: TransportFamily): Record<string, unknown> | undefined {
+  if (underlay === 4) return undefined;
+  return { Port: port, Underlay: underlay === 6 ? 'ipv6' : 'dual' };
+}
+
+/**
+ * The endpoint this node reaches the lease's node at, or why there is none.
+ * A node on one family sends over it, to the peer's address of it. A dual
+ * node sends over the family both nodes listen on, IPv4 first: the same
+ * choice the peer makes the other way, so each finds the other's datagrams
+ * on the endpoint it sends to.
+ */
+function endpointOf(lease: Lease, port: number, underlay: TransportFamily): Endpoint | string {
+  const named = lease.backendData['Underlay'];
+  const theirs = named === undefined ? 4 : typeof named === 'string' ? UNDERLAY_NAMES[named] : undefined;
+  if (theirs === undefined) return `BackendData.Underlay ${JSON.stringify(named)} is not "ipv4", "ipv6" or "dual"`;
+  // The lease decoder has checked that PublicIP and PublicIPv6 are addresses of their families.
+  if (lease.publicIP !== undefined && underlay !== 6 && theirs !== 6) return { address: lease.publicIP, ip: tryParseIPv4(lease.publicIP), port };
+  // A node on IPv6 alone trusts a lease that names no underlay (one from before the marker) to listen on its PublicIPv6.
+  const over6 = lease.publicIPv6 !== undefined && underlay !== 4 && (underlay === 6 || theirs !== 4);
+  if (over6) return parseEndpoint(lease.publicIPv6!, port);
+  if (underlay === 6) return 'its node publishes no PublicIPv6, and this node sends over an IPv6 underlay (--underlay ipv6)';
+  if (underlay === 4 && lease.publicIP === undefined) return 'its node publishes no PublicIP, and this node sends over an IPv4 underlay';
+  const listens = theirs === 'dual' ? 'both families' : `IPv${theirs}`;
+  const publishes = [lease.publicIP && 'a PublicIP', lease.publicIPv6 && 'a PublicIPv6'].filter(Boolean).join(' and ') || 'neither address';
+  return `it shares no underlay family with this node (--underlay ${underlay === 4 ? 'ipv4' : 'dual'}): it listens on ${listens} and publishes ${publishes}`;
+}
+
 /**
  * The peer a lease describes under `network`, or why it is not one. With
  * dual stack the peer also routes the IPv6 subnet paired with its IPv4 one;
@@ -54,7 +90,7 @@ export interface PeerFeedOptions {
  * no pair and keeps its IPv4 route only. In an IPv6-only network the lease's
  * subnet is an IPv6 one.
  */
-export function peerFromLease(lease: Lease, network: NetworkConfig, underlay: UnderlayFamily = 4): Peer | string {
+export function peerFromLease(lease: Lease, network: NetworkConfig, underlay: TransportFamily = 4): Peer | string {
   if (lease.backendType !== 'udp') return `backend ${lease.backendType} is not udp`;
   const port = lease.backendData.Port ?? network.backend.port;
   if (typeof port !== 'number' || !Number.isInteger(port) || port < 1 || port > 65535) return `port ${String(port)} is invalid`;
@@ -62,15 +98,8 @@ export function peerFromLease(lease: Lease, network: NetworkConfig, underlay: Un
   const keyLength = isCidr6(lease.cidr) ? network.ipv6?.subnetLen : network.ipv4?.subnetLen;
   if (keyLength === undefined) return `subnet is IPv${isCidr6(lease.cidr) ? 6 : 4}, which the network config ${isCidr6(lease.cidr) ? 'keys no leases by (it has IPv4)' : 'does not carry (EnableIPv4 is false)'}`;
   if (lease.cidr.prefixLength !== keyLength) return `subnet is not a /${keyLength}`;
-  let endpoint: Endpoint;
-  // The lease decoder has checked that PublicIP and PublicIPv6 are addresses of their families.
-  if (underlay === 6) {
-    if (lease.publicIPv6 === undefined) return 'its node publishes no PublicIPv6, and this node sends over an IPv6 underlay (--underlay ipv6)';
-    endpoint = parseEndpoint(lease.publicIPv6, port);
-  } else {
-    if (lease.publicIP === undefined) return 'its node publishes no PublicIP, and this node sends over an IPv4 underlay';
-    endpoint = { address: lease.publicIP, ip: tryParseIPv4(lease.publicIP), port };
-  }
+  const endpoint = endpointOf(lease, port, underlay);
+  if (typeof endpoint === 'string') return endpoint;
   return { ...(subnets.ipv4 ? { subnet: subnets.ipv4 } : {}), ...(subnets.ipv6 ? { subnet6: subnets.ipv6 } : {}), endpoint, sealerId: sealerIdOf(lease) };
 }
 

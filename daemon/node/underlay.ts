@@ -4,6 +4,7 @@
  */
 import { networkInterfaces } from 'node:os';
 import { readFile } from 'node:fs/promises';
+import type { TransportFamily, UnderlayFamily } from '../transport/index.js';
 
 /** IPv4 + UDP headers that wrap every overlay packet on the wire. */
 export const ENCAPSULATION_OVERHEAD = 28;
@@ -18,16 +19,16 @@ export interface Underlay {
    * lease then belongs to its PublicIPv6.
    */
   address?: string;
-  /** What datagrams travel over. */
-  family: 4 | 6;
-  /** The address the transport binds and peers send to: `address`, or the IPv6 one. */
-  bindAddress: string;
+  /** What datagrams travel over: one family, or both. */
+  family: TransportFamily;
+  /** The addresses the transport binds and peers send to, by family: `address`, the IPv6 one, or both. */
+  bindAddresses: Partial<Record<UnderlayFamily, string>>;
   mtu: number;
 }
 
-/** The headers around each overlay packet on this underlay. */
+/** The headers around each overlay packet on this underlay: a dual one may carry any packet over IPv6. */
 export function encapsulationOverhead(underlay: Pick<Underlay, 'family'>): number {
-  return underlay.family === 6 ? ENCAPSULATION_OVERHEAD_IPV6 : ENCAPSULATION_OVERHEAD;
+  return underlay.family === 4 ? ENCAPSULATION_OVERHEAD : ENCAPSULATION_OVERHEAD_IPV6;
 }
 
 export class UnderlayError extends Error {
@@ -56,7 +57,7 @@ function interfaceWithAddress(address: string): string | undefined {
  * with neither, the default route's interface. The public IP may belong to
  * another interface (behind NAT, say) only when --iface names the interface.
  */
-export async function resolveUnderlay(options: { iface?: string; publicIp?: string; publicIpv6?: string; underlay?: 4 | 6 }): Promise<Underlay> {
+export async function resolveUnderlay(options: { iface?: string; publicIp?: string; publicIpv6?: string; underlay?: TransportFamily }): Promise<Underlay> {
   const family = options.underlay ?? 4;
   // An IPv6 underlay's interface is the one that holds --public-ipv6: its MTU bounds the datagrams.
   const named = family === 6 ? options.publicIpv6 : options.publicIp;
@@ -64,7 +65,11 @@ export async function resolveUnderlay(options: { iface?: string; publicIp?: stri
   const addresses = networkInterfaces()[iface];
   if (!addresses) throw new UnderlayError(`underlay interface ${iface} does not exist; check --iface`);
   const address = options.publicIp ?? addresses.find((a) => a.family === 'IPv4' && !a.internal)?.address;
-  if (!address && family === 4) throw new UnderlayError(`underlay interface ${iface} has no IPv4 address; pass --public-ip`);
+  if (!address && family !== 6) throw new UnderlayError(`underlay interface ${iface} has no IPv4 address; pass --public-ip${family === 'dual' ? ', or use --underlay ipv6' : ''}`);
   const mtu = Number((await readFile(`/sys/class/net/${iface}/mtu`, 'utf8')).trim());
-  return { iface, ...(address ? { address } : {}), family, bindAddress: family === 6 ? options.publicIpv6! : address!, mtu };
+  const bindAddresses = {
+    ...(family !== 6 ? { 4: address! } : {}),
+    ...(family !== 4 ? { 6: options.publicIpv6! } : {}),
+  };
+  return { iface, ...(address ? { address } : {}), family, bindAddresses, mtu };
 }

@@ -3,8 +3,9 @@
  * bare IP packets (of either family) as UDP datagrams between nodes
  * (flannel's UDP wire format: the payload is the packet, nothing else).
  *
- * The underlay is IPv4 or IPv6. A transport is one family, its bind
- * address's, and reaches only endpoints of that family.
+ * The underlay is IPv4 or IPv6. A socket transport is one family, its bind
+ * address's, and reaches only endpoints of that family; a dual one (dual.ts)
+ * joins one of each, and reaches both.
  */
 import { tryParseIPv4 } from '../net/ipv4.js';
 import { formatIPv6, parseIPv6, type IPv6Address } from '../net/ipv6.js';
@@ -12,6 +13,9 @@ import type { PacketBatch } from '../net/packet-batch.js';
 
 /** The IP version of an underlay address. */
 export type UnderlayFamily = 4 | 6;
+
+/** What a transport reaches: endpoints of one family, or of both. */
+export type TransportFamily = UnderlayFamily | 'dual';
 
 export interface Endpoint {
   /** The address as the socket API wants it: a dotted quad, or an IPv6 address in RFC 5952 form. */
@@ -60,6 +64,11 @@ export function formatEndpoint(endpoint: Endpoint): string {
   return endpoint.ip6 === undefined ? `${endpoint.address}:${endpoint.port}` : `[${endpoint.address}]:${endpoint.port}`;
 }
 
+/** Whether a transport of `family` reaches `endpoint`. */
+export function reaches(family: TransportFamily, endpoint: Endpoint): boolean {
+  return family === 'dual' || endpointFamily(endpoint) === family;
+}
+
 /** The error a transport throws when asked to send to an endpoint of the other family. */
 export function unreachableFamily(to: Endpoint, family: UnderlayFamily): RangeError {
   return new RangeError(`endpoint ${formatEndpoint(to)} is not reachable over this IPv${family} transport`);
@@ -68,8 +77,8 @@ export function unreachableFamily(to: Endpoint, family: UnderlayFamily): RangeEr
 export interface PacketTransport {
   /** The bound UDP port. */
   readonly port: number;
-  /** The underlay family, the bind address's: send() takes endpoints of this family only. */
-  readonly family: UnderlayFamily;
+  /** The underlay family, the bind address's: send() takes endpoints of this family only ('dual': of either). */
+  readonly family: TransportFamily;
   /** Datagrams one received batch holds at most. */
   readonly batchCapacity: number;
   /**

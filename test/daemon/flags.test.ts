@@ -134,4 +134,7 @@ test('--underlay and its twin: IPv4 by default; IPv6 needs --public-ipv6, and is
   usage(['--underlay', 'ipv6'], /^--underlay ipv6 needs --public-ipv6/);
   usage(['--underlay', 'ipv6', '--public-ipv6', '2001:2::1', '--static-network', '10.244.0.0/16', '--static-subnet', '10.244.1.0/24'], /not available in static mode/);
   assert.throws(() => parseDaemonFlags(argv('--underlay', 'ip6')), (err: Error) => err instanceof CommanderError && /--underlay/.test(err.message));
+  assert.equal(parseDaemonFlags(argv('--underlay', 'dual', '--public-ipv6', '2001:2::1')).underlay, 'dual');
+  usage(['--underlay', 'dual'], /^--underlay dual needs --public-ipv6/);
+  usage(['--underlay', 'dual', '--public-ipv6', '2001:2::1', '--static-network', '10.244.0.0/16', '--static-subnet', '10.244.1.0/24'], /^--underlay dual is not available in static mode/);
 });

@@ -8,7 +8,7 @@ import type { Peer } from '../../daemon/dataplane/index.js';
 import { formatSubnet, parseNetworkConfig, type Lease, type NetworkConfig, type WatchEvent } from '../../daemon/lease/index.js';
 import { formatCidr, parseCidr, type Cidr } from '../../daemon/net/ipv4.js';
 import { formatCidr6, parseCidr6, type Cidr6 } from '../../daemon/net/ipv6.js';
-import { PeerFeed, peerFromLease, sealerIdOf, type PeerSink } from '../../daemon/node/peers.js';
+import { backendDataFor, PeerFeed, peerFromLease, sealerIdOf, type PeerSink } from '../../daemon/node/peers.js';
 import { formatEndpoint } from '../../daemon/transport/index.js';
 import { silentLogger } from '../lease/helpers.js';
 
@@ -262,5 +262,72 @@ describe('peers of an IPv6-only network', () => {
     f.handle({ type: 'removed', lease: lease6(2), seq: '3-0' } as WatchEvent);
     assert.deepEqual(sink.calls.at(-1), 'remove fd00:10:244:2::/64');
     f.stop();
+  });
+});
+
+describe('which underlay family a peer is reached over', () => {
+  const DUAL = parseNetworkConfig({ Network: '10.244.0.0/16', EnableIPv6: true, IPv6Network: 'fd00:10:244::/48' });
+  /** A peer publishing `publicIP`/`publicIPv6` and listening on `underlay` (BackendData as backendDataFor writes it). */
+  const peer = (addresses: Partial<Pick<Lease, 'publicIP' | 'publicIPv6'>>, underlay: 4 | 6 | 'dual' = 4): Lease => ({
+    subnet: '10.244.2.0/24',
+    cidr: parseCidr('10.244.2.0/24'),
+    ...addresses,
+    nodeName: 'n2',
+    backendType: 'udp',
+    backendData: backendDataFor(8285, underlay) ?? { Port: 8285 },
+    expiresAt: 1,
+  });
+  const reached = (lease: Lease, underlay: 4 | 6 | 'dual') => {
+    const p = peerFromLease(lease, DUAL, underlay);
+    return typeof p === 'string' ? p : formatEndpoint(p.endpoint);
+  };
+  const both = { publicIP: '198.18.0.2', publicIPv6: '2001:2::2' };
+
+  it('publishes which underlay it listens on only when that is not IPv4, so an IPv4 record stays flannel\'s', () => {
+    assert.equal(backendDataFor(8285, 4), undefined);
+    assert.deepEqual(backendDataFor(8285, 6), { Port: 8285, Underlay: 'ipv6' });
+    assert.deepEqual(backendDataFor(9000, 'dual'), { Port: 9000, Underlay: 'dual' });
+  });
+
+  it('a dual node reaches a peer over IPv4 when both listen on it, else over IPv6', () => {
+    assert.equal(reached(peer(both, 'dual'), 'dual'), '198.18.0.2:8285');
+    assert.equal(reached(peer(both, 4), 'dual'), '198.18.0.2:8285');
+    assert.equal(reached(peer(both, 6), 'dual'), '[2001:2::2]:8285', 'a peer on IPv6 alone, though it publishes a PublicIP');
+    assert.equal(reached(peer({ publicIPv6: '2001:2::2' }, 6), 'dual'), '[2001:2::2]:8285');
+    assert.equal(reached(peer({ publicIPv6: '2001:2::2' }, 'dual'), 'dual'), '[2001:2::2]:8285', 'no PublicIP to reach');
+  });
+
+  it('makes the same choice from both ends, so each finds the other on the endpoint it sends to', () => {
+    const family = (endpoint: string) => (endpoint.startsWith('[') ? 6 : /^\d+\.\d+\.\d+\.\d+:\d+$/.test(endpoint) ? 4 : endpoint);
+    const nodes = [
+      { underlay: 4 as const, addresses: both },
+      { underlay: 6 as const, addresses: both },
+      { underlay: 6 as const, addresses: { publicIPv6: '2001:2::2' } },
+      { underlay: 'dual' as const, addresses: both },
+    ];
+    for (const a of nodes) {
+      for (const b of nodes) {
+        // Fixed-family nodes keep sending over their family, as before dual nodes; the pairs that matter involve one.
+        if (a.underlay !== 'dual' && b.underlay !== 'dual') continue;
+        const aToB = reached(peer(b.addresses, b.underlay), a.underlay);
+        const bToA = reached(peer(a.addresses, a.underlay), b.underlay);
+        assert.equal(family(aToB), family(bToA), `${JSON.stringify(a)} and ${JSON.stringify(b)}: ${aToB} / ${bToA}`);
+      }
+    }
+  });
+
+  it('skips a peer that shares no family with this node, saying why', () => {
+    assert.match(reached(peer({ publicIP: '198.18.0.2' }, 4), 6), /publishes no PublicIPv6, and this node sends over an IPv6 underlay/);
+    assert.match(reached(peer({ publicIPv6: '2001:2::2' }, 6), 4), /publishes no PublicIP, and this node sends over an IPv4 underlay/);
+    assert.match(reached(peer(both, 6), 4), /^it shares no underlay family with this node \(--underlay ipv4\): it listens on IPv6 and publishes a PublicIP and a PublicIPv6$/);
+    assert.match(reached(peer({ publicIP: '198.18.0.2', publicIPv6: '2001:2::2' }, 4), 'dual'), /198\.18\.0\.2:8285/);
+    const v4Only = { ...peer({ publicIP: '198.18.0.2' }, 4) };
+    assert.equal(reached(v4Only, 'dual'), '198.18.0.2:8285');
+    assert.match(reached({ ...peer({ publicIPv6: '2001:2::2' }), backendData: { Port: 8285 } }, 'dual'), /shares no underlay family with this node \(--underlay dual\): it listens on IPv4 and publishes a PublicIPv6/);
+    assert.match(reached({ ...peer(both), backendData: { Port: 8285, Underlay: 'carrier-pigeon' } }, 'dual'), /BackendData.Underlay "carrier-pigeon" is not "ipv4", "ipv6" or "dual"/);
+  });
+
+  it('a node on IPv6 alone still reaches a peer whose lease names no underlay at its PublicIPv6 (leases from before the marker)', () => {
+    assert.equal(reached({ ...peer(both), backendData: { Port: 8285 } }, 6), '[2001:2::2]:8285');
   });
 });
