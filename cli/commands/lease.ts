@@ -122,7 +122,7 @@ export interface SubnetSpec {
 
 const PAIR_EXAMPLE = '"10.244.7.0/24,fd00:10:244:7::/64"';
 
-/** Parses a subnet argument's syntax; whether an IPv6 half fits is for ipv4SubnetOfSpec, which needs the config. */
+/** Parses a subnet argument's syntax; whether an IPv6 half fits is for leaseKeyOfSpec, which needs the config. */
 export function parseSubnetSpec(text: string): SubnetSpec {
   const parts = text.split(',');
   if (parts.length > 2) throw new UsageError(`subnet "${text}" is neither a subnet nor a pair of subnets such as ${PAIR_EXAMPLE}`);
@@ -350,8 +350,8 @@ async function show(command: Command, text: string): Promise<void> {
   });
 }
 
-/** The address a lease belongs to: an IPv4 PublicIP, or the PublicIPv6 of a node without one. */
-function isUnderlayAddress(text: string): boolean {
+/** Whether `text` can be the address a lease belongs to: an IPv4 PublicIP, or the PublicIPv6 of a node without one. */
+function isOwnerAddress(text: string): boolean {
   if (!text.includes(':')) return tryParseIPv4(text) >= 0;
   try {
     parseIPv6(text);
@@ -364,7 +364,7 @@ function isUnderlayAddress(text: string): boolean {
 
 async function reserve(command: Command, text: string, opts: { publicIp: string; node?: string }): Promise<void> {
   const out = outputOf(command);
-  if (!isUnderlayAddress(opts.publicIp)) {
+  if (!isOwnerAddress(opts.publicIp)) {
     throw new UsageError(`--public-ip "${opts.publicIp}" is not an IPv4 address such as 198.18.0.2 (or, for a node with no IPv4 underlay address, its IPv6 one)`);
   }
   const spec = parseSubnetSpec(text);

@@ -167,8 +167,8 @@ export function parseNetworkConfig(input: string | unknown): NetworkConfig {
     throw new ConfigError(stray4, `${stray4} is given but EnableIPv4 is false (an IPv6-only network): remove ${stray4}, or leave EnableIPv4 out for a dual-stack network`);
   }
 
-  const backend = parseBackend(doc['Backend']);
   const ipv4 = enableIPv4 ? parseIPv4Layout(doc) : undefined;
+  const backend = parseBackend(doc['Backend']);
   if (!enableIPv6) return { ipv4, backend };
   const ipv6 = parseIPv6Layout(doc, ipv4);
   const config: NetworkConfig = { ...(ipv4 ? { ipv4 } : {}), ipv6, backend };
@@ -337,7 +337,7 @@ function parseIPv6Layout(doc: Record<string, unknown>, ipv4: IPv4Layout | undefi
     throw new ConfigError('IPv6SubnetLen', `IPv6SubnetLen ${subnetLen6}${defaultNote} must be at least the IPv6Network prefix + 2 (/${network6.prefixLength + 2}) so the network holds at least four subnets`);
   }
 
-  // By default the second subnet (paired with the first that IPv4 hands out) through the last.
+  // By default the second subnet (with IPv4, the pair of the first that IPv4 hands out) through the last.
   const subnetMin = doc['IPv6SubnetMin'] === undefined ? nthSubnet6(network6, subnetLen6, 1).network : parseBound6('IPv6SubnetMin', doc['IPv6SubnetMin'], network6, subnetLen6);
   const subnetMax = doc['IPv6SubnetMax'] === undefined ? lastSubnet6(network6, subnetLen6) : parseBound6('IPv6SubnetMax', doc['IPv6SubnetMax'], network6, subnetLen6);
   const layout = { network: network6, subnetLen: subnetLen6, subnetMin, subnetMax };
@@ -533,8 +533,11 @@ export const MAX_ALLOCATABLE_BITS = 1 << 24;
 
 /**
  * The allocatable subnets (see allocatableCount) as the allocation bitmap
- * describes them: the first one's network address, how many, their prefix
- * length, and for IPv4 the block size. IPv6 ranges belong to IPv6-only networks.
+ * describes them: bit i is the subnet `first` + i subnets, for i below
+ * `count`. IPv4 subnets (the lease keys of IPv4 and dual-stack networks) are
+ * counted by their address and `size` (addresses per subnet); IPv6 ones (an
+ * IPv6-only network's keys) by the first subnet's network address and the
+ * prefix length alone.
  */
 export type AllocatableRange =
   | { readonly family: 4; readonly first: number; readonly size: number; readonly count: number; readonly prefixLength: number }
@@ -562,7 +565,7 @@ export function misfitOf(config: NetworkConfig, subnet: Cidr | Cidr6, reservatio
   if (isCidr6(subnet)) {
     const text = formatCidr6(subnet);
     if (ipv4 !== undefined) return `subnet ${text} is an IPv6 lease of an IPv6-only network, but the network config has IPv4 (EnableIPv4), whose leases are keyed by their IPv4 subnets`;
-    return misfitOf6(ipv6!, subnet, reservation, '');
+    return misfitOf6(ipv6!, subnet, reservation, `subnet ${text}`);
   }
   const text = formatCidr(subnet);
   if (ipv4 === undefined) return `subnet ${text} is an IPv4 lease, but the network config is IPv6-only (EnableIPv4: false)`;
@@ -579,9 +582,8 @@ export function misfitOf(config: NetworkConfig, subnet: Cidr | Cidr6, reservatio
   return misfitOf6(ipv6, pair, false, `subnet ${text} pairs with ${formatCidr6(pair)}, which`);
 }
 
-/** misfitOf for an IPv6 subnet; `subject` starts the message for a pair ("subnet X pairs with Y, which"). */
-function misfitOf6(layout: IPv6Layout, subnet: Cidr6, reservation: boolean, subject: string): string | undefined {
-  const about = subject || `subnet ${formatCidr6(subnet)}`;
+/** misfitOf for an IPv6 subnet; `about` starts the message: "subnet X", or for a pair "subnet X pairs with Y, which". */
+function misfitOf6(layout: IPv6Layout, subnet: Cidr6, reservation: boolean, about: string): string | undefined {
   if (subnet.prefixLength !== layout.subnetLen) {
     return `${about} is a /${subnet.prefixLength}, but the network config gives each node a /${layout.subnetLen} (IPv6SubnetLen)`;
   }

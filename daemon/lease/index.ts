@@ -29,7 +29,7 @@ export type { KeepLeaseOptions, LeaseKeeperEvents } from './keeper.js';
 
 export type { LeaseWatch, SnapshotCause, WatchEvent, WatchOptions, WatchStats } from './watch.js';
 export type { ChangeType, CorruptLease, KeyLayout } from './registry.js';
-export { compareSubnets, formatSubnet, holderOf, ownerAddress } from './lease.js';
+export { compareSubnets, formatSubnet, holderOf, ownerAddress, ownerLogFields } from './lease.js';
 export type { Lease } from './lease.js';
 
 export { parseNetworkConfig, toNetConf, misfitOf, ipv6SubnetOf, ipv4SubnetOf, subnetsOfLease, defaultSubnetLen, DEFAULT_UDP_PORT, BACKEND_TYPES } from './config.js';

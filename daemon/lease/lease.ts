@@ -85,7 +85,8 @@ export function decodeLease(subnetText: string, attrsJson: string, expiry: strin
   // null is what flannel's Go side means by absent, too.
   const publicIPv6 = PublicIPv6 === undefined || PublicIPv6 === null ? undefined : checkPublicIPv6(PublicIPv6);
   if (publicIPv6 !== undefined && !publicIPv6.ok) return { ok: false, reason: publicIPv6.reason };
-  const hasPublicIP = !(PublicIP === undefined && publicIPv6 !== undefined);
+  // As for PublicIPv6, null means absent: a node without an IPv4 underlay address.
+  const hasPublicIP = !((PublicIP === undefined || PublicIP === null) && publicIPv6 !== undefined);
   if (hasPublicIP && (typeof PublicIP !== 'string' || tryParseIPv4(PublicIP) < 0)) return { ok: false, reason: `PublicIP ${JSON.stringify(PublicIP)} is not an IPv4 address` };
   if (typeof NodeName !== 'string') return { ok: false, reason: 'NodeName is not a string' };
   if (typeof BackendType !== 'string' || BackendType === '') return { ok: false, reason: 'BackendType is not a non-empty string' };
@@ -139,6 +140,11 @@ export function parseSubnetKey(text: string): Cidr | Cidr6 {
   const cidr = canonicalCidr(text);
   if (typeof cidr === 'string') throw new InvalidAddressError(cidr, text);
   return cidr;
+}
+
+/** The owner's address for a log line: `publicIP`, as it always was, or `publicIPv6` for a node without one. */
+export function ownerLogFields(attrs: Pick<LeaseAttrs, 'publicIP' | 'publicIPv6'>): { publicIP: string } | { publicIPv6: string | undefined } {
+  return attrs.publicIP !== undefined ? { publicIP: attrs.publicIP } : { publicIPv6: attrs.publicIPv6 };
 }
 
 /** Address order, IPv4 before IPv6: the order leases are listed in. */

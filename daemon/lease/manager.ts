@@ -22,7 +22,7 @@ import {
   type LayoutField,
 } from './errors.js';
 import { LeaseKeeper, type ClaimOutcome, type KeepLeaseOptions, type LeaseKeeping } from './keeper.js';
-import { compareSubnets, decodeLease, encodeAttrs, formatSubnet, holderOf, ownerAddress, type Lease } from './lease.js';
+import { compareSubnets, decodeLease, encodeAttrs, formatSubnet, holderOf, ownerAddress, ownerLogFields, type Lease } from './lease.js';
 import { backoffDelay, resolveOptions, type LeaseStoreOptions, type ResolvedOptions } from './options.js';
 import { keyLayout, LeaseRegistry, type CorruptLease, type KeyLayout } from './registry.js';
 import { LeaseWatcher, type LeaseWatch, type WatchOptions } from './watch.js';
@@ -165,8 +165,9 @@ export interface SubnetManager {
   /** Deletes a lease; with `publicIP`, only if that IP owns it (else LeaseConflictError). False if there was none. The owner's node stops. */
   revokeLease(subnet: string, options?: { readonly publicIP?: string }): Promise<boolean>;
   /**
-   * Reserves `subnet` for `publicIP`, in one atomic step: a lease that never
-   * expires and only that IP can take. `nodeName` names the node until it
+   * Reserves `subnet` for `publicIP` (or, for a node with no IPv4 underlay
+   * address, its IPv6 one), in one atomic step: a lease that never expires
+   * and only that address can take. `nodeName` names the node until it
    * claims the reservation itself; undefined keeps the stored name. Throws
    * OptionsError if the subnet does not fit the config, LeaseConflictError
    * if another IP holds it or the IP holds another subnet.
@@ -383,7 +384,7 @@ class LeaseStore implements SubnetManager, LeaseKeeping {
         case 'settling': {
           // The running nodes are putting back what the store lost: a free-looking subnet may still be theirs.
           if (Date.now() >= settleBy) throw new LeaseConflictError(`the store is still being rebuilt by its nodes after losing its data (more than ${MAX_SETTLE_WAIT_MS / 1000} s); try again`);
-          this.logger.info({ owner, waitMs: created.waitMs }, 'the store lost its data and its nodes are putting their leases back; waiting before taking a new subnet');
+          this.logger.info({ ...ownerLogFields(attrs), waitMs: created.waitMs }, 'the store lost its data and its nodes are putting their leases back; waiting before taking a new subnet');
           await sleep(created.waitMs + Math.random() * 500);
           attempt--;
           continue;
@@ -397,12 +398,12 @@ class LeaseStore implements SubnetManager, LeaseKeeping {
           break;
         case 'ip-held':
           result = await this.reuseHeld(config, created.subnet, created.cidr, created.reservation, owner, attrsJson);
-          if (result === undefined && this.logger.isLevelEnabled('debug')) this.logger.debug({ owner, attempt }, 'lost a race for this node\'s own lease; starting over');
+          if (result === undefined && this.logger.isLevelEnabled('debug')) this.logger.debug({ ...ownerLogFields(attrs), attempt }, 'lost a race for this node\'s own lease; starting over');
           break;
       }
       if (result !== undefined) {
         const lease: Lease = { subnet: result.subnet, cidr: result.cidr, ...attrs, expiresAt: result.expiresAt };
-        this.logger.info({ subnet: lease.subnet, owner, source: result.source, expiresAt: lease.expiresAt, attempt }, 'lease acquired');
+        this.logger.info({ subnet: lease.subnet, ...ownerLogFields(attrs), source: result.source, expiresAt: lease.expiresAt, attempt }, 'lease acquired');
         return { lease, source: result.source };
       }
       await sleep(backoffDelay(ACQUIRE_BACKOFF, attempt));
@@ -430,7 +431,7 @@ class LeaseStore implements SubnetManager, LeaseKeeping {
         `subnet ${subnet} is reserved for ${owner} but does not fit the network config (${misfit}); remove the reservation or fix the config`,
       );
     }
-    this.logger.info({ subnet, owner, misfit }, 'lease for this node does not fit the network config; releasing it');
+    this.logger.info({ subnet, [owner.includes(':') ? 'publicIPv6' : 'publicIP']: owner, misfit }, 'lease for this node does not fit the network config; releasing it');
     await this.registry.remove(subnet, owner, 'any', false);
     return undefined;
   }
@@ -438,7 +439,7 @@ class LeaseStore implements SubnetManager, LeaseKeeping {
   private outOfSubnets(config: NetworkConfig): OutOfSubnetsError {
     const count = allocatableCount(config);
     return new OutOfSubnetsError(
-      `out of subnets: all ${count} subnets from ${describeAllocatable(config)} are leased or reserved; ` +
+      `out of subnets: all ${count} subnets of /${(config.ipv4 ?? config.ipv6)!.subnetLen} from ${describeAllocatable(config)} are leased or reserved; ` +
         `revoke unused leases or widen the range`,
     );
   }
@@ -479,17 +480,17 @@ class LeaseStore implements SubnetManager, LeaseKeeping {
     return result.status === 'ok';
   }
 
-  async reserve(subnet: string, owner: string, nodeName?: string): Promise<Reservation> {
+  async reserve(subnet: string, publicIP: string, nodeName?: string): Promise<Reservation> {
     const cidr = canonicalSubnet('subnet', subnet);
     const text = formatSubnet(cidr);
-    const publicIP = ownerOption('publicIP', owner);
+    const owner = ownerOption('publicIP', publicIP);
     if (nodeName !== undefined && typeof nodeName !== 'string') throw new OptionsError('nodeName', 'nodeName must be a string');
     const config = await this.getNetworkConfig();
     const misfit = misfitOf(config, cidr, true);
     if (misfit !== undefined) throw new OptionsError('subnet', misfit);
-    const address = publicIP.includes(':') ? { publicIPv6: publicIP } : { publicIP };
+    const address = owner.includes(':') ? { publicIPv6: owner } : { publicIP: owner };
     const attrsJson = encodeAttrs({ ...address, nodeName: nodeName ?? '', backendType: config.backend.type, backendData: { Port: config.backend.port } });
-    const result = await this.registry.reserve(text, publicIP, attrsJson, nodeName);
+    const result = await this.registry.reserve(text, owner, attrsJson, nodeName);
     switch (result.status) {
       case 'taken': {
         const { holder } = result;
@@ -497,13 +498,13 @@ class LeaseStore implements SubnetManager, LeaseKeeping {
         throw new LeaseConflictError(`subnet ${text} is already taken: it is ${holder.expiresAt === null ? 'reserved for' : 'leased to'} ${holderOf(holder)}; revoke it first`);
       }
       case 'ip-held':
-        throw new LeaseConflictError(`${publicIP} already holds ${result.subnet}; reserve that subnet, or revoke it first`);
+        throw new LeaseConflictError(`${owner} already holds ${result.subnet}; reserve that subnet, or revoke it first`);
       case 'unnamed':
-        throw new LeaseConflictError(`subnet ${text} is held by ${publicIP}, but its stored value is not in the form miniflannel writes, so its node cannot be renamed; revoke it and reserve it again`);
+        throw new LeaseConflictError(`subnet ${text} is held by ${owner}, but its stored value is not in the form miniflannel writes, so its node cannot be renamed; revoke it and reserve it again`);
       case 'ok': {
         const decoded = decodeLease(text, result.attrsJson, null);
-        if (!decoded.ok) throw new LeaseConflictError(`subnet ${text} is held by ${publicIP} but its stored value is corrupt (${decoded.reason}); revoke it first`);
-        this.logger.info({ subnet: text, publicIP, nodeName: decoded.lease.nodeName, outcome: result.change }, 'subnet reserved');
+        if (!decoded.ok) throw new LeaseConflictError(`subnet ${text} is held by ${owner} but its stored value is corrupt (${decoded.reason}); revoke it first`);
+        this.logger.info({ subnet: text, ...address, nodeName: decoded.lease.nodeName, outcome: result.change }, 'subnet reserved');
         return { lease: decoded.lease, outcome: result.change };
       }
     }

@@ -8,7 +8,8 @@ import { isReplyError, type CommandLink, type ConnectionFactory, type RedisClien
 import type { HostPort } from './endpoint.js';
 import { StoreReplicationError } from './errors.js';
 import type { Cidr } from '../net/ipv4.js';
-import { formatIPv6, type Cidr6, type IPv6Address } from '../net/ipv6.js';
+import { formatIPv6, type Cidr6 } from '../net/ipv6.js';
+import type { AllocatableRange } from './config.js';
 import { decodeLease, parseSubnetKey, type Lease } from './lease.js';
 import { CLAIM, CREATE, ENSURE_CONFIG, LIST_CHUNK, POSITION, REAP, REMOVE, RESERVE, SET_CONFIG, type LuaScript } from './scripts.js';
 
@@ -89,17 +90,6 @@ export interface Replication {
   readonly minReplicas: number;
   readonly timeoutMs: number;
 }
-
-/**
- * The allocatable range as the bitmap describes it: bit i is the subnet
- * `first` + i subnets, for i below `count`. IPv4 subnets (the lease keys of
- * IPv4 and dual-stack clusters) are counted by their address and `size`
- * (addresses per subnet); IPv6 ones (an IPv6-only cluster's keys) by the
- * first subnet's network address and the prefix length alone.
- */
-export type AllocatableRange =
-  | { readonly family: 4; readonly first: number; readonly size: number; readonly count: number; readonly prefixLength: number }
-  | { readonly family: 6; readonly first: IPv6Address; readonly count: number; readonly prefixLength: number };
 
 /**
  * The range as CREATE takes it. The IPv4 text is the one stored before IPv6

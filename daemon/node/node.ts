@@ -431,6 +431,7 @@ function follow(
   const feed = new PeerFeed({
     ownSubnet: lease.subnet,
     ownOwner: ownerAddress(lease),
+    ...(config.auth ? { ownSealerId: sealerIdOf(lease) } : {}),
     network: networkConfig,
     underlay: config.underlay,
     graceMs: config.peerGraceMs,

@@ -14,7 +14,7 @@
  */
 import type { Logger } from 'pino';
 import type { Peer } from '../dataplane/index.js';
-import { ownerAddress, subnetsOfLease, type Lease, type NetworkConfig, type WatchEvent } from '../lease/index.js';
+import { ownerAddress, ownerLogFields, subnetsOfLease, type Lease, type NetworkConfig, type WatchEvent } from '../lease/index.js';
 import { tryParseIPv4, type Cidr } from '../net/ipv4.js';
 import { formatCidr6, isCidr6, type Cidr6 } from '../net/ipv6.js';
 import { formatEndpoint, parseEndpoint, type Endpoint, type TransportFamily } from '../transport/index.js';
@@ -33,6 +33,13 @@ export interface PeerFeedOptions {
   readonly network: NetworkConfig;
   /** What this node's datagrams travel over: IPv4, IPv6 (to each peer's PublicIPv6), or both (each peer over the family both nodes listen on). */
   readonly underlay: TransportFamily;
+  /**
+   * This node's sender ID (sealerIdOf its lease) when a cluster key seals the
+   * datagrams: a peer whose seals would name the same sender as this node, or
+   * as another peer, is left out, since two senders under one key with one ID
+   * would repeat nonces. Absent without a cluster key.
+   */
+  readonly ownSealerId?: number;
   /** How long a peer the store forgot is kept while its node re-asserts its lease. */
   readonly graceMs: number;
   readonly logger: Logger;
@@ -105,24 +112,28 @@ export function peerFromLease(lease: Lease, network: NetworkConfig, underlay: Tr
 
 /**
  * The 32 bits that tell this lease's node apart in the nonces of its seals:
- * its PublicIP, unique in the store. A node without one (IPv6-only, over an
- * IPv6 underlay) is told apart by its subnet instead, also unique while it
- * holds the lease: an IPv4 subnet's address, or the low 32 bits of an IPv6
- * subnet's index, which differ for any two subnets of the allocatable range
- * (at most 2^24 of them).
+ * its PublicIP, unique in the store. A node without one (no IPv4 underlay
+ * address) is told apart by its subnet instead: the low 24 bits of the
+ * subnet's number among all subnets of its length (its address shifted
+ * right by the host bits). Those lie in 0.0.0.0/8, where no PublicIP can,
+ * and differ for any two subnets less than 2^24 apart, so for any two of
+ * the allocatable range; PeerFeed leaves out a peer whose ID clashes anyway.
  */
 export function sealerIdOf(lease: Pick<Lease, 'publicIP' | 'cidr'>): number {
   if (lease.publicIP !== undefined) return tryParseIPv4(lease.publicIP);
   const { cidr } = lease;
-  if (!isCidr6(cidr)) return cidr.network;
-  // The index is the address shifted right by 128 - prefixLength: its low 32 bits end at bit prefixLength.
+  if (!isCidr6(cidr)) return (cidr.network >>> (32 - cidr.prefixLength)) & SENDER_ID_MASK;
+  // The subnet's number ends at bit prefixLength of the address; its low 32 bits span at most two words.
   const end = cidr.prefixLength;
   const word = Math.ceil(end / 32) - 1;
   const shift = 32 * (word + 1) - end;
   const low = cidr.network[word]! >>> shift;
-  const high = word > 0 && shift > 0 ? (cidr.network[word - 1]! << (32 - shift)) >>> 0 : 0;
-  return (high | low) >>> 0;
+  const high = word > 0 && shift > 0 ? cidr.network[word - 1]! << (32 - shift) : 0;
+  return (high | low) & SENDER_ID_MASK;
 }
+
+/** Sender IDs of nodes without a PublicIP: 0.0.0.0/8. */
+const SENDER_ID_MASK = 0xffffff;
 
 /** A peer as /status shows it. */
 export interface PeerView {
@@ -140,6 +151,8 @@ export class PeerFeed {
   private readonly log: Logger;
   /** The peers in the table, by subnet text, with the lease each came from. */
   private readonly peers = new Map<string, { readonly peer: Peer; readonly lease: Lease }>();
+  /** With a cluster key, the subnet of the peer that names each sender ID (see ownSealerId). */
+  private readonly senders = new Map<number, string>();
   /** Peers the store forgot, and since when: dropped once graceMs has passed without their lease. */
   private readonly unconfirmed = new Map<string, number>();
   private graceTimer: NodeJS.Timeout | undefined;
@@ -240,7 +253,7 @@ export class PeerFeed {
     const known = this.peers.get(lease.subnet);
     if (known === undefined) return;
     this.drop(lease.subnet);
-    this.log.info({ change: type, subnet: lease.subnet, owner: ownerAddress(known.lease), node: known.lease.nodeName, seq, peers: this.peers.size }, 'peer removed');
+    this.log.info({ change: type, subnet: lease.subnet, ...ownerLogFields(known.lease), node: known.lease.nodeName, seq, peers: this.peers.size }, 'peer removed');
   }
 
   /**
@@ -251,13 +264,16 @@ export class PeerFeed {
   private upsert(lease: Lease, seq: string, how: string | undefined): boolean {
     const known = this.peers.get(lease.subnet);
     const wasUnconfirmed = this.unconfirmed.delete(lease.subnet);
-    const peer = peerFromLease(lease, this.options.network, this.options.underlay);
+    const found = peerFromLease(lease, this.options.network, this.options.underlay);
+    const peer = typeof found === 'string' ? found : (this.senderClash(found, lease.subnet) ?? found);
     if (typeof peer === 'string') {
       this.log.warn({ subnet: lease.subnet, reason: peer, seq }, 'lease skipped');
       if (known !== undefined) this.drop(lease.subnet);
       return known !== undefined;
     }
     const same = known !== undefined && formatEndpoint(known.peer.endpoint) === formatEndpoint(peer.endpoint);
+    if (known !== undefined) this.forgetSender(known.peer, lease.subnet);
+    if (this.options.ownSealerId !== undefined) this.senders.set(peer.sealerId!, lease.subnet);
     this.peers.set(lease.subnet, { peer, lease });
     if (same) {
       if (wasUnconfirmed) this.log.info({ subnet: lease.subnet, node: lease.nodeName, seq }, 'peer re-asserted its lease');
@@ -272,9 +288,24 @@ export class PeerFeed {
     return true;
   }
 
+  /** Why `peer` may not be sealed to (its sender ID is this node's or another peer's), or undefined. */
+  private senderClash(peer: Peer, subnet: string): string | undefined {
+    const { ownSealerId } = this.options;
+    if (ownSealerId === undefined) return undefined;
+    const id = peer.sealerId!;
+    const holder = id === ownSealerId ? 'this node' : this.senders.get(id);
+    if (holder === undefined || holder === subnet) return undefined;
+    return `its seals would name the same sender (ID ${id}) as ${holder === 'this node' ? holder : `the node on ${holder}`}, which would repeat nonces under the cluster key`;
+  }
+
+  private forgetSender(peer: Peer, subnet: string): void {
+    if (this.senders.get(peer.sealerId!) === subnet) this.senders.delete(peer.sealerId!);
+  }
+
   private drop(subnet: string): void {
     const known = this.peers.get(subnet);
     if (known === undefined) return;
+    this.forgetSender(known.peer, subnet);
     this.peers.delete(subnet);
     this.unconfirmed.delete(subnet);
     this.options.sink.removePeer(known.peer.subnet ?? known.peer.subnet6!);
@@ -296,7 +327,7 @@ export class PeerFeed {
       if (since + this.options.graceMs > now) continue;
       const known = this.peers.get(subnet);
       this.drop(subnet);
-      this.log.warn({ subnet, owner: known && ownerAddress(known.lease), node: known?.lease.nodeName, graceMs: this.options.graceMs }, 'peer dropped: its lease was not re-asserted within the grace period');
+      this.log.warn({ subnet, ...(known && ownerLogFields(known.lease)), node: known?.lease.nodeName, graceMs: this.options.graceMs }, 'peer dropped: its lease was not re-asserted within the grace period');
     }
     this.armGraceTimer();
   }

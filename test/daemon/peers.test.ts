@@ -7,7 +7,7 @@ import { describe, it, mock } from 'node:test';
 import type { Peer } from '../../daemon/dataplane/index.js';
 import { formatSubnet, parseNetworkConfig, type Lease, type NetworkConfig, type WatchEvent } from '../../daemon/lease/index.js';
 import { formatCidr, parseCidr, type Cidr } from '../../daemon/net/ipv4.js';
-import { formatCidr6, parseCidr6, type Cidr6 } from '../../daemon/net/ipv6.js';
+import { formatCidr6, nthSubnet6, parseCidr6, type Cidr6 } from '../../daemon/net/ipv6.js';
 import { backendDataFor, PeerFeed, peerFromLease, sealerIdOf, type PeerSink } from '../../daemon/node/peers.js';
 import { formatEndpoint } from '../../daemon/transport/index.js';
 import { silentLogger } from '../lease/helpers.js';
@@ -226,15 +226,47 @@ describe('peers of an IPv6-only network', () => {
     assert.equal(peerFromLease(lease6(2, { cidr: parseCidr6('fd00:10:244:2::/80') }), IPV6_ONLY, 6), 'subnet is not a /64');
   });
 
-  it('tells nodes apart in seal nonces by PublicIP, else by the low 32 bits of their subnet index', () => {
+  it('tells nodes apart in seal nonces by PublicIP, else by the low 24 bits of their subnet number, inside 0.0.0.0/8', () => {
     assert.equal(sealerIdOf({ publicIP: '198.18.0.2', cidr: parseCidr6('fd00:10:244:2::/64') }), 0xc6120002);
-    assert.equal(sealerIdOf({ cidr: parseCidr('10.244.7.0/24') }), 0x0af40700);
-    assert.equal(sealerIdOf({ cidr: parseCidr6('fd00:10:244:12::/64') }), 0x02440012);
-    // A /48 subnet: its index is the address's bits 16..48, across two words.
-    assert.equal(sealerIdOf({ cidr: parseCidr6('fd00:abcd:1234::/48') }), 0xabcd1234);
+    assert.equal(sealerIdOf({ cidr: parseCidr('10.244.7.0/24') }), 0x0af407);
+    assert.equal(sealerIdOf({ cidr: parseCidr6('fd00:10:244:12::/64') }), 0x440012);
+    // A /48 subnet: its number is the address's bits 16..48, across two words.
+    assert.equal(sealerIdOf({ cidr: parseCidr6('fd00:abcd:1234::/48') }), 0xcd1234);
     assert.equal(sealerIdOf({ cidr: parseCidr6('fd00:10:244:0:0:0:0:1c/126') }), 0x7);
-    const ids = new Set(Array.from({ length: 1000 }, (_, k) => sealerIdOf({ cidr: parseCidr6(`fd00:10:244:${k.toString(16)}::/64`) })));
-    assert.equal(ids.size, 1000, 'distinct for distinct subnets');
+    // Deep in a wide network, across the 2^24 boundary of the numbers: still distinct, still below 2^24.
+    const deep = Array.from({ length: 1000 }, (_, k) => sealerIdOf({ cidr: nthSubnet6(parseCidr6('fd00::/16'), 64, 2 ** 40 - 500 + k) }));
+    assert.equal(new Set(deep).size, 1000, 'distinct for distinct subnets');
+    assert.ok(deep.every((id) => id < 2 ** 24), 'inside 0.0.0.0/8, where no PublicIP is');
+  });
+
+  it('with a cluster key, leaves out a peer whose sender ID is this node\'s or another peer\'s', () => {
+    const sink = new RecordingSink();
+    const own = lease6(1);
+    const f = new PeerFeed({
+      ownSubnet: own.subnet,
+      ownOwner: '2001:db8::1',
+      ownSealerId: sealerIdOf(own),
+      network: parseNetworkConfig({ EnableIPv4: false, EnableIPv6: true, IPv6Network: 'fd00::/16' }),
+      underlay: 6,
+      graceMs: GRACE_MS,
+      logger: silentLogger(),
+      sink,
+      onReady: () => undefined,
+      onOwnLeaseInDoubt: () => undefined,
+      onStoreReset: () => undefined,
+      onConfigChanged: () => undefined,
+    });
+    // Subnets 2^24 apart share the low 24 bits of their numbers.
+    const at = (subnet: string, n: number): Lease => ({ ...lease6(n), subnet, cidr: parseCidr6(subnet) });
+    const twinOfOwn = at('fd00:10:344:1::/64', 7);
+    const first = at('fd00:10:244:2::/64', 2);
+    const twinOfFirst = at('fd00:10:344:2::/64', 3);
+    f.handle({ type: 'snapshot', cause: 'start', leases: [own, first, twinOfOwn, twinOfFirst], seq: '1-0' } as WatchEvent);
+    assert.deepEqual([...sink.table.keys()], ['fd00:10:244:2::/64']);
+    f.handle({ type: 'removed', lease: first, seq: '2-0' } as WatchEvent);
+    f.handle({ type: 'added', lease: twinOfFirst, seq: '3-0' } as WatchEvent);
+    assert.deepEqual([...sink.table.keys()], ['fd00:10:344:2::/64'], 'its ID is free once the other peer is gone');
+    f.stop();
   });
 
   it('follows its own lease by the PublicIPv6 it belongs to', () => {

@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { SANDBOX_REDIS_URL, SANDBOX_REDIS_URL6, type Pod, type Sandbox } from '../../lab/cluster.js';
+import { SANDBOX_REDIS_URL, SANDBOX_REDIS_URL6, UNDERLAY_GATEWAY, type Pod, type Sandbox } from '../../lab/cluster.js';
 import { cliIn, leaseModeArgs, startDaemon, writtenConflist, type RunningDaemon } from '../../lab/daemon.js';
 import { createTestSandbox, destroyTestSandbox } from '../harness/namespaces.js';
 import { tcpTransfer } from '../harness/pod-traffic.js';
@@ -85,12 +85,15 @@ test('pods ping each other and move data intact over IPv6', async () => {
   assert.ok(counters.tunPacketsWritten > 0);
 });
 
-test('a restarted node gets its IPv6 subnet back from its subnet.env and the store', async () => {
+test('a node restarted after the store lost its data gets its IPv6 subnet back from its subnet.env', async () => {
   const node = sandbox.nodes[1]!;
   const before = (await daemons[1]!.status()).lease!.subnet;
   await daemons[1]!.stop();
+  // The store forgets every lease; the running nodes put theirs back, this one has only its subnet.env.
+  await sandbox.underlay.exec(['redis-cli', '-h', UNDERLAY_GATEWAY, 'FLUSHALL']);
   daemons[1] = await startDaemon(node, leaseModeArgs(node, SANDBOX_REDIS_URL6), { healthzIp: node.underlayIp6 });
   assert.equal((await daemons[1]!.status()).lease!.subnet, before);
+  assert.match(await readFile(daemons[1]!.logFile, 'utf8'), /"source":"previous".*"msg":"lease acquired"/);
   await pods[0]!.ns.exec(['ping', '-6', '-c', '2', '-i', '0.2', '-w', '5', pods[1]!.ip]);
 });
 

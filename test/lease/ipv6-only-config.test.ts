@@ -120,6 +120,12 @@ describe('lease records without a PublicIP', () => {
     assert.equal(holderOf(decoded.lease), 'n7 (2001:db8::7)');
   });
 
+  it('read PublicIP null as absent, as the scripts do', () => {
+    const decoded = decodeLease('fd00:10:244:7::/64', '{"PublicIP":null,"PublicIPv6":"2001:db8::7","NodeName":"n7","BackendType":"udp","BackendData":{}}', '1000');
+    assert.ok(decoded.ok);
+    assert.equal(ownerAddress(decoded.lease), '2001:db8::7');
+  });
+
   it('still need one underlay address, and a key in canonical form', () => {
     const none = decodeLease('fd00:10:244:7::/64', '{"NodeName":"n7","BackendType":"udp","BackendData":{}}', '1000');
     assert.ok(!none.ok);
