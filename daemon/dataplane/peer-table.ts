@@ -36,10 +36,6 @@ export interface Peer {
   readonly sealerId?: number;
 }
 
-function endpointKey(ip: number, port: number): number {
-  return ip * 65536 + port;
-}
-
 /**
  * A map keyed by a fixed-length path of integers: one Map level per key,
  * values at the last. Exact and collision-free for keys too wide for one JS
@@ -176,10 +172,36 @@ function endpointPath(endpoint: Endpoint): number[] {
   return [...endpoint.ip6!.map((word) => word | 0), endpoint.port];
 }
 
+/**
+ * Peers by IPv4 endpoint: the address (signed, as in SubnetIndex6), then the
+ * port. One number could hold both (address * 65536 + port), but past 2^31
+ * it is a heap number, boxed on every probe of every datagram.
+ */
+class EndpointIndex4 {
+  private readonly index = new KeyPathIndex<Peer>();
+
+  /** The peer sending from `ip`:`port`. */
+  lookup(ip: number, port: number): Peer | undefined {
+    return (this.index.root.get(ip | 0) as Level<Peer> | undefined)?.get(port) as Peer | undefined;
+  }
+
+  set(endpoint: Endpoint, peer: Peer): void {
+    this.index.set([endpoint.ip | 0, endpoint.port], peer);
+  }
+
+  deleteIf(endpoint: Endpoint, peer: Peer): void {
+    this.index.deleteIf([endpoint.ip | 0, endpoint.port], peer);
+  }
+}
+
 export class PeerTable {
-  /** Peers by their key: the IPv4 subnet's network, or in a table without IPv4 the IPv6 subnet's text. */
+  /**
+   * Peers by their key: the IPv4 subnet's network as a signed number (which
+   * V8 keeps unboxed, where an unsigned one past 2^31 would be boxed on each
+   * lookup), or in a table without IPv4 the IPv6 subnet's text.
+   */
   private readonly byKey = new Map<number | string, Peer>();
-  private readonly byEndpoint = new Map<number, Peer>();
+  private readonly byEndpoint = new EndpointIndex4();
   private readonly byEndpoint6 = new EndpointIndex6();
   private readonly bySubnet6: SubnetIndex6 | undefined;
   private readonly subnetMask: number;
@@ -216,7 +238,7 @@ export class PeerTable {
     if (old !== undefined) this.remove(old);
     this.byKey.set(key, peer);
     if (peer.endpoint.ip6 === undefined) {
-      this.byEndpoint.set(endpointKey(peer.endpoint.ip, peer.endpoint.port), peer);
+      this.byEndpoint.set(peer.endpoint, peer);
     } else {
       this.byEndpoint6.set(peer.endpoint, peer);
     }
@@ -258,8 +280,7 @@ export class PeerTable {
     this.byKey.delete(peerKey(peer));
     // Two leases naming one endpoint (or one IPv6 subnet) is an operator's mistake; the indexes keep the newer.
     if (peer.endpoint.ip6 === undefined) {
-      const key = endpointKey(peer.endpoint.ip, peer.endpoint.port);
-      if (this.byEndpoint.get(key) === peer) this.byEndpoint.delete(key);
+      this.byEndpoint.deleteIf(peer.endpoint, peer);
     } else {
       this.byEndpoint6.deleteIf(peer.endpoint, peer);
     }
@@ -269,14 +290,14 @@ export class PeerTable {
   /** The peer on exactly this subnet, of either family, if any. By an IPv6 subnet two peers claim, the newer. */
   get(subnet: Cidr | Cidr6): Peer | undefined {
     if (isCidr6(subnet)) return subnet.prefixLength === this.subnetLength6 ? this.bySubnet6!.get(subnet) : undefined;
-    return subnet.prefixLength === this.subnetLength ? this.byKey.get(subnet.network) : undefined;
+    return subnet.prefixLength === this.subnetLength ? this.byKey.get(subnet.network | 0) : undefined;
   }
 
   /** The peer whose subnet holds `destination`, if any. */
   lookup(destination: number): Peer | undefined {
     // A node without IPv4 has no IPv4 subnets to find (its keys are IPv6 subnets' text).
     if (this.subnetLength === undefined) return undefined;
-    return this.byKey.get((destination & this.subnetMask) >>> 0);
+    return this.byKey.get(destination & this.subnetMask);
   }
 
   /** The peer whose IPv6 subnet holds the address at buf[offset, offset+16), if any; reads it in place. */
@@ -286,7 +307,7 @@ export class PeerTable {
 
   /** The peer that sends from this IPv4 underlay endpoint, if any. */
   fromEndpoint(ip: number, port: number): Peer | undefined {
-    return this.byEndpoint.get(endpointKey(ip, port));
+    return this.byEndpoint.lookup(ip, port);
   }
 
   /** The peer that sends from port `port` of the IPv6 address at words[at, at+4) (a DatagramBatch's sourceIps6), if any. */
@@ -303,9 +324,9 @@ export class PeerTable {
   }
 }
 
-/** A peer's key: its IPv4 subnet's network, or without one its IPv6 subnet's canonical text (as the lease store keys it). */
+/** A peer's key: its IPv4 subnet's network (signed), or without one its IPv6 subnet's canonical text (as the lease store keys it). */
 function peerKey(peer: Peer): number | string {
-  return peer.subnet === undefined ? formatCidr6(peer.subnet6!) : peer.subnet.network;
+  return peer.subnet === undefined ? formatCidr6(peer.subnet6!) : peer.subnet.network | 0;
 }
 
 /** The peer as logs name it: its subnets, then its endpoint (10.244.2.0/24+fd00:10:244:2::/64=198.18.0.2:8285). */
