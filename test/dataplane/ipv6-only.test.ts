@@ -20,7 +20,7 @@ import { MemoryNetwork } from '../../daemon/transport/memory.js';
 import { MemoryTun } from '../../daemon/tun/memory.js';
 import { ipv4Packet } from '../harness/packets.js';
 import { addressBytes, echo6, PROTO_ICMPV6, udp6, upperChecksumHolds } from './ipv6-packets.js';
-import { ingressVerdict, memoryNode, podA6, podB6, podPacket, PORT, unaccounted, type MemoryNode, type MemoryNodeOptions } from './memory-plane.js';
+import { assertCarriedBothWays, ingressVerdict, memoryNode, podA6, podB6, podPacket, PORT, unaccounted, type MemoryNode, type MemoryNodeOptions } from './memory-plane.js';
 import { anyBytes, nearValid, podTraffic } from './packet-arbitraries.js';
 
 const ip6A = '2001:2::1';
@@ -50,17 +50,7 @@ describe('two IPv6-only data planes over an IPv6 underlay', () => {
     assert.equal(a.peer.subnet, undefined, 'the node leases no IPv4 subnet');
     const fromA = Array.from({ length: 90 }, (_, i) => podPacket(6, true, i, 100 + i * 13));
     const fromB = Array.from({ length: 70 }, (_, i) => podPacket(6, false, i, 1400 - i * 11));
-    a.tun.send(fromA);
-    b.tun.send(fromB);
-    assert.deepEqual(b.tun.takeWritten(), fromA);
-    assert.deepEqual(a.tun.takeWritten(), fromB);
-    const [sa, sb] = [a.plane.snapshot(), b.plane.snapshot()];
-    assert.equal(sa.udpPacketsSent, fromA.length);
-    assert.equal(sa.udpBytesSent, fromA.reduce((n, p) => n + p.length, 0), 'the datagram is the bare packet');
-    assert.equal(sb.tunPacketsWritten, fromA.length);
-    assert.equal(sb.tunBytesWritten, sa.udpBytesSent);
-    assert.equal(sa.tunPacketsWritten, fromB.length);
-    for (const s of [sa, sb]) assert.deepEqual(unaccounted(s), { egress: 0, ingress: 0 });
+    assertCarriedBothWays(a, b, fromA, fromB);
   });
 
   it('drop IPv4 from the TUN as ipv4-disabled, answering no ICMP and sending nothing; the IPv6 around it still flows', () => {

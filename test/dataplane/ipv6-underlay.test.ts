@@ -12,7 +12,7 @@ import { parseCidr, parseIPv4 } from '../../daemon/net/ipv4.js';
 import { formatIPv6, parseCidr6 } from '../../daemon/net/ipv6.js';
 import { parseEndpoint } from '../../daemon/transport/index.js';
 import { udp6 } from './ipv6-packets.js';
-import { datagramBatch, MemoryNetwork, meshed, memoryNode, podB6, podPacket, unaccounted, type MemoryNode } from './memory-plane.js';
+import { assertCarriedBothWays, datagramBatch, MemoryNetwork, meshed, memoryNode, podB6, podPacket, unaccounted, type MemoryNode } from './memory-plane.js';
 
 const ip6A = '2001:2::1';
 const ip6B = '2001:2::2';
@@ -31,19 +31,7 @@ describe('two data planes over an IPv6 underlay', () => {
     const [a, b] = pair();
     const fromA = Array.from({ length: 90 }, (_, i) => podPacket(i % 3 === 0 ? 4 : 6, true, i, 100 + i * 13));
     const fromB = Array.from({ length: 70 }, (_, i) => podPacket(i % 2 === 0 ? 6 : 4, false, i, 1400 - i * 11));
-    a.tun.send(fromA);
-    b.tun.send(fromB);
-    assert.deepEqual(b.tun.takeWritten(), fromA);
-    assert.deepEqual(a.tun.takeWritten(), fromB);
-    const [sa, sb] = [a.plane.snapshot(), b.plane.snapshot()];
-    assert.equal(sa.udpPacketsSent, fromA.length);
-    assert.equal(sb.udpPacketsReceived, fromA.length);
-    assert.equal(sb.tunPacketsWritten, fromA.length);
-    assert.equal(sa.udpBytesSent, fromA.reduce((n, p) => n + p.length, 0), 'the datagram is the bare packet');
-    assert.equal(sb.tunBytesWritten, sa.udpBytesSent);
-    assert.equal(sb.udpPacketsSent, fromB.length);
-    assert.equal(sa.tunPacketsWritten, fromB.length);
-    for (const s of [sa, sb]) assert.deepEqual(unaccounted(s), { egress: 0, ingress: 0 });
+    assertCarriedBothWays(a, b, fromA, fromB);
   });
 
   it("drop a stranger's datagram as unknown-sender: another IPv6 address, or the peer's address with another port", () => {

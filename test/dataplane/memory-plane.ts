@@ -1,3 +1,4 @@
+import assert from 'node:assert/strict';
 // Real DataPlanes over the in-memory TUN and transport: nodes that can be
 // cross-wired in one process, and a way to feed one node's ingress any
 // datagram from any sender, through the production path.
@@ -155,4 +156,25 @@ export function podPacket(family: 4 | 6, fromA: boolean, n: number, size = 80): 
   const udp = Buffer.concat([Buffer.alloc(8), body]);
   udp.writeUInt16BE(udp.length, 4);
   return fromA ? ipv4Packet({ source: podA4, destination: podB4, payload: udp }) : ipv4Packet({ source: podB4, destination: podA4, payload: udp });
+}
+
+/**
+ * Sends `fromA` into a's TUN and `fromB` into b's and asserts that each
+ * arrives at the other's TUN byte for byte, that every datagram was the bare
+ * packet, and that both nodes' counters add up.
+ */
+export function assertCarriedBothWays(a: MemoryNode, b: MemoryNode, fromA: Buffer[], fromB: Buffer[]): void {
+  a.tun.send(fromA);
+  b.tun.send(fromB);
+  assert.deepEqual(b.tun.takeWritten(), fromA);
+  assert.deepEqual(a.tun.takeWritten(), fromB);
+  const [sa, sb] = [a.plane.snapshot(), b.plane.snapshot()];
+  assert.equal(sa.udpPacketsSent, fromA.length);
+  assert.equal(sb.udpPacketsReceived, fromA.length);
+  assert.equal(sb.tunPacketsWritten, fromA.length);
+  assert.equal(sa.udpBytesSent, fromA.reduce((n, p) => n + p.length, 0), 'the datagram is the bare packet');
+  assert.equal(sb.tunBytesWritten, sa.udpBytesSent);
+  assert.equal(sb.udpPacketsSent, fromB.length);
+  assert.equal(sa.tunPacketsWritten, fromB.length);
+  for (const s of [sa, sb]) assert.deepEqual(unaccounted(s), { egress: 0, ingress: 0 });
 }

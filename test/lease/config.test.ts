@@ -1,23 +1,9 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { layoutChanges } from '../../daemon/lease/config.js';
-import { ConfigError, defaultSubnetLen, misfitOf, parseNetworkConfig, toNetConf } from '../../daemon/lease/index.js';
+import { defaultSubnetLen, misfitOf, parseNetworkConfig, toNetConf } from '../../daemon/lease/index.js';
 import { formatIPv4, parseCidr } from '../../daemon/net/ipv4.js';
-
-/** Asserts that `input` is refused for `field`, and that the message names the field. */
-function rejects(input: unknown, field: string, rule: RegExp): void {
-  assert.throws(
-    () => parseNetworkConfig(input),
-    (err: unknown) => {
-      assert.ok(err instanceof ConfigError, `expected ConfigError, got ${String(err)}`);
-      assert.equal(err.name, 'ConfigError');
-      assert.equal(err.field, field);
-      if (field !== '(document)') assert.ok(err.message.includes(field), `message ${JSON.stringify(err.message)} names ${field}`);
-      assert.match(err.message, rule);
-      return true;
-    },
-  );
-}
+import { assertConfigRejected } from './helpers.js';
 
 describe('network config defaults (flannel pkg/subnet/config.go)', () => {
   it('gives a /16 network /24 subnets from the second to the last', () => {
@@ -51,27 +37,27 @@ describe('network config defaults (flannel pkg/subnet/config.go)', () => {
 });
 
 describe('network config validation: one rule each', () => {
-  it('rejects text that is not JSON', () => rejects('{"Network": ', '(document)', /not valid JSON/));
-  it('rejects a non-object', () => rejects('[1,2]', '(document)', /JSON object/));
-  it('requires Network', () => rejects({ SubnetLen: 24 }, 'Network', /required/));
-  it('requires Network to be a CIDR', () => rejects({ Network: '10.5.0.0' }, 'Network', /CIDR/));
-  it('rejects a Network with host bits set', () => rejects({ Network: '10.5.1.0/16' }, 'Network', /host bits/));
-  it('rejects a Network smaller than /28', () => rejects({ Network: '10.5.0.0/29' }, 'Network', /too small.*\/28/));
-  it('rejects a non-integer SubnetLen', () => rejects({ Network: '10.5.0.0/16', SubnetLen: 24.5 }, 'SubnetLen', /integer/));
-  it('rejects SubnetLen above 30', () => rejects({ Network: '10.5.0.0/16', SubnetLen: 31 }, 'SubnetLen', /at most 30/));
-  it('rejects SubnetLen that leaves fewer than four subnets', () => rejects({ Network: '10.5.0.0/16', SubnetLen: 17 }, 'SubnetLen', /at least.*\/18/));
-  it('rejects a SubnetMin that is not an address', () => rejects({ Network: '10.5.0.0/16', SubnetMin: '10.5.1' }, 'SubnetMin', /not an IPv4 address/));
-  it('rejects a SubnetMin outside the Network', () => rejects({ Network: '10.5.0.0/16', SubnetMin: '10.6.1.0' }, 'SubnetMin', /not in the range of the Network/));
-  it('rejects a misaligned SubnetMin', () => rejects({ Network: '10.5.0.0/16', SubnetMin: '10.5.1.128' }, 'SubnetMin', /SubnetLen boundary/));
-  it('rejects a SubnetMax outside the Network', () => rejects({ Network: '10.5.0.0/16', SubnetMax: '10.4.255.0' }, 'SubnetMax', /not in the range of the Network/));
-  it('rejects a misaligned SubnetMax', () => rejects({ Network: '10.5.0.0/16', SubnetLen: 26, SubnetMax: '10.5.9.32' }, 'SubnetMax', /SubnetLen boundary/));
-  it('rejects SubnetMin above SubnetMax', () => rejects({ Network: '10.5.0.0/16', SubnetMin: '10.5.9.0', SubnetMax: '10.5.8.0' }, 'SubnetMin', /above SubnetMax/));
-  it('rejects an unknown backend type', () => rejects({ Network: '10.5.0.0/16', Backend: { Type: 'vxlan' } }, 'Backend.Type', /"vxlan" is not supported/));
-  it('rejects a Backend that is not an object', () => rejects({ Network: '10.5.0.0/16', Backend: 'udp' }, 'Backend', /object/));
-  it('rejects a Backend.Port out of range', () => rejects({ Network: '10.5.0.0/16', Backend: { Type: 'udp', Port: 70000 } }, 'Backend.Port', /1\.\.65535/));
-  it('rejects an unknown Backend field', () => rejects({ Network: '10.5.0.0/16', Backend: { Type: 'udp', VNI: 1 } }, 'Backend.VNI', /not a known field/));
-  it('rejects an unknown field (a typo must not pass silently)', () => rejects({ Network: '10.5.0.0/16', SubnetLength: 24 }, 'SubnetLength', /not a known field/));
-  it('requires IPv6Network with EnableIPv6 (the dual-stack rules: dual-stack-config.test.ts)', () => rejects({ Network: '10.5.0.0/16', EnableIPv6: true }, 'IPv6Network', /required with EnableIPv6: true/));
+  it('rejects text that is not JSON', () => assertConfigRejected('{"Network": ', '(document)', /not valid JSON/));
+  it('rejects a non-object', () => assertConfigRejected('[1,2]', '(document)', /JSON object/));
+  it('requires Network', () => assertConfigRejected({ SubnetLen: 24 }, 'Network', /required/));
+  it('requires Network to be a CIDR', () => assertConfigRejected({ Network: '10.5.0.0' }, 'Network', /CIDR/));
+  it('rejects a Network with host bits set', () => assertConfigRejected({ Network: '10.5.1.0/16' }, 'Network', /host bits/));
+  it('rejects a Network smaller than /28', () => assertConfigRejected({ Network: '10.5.0.0/29' }, 'Network', /too small.*\/28/));
+  it('rejects a non-integer SubnetLen', () => assertConfigRejected({ Network: '10.5.0.0/16', SubnetLen: 24.5 }, 'SubnetLen', /integer/));
+  it('rejects SubnetLen above 30', () => assertConfigRejected({ Network: '10.5.0.0/16', SubnetLen: 31 }, 'SubnetLen', /at most 30/));
+  it('rejects SubnetLen that leaves fewer than four subnets', () => assertConfigRejected({ Network: '10.5.0.0/16', SubnetLen: 17 }, 'SubnetLen', /at least.*\/18/));
+  it('rejects a SubnetMin that is not an address', () => assertConfigRejected({ Network: '10.5.0.0/16', SubnetMin: '10.5.1' }, 'SubnetMin', /not an IPv4 address/));
+  it('rejects a SubnetMin outside the Network', () => assertConfigRejected({ Network: '10.5.0.0/16', SubnetMin: '10.6.1.0' }, 'SubnetMin', /not in the range of the Network/));
+  it('rejects a misaligned SubnetMin', () => assertConfigRejected({ Network: '10.5.0.0/16', SubnetMin: '10.5.1.128' }, 'SubnetMin', /SubnetLen boundary/));
+  it('rejects a SubnetMax outside the Network', () => assertConfigRejected({ Network: '10.5.0.0/16', SubnetMax: '10.4.255.0' }, 'SubnetMax', /not in the range of the Network/));
+  it('rejects a misaligned SubnetMax', () => assertConfigRejected({ Network: '10.5.0.0/16', SubnetLen: 26, SubnetMax: '10.5.9.32' }, 'SubnetMax', /SubnetLen boundary/));
+  it('rejects SubnetMin above SubnetMax', () => assertConfigRejected({ Network: '10.5.0.0/16', SubnetMin: '10.5.9.0', SubnetMax: '10.5.8.0' }, 'SubnetMin', /above SubnetMax/));
+  it('rejects an unknown backend type', () => assertConfigRejected({ Network: '10.5.0.0/16', Backend: { Type: 'vxlan' } }, 'Backend.Type', /"vxlan" is not supported/));
+  it('rejects a Backend that is not an object', () => assertConfigRejected({ Network: '10.5.0.0/16', Backend: 'udp' }, 'Backend', /object/));
+  it('rejects a Backend.Port out of range', () => assertConfigRejected({ Network: '10.5.0.0/16', Backend: { Type: 'udp', Port: 70000 } }, 'Backend.Port', /1\.\.65535/));
+  it('rejects an unknown Backend field', () => assertConfigRejected({ Network: '10.5.0.0/16', Backend: { Type: 'udp', VNI: 1 } }, 'Backend.VNI', /not a known field/));
+  it('rejects an unknown field (a typo must not pass silently)', () => assertConfigRejected({ Network: '10.5.0.0/16', SubnetLength: 24 }, 'SubnetLength', /not a known field/));
+  it('requires IPv6Network with EnableIPv6 (the dual-stack rules: dual-stack-config.test.ts)', () => assertConfigRejected({ Network: '10.5.0.0/16', EnableIPv6: true }, 'IPv6Network', /required with EnableIPv6: true/));
 });
 
 describe('subnets under a config', () => {

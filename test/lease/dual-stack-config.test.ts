@@ -5,25 +5,11 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { allocatableCount, allocatableRange, layoutChanges } from '../../daemon/lease/config.js';
-import { ConfigError, ipv4SubnetOf, ipv6SubnetOf, misfitOf, parseNetworkConfig, toNetConf, type NetworkConfig } from '../../daemon/lease/index.js';
+import { ipv4SubnetOf, ipv6SubnetOf, misfitOf, parseNetworkConfig, toNetConf, type NetworkConfig } from '../../daemon/lease/index.js';
 import { decodeLease, encodeAttrs } from '../../daemon/lease/lease.js';
 import { formatCidr, formatIPv4, parseCidr, parseIPv4 } from '../../daemon/net/ipv4.js';
 import { formatCidr6, formatIPv6, parseCidr6 } from '../../daemon/net/ipv6.js';
-
-/** Asserts that `input` is refused for `field`, and that the message names the field and matches `rule`. */
-function rejects(input: unknown, field: string, rule: RegExp): void {
-  assert.throws(
-    () => parseNetworkConfig(input),
-    (err: unknown) => {
-      assert.ok(err instanceof ConfigError, `expected ConfigError, got ${String(err)}`);
-      assert.equal(err.field, field);
-      assert.ok(err.message.includes(field), `message ${JSON.stringify(err.message)} names ${field}`);
-      assert.doesNotMatch(err.message, /\n/, 'one line');
-      assert.match(err.message, rule);
-      return true;
-    },
-  );
-}
+import { assertConfigRejected } from './helpers.js';
 
 const IPV4 = { Network: '10.244.0.0/16' };
 const DUAL = { ...IPV4, EnableIPv6: true, IPv6Network: 'fd00:10:244::/56' };
@@ -81,23 +67,23 @@ describe('dual-stack config: defaults', () => {
 });
 
 describe('dual-stack config validation: one rule each', () => {
-  it('wants EnableIPv4 to be a boolean', () => rejects({ ...IPV4, EnableIPv4: 'yes' }, 'EnableIPv4', /true or false.*"yes"/));
-  it('wants EnableIPv6 to be a boolean', () => rejects({ ...IPV4, EnableIPv6: 'true' }, 'EnableIPv6', /true or false/));
-  it('requires IPv6Network with EnableIPv6', () => rejects({ ...IPV4, EnableIPv6: true }, 'IPv6Network', /required with EnableIPv6: true/));
-  it('requires IPv6Network to be a string', () => rejects({ ...IPV4, EnableIPv6: true, IPv6Network: 48 }, 'IPv6Network', /CIDR string/));
+  it('wants EnableIPv4 to be a boolean', () => assertConfigRejected({ ...IPV4, EnableIPv4: 'yes' }, 'EnableIPv4', /true or false.*"yes"/));
+  it('wants EnableIPv6 to be a boolean', () => assertConfigRejected({ ...IPV4, EnableIPv6: 'true' }, 'EnableIPv6', /true or false/));
+  it('requires IPv6Network with EnableIPv6', () => assertConfigRejected({ ...IPV4, EnableIPv6: true }, 'IPv6Network', /required with EnableIPv6: true/));
+  it('requires IPv6Network to be a string', () => assertConfigRejected({ ...IPV4, EnableIPv6: true, IPv6Network: 48 }, 'IPv6Network', /CIDR string/));
   for (const [network, what] of [
     ['fe80::/64', /fe80::\/10, the link-local addresses/],
     ['ff05::/48', /ff00::\/8, the multicast addresses/],
     ['::ffff:0:0/96', /::\/8, which holds the unspecified, loopback and IPv4-mapped addresses/],
     ['::/0', /::\/8/],
   ] as const) {
-    it(`refuses an IPv6Network that overlaps addresses no pod may have: ${network}`, () => rejects({ ...DUAL, IPv6Network: network, IPv6SubnetLen: 120 }, 'IPv6Network', what));
+    it(`refuses an IPv6Network that overlaps addresses no pod may have: ${network}`, () => assertConfigRejected({ ...DUAL, IPv6Network: network, IPv6SubnetLen: 120 }, 'IPv6Network', what));
   }
   it('accepts unique local and global IPv6 networks', () => {
     for (const network of ['fd00:10:244::/56', '2001:db8:1::/48', 'fc00::/56']) assert.ok(parseNetworkConfig({ ...DUAL, IPv6Network: network }).ipv6);
   });
-  it('requires IPv6Network to be an IPv6 CIDR', () => rejects({ ...IPV4, EnableIPv6: true, IPv6Network: '10.0.0.0/8' }, 'IPv6Network', /not an IPv6 CIDR block/));
-  it('rejects an IPv6Network with host bits set', () => rejects({ ...IPV4, EnableIPv6: true, IPv6Network: 'fd00:10:244::1/48' }, 'IPv6Network', /host bits/));
+  it('requires IPv6Network to be an IPv6 CIDR', () => assertConfigRejected({ ...IPV4, EnableIPv6: true, IPv6Network: '10.0.0.0/8' }, 'IPv6Network', /not an IPv6 CIDR block/));
+  it('rejects an IPv6Network with host bits set', () => assertConfigRejected({ ...IPV4, EnableIPv6: true, IPv6Network: 'fd00:10:244::1/48' }, 'IPv6Network', /host bits/));
   for (const [field, value] of [
     ['IPv6Network', 'fd00::/48'],
     ['IPv6SubnetLen', 64],
@@ -105,28 +91,28 @@ describe('dual-stack config validation: one rule each', () => {
     ['IPv6SubnetMax', 'fd00:0:0:ff::'],
   ] as const) {
     it(`rejects ${field} without EnableIPv6: true, which flannel would ignore`, () => {
-      rejects({ ...IPV4, [field]: value }, field, /EnableIPv6 is not true: set EnableIPv6: true/);
-      rejects({ ...IPV4, EnableIPv6: false, [field]: value }, field, /set EnableIPv6: true/);
+      assertConfigRejected({ ...IPV4, [field]: value }, field, /EnableIPv6 is not true: set EnableIPv6: true/);
+      assertConfigRejected({ ...IPV4, EnableIPv6: false, [field]: value }, field, /set EnableIPv6: true/);
     });
   }
-  it('wants IPv6SubnetLen to be an integer', () => rejects({ ...DUAL, IPv6SubnetLen: 64.5 }, 'IPv6SubnetLen', /integer/));
-  it('leaves room for the tunnel address and pods: IPv6SubnetLen at most 126', () => rejects({ ...DUAL, IPv6SubnetLen: 127 }, 'IPv6SubnetLen', /at most 126/));
+  it('wants IPv6SubnetLen to be an integer', () => assertConfigRejected({ ...DUAL, IPv6SubnetLen: 64.5 }, 'IPv6SubnetLen', /integer/));
+  it('leaves room for the tunnel address and pods: IPv6SubnetLen at most 126', () => assertConfigRejected({ ...DUAL, IPv6SubnetLen: 127 }, 'IPv6SubnetLen', /at most 126/));
   it('accepts IPv6SubnetLen 126', () => assert.equal(parseNetworkConfig({ ...DUAL, IPv6Network: 'fd00::/64', IPv6SubnetLen: 126 }).ipv6!.subnetLen, 126));
-  it('rejects an IPv6SubnetLen shorter than the IPv6Network prefix', () => rejects({ ...DUAL, IPv6Network: 'fd00::/80' }, 'IPv6SubnetLen', /64 \(the default\) is shorter than the IPv6Network prefix \/80/));
+  it('rejects an IPv6SubnetLen shorter than the IPv6Network prefix', () => assertConfigRejected({ ...DUAL, IPv6Network: 'fd00::/80' }, 'IPv6SubnetLen', /64 \(the default\) is shorter than the IPv6Network prefix \/80/));
   it('requires as many IPv6 subnets as IPv4 ones, and says how to get them', () => {
-    rejects({ ...DUAL, IPv6Network: 'fd00:10:244::/60' }, 'IPv6SubnetLen', /2\^4 subnets, fewer than the 2\^8 \/24 subnets of Network 10\.244\.0\.0\/16.*same index.*\/56 or larger.*IPv6SubnetLen of 68/);
-    rejects({ Network: '10.244.0.0/16', SubnetLen: 26, EnableIPv6: true, IPv6Network: 'fd00:10:244::/56' }, 'IPv6SubnetLen', /2\^8 subnets, fewer than the 2\^10 \/26/);
+    assertConfigRejected({ ...DUAL, IPv6Network: 'fd00:10:244::/60' }, 'IPv6SubnetLen', /2\^4 subnets, fewer than the 2\^8 \/24 subnets of Network 10\.244\.0\.0\/16.*same index.*\/56 or larger.*IPv6SubnetLen of 68/);
+    assertConfigRejected({ Network: '10.244.0.0/16', SubnetLen: 26, EnableIPv6: true, IPv6Network: 'fd00:10:244::/56' }, 'IPv6SubnetLen', /2\^8 subnets, fewer than the 2\^10 \/26/);
     assert.ok(parseNetworkConfig({ Network: '10.244.0.0/16', SubnetLen: 26, EnableIPv6: true, IPv6Network: 'fd00:10:244::/54' }).ipv6);
   });
-  it('rejects an IPv6SubnetMin that is not a string', () => rejects({ ...DUAL, IPv6SubnetMin: 5 }, 'IPv6SubnetMin', /IPv6 address string/));
-  it('rejects an IPv6SubnetMin that is not an address', () => rejects({ ...DUAL, IPv6SubnetMin: 'fd00:10:244:g::' }, 'IPv6SubnetMin', /not an IPv6 address/));
-  it('rejects an IPv6SubnetMin outside IPv6Network', () => rejects({ ...DUAL, IPv6SubnetMin: 'fd00:10:245:1::' }, 'IPv6SubnetMin', /not in the range of the IPv6Network fd00:10:244::\/56/));
-  it('rejects a misaligned IPv6SubnetMin', () => rejects({ ...DUAL, IPv6SubnetMin: 'fd00:10:244:1::1' }, 'IPv6SubnetMin', /IPv6SubnetLen boundary \(\/64\).*starts at fd00:10:244:1::/));
-  it('rejects an IPv6SubnetMax outside IPv6Network', () => rejects({ ...DUAL, IPv6SubnetMax: 'fd00:10:244:100::' }, 'IPv6SubnetMax', /not in the range/));
-  it('rejects a misaligned IPv6SubnetMax', () => rejects({ ...DUAL, IPv6SubnetMax: 'fd00:10:244:9:8000::' }, 'IPv6SubnetMax', /IPv6SubnetLen boundary/));
-  it('rejects IPv6SubnetMin above IPv6SubnetMax', () => rejects({ ...DUAL, IPv6SubnetMin: 'fd00:10:244:9::', IPv6SubnetMax: 'fd00:10:244:8::' }, 'IPv6SubnetMin', /above IPv6SubnetMax/));
+  it('rejects an IPv6SubnetMin that is not a string', () => assertConfigRejected({ ...DUAL, IPv6SubnetMin: 5 }, 'IPv6SubnetMin', /IPv6 address string/));
+  it('rejects an IPv6SubnetMin that is not an address', () => assertConfigRejected({ ...DUAL, IPv6SubnetMin: 'fd00:10:244:g::' }, 'IPv6SubnetMin', /not an IPv6 address/));
+  it('rejects an IPv6SubnetMin outside IPv6Network', () => assertConfigRejected({ ...DUAL, IPv6SubnetMin: 'fd00:10:245:1::' }, 'IPv6SubnetMin', /not in the range of the IPv6Network fd00:10:244::\/56/));
+  it('rejects a misaligned IPv6SubnetMin', () => assertConfigRejected({ ...DUAL, IPv6SubnetMin: 'fd00:10:244:1::1' }, 'IPv6SubnetMin', /IPv6SubnetLen boundary \(\/64\).*starts at fd00:10:244:1::/));
+  it('rejects an IPv6SubnetMax outside IPv6Network', () => assertConfigRejected({ ...DUAL, IPv6SubnetMax: 'fd00:10:244:100::' }, 'IPv6SubnetMax', /not in the range/));
+  it('rejects a misaligned IPv6SubnetMax', () => assertConfigRejected({ ...DUAL, IPv6SubnetMax: 'fd00:10:244:9:8000::' }, 'IPv6SubnetMax', /IPv6SubnetLen boundary/));
+  it('rejects IPv6SubnetMin above IPv6SubnetMax', () => assertConfigRejected({ ...DUAL, IPv6SubnetMin: 'fd00:10:244:9::', IPv6SubnetMax: 'fd00:10:244:8::' }, 'IPv6SubnetMin', /above IPv6SubnetMax/));
   it('rejects IPv6SubnetMin..Max that pair with none of SubnetMin..SubnetMax', () =>
-    rejects({ ...DUAL, SubnetMin: '10.244.10.0', SubnetMax: '10.244.20.0', IPv6SubnetMin: 'fd00:10:244:30::', IPv6SubnetMax: 'fd00:10:244:40::' }, 'IPv6SubnetMin', /pair with none of the subnets in SubnetMin\.\.SubnetMax/));
+    assertConfigRejected({ ...DUAL, SubnetMin: '10.244.10.0', SubnetMax: '10.244.20.0', IPv6SubnetMin: 'fd00:10:244:30::', IPv6SubnetMax: 'fd00:10:244:40::' }, 'IPv6SubnetMin', /pair with none of the subnets in SubnetMin\.\.SubnetMax/));
 });
 
 describe('pairing: the k-th IPv4 subnet with the k-th IPv6 subnet', () => {

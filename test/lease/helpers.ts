@@ -1,9 +1,10 @@
 // Shared by the lease tests: loggers, store factory, polling, and a reader
 // that pulls watch events with a deadline.
 
+import assert from 'node:assert/strict';
 import { Writable } from 'node:stream';
 import { pino, type Logger } from 'pino';
-import { connectLeaseStore, parseRedisUrl, type LeaseStoreOptions, type LeaseWatch, type SubnetManager, type WatchEvent } from '../../daemon/lease/index.js';
+import { ConfigError, connectLeaseStore, parseNetworkConfig, parseRedisUrl, type LeaseStoreOptions, type LeaseWatch, type SubnetManager, type WatchEvent } from '../../daemon/lease/index.js';
 import { CommandLink, ConnectionFactory } from '../../daemon/lease/connection.js';
 import { resolveOptions } from '../../daemon/lease/options.js';
 import { keyLayout, LeaseRegistry } from '../../daemon/lease/registry.js';
@@ -122,4 +123,20 @@ export function openRegistry(url: string, keyPrefix: string): { registry: LeaseR
   const link = new CommandLink(factory, options.logger, 'test', Infinity);
   const registry = new LeaseRegistry(link, factory, keyLayout(keyPrefix), options.streamMaxLen, options.logger, { minReplicas: 0, timeoutMs: 0 });
   return { registry, close: () => link.close() };
+}
+
+/** Asserts that the network config `input` is refused for `field`, in one line that names the field and matches `rule`. */
+export function assertConfigRejected(input: unknown, field: string, rule: RegExp): void {
+  assert.throws(
+    () => parseNetworkConfig(input),
+    (err: unknown) => {
+      assert.ok(err instanceof ConfigError, `expected ConfigError, got ${String(err)}`);
+      assert.equal(err.name, 'ConfigError');
+      assert.equal(err.field, field);
+      if (field !== '(document)') assert.ok(err.message.includes(field), `message ${JSON.stringify(err.message)} names ${field}`);
+      assert.doesNotMatch(err.message, /\n/, 'one line');
+      assert.match(err.message, rule);
+      return true;
+    },
+  );
 }

@@ -4,27 +4,14 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { allocatableCount, allocatableRange, describeAllocatable, layoutChanges } from '../../daemon/lease/config.js';
-import { ConfigError, ipv4SubnetOf, ipv6SubnetOf, misfitOf, parseNetworkConfig, subnetsOfLease, toNetConf } from '../../daemon/lease/index.js';
+import { ipv4SubnetOf, ipv6SubnetOf, misfitOf, parseNetworkConfig, subnetsOfLease, toNetConf } from '../../daemon/lease/index.js';
 import { decodeLease, encodeAttrs, holderOf, ownerAddress } from '../../daemon/lease/lease.js';
 import { formatCidr, parseCidr } from '../../daemon/net/ipv4.js';
 import { formatCidr6, formatIPv6, parseCidr6 } from '../../daemon/net/ipv6.js';
+import { assertConfigRejected } from './helpers.js';
 
 const V6ONLY = { EnableIPv4: false, EnableIPv6: true, IPv6Network: 'fd00:10:244::/48' };
 const config = parseNetworkConfig(V6ONLY);
-
-function rejects(input: unknown, field: string, rule: RegExp): void {
-  assert.throws(
-    () => parseNetworkConfig(input),
-    (err: unknown) => {
-      assert.ok(err instanceof ConfigError, `expected ConfigError, got ${String(err)}`);
-      assert.equal(err.field, field);
-      assert.ok(err.message.includes(field), `message ${JSON.stringify(err.message)} names ${field}`);
-      assert.doesNotMatch(err.message, /\n/, 'one line');
-      assert.match(err.message, rule);
-      return true;
-    },
-  );
-}
 
 describe('IPv6-only config', () => {
   it('has no IPv4 side, and IPv6SubnetMin..Max default from the second to the last /64', () => {
@@ -60,7 +47,7 @@ describe('IPv6-only config', () => {
 
   it('compares IPv6SubnetMin and IPv6SubnetMax exactly, even where subnet indices pass 2^53', () => {
     const wide = { ...V6ONLY, IPv6Network: 'fd00::/8', IPv6SubnetLen: 120 };
-    rejects({ ...wide, IPv6SubnetMin: 'fd12:3456:789a:bcde:f012:3456:789a:bd00', IPv6SubnetMax: 'fd12:3456:789a:bcde:f012:3456:789a:bc00' }, 'IPv6SubnetMin', /is above IPv6SubnetMax/);
+    assertConfigRejected({ ...wide, IPv6SubnetMin: 'fd12:3456:789a:bcde:f012:3456:789a:bd00', IPv6SubnetMax: 'fd12:3456:789a:bcde:f012:3456:789a:bc00' }, 'IPv6SubnetMin', /is above IPv6SubnetMax/);
     assert.equal(allocatableCount(parseNetworkConfig({ ...wide, IPv6SubnetMin: 'fd12:3456:789a:bcde:f012:3456:789a:bc00', IPv6SubnetMax: 'fd12:3456:789a:bcde:f012:3456:789a:bd00' })), 2);
   });
 
@@ -96,13 +83,13 @@ describe('IPv6-only config', () => {
 
 describe('IPv6-only config validation: one rule each', () => {
   it('refuses both families off, with or without an IPv6Network', () => {
-    rejects({ EnableIPv4: false }, 'EnableIPv4', /EnableIPv4 and EnableIPv6 are both false, which leaves no pod network: set EnableIPv6: true/);
-    rejects({ EnableIPv4: false, IPv6Network: 'fd00::/48' }, 'EnableIPv4', /both false/);
+    assertConfigRejected({ EnableIPv4: false }, 'EnableIPv4', /EnableIPv4 and EnableIPv6 are both false, which leaves no pod network: set EnableIPv6: true/);
+    assertConfigRejected({ EnableIPv4: false, IPv6Network: 'fd00::/48' }, 'EnableIPv4', /both false/);
   });
   for (const field of ['Network', 'SubnetLen', 'SubnetMin', 'SubnetMax']) {
-    it(`refuses ${field} with EnableIPv4: false`, () => rejects({ ...V6ONLY, [field]: field === 'SubnetLen' ? 24 : '10.0.0.0' }, field, /is given but EnableIPv4 is false \(an IPv6-only network\)/));
+    it(`refuses ${field} with EnableIPv4: false`, () => assertConfigRejected({ ...V6ONLY, [field]: field === 'SubnetLen' ? 24 : '10.0.0.0' }, field, /is given but EnableIPv4 is false \(an IPv6-only network\)/));
   }
-  it('wants at least four subnets, as for Network', () => rejects({ ...V6ONLY, IPv6SubnetLen: 49 }, 'IPv6SubnetLen', /at least the IPv6Network prefix \+ 2 \(\/50\)/));
+  it('wants at least four subnets, as for Network', () => assertConfigRejected({ ...V6ONLY, IPv6SubnetLen: 49 }, 'IPv6SubnetLen', /at least the IPv6Network prefix \+ 2 \(\/50\)/));
   it('needs no room for IPv4 pairs: a /64 network of /66 subnets is fine', () => assert.equal(allocatableCount(parseNetworkConfig({ ...V6ONLY, IPv6Network: 'fd00::/64', IPv6SubnetLen: 66 })), 3));
 });
 
