@@ -2,7 +2,8 @@
 // probes): GET /healthz where the daemon serves it, read from the same
 // MINIFLANNELD_* variables and with the same defaults as daemon/flags.ts.
 const ip = process.env.MINIFLANNELD_HEALTHZ_IP;
-const host = !ip || ip === '0.0.0.0' ? '127.0.0.1' : ip;
+// A wildcard is reached on loopback of its family; an IPv6 address goes in brackets.
+const host = !ip || ip === '0.0.0.0' ? '127.0.0.1' : ip === '::' ? '[::1]' : ip.includes(':') ? `[${ip}]` : ip;
 const port = process.env.MINIFLANNELD_HEALTHZ_PORT || '8286';
 const url = `http://${host}:${port}/healthz`;
 try {
