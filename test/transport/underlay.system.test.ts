@@ -104,8 +104,11 @@ test('mmsg and dgram transports exchange datagrams over an IPv6 underlay, each s
   await t.test('mmsg to dgram: a GSO train, then odd sizes, arrive in order from [2001:2::1]:8285', async () => {
     const before = await sentPackets(one);
     await exchange(mmsgA, dgramB, '2001:2::2', 8285, [...train(40, 1200), 1199, 77, 1400, 5], 1, '2001:2::1', 8285);
-    // A veth counts a GSO message as one packet: 43 datagrams in 4 messages, and room for neighbour discovery.
-    assert.ok((await sentPackets(one)) - before <= 8, 'the train left as UDP GSO messages, not one packet per datagram');
+    // A veth counts a GSO message as one packet: 44 datagrams in 5 messages. The margin is for what a
+    // fresh IPv6 link sends meanwhile (neighbour discovery, MLD reports, router solicitations), which
+    // a busy machine can delay into this window; one packet per datagram would still be 44 or more.
+    const sent = (await sentPackets(one)) - before;
+    assert.ok(sent < 22, `the train left as UDP GSO messages, not one packet per datagram: ${sent} packets for 44 datagrams`);
   });
 
   await t.test('dgram to mmsg: datagrams arrive from [2001:2::2]:8285', async () => {
