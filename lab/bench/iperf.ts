@@ -3,7 +3,7 @@
 import { createInterface } from 'node:readline';
 import type { Pod } from '../cluster.js';
 import { CommandError, stopProcess } from '../exec.js';
-import { snmp } from '../snmp.js';
+import { snmp, snmp6 } from '../snmp.js';
 import { percentile } from './stats.js';
 import type { MeasurementProcesses } from './processes.js';
 
@@ -78,10 +78,14 @@ export async function iperfTcp(processes: MeasurementProcesses, client: Pod, ser
  */
 const UDP_SOCKET_BUFFER = '4M';
 
-/** The datagrams UDP sockets in the pod's namespace dropped for a full receive buffer. */
-async function receiveBufferOverflows(pod: Pod): Promise<number> {
-  const overflows = (await snmp(pod.ns)).Udp?.RcvbufErrors;
-  if (overflows === undefined) throw new Error(`no Udp RcvbufErrors in /proc/net/snmp of ${pod.ns.name}`);
+/**
+ * The datagrams UDP sockets of `family` in the pod's namespace dropped for a
+ * full receive buffer: the kernel counts IPv6 sockets' apart, in
+ * /proc/net/snmp6.
+ */
+async function receiveBufferOverflows(pod: Pod, family: 4 | 6): Promise<number> {
+  const overflows = family === 4 ? (await snmp(pod.ns)).Udp?.RcvbufErrors : (await snmp6(pod.ns)).Udp6RcvbufErrors;
+  if (overflows === undefined) throw new Error(`no ${family === 4 ? 'Udp RcvbufErrors in /proc/net/snmp' : 'Udp6RcvbufErrors in /proc/net/snmp6'} of ${pod.ns.name}`);
   return overflows;
 }
 
@@ -93,16 +97,17 @@ export async function iperfUdp(
   options: { seconds: number; payloadBytes: number; pps: number; family?: 4 | 6 },
 ): Promise<UdpResult> {
   const bitsPerSecond = options.pps * options.payloadBytes * 8;
-  const overflowsBefore = await receiveBufferOverflows(server);
+  const family = options.family ?? 4;
+  const overflowsBefore = await receiveBufferOverflows(server, family);
   const report = await iperf(
     processes,
     client,
     server,
-    options.family ?? 4,
+    family,
     ['--udp', '--length', String(options.payloadBytes), '--bitrate', String(bitsPerSecond), '--window', UDP_SOCKET_BUFFER],
     options.seconds,
   );
-  const overflows = (await receiveBufferOverflows(server)) - overflowsBefore;
+  const overflows = (await receiveBufferOverflows(server, family)) - overflowsBefore;
   const sent = report.end.sum_sent;
   const received = report.end.sum_received;
   const delivered = Math.max(0, received.packets - received.lost_packets);
