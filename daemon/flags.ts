@@ -129,7 +129,7 @@ export function daemonCommand(): Command {
     .addOption(option('--prefix <prefix>', 'Redis key prefix, as flannel\'s --etcd-prefix', 'PREFIX').default('miniflannel'))
     .addOption(option('--iface <name>', 'underlay interface (default: the default route\'s)', 'IFACE'))
     .addOption(option('--public-ip <ip>', 'underlay address peers send to (default: --iface\'s address)', 'PUBLIC_IP').argParser(ipArg))
-    .addOption(option('--public-ipv6 <ip>', 'IPv6 underlay address, published in the lease (PublicIPv6) when the network config enables IPv6; peers send to it with --underlay ipv6', 'PUBLIC_IPV6').argParser(ipv6Arg))
+    .addOption(option('--public-ipv6 <ip>', 'IPv6 underlay address, published in the lease (PublicIPv6) when the network config enables IPv6; peers send to it with --underlay ipv6 or dual', 'PUBLIC_IPV6').argParser(ipv6Arg))
     .addOption(
       option(
         '--underlay <family>',

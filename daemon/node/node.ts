@@ -224,11 +224,12 @@ async function acquireLease(
       // SIGTERM must not wait for a connection attempt to time out.
       return await abortable(signal, async () => {
         const network = await store.getNetworkConfig();
+        // Peers send to PublicIPv6 over an IPv6 underlay; a dual-stack network publishes it as flannel does.
+        const publicIPv6 = network.ipv6 || underlay.family !== 4 ? config.publicIpv6 : undefined;
         const { lease } = await store.acquireLease({
           publicIP: underlay.address,
-          // Peers send to PublicIPv6 over an IPv6 underlay; a dual-stack network publishes it as flannel does.
-          publicIPv6: network.ipv6 || underlay.family !== 4 ? config.publicIpv6 : undefined,
-          backendData: backendDataFor(network.backend.port, underlay.family),
+          publicIPv6,
+          backendData: backendDataFor(network.backend.port, underlay.family, publicIPv6 !== undefined),
           nodeName: config.nodeName,
           previousSubnet: previous ? formatSubnet(previous) : undefined,
         });
@@ -355,10 +356,12 @@ async function openTransport(config: DaemonConfig, underlay: Underlay, port: num
   const { 4: address4, 6: address6 } = underlay.bindAddresses;
   if (address4 === undefined || address6 === undefined) return open((address4 ?? address6)!);
   const ipv4 = await open(address4);
+  let ipv6: PacketTransport | undefined;
   try {
-    return new DualTransport(ipv4, await open(address6));
+    ipv6 = await open(address6);
+    return new DualTransport(ipv4, ipv6);
   } catch (err) {
-    await ipv4.close();
+    await Promise.all([ipv4.close(), ipv6?.close()]);
     throw err;
   }
 }

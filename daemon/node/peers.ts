@@ -54,40 +54,48 @@ export interface PeerFeedOptions {
   onConfigChanged(): void;
 }
 
-/** The family a node's datagrams travel over, as its lease's BackendData names it ("Underlay"); absent means IPv4. */
-const UNDERLAY_NAMES: Readonly<Record<string, TransportFamily>> = { ipv4: 4, ipv6: 6, dual: 'dual' };
+/** The underlay a node listens on, as its lease's BackendData names it ("Underlay"). */
+const UNDERLAY_NAMES: ReadonlyMap<unknown, TransportFamily> = new Map<unknown, TransportFamily>([
+  ['ipv4', 4],
+  ['ipv6', 6],
+  ['dual', 'dual'],
+]);
+
+const UNDERLAY_FLAGS: Readonly<Record<string, string>> = { 4: 'ipv4', 6: 'ipv6', dual: 'dual' };
 
 /**
- * The BackendData a node publishes: its port, and, unless it sends over
- * IPv4 alone (whose record stays flannel's), which underlay it listens on,
- * so that a dual node knows which family reaches it.
+ * The BackendData a node publishes: its port, and which underlay it listens
+ * on whenever a peer could guess wrong (it publishes a PublicIPv6, or sends
+ * over more than IPv4), so that peers on other underlays choose the family
+ * it listens on. A node with IPv4 alone publishes flannel's record.
  */
-export function backendDataFor(port: number, underlay: TransportFamily): Record<string, unknown> | undefined {
-  if (underlay === 4) return undefined;
-  return { Port: port, Underlay: underlay === 6 ? 'ipv6' : 'dual' };
+export function backendDataFor(port: number, underlay: TransportFamily, publishesIPv6: boolean): Record<string, unknown> | undefined {
+  if (underlay === 4 && !publishesIPv6) return undefined;
+  return { Port: port, Underlay: UNDERLAY_FLAGS[underlay] };
 }
 
 /**
  * The endpoint this node reaches the lease's node at, or why there is none.
- * A node on one family sends over it, to the peer's address of it. A dual
- * node sends over the family both nodes listen on, IPv4 first: the same
- * choice the peer makes the other way, so each finds the other's datagrams
- * on the endpoint it sends to.
+ * Each node sends over the family both listen on, IPv4 first, so both ends
+ * of a pair make the same choice, and each finds the other's datagrams on
+ * the endpoint it sends to. A lease from before the Underlay marker names
+ * none: its node listens on IPv4, or, without a PublicIP, on IPv6; and a
+ * node on IPv6 alone reaches it at its PublicIPv6, as it did before the
+ * marker existed.
  */
 function endpointOf(lease: Lease, port: number, underlay: TransportFamily): Endpoint | string {
   const named = lease.backendData['Underlay'];
-  const theirs = named === undefined ? 4 : typeof named === 'string' ? UNDERLAY_NAMES[named] : undefined;
-  if (theirs === undefined) return `BackendData.Underlay ${JSON.stringify(named)} is not "ipv4", "ipv6" or "dual"`;
+  if (named !== undefined && !UNDERLAY_NAMES.has(named)) return `BackendData.Underlay ${JSON.stringify(named)} is not "ipv4", "ipv6" or "dual"`;
+  const theirs = named === undefined ? (lease.publicIP === undefined ? 6 : 4) : UNDERLAY_NAMES.get(named)!;
   // The lease decoder has checked that PublicIP and PublicIPv6 are addresses of their families.
   if (lease.publicIP !== undefined && underlay !== 6 && theirs !== 6) return { address: lease.publicIP, ip: tryParseIPv4(lease.publicIP), port };
-  // A node on IPv6 alone trusts a lease that names no underlay (one from before the marker) to listen on its PublicIPv6.
-  const over6 = lease.publicIPv6 !== undefined && underlay !== 4 && (underlay === 6 || theirs !== 4);
+  const over6 = lease.publicIPv6 !== undefined && underlay !== 4 && (theirs !== 4 || (underlay === 6 && named === undefined));
   if (over6) return parseEndpoint(lease.publicIPv6!, port);
-  if (underlay === 6) return 'its node publishes no PublicIPv6, and this node sends over an IPv6 underlay (--underlay ipv6)';
+  if (underlay === 6 && lease.publicIPv6 === undefined) return 'its node publishes no PublicIPv6, and this node sends over an IPv6 underlay (--underlay ipv6)';
   if (underlay === 4 && lease.publicIP === undefined) return 'its node publishes no PublicIP, and this node sends over an IPv4 underlay';
   const listens = theirs === 'dual' ? 'both families' : `IPv${theirs}`;
   const publishes = [lease.publicIP && 'a PublicIP', lease.publicIPv6 && 'a PublicIPv6'].filter(Boolean).join(' and ') || 'neither address';
-  return `it shares no underlay family with this node (--underlay ${underlay === 4 ? 'ipv4' : 'dual'}): it listens on ${listens} and publishes ${publishes}`;
+  return `it shares no underlay family with this node (--underlay ${UNDERLAY_FLAGS[underlay]}): it listens on ${listens} and publishes ${publishes}`;
 }
 
 /**
@@ -109,6 +117,9 @@ export function peerFromLease(lease: Lease, network: NetworkConfig, underlay: Tr
   if (typeof endpoint === 'string') return endpoint;
   return { ...(subnets.ipv4 ? { subnet: subnets.ipv4 } : {}), ...(subnets.ipv6 ? { subnet6: subnets.ipv6 } : {}), endpoint, sealerId: sealerIdOf(lease) };
 }
+
+/** Sender IDs of nodes without a PublicIP: 0.0.0.0/8. */
+const SENDER_ID_MASK = 0xffffff;
 
 /**
  * The 32 bits that tell this lease's node apart in the nonces of its seals:
@@ -132,8 +143,6 @@ export function sealerIdOf(lease: Pick<Lease, 'publicIP' | 'cidr'>): number {
   return (high | low) & SENDER_ID_MASK;
 }
 
-/** Sender IDs of nodes without a PublicIP: 0.0.0.0/8. */
-const SENDER_ID_MASK = 0xffffff;
 
 /** A peer as /status shows it. */
 export interface PeerView {
@@ -271,7 +280,8 @@ export class PeerFeed {
       if (known !== undefined) this.drop(lease.subnet);
       return known !== undefined;
     }
-    const same = known !== undefined && formatEndpoint(known.peer.endpoint) === formatEndpoint(peer.endpoint);
+    // A new sender ID (the lease gained or changed its PublicIP) is a change too: ingress opens seals with it.
+    const same = known !== undefined && formatEndpoint(known.peer.endpoint) === formatEndpoint(peer.endpoint) && known.peer.sealerId === peer.sealerId;
     if (known !== undefined) this.forgetSender(known.peer, lease.subnet);
     if (this.options.ownSealerId !== undefined) this.senders.set(peer.sealerId!, lease.subnet);
     this.peers.set(lease.subnet, { peer, lease });

@@ -52,6 +52,10 @@ function interfaceWithAddress(address: string): string | undefined {
   return undefined;
 }
 
+async function interfaceMtu(iface: string): Promise<number> {
+  return Number((await readFile(`/sys/class/net/${iface}/mtu`, 'utf8')).trim());
+}
+
 /**
  * Resolves the underlay from --iface and --public-ip: either may be given;
  * with neither, the default route's interface. The public IP may belong to
@@ -66,7 +70,10 @@ export async function resolveUnderlay(options: { iface?: string; publicIp?: stri
   if (!addresses) throw new UnderlayError(`underlay interface ${iface} does not exist; check --iface`);
   const address = options.publicIp ?? addresses.find((a) => a.family === 'IPv4' && !a.internal)?.address;
   if (!address && family !== 6) throw new UnderlayError(`underlay interface ${iface} has no IPv4 address; pass --public-ip${family === 'dual' ? ', or use --underlay ipv6' : ''}`);
-  const mtu = Number((await readFile(`/sys/class/net/${iface}/mtu`, 'utf8')).trim());
+  let mtu = await interfaceMtu(iface);
+  // A dual underlay's IPv6 address may sit on another interface: the narrower of the two bounds every datagram.
+  const iface6 = family === 'dual' && options.iface === undefined ? interfaceWithAddress(options.publicIpv6!) : undefined;
+  if (iface6 !== undefined && iface6 !== iface) mtu = Math.min(mtu, await interfaceMtu(iface6));
   const bindAddresses = {
     ...(family !== 6 ? { 4: address! } : {}),
     ...(family !== 4 ? { 6: options.publicIpv6! } : {}),

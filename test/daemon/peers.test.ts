@@ -269,6 +269,31 @@ describe('peers of an IPv6-only network', () => {
     f.stop();
   });
 
+  it('sets a peer again when its sender ID changes, though its endpoint stays the same', () => {
+    const sink = new RecordingSink();
+    const own = lease6(1);
+    const f = new PeerFeed({
+      ownSubnet: own.subnet,
+      ownOwner: '2001:db8::1',
+      network: IPV6_ONLY,
+      underlay: 6,
+      graceMs: GRACE_MS,
+      logger: silentLogger(),
+      sink,
+      onReady: () => undefined,
+      onOwnLeaseInDoubt: () => undefined,
+      onStoreReset: () => undefined,
+      onConfigChanged: () => undefined,
+    });
+    f.handle({ type: 'snapshot', cause: 'start', leases: [own, lease6(2)], seq: '1-0' } as WatchEvent);
+    f.handle({ type: 'added', lease: lease6(2), seq: '2-0' } as WatchEvent);
+    assert.deepEqual(sink.calls, ['set fd00:10:244:2::/64'], 'the same lease again changes nothing');
+    // The lease gains a PublicIP: its seals now name that, so ingress must open them with it.
+    f.handle({ type: 'added', lease: lease6(2, { publicIP: '198.18.0.2' }), seq: '3-0' } as WatchEvent);
+    assert.deepEqual(sink.calls, ['set fd00:10:244:2::/64', 'set fd00:10:244:2::/64']);
+    f.stop();
+  });
+
   it('follows its own lease by the PublicIPv6 it belongs to', () => {
     const sink = new RecordingSink();
     const doubts: string[] = [];
@@ -299,67 +324,76 @@ describe('peers of an IPv6-only network', () => {
 
 describe('which underlay family a peer is reached over', () => {
   const DUAL = parseNetworkConfig({ Network: '10.244.0.0/16', EnableIPv6: true, IPv6Network: 'fd00:10:244::/48' });
-  /** A peer publishing `publicIP`/`publicIPv6` and listening on `underlay` (BackendData as backendDataFor writes it). */
-  const peer = (addresses: Partial<Pick<Lease, 'publicIP' | 'publicIPv6'>>, underlay: 4 | 6 | 'dual' = 4): Lease => ({
+  type Mode = 4 | 6 | 'dual';
+  /** A peer publishing `publicIP`/`publicIPv6` and listening on `underlay`, its BackendData as backendDataFor writes it. */
+  const peer = (addresses: Partial<Pick<Lease, 'publicIP' | 'publicIPv6'>>, underlay: Mode = 4): Lease => ({
     subnet: '10.244.2.0/24',
     cidr: parseCidr('10.244.2.0/24'),
     ...addresses,
     nodeName: 'n2',
     backendType: 'udp',
-    backendData: backendDataFor(8285, underlay) ?? { Port: 8285 },
+    backendData: backendDataFor(8285, underlay, addresses.publicIPv6 !== undefined) ?? { Port: 8285 },
     expiresAt: 1,
   });
-  const reached = (lease: Lease, underlay: 4 | 6 | 'dual') => {
+  /** The same peer's lease as nodes wrote it before the Underlay marker. */
+  const unmarked = (lease: Lease): Lease => ({ ...lease, backendData: { Port: 8285 } });
+  const reached = (lease: Lease, underlay: Mode) => {
     const p = peerFromLease(lease, DUAL, underlay);
     return typeof p === 'string' ? p : formatEndpoint(p.endpoint);
   };
   const both = { publicIP: '198.18.0.2', publicIPv6: '2001:2::2' };
+  const v4Only = { publicIP: '198.18.0.2' };
+  const v6Only = { publicIPv6: '2001:2::2' };
 
-  it('publishes which underlay it listens on only when that is not IPv4, so an IPv4 record stays flannel\'s', () => {
-    assert.equal(backendDataFor(8285, 4), undefined);
-    assert.deepEqual(backendDataFor(8285, 6), { Port: 8285, Underlay: 'ipv6' });
-    assert.deepEqual(backendDataFor(9000, 'dual'), { Port: 9000, Underlay: 'dual' });
+  it('publishes which underlay it listens on whenever a peer could guess wrong, and a plain IPv4 node keeps flannel\'s record', () => {
+    assert.equal(backendDataFor(8285, 4, false), undefined);
+    assert.deepEqual(backendDataFor(8285, 4, true), { Port: 8285, Underlay: 'ipv4' }, 'it publishes a PublicIPv6 it does not listen on');
+    assert.deepEqual(backendDataFor(8285, 6, true), { Port: 8285, Underlay: 'ipv6' });
+    assert.deepEqual(backendDataFor(9000, 'dual', true), { Port: 9000, Underlay: 'dual' });
   });
 
   it('a dual node reaches a peer over IPv4 when both listen on it, else over IPv6', () => {
     assert.equal(reached(peer(both, 'dual'), 'dual'), '198.18.0.2:8285');
     assert.equal(reached(peer(both, 4), 'dual'), '198.18.0.2:8285');
+    assert.equal(reached(peer(v4Only, 4), 'dual'), '198.18.0.2:8285');
     assert.equal(reached(peer(both, 6), 'dual'), '[2001:2::2]:8285', 'a peer on IPv6 alone, though it publishes a PublicIP');
-    assert.equal(reached(peer({ publicIPv6: '2001:2::2' }, 6), 'dual'), '[2001:2::2]:8285');
-    assert.equal(reached(peer({ publicIPv6: '2001:2::2' }, 'dual'), 'dual'), '[2001:2::2]:8285', 'no PublicIP to reach');
+    assert.equal(reached(peer(v6Only, 6), 'dual'), '[2001:2::2]:8285');
+    assert.equal(reached(peer(v6Only, 'dual'), 'dual'), '[2001:2::2]:8285', 'no PublicIP to reach');
+    assert.equal(reached(unmarked(peer(v6Only, 6)), 'dual'), '[2001:2::2]:8285', 'a lease from before the marker without a PublicIP can only be on IPv6');
   });
 
-  it('makes the same choice from both ends, so each finds the other on the endpoint it sends to', () => {
-    const family = (endpoint: string) => (endpoint.startsWith('[') ? 6 : /^\d+\.\d+\.\d+\.\d+:\d+$/.test(endpoint) ? 4 : endpoint);
-    const nodes = [
-      { underlay: 4 as const, addresses: both },
-      { underlay: 6 as const, addresses: both },
-      { underlay: 6 as const, addresses: { publicIPv6: '2001:2::2' } },
-      { underlay: 'dual' as const, addresses: both },
+  it('makes the same choice from both ends, or both leave the other out', () => {
+    const family = (endpoint: string) => (endpoint.startsWith('[') ? 6 : /^\d+\.\d+\.\d+\.\d+:\d+$/.test(endpoint) ? 4 : 'none');
+    const nodes: Array<{ underlay: Mode; addresses: Partial<Pick<Lease, 'publicIP' | 'publicIPv6'>> }> = [
+      { underlay: 4, addresses: v4Only },
+      { underlay: 4, addresses: both },
+      { underlay: 6, addresses: both },
+      { underlay: 6, addresses: v6Only },
+      { underlay: 'dual', addresses: both },
     ];
+    let none = 0;
     for (const a of nodes) {
       for (const b of nodes) {
-        // Fixed-family nodes keep sending over their family, as before dual nodes; the pairs that matter involve one.
-        if (a.underlay !== 'dual' && b.underlay !== 'dual') continue;
         const aToB = reached(peer(b.addresses, b.underlay), a.underlay);
         const bToA = reached(peer(a.addresses, a.underlay), b.underlay);
         assert.equal(family(aToB), family(bToA), `${JSON.stringify(a)} and ${JSON.stringify(b)}: ${aToB} / ${bToA}`);
+        if (family(aToB) === 'none') none++;
       }
     }
+    assert.equal(none, 8, 'the two IPv4 nodes and the two IPv6 nodes share no family, each pair both ways');
   });
 
   it('skips a peer that shares no family with this node, saying why', () => {
-    assert.match(reached(peer({ publicIP: '198.18.0.2' }, 4), 6), /publishes no PublicIPv6, and this node sends over an IPv6 underlay/);
-    assert.match(reached(peer({ publicIPv6: '2001:2::2' }, 6), 4), /publishes no PublicIP, and this node sends over an IPv4 underlay/);
+    assert.match(reached(peer(v4Only, 4), 6), /publishes no PublicIPv6, and this node sends over an IPv6 underlay/);
+    assert.match(reached(peer(v6Only, 6), 4), /publishes no PublicIP, and this node sends over an IPv4 underlay/);
     assert.match(reached(peer(both, 6), 4), /^it shares no underlay family with this node \(--underlay ipv4\): it listens on IPv6 and publishes a PublicIP and a PublicIPv6$/);
-    assert.match(reached(peer({ publicIP: '198.18.0.2', publicIPv6: '2001:2::2' }, 4), 'dual'), /198\.18\.0\.2:8285/);
-    const v4Only = { ...peer({ publicIP: '198.18.0.2' }, 4) };
-    assert.equal(reached(v4Only, 'dual'), '198.18.0.2:8285');
-    assert.match(reached({ ...peer({ publicIPv6: '2001:2::2' }), backendData: { Port: 8285 } }, 'dual'), /shares no underlay family with this node \(--underlay dual\): it listens on IPv4 and publishes a PublicIPv6/);
+    assert.match(reached(peer(both, 4), 6), /^it shares no underlay family with this node \(--underlay ipv6\): it listens on IPv4 and publishes a PublicIP and a PublicIPv6$/);
     assert.match(reached({ ...peer(both), backendData: { Port: 8285, Underlay: 'carrier-pigeon' } }, 'dual'), /BackendData.Underlay "carrier-pigeon" is not "ipv4", "ipv6" or "dual"/);
+    assert.match(reached({ ...peer(both), backendData: { Port: 8285, Underlay: 'toString' } }, 'dual'), /BackendData.Underlay "toString" is not/);
   });
 
-  it('a node on IPv6 alone still reaches a peer whose lease names no underlay at its PublicIPv6 (leases from before the marker)', () => {
-    assert.equal(reached({ ...peer(both), backendData: { Port: 8285 } }, 6), '[2001:2::2]:8285');
+  it('a node on IPv6 alone still reaches a lease from before the marker at its PublicIPv6, as it did then', () => {
+    assert.equal(reached(unmarked(peer(both, 6)), 6), '[2001:2::2]:8285');
   });
 });
+

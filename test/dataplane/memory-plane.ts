@@ -1,7 +1,7 @@
-import assert from 'node:assert/strict';
 // Real DataPlanes over the in-memory TUN and transport: nodes that can be
 // cross-wired in one process, and a way to feed one node's ingress any
 // datagram from any sender, through the production path.
+import assert from 'node:assert/strict';
 import pino from 'pino';
 import { DataPlane, type CountersSnapshot, type Peer } from '../../daemon/dataplane/index.js';
 import type { Sealer } from '../../daemon/dataplane/sealing.js';
