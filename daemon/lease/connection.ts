@@ -12,7 +12,7 @@
 import { Cluster, Redis, ReplyError, type ClusterOptions, type RedisOptions } from 'ioredis';
 import type { Logger } from 'pino';
 import { describeEndpoint, type HostPort, type RedisEndpoint } from './endpoint.js';
-import { LeaseStoreError, StoreAccessError, StoreCommandError, StoreUnavailableError } from './errors.js';
+import { LeaseStoreError, OptionsError, StoreAccessError, StoreCommandError, StoreUnavailableError } from './errors.js';
 import type { ResolvedOptions } from './options.js';
 
 export type RedisClient = Redis | Cluster;
@@ -196,8 +196,8 @@ export class ConnectionFactory {
         resolve();
       };
       const onError = (err: Error): void => {
-        const denied = this.accessDenied(err);
-        if (denied !== undefined) return fail(denied);
+        const refused = this.accessDenied(err) ?? this.noSuchDatabase(err);
+        if (refused !== undefined) return fail(refused);
         lastError = err;
       };
       const onEnd = (): void => fail(this.unreachable(lastError));
@@ -218,6 +218,18 @@ export class ConnectionFactory {
       // Failures arrive as "error"/"end" events; the promise itself adds nothing.
       client.connect().catch(() => undefined);
     });
+  }
+
+  /**
+   * An OptionsError if `err` is the server refusing the URL's database.
+   * ioredis selects it on connecting and only reports the refusal as an
+   * error event, then goes on in database 0: without this, every key
+   * would silently land there.
+   */
+  noSuchDatabase(err: Error): OptionsError | undefined {
+    if (!isReplyError(err) || !/^ERR DB index is out of range/.test(err.message)) return undefined;
+    const db = this.endpoint.kind === 'cluster' ? 0 : this.endpoint.db;
+    return new OptionsError('url', `Redis at ${this.address} has no database ${db} (it answered "${err.message}"): use one below its 'databases' setting (16 by default) in the URL, e.g. /0`);
   }
 
   /**

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { createServer, type Server, type Socket } from 'node:net';
 import { after, describe, it } from 'node:test';
-import { connectLeaseStore, StoreAccessError, StoreUnavailableError, type SubnetManager } from '../../daemon/lease/index.js';
+import { connectLeaseStore, OptionsError, StoreAccessError, StoreUnavailableError, type SubnetManager } from '../../daemon/lease/index.js';
 import { freePort, startRedis, startRedisSentinel, type RedisServer } from '../../lab/redis.js';
 import { openStore, pollUntil, silentLogger } from './helpers.js';
 
@@ -97,6 +97,28 @@ describe('connection errors', () => {
     });
     const ok = track(await connectLeaseStore({ url: server.url, logger: silentLogger() }));
     assert.deepEqual((await ok.listLeases()).leases, []);
+  });
+
+  it('refuses a database the server does not have, in both modes, instead of writing to database 0', async () => {
+    const server = await startRedis();
+    cleanups.push(() => server.stop());
+    const url = `${server.url}/99`;
+    const attempts = [
+      () => connectLeaseStore({ url, logger: silentLogger(), connectTimeoutMs: 2_000, retry: { mode: 'fail-fast' } }),
+      async () => (await connectLeaseStore({ url, logger: silentLogger(), connectTimeoutMs: 2_000, retry: { mode: 'backoff' } })).setNetworkConfig('{"Network": "10.244.0.0/16"}'),
+    ];
+    for (const attempt of attempts) {
+      await assert.rejects(attempt(), (err: unknown) => {
+        assert.ok(err instanceof OptionsError, String(err));
+        assert.equal(err.option, 'url');
+        assert.match(err.message, /^Redis at redis:\/\/127\.0\.0\.1:\d+\/99 has no database 99 \(it answered "ERR DB index is out of range"\): use one below its 'databases' setting/);
+        return true;
+      });
+    }
+    assert.equal(server.cli('--raw', 'dbsize').trim(), '0', 'nothing was written to database 0');
+    const fifteen = track(await connectLeaseStore({ url: `${server.url}/15`, logger: silentLogger() }));
+    await fifteen.setNetworkConfig('{"Network": "10.244.0.0/16"}');
+    assert.equal(server.cli('-n', '15', '--raw', 'dbsize').trim(), '1', 'the last database is one');
   });
 
   it('fails commands at once, naming the address, when a fail-fast store loses Redis', async () => {
