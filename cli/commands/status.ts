@@ -89,7 +89,8 @@ function render(out: Output, label: string, doc: ReportedStatus): void {
   out.line(section('Node'));
   const tun = node.tun === undefined ? '-' : node.mtu === undefined ? text(node.tun) : `${text(node.tun)} (MTU ${text(node.mtu)})`;
   out.line(out.fields([
-    ['Public IP', text(node.publicIp)],
+    // An older daemon spells it publicIp.
+    ['Public IP', text(node.publicIP ?? (node as { publicIp?: string }).publicIp)],
     ['Subnet', text(node.subnet)],
     ['Network', text(node.network)],
     ...(node.ipv6Subnet === undefined ? [] : ([['IPv6 subnet', text(node.ipv6Subnet)], ['IPv6 network', text(node.ipv6Network)]] as const)),

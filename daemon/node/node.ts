@@ -302,7 +302,7 @@ async function openDataPath(context: StepContext, underlay: Underlay, assignment
   }
   const info: NodeInfo = {
     name: config.nodeName,
-    ...(underlay.address ? { publicIp: underlay.address } : {}),
+    ...(underlay.address ? { publicIP: underlay.address } : {}),
     iface: underlay.iface,
     ...(ipv4 ? { subnet: formatCidr(ipv4.subnet), network: formatCidr(ipv4.network) } : {}),
     ...(ipv6 ? { ipv6Subnet: formatCidr6(ipv6.subnet), ipv6Network: formatCidr6(ipv6.network) } : {}),

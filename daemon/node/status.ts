@@ -17,8 +17,11 @@ import type { PeerFeed, PeerView } from './peers.js';
 
 export interface NodeInfo {
   readonly name: string;
-  /** Absent on a node with no IPv4 underlay address (IPv6-only, IPv6 underlay). */
-  readonly publicIp?: string;
+  /**
+   * Absent on a node with no IPv4 underlay address (IPv6-only, IPv6 underlay).
+   * Spelled as in the lease section; daemons before 2026-12 called it publicIp.
+   */
+  readonly publicIP?: string;
   readonly iface: string;
   /** This node's IPv4 subnet and the IPv4 cluster network; absent in an IPv6-only network. */
   readonly subnet?: string;

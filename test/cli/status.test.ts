@@ -17,7 +17,7 @@ import { oneLineError, runCli } from './helpers.js';
 const EXPIRES_AT = Date.now() + 20 * 3600_000 + 30 * 60_000;
 
 const STATUS = {
-  node: { publicIp: '198.18.0.2', subnet: '10.244.3.0/24', network: '10.244.0.0/16', tun: 'flannel0', mtu: 1472 },
+  node: { publicIP: '198.18.0.2', subnet: '10.244.3.0/24', network: '10.244.0.0/16', tun: 'flannel0', mtu: 1472 },
   lease: { subnet: '10.244.3.0/24', publicIP: '198.18.0.2', nodeName: 'node-b', expiresAt: EXPIRES_AT },
   store: { address: 'redis://10.0.0.5:6379', connected: true },
   peers: [
@@ -50,8 +50,9 @@ const DUAL_STACK_STATUS = {
   ],
 };
 
-/** The shape before the daemon reported its lease and store: they must be optional. */
-const OLDER_STATUS = { node: STATUS.node, peers: [], counters: STATUS.counters, uptimeSeconds: 59 };
+/** The shape before the daemon reported its lease and store (they must be optional), and spelled its node's publicIp so. */
+const { publicIP: _spelledNow, ...NODE_WITHOUT_PUBLIC_IP } = STATUS.node;
+const OLDER_STATUS = { node: { ...NODE_WITHOUT_PUBLIC_IP, publicIp: '198.18.0.2' }, peers: [], counters: STATUS.counters, uptimeSeconds: 59 };
 
 let server: http.Server;
 let base: string;
@@ -126,10 +127,11 @@ describe('status', () => {
     assert.deepEqual(Object.keys(doc), ['daemon', ...Object.keys(STATUS)]);
   });
 
-  it('renders a status without lease and store, and with no peers and no drops', async () => {
+  it('renders an older daemon\'s status: without lease and store, with no peers and no drops, and its node\'s publicIp', async () => {
     const url = `${base}/older`;
     const result = await runCli(['status', '--daemon', url]);
     assert.equal(result.code, 0, result.stderr);
+    assert.match(result.stdout, /^ {2}Public IP:\s+198\.18\.0\.2$/m);
     assert.doesNotMatch(result.stdout, /^Lease|^Store/m);
     assert.match(result.stdout, /^Peers \(0\)$/m);
     assert.match(result.stdout, /^Uptime:\s+59s$/m);
@@ -151,7 +153,7 @@ describe('status', () => {
     const lease = { subnet: '10.244.3.0/24', cidr: parseCidr('10.244.3.0/24'), publicIP: '198.18.0.2', nodeName: 'node-b', backendType: 'udp', backendData: {}, expiresAt: null };
     status.leaseAcquired({ lease });
     const counters = { ...emptyCounters(), tunPacketsRead: 5, egressDrops: { ...emptyCounters().egressDrops, 'no-route': 3 } };
-    const node = { name: 'node-b', publicIp: '198.18.0.2', iface: 'eth0', subnet: '10.244.3.0/24', network: '10.244.0.0/16', tun: 'flannel0', mtu: 1472, port: 8285 };
+    const node = { name: 'node-b', publicIP: '198.18.0.2', iface: 'eth0', subnet: '10.244.3.0/24', network: '10.244.0.0/16', tun: 'flannel0', mtu: 1472, port: 8285 };
     status.dataPathOpened(node, { snapshot: () => counters, peerTable: { size: 0, peers: () => [].values() } });
     const daemon = await startHttpServer(status, { host: '127.0.0.1', port: 0, logger: pino({ level: 'silent' }), metrics: createMetrics(status) });
     try {

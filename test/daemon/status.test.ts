@@ -13,7 +13,7 @@ import { parseCidr6 } from '../../daemon/net/ipv6.js';
 import type { PeerView } from '../../daemon/node/peers.js';
 import { NodeStatus, type NodeInfo, type StatusDocument } from '../../daemon/node/status.js';
 
-const INFO: NodeInfo = { name: 'node-b', publicIp: '198.18.0.2', iface: 'eth0', subnet: '10.244.3.0/24', network: '10.244.0.0/16', tun: 'flannel0', mtu: 1472, port: 8285 };
+const INFO: NodeInfo = { name: 'node-b', publicIP: '198.18.0.2', iface: 'eth0', subnet: '10.244.3.0/24', network: '10.244.0.0/16', tun: 'flannel0', mtu: 1472, port: 8285 };
 
 function leaseExpiringAt(expiresAt: number | null): Lease {
   return { subnet: '10.244.3.0/24', cidr: parseCidr('10.244.3.0/24'), publicIP: '198.18.0.2', nodeName: 'node-b', backendType: 'udp', backendData: {}, expiresAt };
