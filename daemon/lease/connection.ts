@@ -48,6 +48,8 @@ export class ConnectionFactory {
   /** The endpoint as text with the password masked. */
   readonly address: string;
   private readonly options: ResolvedOptions;
+  /** What the server said when it last turned a connection away (see watchForRefusal). */
+  private refusal: string | undefined;
 
   constructor(endpoint: RedisEndpoint, options: ResolvedOptions) {
     this.endpoint = endpoint;
@@ -106,9 +108,9 @@ export class ConnectionFactory {
     };
     switch (e.kind) {
       case 'standalone':
-        return new Redis({ ...common, host: e.node.host, port: e.node.port, db: e.db, retryStrategy });
+        return this.watchForRefusal(new Redis({ ...common, host: e.node.host, port: e.node.port, db: e.db, retryStrategy }));
       case 'sentinel':
-        return new Redis({ ...common, ...this.sentinelOptions(), db: e.db, retryStrategy, sentinelRetryStrategy: retryStrategy });
+        return this.watchForRefusal(new Redis({ ...common, ...this.sentinelOptions(), db: e.db, retryStrategy, sentinelRetryStrategy: retryStrategy }));
       case 'cluster': {
         const { enableOfflineQueue, ...nodeOptions } = common;
         const clusterOptions: ClusterOptions = {
@@ -146,9 +148,9 @@ export class ConnectionFactory {
     };
     switch (e.kind) {
       case 'standalone':
-        return new Redis({ ...common, host: e.node.host, port: e.node.port, db: e.db });
+        return this.watchForRefusal(new Redis({ ...common, host: e.node.host, port: e.node.port, db: e.db }));
       case 'sentinel':
-        return new Redis({ ...common, ...this.sentinelOptions(), db: e.db, sentinelRetryStrategy: () => null });
+        return this.watchForRefusal(new Redis({ ...common, ...this.sentinelOptions(), db: e.db, sentinelRetryStrategy: () => null }));
       case 'cluster':
         if (node === undefined) throw new Error('a Redis Cluster subscriber needs the node that holds the store');
         return new Redis({ ...common, host: node.host, port: node.port });
@@ -200,7 +202,7 @@ export class ConnectionFactory {
         if (refused !== undefined) return fail(refused);
         lastError = err;
       };
-      const onEnd = (): void => fail(this.unreachable(lastError));
+      const onEnd = (): void => fail(this.refusal === undefined ? this.unreachable(lastError) : this.refused(this.refusal));
       const onAbort = (): void =>
         fail(new StoreUnavailableError(this.address, `connecting to Redis at ${this.address} was aborted`, { cause: signal?.reason }));
       if (signal?.aborted === true) {
@@ -263,6 +265,34 @@ export class ConnectionFactory {
     return undefined;
   }
 
+  /**
+   * Notes what the server says first on each new connection of `client`. A
+   * server that turns away every client from elsewhere (protected mode)
+   * sends DENIED the moment it accepts the connection, and closes it; ioredis
+   * takes that for the reply to its first command, which it discards, and
+   * reports only "Connection is closed". The last word of the server is kept
+   * here (undefined once a connection is not turned away) for the errors
+   * that follow.
+   */
+  private watchForRefusal(client: Redis): Redis {
+    client.on('connect', () => {
+      client.stream?.once('data', (chunk: Buffer) => {
+        this.refusal = chunk.subarray(0, 8).toString('latin1') === '-DENIED ' ? chunk.toString('utf8', 1, chunk.indexOf('\r\n')) : undefined;
+      });
+    });
+    return client;
+  }
+
+  /** The server turned the connection away (its DENIED reply): what it said, first sentence, and what to do. */
+  refused(reply: string): StoreAccessError {
+    const reason = /^[^.]*\./.exec(reply)?.[0] ?? reply;
+    return new StoreAccessError(
+      this.address,
+      `Redis at ${this.address} refused the connection: ${reason} Give its default user a password (requirepass) and put it in the URL, or set protected-mode no on a Redis that only the cluster can reach`,
+      { cause: new Error(reply) },
+    );
+  }
+
   unreachable(cause: Error | undefined): StoreUnavailableError {
     const detail = cause === undefined ? 'connection closed' : errorSummary(cause);
     return new StoreUnavailableError(this.address, `Redis unreachable at ${this.address}: ${detail}`, { cause });
@@ -281,6 +311,7 @@ export class ConnectionFactory {
       }
       return new StoreCommandError(`Redis at ${this.address} rejected ${what}: ${err.message}`, { cause: err });
     }
+    if (this.refusal !== undefined) return this.refused(this.refusal);
     const cause = err instanceof Error ? err : new Error(String(err));
     return new StoreUnavailableError(this.address, `Redis unreachable at ${this.address} during ${what}: ${errorSummary(cause)}`, { cause });
   }
