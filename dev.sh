@@ -25,6 +25,7 @@ declare -A PACKAGES=(
   [/usr/bin/curl]=curl
   [/usr/bin/tcpdump]=tcpdump
   [/usr/sbin/openvpn]=openvpn
+  [/usr/bin/zsh]=zsh
 )
 
 die() { echo "dev.sh: $*" >&2; exit 1; }

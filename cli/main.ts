@@ -5,6 +5,7 @@
 // one after a failed Sentinel lookup) that would hold the process open.
 import { Command } from 'commander';
 import { benchCommand } from './commands/bench.js';
+import { completionCommand } from './commands/completion.js';
 import { configCommand } from './commands/config.js';
 import { leaseCommand } from './commands/lease.js';
 import { sandboxCommand } from './commands/sandbox.js';
@@ -21,6 +22,7 @@ const program = addGlobalOptions(new Command('miniflannel'))
   .addCommand(configCommand())
   .addCommand(statusCommand())
   .addCommand(versionCommand())
+  .addCommand(completionCommand())
   // Their subcommands carry the examples; the groups get them here.
   .addCommand(benchCommand().addHelpText('after', examples('sudo miniflannel bench e2e --repeats 5 --seconds 10')))
   .addCommand(sandboxCommand().addHelpText('after', examples('sudo miniflannel sandbox up --nodes 3')));
