@@ -209,6 +209,28 @@ describe('peers of an IPv6-only network', () => {
     return { subnet, cidr: parseCidr6(subnet), publicIPv6: `2001:db8::${n.toString(16)}`, nodeName: `n${n}`, backendType: 'udp', backendData: { Port: 8285 }, expiresAt: 1, ...attrs };
   };
 
+  /** A feed for the node on fd00:10:244:1::/64 of an IPv6-only network, over an IPv6 underlay: the feed, what it set and removed, and its doubts. */
+  const feed6 = (options: { network?: NetworkConfig; ownSealerId?: number } = {}) => {
+    const sink = new RecordingSink();
+    const doubts: string[] = [];
+    const own = lease6(1);
+    const f = new PeerFeed({
+      ownSubnet: own.subnet,
+      ownOwner: '2001:db8::1',
+      ...(options.ownSealerId === undefined ? {} : { ownSealerId: options.ownSealerId }),
+      network: options.network ?? IPV6_ONLY,
+      underlay: 6,
+      graceMs: GRACE_MS,
+      logger: silentLogger(),
+      sink,
+      onReady: () => undefined,
+      onOwnLeaseInDoubt: (reason) => doubts.push(reason),
+      onStoreReset: () => undefined,
+      onConfigChanged: () => undefined,
+    });
+    return { f, sink, doubts, own };
+  };
+
   it('a lease keyed by its IPv6 subnet is a peer with that subnet alone, reached at its PublicIPv6 over an IPv6 underlay', () => {
     const peer = peerFromLease(lease6(0x12), IPV6_ONLY, 6);
     assert.ok(typeof peer !== 'string', String(peer));
@@ -240,22 +262,7 @@ describe('peers of an IPv6-only network', () => {
   });
 
   it('with a cluster key, leaves out a peer whose sender ID is this node\'s or another peer\'s', () => {
-    const sink = new RecordingSink();
-    const own = lease6(1);
-    const f = new PeerFeed({
-      ownSubnet: own.subnet,
-      ownOwner: '2001:db8::1',
-      ownSealerId: sealerIdOf(own),
-      network: parseNetworkConfig({ EnableIPv4: false, EnableIPv6: true, IPv6Network: 'fd00::/16' }),
-      underlay: 6,
-      graceMs: GRACE_MS,
-      logger: silentLogger(),
-      sink,
-      onReady: () => undefined,
-      onOwnLeaseInDoubt: () => undefined,
-      onStoreReset: () => undefined,
-      onConfigChanged: () => undefined,
-    });
+    const { f, sink, own } = feed6({ network: parseNetworkConfig({ EnableIPv4: false, EnableIPv6: true, IPv6Network: 'fd00::/16' }), ownSealerId: sealerIdOf(lease6(1)) });
     // Subnets 2^24 apart share the low 24 bits of their numbers.
     const at = (subnet: string, n: number): Lease => ({ ...lease6(n), subnet, cidr: parseCidr6(subnet) });
     const twinOfOwn = at('fd00:10:344:1::/64', 7);
@@ -270,21 +277,7 @@ describe('peers of an IPv6-only network', () => {
   });
 
   it('sets a peer again when its sender ID changes, though its endpoint stays the same', () => {
-    const sink = new RecordingSink();
-    const own = lease6(1);
-    const f = new PeerFeed({
-      ownSubnet: own.subnet,
-      ownOwner: '2001:db8::1',
-      network: IPV6_ONLY,
-      underlay: 6,
-      graceMs: GRACE_MS,
-      logger: silentLogger(),
-      sink,
-      onReady: () => undefined,
-      onOwnLeaseInDoubt: () => undefined,
-      onStoreReset: () => undefined,
-      onConfigChanged: () => undefined,
-    });
+    const { f, sink, own } = feed6();
     f.handle({ type: 'snapshot', cause: 'start', leases: [own, lease6(2)], seq: '1-0' } as WatchEvent);
     f.handle({ type: 'added', lease: lease6(2), seq: '2-0' } as WatchEvent);
     assert.deepEqual(sink.calls, ['set fd00:10:244:2::/64'], 'the same lease again changes nothing');
@@ -295,22 +288,7 @@ describe('peers of an IPv6-only network', () => {
   });
 
   it('follows its own lease by the PublicIPv6 it belongs to', () => {
-    const sink = new RecordingSink();
-    const doubts: string[] = [];
-    const own = lease6(1);
-    const f = new PeerFeed({
-      ownSubnet: own.subnet,
-      ownOwner: '2001:db8::1',
-      network: IPV6_ONLY,
-      underlay: 6,
-      graceMs: GRACE_MS,
-      logger: silentLogger(),
-      sink,
-      onReady: () => undefined,
-      onOwnLeaseInDoubt: (reason) => doubts.push(reason),
-      onStoreReset: () => undefined,
-      onConfigChanged: () => undefined,
-    });
+    const { f, sink, doubts, own } = feed6();
     f.handle({ type: 'snapshot', cause: 'start', leases: [own, lease6(2)], seq: '1-0' } as WatchEvent);
     assert.deepEqual([...sink.table], [['fd00:10:244:2::/64', '2001:db8::2:8285']]);
     assert.deepEqual(doubts, []);
