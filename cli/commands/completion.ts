@@ -91,7 +91,13 @@ export function completionCommand(): Command {
   return new Command('completion')
     .description('print a completion script for bash or zsh')
     .addArgument(new Argument('<shell>', 'the shell to complete in').choices(SHELLS))
-    .addHelpText('after', examples('source <(miniflannel completion bash)   # in ~/.bashrc', 'source <(miniflannel completion zsh)    # in ~/.zshrc'))
+    .addHelpText(
+      'after',
+      examples(
+        'miniflannel completion bash > ~/.local/share/bash-completion/completions/miniflannel',
+        'miniflannel completion zsh > ~/.miniflannel.zsh   # and in ~/.zshrc: source ~/.miniflannel.zsh',
+      ),
+    )
     .action((shell: (typeof SHELLS)[number], _options: unknown, command: Command) => {
       process.stdout.write(completionScript(command.parent!, shell));
     });
