@@ -5,14 +5,15 @@
 // address of each family. The underlay stays IPv4.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFile, writeFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { formatIPv4 } from '../../daemon/net/ipv4.js';
 import { cidr6Contains, parseCidr6, parseIPv6 } from '../../daemon/net/ipv6.js';
 import { SANDBOX_REDIS_URL, type Pod, type Sandbox } from '../../lab/cluster.js';
-import { cliIn, leaseModeArgs, startDaemon, waitFor, writtenConflist, type RunningDaemon } from '../../lab/daemon.js';
+import { cliIn, leaseModeArgs, waitFor, writtenConflist, type RunningDaemon } from '../../lab/daemon.js';
 import { stopProcess } from '../../lab/exec.js';
+import { joinNode, storeNetworkConfig } from '../harness/lease-cluster.js';
 import { createTestSandbox, destroyTestSandbox } from '../harness/namespaces.js';
 import { ipv4Packet, udpPayload } from '../harness/packets.js';
 import { compiledTest } from '../harness/paths.js';
@@ -32,12 +33,11 @@ before(async () => {
   sandbox = await createTestSandbox(3);
   await sandbox.startRedis({ persistence: true });
   // Nodes lease from 10.244.1.0 to 10.244.199.0 only, so the tests below have subnets of both families no node holds.
-  const netConf = path.join(sandbox.options.workDir, 'net-conf.json');
-  await writeFile(netConf, JSON.stringify({ Network: NETWORK, SubnetMax: '10.244.199.0', EnableIPv6: true, IPv6Network: IPV6_NETWORK }));
-  await cliIn(sandbox.underlay, ['config', 'set', '--file', netConf, '--redis-url', SANDBOX_REDIS_URL]);
+  await storeNetworkConfig(sandbox, { Network: NETWORK, SubnetMax: '10.244.199.0', EnableIPv6: true, IPv6Network: IPV6_NETWORK });
   for (const node of sandbox.nodes) {
-    daemons.push(await startDaemon(node, leaseModeArgs(node, SANDBOX_REDIS_URL)));
-    pods.push(await sandbox.addPod(node, await writtenConflist(node)));
+    const { daemon, pod } = await joinNode(sandbox, node, leaseModeArgs(node, SANDBOX_REDIS_URL));
+    daemons.push(daemon);
+    pods.push(pod);
   }
 });
 

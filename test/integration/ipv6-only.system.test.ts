@@ -11,6 +11,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { SANDBOX_REDIS_URL, SANDBOX_REDIS_URL6, UNDERLAY_GATEWAY, type Pod, type Sandbox } from '../../lab/cluster.js';
 import { cliIn, leaseModeArgs, startDaemon, writtenConflist, type RunningDaemon } from '../../lab/daemon.js';
+import { joinNode } from '../harness/lease-cluster.js';
 import { createTestSandbox, destroyTestSandbox } from '../harness/namespaces.js';
 import { tcpTransfer } from '../harness/pod-traffic.js';
 
@@ -31,8 +32,9 @@ before(async () => {
   for (const node of sandbox.nodes) {
     // Take the node's IPv4 underlay address away: from here on it has IPv6 only.
     await node.ns.ip('addr', 'del', `${node.underlayIp}/24`, 'dev', 'eth0');
-    daemons.push(await startDaemon(node, leaseModeArgs(node, SANDBOX_REDIS_URL6), { healthzIp: node.underlayIp6 }));
-    pods.push(await sandbox.addPod(node, await writtenConflist(node)));
+    const { daemon, pod } = await joinNode(sandbox, node, leaseModeArgs(node, SANDBOX_REDIS_URL6), { healthzIp: node.underlayIp6 });
+    daemons.push(daemon);
+    pods.push(pod);
   }
 });
 

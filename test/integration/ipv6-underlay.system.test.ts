@@ -9,8 +9,9 @@ import { randomBytes } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { SANDBOX_REDIS_URL, type Pod, type Sandbox } from '../../lab/cluster.js';
-import { cliIn, leaseModeArgs, startDaemon, writtenConflist, type RunningDaemon } from '../../lab/daemon.js';
+import { leaseModeArgs, startDaemon, writtenConflist, type RunningDaemon } from '../../lab/daemon.js';
 import { snmp, snmp6 } from '../../lab/snmp.js';
+import { joinNode, storeNetworkConfig } from '../harness/lease-cluster.js';
 import { createTestSandbox, destroyTestSandbox } from '../harness/namespaces.js';
 import { tcpTransfer } from '../harness/pod-traffic.js';
 
@@ -21,12 +22,11 @@ const pods: Pod[] = [];
 before(async () => {
   sandbox = await createTestSandbox(3, { underlay6: true });
   await sandbox.startRedis({ persistence: true });
-  const netConf = path.join(sandbox.options.workDir, 'net-conf.json');
-  await writeFile(netConf, JSON.stringify({ Network: '10.244.0.0/16', EnableIPv6: true, IPv6Network: 'fd00:10:244::/56' }));
-  await cliIn(sandbox.underlay, ['config', 'set', '--file', netConf, '--redis-url', SANDBOX_REDIS_URL]);
+  await storeNetworkConfig(sandbox, { Network: '10.244.0.0/16', EnableIPv6: true, IPv6Network: 'fd00:10:244::/56' });
   for (const node of sandbox.nodes) {
-    daemons.push(await startDaemon(node, leaseModeArgs(node, SANDBOX_REDIS_URL)));
-    pods.push(await sandbox.addPod(node, await writtenConflist(node)));
+    const { daemon, pod } = await joinNode(sandbox, node, leaseModeArgs(node, SANDBOX_REDIS_URL));
+    daemons.push(daemon);
+    pods.push(pod);
   }
 });
 

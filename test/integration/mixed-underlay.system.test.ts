@@ -7,10 +7,10 @@
 // daemons, Redis, CNI plugins and pods throughout.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFile, writeFile } from 'node:fs/promises';
-import path from 'node:path';
+import { readFile } from 'node:fs/promises';
 import { SANDBOX_REDIS_URL, SANDBOX_REDIS_URL6, type Pod, type Sandbox, type SandboxNode } from '../../lab/cluster.js';
-import { cliIn, leaseModeArgs, startDaemon, writtenConflist, type RunningDaemon } from '../../lab/daemon.js';
+import { leaseModeArgs, writtenConflist, type RunningDaemon } from '../../lab/daemon.js';
+import { joinNode, storeNetworkConfig } from '../harness/lease-cluster.js';
 import { createTestSandbox, destroyTestSandbox } from '../harness/namespaces.js';
 import { tcpTransfer } from '../harness/pod-traffic.js';
 
@@ -28,15 +28,14 @@ function argsFor(node: SandboxNode, underlay: 'dual' | 'ipv6' | 'ipv4', redisUrl
 before(async () => {
   sandbox = await createTestSandbox(3, { underlay6: true });
   await sandbox.startRedis({ persistence: true });
-  const netConf = path.join(sandbox.options.workDir, 'net-conf.json');
-  await writeFile(netConf, JSON.stringify({ Network: '10.244.0.0/16', EnableIPv6: true, IPv6Network: 'fd00:10:244::/56' }));
-  await cliIn(sandbox.underlay, ['config', 'set', '--file', netConf, '--redis-url', SANDBOX_REDIS_URL]);
+  await storeNetworkConfig(sandbox, { Network: '10.244.0.0/16', EnableIPv6: true, IPv6Network: 'fd00:10:244::/56' });
   const [n1, n2, n3] = sandbox.nodes as [SandboxNode, SandboxNode, SandboxNode];
   await n2.ns.ip('addr', 'del', `${n2.underlayIp}/24`, 'dev', 'eth0');
-  daemons.push(await startDaemon(n1, argsFor(n1, 'dual', SANDBOX_REDIS_URL)));
-  daemons.push(await startDaemon(n2, argsFor(n2, 'ipv6', SANDBOX_REDIS_URL6), { healthzIp: n2.underlayIp6 }));
-  daemons.push(await startDaemon(n3, argsFor(n3, 'ipv4', SANDBOX_REDIS_URL)));
-  for (const node of sandbox.nodes) pods.push(await sandbox.addPod(node, await writtenConflist(node)));
+  for (const [node, underlay, url, healthzIp] of [[n1, 'dual', SANDBOX_REDIS_URL], [n2, 'ipv6', SANDBOX_REDIS_URL6, n2.underlayIp6], [n3, 'ipv4', SANDBOX_REDIS_URL]] as const) {
+    const { daemon, pod } = await joinNode(sandbox, node, argsFor(node, underlay, url), healthzIp === undefined ? {} : { healthzIp });
+    daemons.push(daemon);
+    pods.push(pod);
+  }
 });
 
 after(async () => {
@@ -51,6 +50,8 @@ test('each pair of nodes uses the underlay family both have, and a pair with non
   assert.deepEqual(await endpoints(d1), ['198.18.0.3:8285', '[2001:2::2]:8285']);
   assert.deepEqual(await endpoints(d2), ['[2001:2::1]:8285']);
   assert.deepEqual(await endpoints(d3), ['198.18.0.1:8285']);
+  // A dual node may send anything over IPv6, so its overlay leaves room for the 40-byte header: 1500 - 48.
+  assert.deepEqual(await Promise.all(sandbox.nodes.map(async (n) => (await writtenConflist(n)).plugins[0].mtu)), [1452, 1452, 1472]);
   const [lease1, lease2, lease3] = [(await d1.status()).lease!, (await d2.status()).lease!, (await d3.status()).lease!];
   assert.deepEqual([lease1.publicIP, lease1.publicIPv6], ['198.18.0.1', '2001:2::1']);
   assert.deepEqual([lease2.publicIP, lease2.publicIPv6], [undefined, '2001:2::2'], 'node 2 has no IPv4 underlay address');
