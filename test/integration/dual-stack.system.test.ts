@@ -13,8 +13,8 @@ import { cidr6Contains, parseCidr6, parseIPv6 } from '../../daemon/net/ipv6.js';
 import { SANDBOX_REDIS_URL, type Pod, type Sandbox } from '../../lab/cluster.js';
 import { cliIn, leaseModeArgs, waitFor, writtenConflist, type RunningDaemon } from '../../lab/daemon.js';
 import { stopProcess } from '../../lab/exec.js';
-import { joinNode, storeNetworkConfig } from '../harness/lease-cluster.js';
-import { createTestSandbox, destroyTestSandbox } from '../harness/namespaces.js';
+import { joinNode, storeNetworkConfig, tearDown } from '../harness/lease-cluster.js';
+import { createTestSandbox } from '../harness/namespaces.js';
 import { ipv4Packet, udpPayload } from '../harness/packets.js';
 import { compiledTest } from '../harness/paths.js';
 import { listenUdp, sendDatagrams, tcpTransfer } from '../harness/pod-traffic.js';
@@ -41,11 +41,7 @@ before(async () => {
   }
 });
 
-after(async () => {
-  for (const daemon of daemons) await daemon.stop();
-  if (!sandbox) return;
-  await destroyTestSandbox(sandbox);
-});
+after(() => tearDown(sandbox, daemons));
 
 /** The node's two subnets as its daemon reports them. */
 async function subnetsOf(daemon: RunningDaemon): Promise<{ subnet: string; subnet6: string }> {

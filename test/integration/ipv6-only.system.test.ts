@@ -11,8 +11,8 @@ import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { SANDBOX_REDIS_URL, SANDBOX_REDIS_URL6, UNDERLAY_GATEWAY, type Pod, type Sandbox } from '../../lab/cluster.js';
 import { cliIn, leaseModeArgs, startDaemon, writtenConflist, type RunningDaemon } from '../../lab/daemon.js';
-import { joinNode } from '../harness/lease-cluster.js';
-import { createTestSandbox, destroyTestSandbox } from '../harness/namespaces.js';
+import { joinNode, tearDown } from '../harness/lease-cluster.js';
+import { createTestSandbox } from '../harness/namespaces.js';
 import { tcpTransfer } from '../harness/pod-traffic.js';
 
 let sandbox: Sandbox;
@@ -38,11 +38,7 @@ before(async () => {
   }
 });
 
-after(async () => {
-  for (const daemon of daemons) await daemon.stop();
-  if (!sandbox) return;
-  await destroyTestSandbox(sandbox);
-});
+after(() => tearDown(sandbox, daemons));
 
 test('each node leases an IPv6 subnet as its key, published with its PublicIPv6 and no PublicIP, and writes IPv6-only node files', async () => {
   const list = JSON.parse(await cliIn(sandbox.underlay, ['lease', 'list', '--json', '--redis-url', SANDBOX_REDIS_URL]));

@@ -11,8 +11,8 @@ import path from 'node:path';
 import { SANDBOX_REDIS_URL, type Pod, type Sandbox } from '../../lab/cluster.js';
 import { leaseModeArgs, startDaemon, writtenConflist, type RunningDaemon } from '../../lab/daemon.js';
 import { snmp, snmp6 } from '../../lab/snmp.js';
-import { joinNode, storeNetworkConfig } from '../harness/lease-cluster.js';
-import { createTestSandbox, destroyTestSandbox } from '../harness/namespaces.js';
+import { joinNode, storeNetworkConfig, tearDown } from '../harness/lease-cluster.js';
+import { createTestSandbox } from '../harness/namespaces.js';
 import { tcpTransfer } from '../harness/pod-traffic.js';
 
 let sandbox: Sandbox;
@@ -30,11 +30,7 @@ before(async () => {
   }
 });
 
-after(async () => {
-  for (const daemon of daemons) await daemon.stop();
-  if (!sandbox) return;
-  await destroyTestSandbox(sandbox);
-});
+after(() => tearDown(sandbox, daemons));
 
 test("every node publishes its IPv6 underlay address and sends to the others' at their IPv6 endpoints", async () => {
   for (const [i, daemon] of daemons.entries()) {

@@ -10,8 +10,8 @@ import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { SANDBOX_REDIS_URL, SANDBOX_REDIS_URL6, type Pod, type Sandbox, type SandboxNode } from '../../lab/cluster.js';
 import { leaseModeArgs, writtenConflist, type RunningDaemon } from '../../lab/daemon.js';
-import { joinNode, storeNetworkConfig } from '../harness/lease-cluster.js';
-import { createTestSandbox, destroyTestSandbox } from '../harness/namespaces.js';
+import { joinNode, storeNetworkConfig, tearDown } from '../harness/lease-cluster.js';
+import { createTestSandbox } from '../harness/namespaces.js';
 import { tcpTransfer } from '../harness/pod-traffic.js';
 
 let sandbox: Sandbox;
@@ -38,11 +38,7 @@ before(async () => {
   }
 });
 
-after(async () => {
-  for (const daemon of daemons) await daemon.stop();
-  if (!sandbox) return;
-  await destroyTestSandbox(sandbox);
-});
+after(() => tearDown(sandbox, daemons));
 
 test('each pair of nodes uses the underlay family both have, and a pair with none leaves each other out, saying why', async () => {
   const [d1, d2, d3] = daemons as [RunningDaemon, RunningDaemon, RunningDaemon];
