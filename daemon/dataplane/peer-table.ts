@@ -19,6 +19,36 @@ import { formatEndpoint, reaches, type Endpoint, type TransportFamily } from '..
 import { maskOf, formatCidr, type Cidr } from '../net/ipv4.js';
 import { formatCidr6, isCidr6, type Cidr6 } from '../net/ipv6.js';
 
+/**
+ * What the data plane counted for one peer entry, kept on the entry itself
+ * so that counting costs a field increment on the peer a packet's lookup
+ * found anyway. Drops count only what is the peer's doing: an ingress drop
+ * after the sender was known (unauthenticated, replayed, spoofed, malformed,
+ * a family this node lacks, a wrong destination), and an egress datagram to
+ * the peer that the send queue refused before flush. The batch-wide figures
+ * (tun-write-failed, a flush's refusals) stay in the node's counters alone.
+ */
+export class PeerTraffic {
+  packetsSent = 0;
+  bytesSent = 0;
+  packetsReceived = 0;
+  bytesReceived = 0;
+  drops = 0;
+  /** Epoch ms of the last datagram received from the peer (whatever became of it); 0 for never. */
+  lastReceivedAt = 0;
+}
+
+/** PeerTraffic as /status shows it. */
+export interface PeerTrafficView {
+  readonly packetsSent: number;
+  readonly bytesSent: number;
+  readonly packetsReceived: number;
+  readonly bytesReceived: number;
+  readonly drops: number;
+  /** Epoch ms, null for never. */
+  readonly lastReceivedAt: number | null;
+}
+
 /** A peer has at least one subnet: its IPv4 one, its IPv6 one, or both. */
 export interface Peer {
   /** Absent for a peer of an IPv6-only cluster. */

@@ -13,7 +13,7 @@
  * whether it is truly lost (revoked, or taken).
  */
 import type { Logger } from 'pino';
-import type { Peer } from '../dataplane/index.js';
+import type { Peer, PeerTrafficView } from '../dataplane/index.js';
 import { ownerAddress, ownerLogFields, subnetsOfLease, type Lease, type NetworkConfig, type WatchEvent } from '../lease/index.js';
 import { tryParseIPv4, type Cidr } from '../net/ipv4.js';
 import { formatCidr6, isCidr6, type Cidr6 } from '../net/ipv6.js';
@@ -153,6 +153,15 @@ export interface PeerView {
   readonly node: string;
   /** Set while the store has forgotten this peer's lease: since when (epoch ms). */
   readonly unconfirmedSince?: number;
+  /** The data plane's figures for this peer since its entry was made (absent from daemons before 0.2). */
+  readonly traffic?: PeerTrafficView;
+}
+
+/** A lease the feed left out of the peer table, and why. */
+export interface SkippedLease {
+  readonly subnet: string;
+  readonly node: string;
+  readonly reason: string;
 }
 
 export class PeerFeed {

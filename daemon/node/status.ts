@@ -13,7 +13,7 @@ import type { Lease, LeaseWatch, SubnetManager } from '../lease/index.js';
 import { emptyCounters } from '../dataplane/index.js';
 import { formatCidr } from '../net/ipv4.js';
 import { formatCidr6, type Cidr6 } from '../net/ipv6.js';
-import type { PeerFeed, PeerView } from './peers.js';
+import type { PeerFeed, PeerView, SkippedLease } from './peers.js';
 
 export interface NodeInfo {
   readonly name: string;
@@ -32,6 +32,13 @@ export interface NodeInfo {
   readonly tun: string;
   readonly mtu: number;
   readonly port: number;
+  /**
+   * The routes through the TUN in the node's main routing table, read from
+   * the kernel at each request (/proc/net/route, /proc/net/ipv6_route): the
+   * cluster networks, unless someone removed them. Absent before the data
+   * path is open.
+   */
+  readonly routes?: readonly string[];
 }
 
 /** starting: before the first attempt; waiting: for a usable store (see reason); running: forwarding with known peers. */
@@ -42,6 +49,8 @@ export type NodeState = 'starting' | 'waiting' | 'running';
  * lab read. Fields are only ever added, so an older CLI reads a newer daemon.
  */
 export interface StatusDocument {
+  /** The daemon's version (package.json); absent from daemons before 0.2. */
+  readonly version?: string;
   readonly state: NodeState;
   /** Why the node is not running yet. */
   readonly reason?: string;
@@ -58,6 +67,8 @@ export interface StatusDocument {
     readonly publicIPv6?: string;
     readonly nodeName: string;
     readonly expiresAt: number | null;
+    /** Set while renewing the lease fails (Redis unreachable): since when (epoch ms), how many attempts, the last error. */
+    readonly renewalFailure?: { readonly since: number; readonly attempts: number; readonly error: string };
   } | null;
   /** null in static mode. */
   readonly store: {
@@ -69,8 +80,13 @@ export interface StatusDocument {
     readonly leaseRestored: number;
     /** Full listings after the watch missed changes. */
     readonly resyncs: number;
+    /** Leases in the store as this node last saw them, its own included; absent before the first listing. */
+    readonly leases?: number;
   } | null;
+  /** Every other node's peer entry, with its traffic (PeerView.traffic). */
   readonly peers: readonly PeerView[];
+  /** Leases this node saw and left out of its peer table, each with the reason (logged as 'lease skipped'). */
+  readonly skippedLeases?: readonly SkippedLease[];
   /** null until the data path is open. */
   readonly counters: CountersSnapshot | null;
   readonly uptimeSeconds: number;
