@@ -22,7 +22,11 @@ import {
   loadYaml,
   mounts,
   parseQuantity,
+  podMonitorManifest,
+  prometheusDir,
+  prometheusRules,
   redisManifest,
+  resolvePort,
   yamlFiles,
   type Container,
   type Workload,
@@ -30,7 +34,8 @@ import {
 import { SchemaError, validateObject, type KubeObject } from './schema.js';
 
 const pkg = JSON.parse(readFileSync(path.join(packageRoot, 'package.json'), 'utf8')) as { version: string };
-const manifests = yamlFiles().filter((f) => !isKustomization(f));
+// deploy/prometheus/ holds Prometheus's files, checked by the PodMonitor test below and by test/deploy/prometheus*.
+const manifests = yamlFiles().filter((f) => !isKustomization(f) && !f.startsWith(`${prometheusDir}${path.sep}`));
 const kustomizations = yamlFiles().filter(isKustomization);
 const relative = (file: string) => path.relative(packageRoot, file);
 
@@ -87,6 +92,46 @@ function unknownDaemonSettings(c: Container, command = daemonCommand()): string[
   const envs = new Set(command.options.map((o) => o.envVar).filter(Boolean));
   const flags = (c.args ?? []).filter((a) => a.startsWith('--')).map((a) => a.split('=')[0]!);
   return [...flags.filter((f) => !longs.has(f)), ...(c.env ?? []).map((e) => e.name).filter((n) => !envs.has(n))];
+}
+
+// prometheus-operator's PodMonitor fields (monitoring.coreos.com/v1), those of a podMetricsEndpoint and of a relabeling.
+const POD_MONITOR_FIELDS = new Set(['jobLabel', 'podTargetLabels', 'podMetricsEndpoints', 'selector', 'namespaceSelector', 'sampleLimit', 'targetLimit', 'labelLimit', 'labelNameLengthLimit', 'labelValueLengthLimit', 'keepDroppedTargets', 'attachMetadata', 'scrapeClass', 'scrapeProtocols', 'fallbackScrapeProtocol', 'bodySizeLimit']);
+const POD_METRICS_ENDPOINT_FIELDS = new Set(['port', 'portNumber', 'targetPort', 'path', 'scheme', 'params', 'interval', 'scrapeTimeout', 'tlsConfig', 'bearerTokenSecret', 'honorLabels', 'honorTimestamps', 'trackTimestampsStaleness', 'basicAuth', 'oauth2', 'authorization', 'metricRelabelings', 'relabelings', 'proxyUrl', 'followRedirects', 'enableHttp2', 'filterRunning']);
+const RELABEL_FIELDS = new Set(['sourceLabels', 'separator', 'targetLabel', 'regex', 'modulus', 'replacement', 'action']);
+
+/** What keeps a PodMonitor from scraping the DaemonSet's /metrics under the job the rules select: unknown fields, a selector or port that does not match, another job. */
+function podMonitorProblems(monitor: Record<string, any>, jobs: string[]): string[] {
+  const problems: string[] = [];
+  if (monitor.apiVersion !== 'monitoring.coreos.com/v1' || monitor.kind !== 'PodMonitor') problems.push(`apiVersion/kind ${monitor.apiVersion} ${monitor.kind}`);
+  const spec = monitor.spec ?? {};
+  for (const key of Object.keys(spec)) if (!POD_MONITOR_FIELDS.has(key)) problems.push(`spec.${key}: no such field in a PodMonitor`);
+  // Without a namespaceSelector, a PodMonitor looks for pods in its own namespace only.
+  if (spec.namespaceSelector === undefined && monitor.metadata?.namespace !== daemonSet.metadata.namespace) problems.push(`metadata.namespace ${monitor.metadata?.namespace} is not the DaemonSet's`);
+  const podLabels = daemonSet.spec.template.metadata.labels;
+  for (const [key, value] of Object.entries<string>(spec.selector?.matchLabels ?? {})) {
+    if (podLabels[key] !== value) problems.push(`selector: ${key}=${value} is not a label of the DaemonSet's pods`);
+  }
+  if (Object.keys(spec.selector?.matchLabels ?? {}).length === 0) problems.push('selector: selects every pod of the namespace');
+  const job = podLabels[spec.jobLabel];
+  for (const expected of jobs) if (job !== expected) problems.push(`jobLabel: the job is ${job ?? `${monitor.metadata?.namespace}/${monitor.metadata?.name}`}, the rules select ${expected}`);
+  const endpoints: Array<Record<string, any>> = spec.podMetricsEndpoints ?? [];
+  if (endpoints.length !== 1) problems.push(`podMetricsEndpoints: ${endpoints.length}, expected one`);
+  for (const endpoint of endpoints) {
+    for (const key of Object.keys(endpoint)) if (!POD_METRICS_ENDPOINT_FIELDS.has(key)) problems.push(`podMetricsEndpoints: ${key}: no such field`);
+    for (const relabeling of endpoint.relabelings ?? []) {
+      for (const key of Object.keys(relabeling)) if (!RELABEL_FIELDS.has(key)) problems.push(`relabelings: ${key}: no such field`);
+    }
+    let port: number | undefined;
+    try {
+      port = resolvePort(daemonContainer, endpoint.port);
+    } catch (err) {
+      problems.push(`podMetricsEndpoints: ${(err as Error).message}`);
+    }
+    const healthzPort = Number(daemonContainer.env?.find((e) => e.name === 'MINIFLANNELD_HEALTHZ_PORT')?.value ?? daemonCommand().options.find((o) => o.long === '--healthz-port')!.defaultValue);
+    if (port !== undefined && port !== healthzPort) problems.push(`podMetricsEndpoints: port ${endpoint.port} is ${port}, the daemon serves /metrics on ${healthzPort}`);
+    if ((endpoint.path ?? '/metrics') !== '/metrics') problems.push(`podMetricsEndpoints: path ${endpoint.path}`);
+  }
+  return problems;
 }
 
 describe('deploy/ manifests', () => {
@@ -194,6 +239,25 @@ describe('deploy/ manifests', () => {
     for (const name of names) assert.ok(options.some((o) => o.envVar === name), `${name} is a daemon variable`);
     const port = options.find((o) => o.long === '--healthz-port')!.defaultValue;
     assert.match(script, new RegExp(`\\|\\| '${port}'`), `the default port ${port}`);
+  });
+
+  test('the PodMonitor scrapes /metrics on the health port of the DaemonSet\'s pods, under the job the rules select', () => {
+    const [monitor] = loadYaml(podMonitorManifest) as [Record<string, any>];
+    const jobs = [...new Set([...readFileSync(prometheusRules, 'utf8').matchAll(/\bjob="([^"]+)"/g)].map((m) => m[1]!))];
+    assert.deepEqual(jobs, ['miniflannel']);
+    assert.deepEqual(podMonitorProblems(monitor, jobs), []);
+    // The check bites: a selector label the pods lack, a port the container does not name, the operator's default job, a misspelt field.
+    const broken = structuredClone(monitor);
+    broken.spec.selector.matchLabels['app.kubernetes.io/component'] = 'controller';
+    broken.spec.podMetricsEndpoints[0].port = 'metrics';
+    delete broken.spec.jobLabel;
+    broken.spec.podMetricEndpoints = [];
+    assert.deepEqual(podMonitorProblems(broken, jobs), [
+      'spec.podMetricEndpoints: no such field in a PodMonitor',
+      'selector: app.kubernetes.io/component=controller is not a label of the DaemonSet\'s pods',
+      'jobLabel: the job is kube-miniflannel/miniflannel, the rules select miniflannel',
+      'podMetricsEndpoints: container miniflanneld has no port named metrics',
+    ]);
   });
 
   test('the static CNI conflist (for nodes whose conflist the daemon does not write) matches what the daemon writes', () => {

@@ -9,6 +9,10 @@ import type { KubeObject } from './schema.js';
 export const deployDir = path.join(packageRoot, 'deploy');
 export const daemonManifest = path.join(deployDir, 'kubernetes', 'miniflannel.yaml');
 export const redisManifest = path.join(deployDir, 'redis', 'redis.yaml');
+/** Prometheus's files: its rules, their tests, and a PodMonitor (a prometheus-operator CRD, beyond the Kubernetes API schemas). */
+export const prometheusDir = path.join(deployDir, 'prometheus');
+export const podMonitorManifest = path.join(prometheusDir, 'podmonitor.yaml');
+export const prometheusRules = path.join(prometheusDir, 'rules.yaml');
 
 export interface LoadedObject {
   file: string;
