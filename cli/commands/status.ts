@@ -6,17 +6,15 @@
 
 import { Command, Option } from 'commander';
 import { packetCounters, type PacketCounter } from '../../daemon/dataplane/index.js';
-import type { NodeInfo, StatusDocument } from '../../daemon/node/status.js';
+import type { NodeInfo } from '../../daemon/node/status.js';
+import { readStatus, type ReportedStatus } from '../cluster/survey.js';
 import { examples, outputOf, settingsOf } from '../conventions.js';
-import { DaemonError, reasonOf, UsageError } from '../errors.js';
+import { UsageError } from '../errors.js';
 import { humanBytes, humanDuration, isoTime, type Cell, type Output } from '../output.js';
 
 export const DEFAULT_DAEMON_URL = 'http://127.0.0.1:8286';
 
 type Json = Record<string, unknown>;
-
-/** GET /status as a daemon answers it: a StatusDocument, of which an older daemon may leave fields out. */
-type ReportedStatus = Partial<StatusDocument>;
 
 function isObject(value: unknown): value is Json {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
@@ -33,37 +31,8 @@ function daemonBase(text: string): URL {
   return url;
 }
 
-async function fetchStatus(base: URL, label: string, timeoutMs: number): Promise<ReportedStatus> {
-  const url = new URL(`${base.pathname.replace(/\/+$/, '')}/status`, base);
-  let response: Response;
-  let body: string;
-  try {
-    response = await fetch(url, { signal: AbortSignal.timeout(timeoutMs), headers: { accept: 'application/json' } });
-    body = await response.text();
-  } catch (err) {
-    if (err instanceof DOMException && err.name === 'TimeoutError') {
-      throw new DaemonError(label, `daemon at ${label} did not answer within ${timeoutMs} ms (--timeout)`, { cause: err });
-    }
-    throw new DaemonError(label, `daemon unreachable at ${label}: ${reasonOf(err)}`, { cause: err });
-  }
-  if (!response.ok) throw new DaemonError(label, `daemon at ${label} answered ${response.status} ${response.statusText} for ${url.pathname}`);
-  let doc: unknown;
-  try {
-    doc = JSON.parse(body);
-  } catch (cause) {
-    throw new DaemonError(label, `daemon at ${label} sent a status that is not JSON`, { cause });
-  }
-  if (!isObject(doc)) throw new DaemonError(label, `daemon at ${label} sent a status that is not a JSON object`);
-  return reported(doc);
-}
-
-/** The document with every section of the wrong shape left out, so that it shows as absent instead of failing the command. */
-function reported(doc: Json): ReportedStatus {
-  const result: Json = { ...doc };
-  for (const key of ['node', 'store', 'counters'] as const) if (!isObject(doc[key])) delete result[key];
-  if (doc['lease'] !== null && !isObject(doc['lease'])) delete result['lease'];
-  result['peers'] = Array.isArray(doc['peers']) ? doc['peers'].filter(isObject) : undefined;
-  return result as ReportedStatus;
+function fetchStatus(base: URL, label: string, timeoutMs: number): Promise<ReportedStatus> {
+  return readStatus(new URL(`${base.pathname.replace(/\/+$/, '')}/status`, base).href, label, timeoutMs);
 }
 
 function text(value: unknown): string {
