@@ -174,3 +174,30 @@ export function parseQuantity(quantity: string): number {
   const unit = { '': 1, Ki: 2 ** 10, Mi: 2 ** 20, Gi: 2 ** 30, Ti: 2 ** 40, k: 1e3, M: 1e6, G: 1e9, T: 1e12 }[match[2] ?? ''];
   return Number(match[1]) * unit!;
 }
+
+export const prometheusRuleTests = path.join(prometheusDir, 'rules.test.yaml');
+export const grafanaDashboard = path.join(deployDir, 'grafana', 'miniflannel.json');
+
+export interface AlertRule {
+  alert: string;
+  expr: string;
+  for?: string;
+  labels?: Record<string, string>;
+  annotations?: Record<string, string>;
+}
+
+/** The alerts of deploy/prometheus/rules.yaml, every group's. */
+export function alertRules(): AlertRule[] {
+  const [file] = loadYaml(prometheusRules) as [{ groups: Array<{ name: string; rules: AlertRule[] }> }];
+  return file.groups.flatMap((group) => group.rules);
+}
+
+/** Every PromQL query of the Grafana dashboard, its template variables' included. */
+export function dashboardQueries(dashboard: any = JSON.parse(readFileSync(grafanaDashboard, 'utf8'))): string[] {
+  const panels = dashboard.panels.flatMap((panel: any) => panel.targets.map((target: any) => target.expr as string));
+  // Grafana's label_values(series, label) asks Prometheus for the labels of a series selector: that selector is the query.
+  const variables = dashboard.templating.list
+    .filter((v: any) => v.type === 'query')
+    .map((v: any) => /^label_values\((.+), *\w+\)$/.exec(v.definition)?.[1] ?? (v.definition as string));
+  return [...panels, ...variables];
+}
