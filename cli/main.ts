@@ -10,6 +10,7 @@ import { configCommand } from './commands/config.js';
 import { leaseCommand } from './commands/lease.js';
 import { sandboxCommand } from './commands/sandbox.js';
 import { statusCommand } from './commands/status.js';
+import { traceCommand } from './commands/trace.js';
 import { packageVersion, versionCommand } from './commands/version.js';
 import { addGlobalOptions, applyConventions, examples } from './conventions.js';
 import { describeFailure, EXIT_OK, exitCodeOf } from './errors.js';
@@ -21,6 +22,7 @@ const program = addGlobalOptions(new Command('miniflannel'))
   .addCommand(leaseCommand())
   .addCommand(configCommand())
   .addCommand(statusCommand())
+  .addCommand(traceCommand())
   .addCommand(versionCommand())
   .addCommand(completionCommand())
   // Their subcommands carry the examples; the groups get them here.
