@@ -7,6 +7,7 @@ import { Command } from 'commander';
 import { benchCommand } from './commands/bench.js';
 import { completionCommand } from './commands/completion.js';
 import { configCommand } from './commands/config.js';
+import { doctorCommand } from './commands/doctor.js';
 import { leaseCommand } from './commands/lease.js';
 import { sandboxCommand } from './commands/sandbox.js';
 import { statusCommand } from './commands/status.js';
@@ -22,6 +23,7 @@ const program = addGlobalOptions(new Command('miniflannel'))
   .addCommand(leaseCommand())
   .addCommand(configCommand())
   .addCommand(statusCommand())
+  .addCommand(doctorCommand())
   .addCommand(traceCommand())
   .addCommand(versionCommand())
   .addCommand(completionCommand())

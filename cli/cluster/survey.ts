@@ -66,8 +66,11 @@ export function reportedStatus(doc: unknown, label: string): ReportedStatus {
   const result: Record<string, unknown> = { ...doc };
   for (const key of ['node', 'store', 'counters'] as const) if (!isObject(doc[key])) delete result[key];
   if (doc['lease'] !== null && !isObject(doc['lease'])) delete result['lease'];
-  result['peers'] = Array.isArray(doc['peers']) ? doc['peers'].filter(isObject) : undefined;
-  result['skippedLeases'] = Array.isArray(doc['skippedLeases']) ? doc['skippedLeases'].filter(isObject) : undefined;
+  for (const key of ['peers', 'skippedLeases'] as const) {
+    const list = doc[key];
+    if (Array.isArray(list)) result[key] = list.filter(isObject);
+    else delete result[key];
+  }
   return result as ReportedStatus;
 }
 

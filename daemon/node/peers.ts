@@ -75,6 +75,17 @@ export function backendDataFor(port: number, underlay: TransportFamily, publishe
 }
 
 /**
+ * The underlay a lease's node listens on: the one its BackendData names, or
+ * for a lease from before the marker, IPv4 with a PublicIP and IPv6 without;
+ * undefined for a name that is none of the three.
+ */
+export function underlayOf(lease: Pick<Lease, 'backendData' | 'publicIP'>): TransportFamily | undefined {
+  const named = lease.backendData['Underlay'];
+  if (named === undefined) return lease.publicIP === undefined ? 6 : 4;
+  return UNDERLAY_NAMES.get(named);
+}
+
+/**
  * The endpoint this node reaches the lease's node at, or why there is none.
  * Each node sends over the family both listen on, IPv4 first, so both ends
  * of a pair make the same choice, and each finds the other's datagrams on
@@ -85,8 +96,8 @@ export function backendDataFor(port: number, underlay: TransportFamily, publishe
  */
 function endpointOf(lease: Lease, port: number, underlay: TransportFamily): Endpoint | string {
   const named = lease.backendData['Underlay'];
-  if (named !== undefined && !UNDERLAY_NAMES.has(named)) return `BackendData.Underlay ${JSON.stringify(named)} is not "ipv4", "ipv6" or "dual"`;
-  const theirs = named === undefined ? (lease.publicIP === undefined ? 6 : 4) : UNDERLAY_NAMES.get(named)!;
+  const theirs = underlayOf(lease);
+  if (theirs === undefined) return `BackendData.Underlay ${JSON.stringify(named)} is not "ipv4", "ipv6" or "dual"`;
   // The lease decoder has checked that PublicIP and PublicIPv6 are addresses of their families.
   if (lease.publicIP !== undefined && underlay !== 6 && theirs !== 6) return { address: lease.publicIP, ip: tryParseIPv4(lease.publicIP), port };
   const over6 = lease.publicIPv6 !== undefined && underlay !== 4 && (theirs !== 4 || (underlay === 6 && named === undefined));

@@ -1,0 +1,278 @@
+// `miniflannel doctor`'s checks on fabricated status documents, the survey
+// of a thousand silent daemons through a fake fetcher, the survey over real
+// loopback HTTP, and the command's refusals that need no Redis.
+
+import assert from 'node:assert/strict';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { after, before, describe, it } from 'node:test';
+import { parseNetworkConfig, type Lease, type NetworkConfig } from '../../daemon/lease/index.js';
+import { parseCidr } from '../../daemon/net/ipv4.js';
+import type { PeerView } from '../../daemon/node/peers.js';
+import type { StatusDocument } from '../../daemon/node/status.js';
+import { diagnose, isProblem, type CheckId, type Diagnosis, type Finding, type Look } from '../../cli/cluster/doctor.js';
+import { lookAtNodes, statusUrl, type NodeLook } from '../../cli/cluster/survey.js';
+import { freePort } from '../../lab/redis.js';
+import { oneLineError, runCli } from './helpers.js';
+
+const NETWORK: NetworkConfig = parseNetworkConfig({ Network: '10.244.0.0/16' });
+const NOW = 1_800_000_000_000;
+const HOUR = 3_600_000;
+const TRAFFIC = { packetsSent: 10, bytesSent: 1000, packetsReceived: 10, bytesReceived: 1000, drops: 0, lastReceivedAt: NOW - 1000 };
+
+function lease(k: number, changes: Partial<Lease> = {}): Lease {
+  const subnet = `10.244.${k}.0/24`;
+  return { subnet, cidr: parseCidr(subnet), publicIP: `198.18.0.${k}`, nodeName: `node-${k}`, backendType: 'udp', backendData: {}, expiresAt: NOW + 20 * HOUR, ...changes };
+}
+
+/** What node k's daemon reports when all is well among `all`. */
+function healthy(k: number, all: readonly Lease[]): StatusDocument {
+  const own = all.find((l) => l.subnet === `10.244.${k}.0/24`)!;
+  const peers: PeerView[] = all.filter((l) => l !== own).map((l) => ({ subnet: l.subnet, endpoint: `${l.publicIP}:8285`, node: l.nodeName, traffic: TRAFFIC }));
+  return {
+    version: '0.2.0',
+    state: 'running',
+    node: { name: own.nodeName, publicIP: own.publicIP!, iface: 'eth0', subnet: own.subnet, network: '10.244.0.0/16', tun: 'flannel0', mtu: 1472, port: 8285 },
+    lease: { subnet: own.subnet, publicIP: own.publicIP!, nodeName: own.nodeName, expiresAt: own.expiresAt },
+    store: { address: 'redis://198.18.0.254:6379', connected: true, resets: 0, leaseRestored: 0, resyncs: 0, leases: all.length },
+    peers,
+    skippedLeases: [],
+    counters: { egressDrops: {}, ingressDrops: {} } as unknown as StatusDocument['counters'],
+    uptimeSeconds: 60,
+  };
+}
+
+const withDrops = (status: StatusDocument, egress: Record<string, number>, ingress: Record<string, number> = {}): StatusDocument =>
+  ({ ...status, counters: { egressDrops: egress, ingressDrops: ingress } as unknown as StatusDocument['counters'] });
+
+/** Three healthy nodes, each status changed by `change` (by node number) where given. */
+function cluster(change: Record<number, (s: StatusDocument) => StatusDocument | undefined> = {}, leases = [1, 2, 3].map((k) => lease(k))): NodeLook[] {
+  return leases.map((l, i) => {
+    const status = (change[i + 1] ?? ((s) => s))(healthy(i + 1, leases));
+    return status === undefined ? { lease: l, url: statusUrl(l, 8286), error: `daemon unreachable at ${statusUrl(l, 8286)}: ECONNREFUSED` } : { lease: l, url: statusUrl(l, 8286), status };
+  });
+}
+
+const run = (looks: NodeLook[], previous?: Look, now = NOW): Diagnosis => diagnose({ network: NETWORK, looks, now, ...(previous ? { previous } : {}) });
+const problems = (d: Diagnosis): Finding[] => d.findings.filter(isProblem);
+const only = (d: Diagnosis, check: CheckId): Finding => {
+  const found = d.findings.filter((f) => f.check === check);
+  assert.equal(found.length, 1, `one ${check} finding in ${JSON.stringify(d.findings, null, 2)}`);
+  return found[0]!;
+};
+
+describe('doctor checks', () => {
+  it('finds no problem in a healthy cluster, and every peer table complete', () => {
+    const d = run(cluster());
+    assert.deepEqual(problems(d), []);
+    assert.deepEqual(d.nodes.map((n) => [n.node, n.state, n.version, n.storeConnected, n.peers]), [1, 2, 3].map((k) => [`node-${k}`, 'running', '0.2.0', true, { matching: 2, expected: 2 }]));
+  });
+
+  it('reports a daemon that does not answer, and one that is not running, as errors', () => {
+    const d = run(cluster({ 2: () => undefined, 3: (s) => ({ ...s, state: 'waiting', reason: 'lease store unreachable' }) }));
+    assert.equal(only(d, 'daemon-unreachable').message, 'node-2: daemon unreachable at http://198.18.0.2:8286/status: ECONNREFUSED');
+    assert.deepEqual(only(d, 'daemon-unreachable').nodes, ['node-2']);
+    assert.equal(only(d, 'daemon-not-running').message, 'node-3 is waiting: lease store unreachable');
+    assert.equal(d.nodes[1]!.state, 'unreachable');
+    assert.equal(d.nodes[1]!.peers, null);
+  });
+
+  it('says an unclaimed reservation has no daemon without calling it a problem; a claimed one is', () => {
+    const leases = [lease(1), lease(2), lease(3, { expiresAt: null, nodeName: '' })];
+    const unclaimed = run(cluster({ 3: () => undefined }, leases));
+    assert.deepEqual(problems(unclaimed), []);
+    assert.match(only(unclaimed, 'reservation-unclaimed').message, /^the reservation 10\.244\.3\.0\/24 for 198\.18\.0\.3 has no daemon answering/);
+    const claimed = [lease(1), lease(2), lease(3, { expiresAt: null })];
+    assert.deepEqual(only(run(cluster({ 3: () => undefined }, claimed)), 'daemon-unreachable').nodes, ['node-3']);
+  });
+
+  it('names a missing peer, a stale one, and a wrong endpoint seen by two nodes as one finding', () => {
+    const d = run(cluster({
+      1: (s) => ({ ...s, peers: [...s.peers.filter((p) => p.subnet !== '10.244.2.0/24'), { subnet: '10.244.9.0/24', endpoint: '198.18.0.9:8285', node: 'node-9', unconfirmedSince: NOW - 5000 }] }),
+      2: (s) => ({ ...s, peers: s.peers.map((p) => (p.subnet === '10.244.3.0/24' ? { ...p, endpoint: '198.18.0.3:9999' } : p)) }),
+      3: (s) => s,
+    }, [lease(1), lease(2), lease(3, { backendData: { Port: 9999 } })]));
+    assert.equal(only(d, 'peer-missing').message, 'node-1: no peer entry for node-2 (10.244.2.0/24)');
+    assert.match(only(d, 'peer-stale').message, /^node-1: a peer entry for node-9 \(10\.244\.9\.0\/24\) at 198\.18\.0\.9:8285, which the store has no lease for \(kept since /);
+    // node-2 already sends to the new port; node-1 still sends to the old one, as node-3's own daemon listens on it.
+    assert.equal(only(d, 'peer-endpoint').message, 'node-1: send to node-3 (10.244.3.0/24) at 198.18.0.3:8285, but its lease says 198.18.0.3:9999');
+    assert.equal(only(d, 'config-mismatch').message, 'node-3 runs with port 8285 (its lease tells peers 9999)');
+    assert.deepEqual(d.nodes.map((n) => n.peers), [{ matching: 0, expected: 2 }, { matching: 2, expected: 2 }, { matching: 2, expected: 2 }]);
+  });
+
+  it('merges one cause seen by many nodes into one finding listing them', () => {
+    const leases = [lease(1), lease(2), lease(3, { backendData: { Port: 9999 } })];
+    const d = run(cluster({ 3: (s) => ({ ...s, node: { ...s.node!, port: 9999 } }) }, leases));
+    const endpoint = only(d, 'peer-endpoint');
+    assert.deepEqual(endpoint.nodes, ['node-1', 'node-2']);
+    assert.equal(endpoint.message, 'node-1, node-2: send to node-3 (10.244.3.0/24) at 198.18.0.3:8285, but its lease says 198.18.0.3:9999');
+  });
+
+  it("shows a lease the daemon left out with the daemon's reason, not as missing", () => {
+    const d = run(cluster({ 1: (s) => ({ ...s, peers: s.peers.filter((p) => p.subnet !== '10.244.3.0/24'), skippedLeases: [{ subnet: '10.244.3.0/24', node: 'node-3', reason: 'it shares no underlay family with this node' }] }) }));
+    assert.equal(only(d, 'peer-skipped').message, 'node-1: left out node-3 (10.244.3.0/24): it shares no underlay family with this node');
+    assert.equal(only(d, 'peer-skipped').severity, 'warning');
+    assert.equal(d.findings.filter((f) => f.check === 'peer-missing').length, 0);
+  });
+
+  it('reports a daemon running with another network than the stored one', () => {
+    const d = run(cluster({ 2: (s) => ({ ...s, node: { ...s.node!, network: '10.245.0.0/16', ipv6Network: 'fd00::/56' } }) }));
+    assert.equal(only(d, 'config-mismatch').message, 'node-2 runs with Network 10.245.0.0/16 (stored: 10.244.0.0/16), IPv6Network fd00::/56 (stored: none)');
+  });
+
+  it('reports version skew, naming the nodes off the most common version, a daemon before 0.2 among them', () => {
+    const d = run(cluster({ 2: (s) => ({ ...s, version: '0.1.9' }), 3: ({ version: _, ...s }) => s }));
+    const skew = only(d, 'version-skew');
+    assert.equal(skew.severity, 'warning');
+    assert.equal(skew.message, 'daemons run 3 versions: 0.2.0 on 1 (node-1); 0.1.9 on 1 (node-2); unknown (before 0.2) on 1 (node-3)');
+    assert.deepEqual(skew.nodes, ['node-2', 'node-3']);
+    assert.deepEqual(run(cluster()).findings.filter((f) => f.check === 'version-skew'), []);
+  });
+
+  it('reports a failing renewal as a warning, and as an error once the lease is inside the renew margin', () => {
+    const failing = (s: StatusDocument): StatusDocument => ({ ...s, lease: { ...s.lease!, renewalFailure: { since: NOW - 60_000, attempts: 7, error: 'Redis unreachable' } } });
+    const early = only(run(cluster({ 1: failing })), 'lease-renewal');
+    assert.equal(early.severity, 'warning');
+    assert.match(early.message, /^node-1 has failed to renew its lease 10\.244\.1\.0\/24 7 times since \S+ \(Redis unreachable\); it expires in 20h00m$/);
+    const late = only(run(cluster({ 1: failing }, [lease(1, { expiresAt: NOW + 10 * 60_000 }), lease(2), lease(3)])), 'lease-renewal');
+    assert.equal(late.severity, 'error');
+    assert.match(late.message, /it expires in 10m00s$/);
+  });
+
+  it('warns of a lease past its renewal time even when no daemon says why, and never of a reservation', () => {
+    const d = run(cluster({ 2: () => undefined }, [lease(1), lease(2, { expiresAt: NOW + 5 * 60_000 }), lease(3, { expiresAt: null })]));
+    assert.match(only(d, 'lease-expiring').message, /^the lease 10\.244\.2\.0\/24 of node-2 expires in 5m00s, though a node renews it 1h00m before/);
+    assert.deepEqual(only(d, 'lease-expiring').nodes, ['node-2']);
+  });
+
+  it('reports a daemon that cannot reach the lease store', () => {
+    const d = run(cluster({ 3: (s) => ({ ...s, store: { ...s.store!, connected: false } }) }));
+    assert.equal(only(d, 'store-unreachable').message, 'node-3 cannot reach the lease store at redis://198.18.0.254:6379');
+    assert.equal(d.nodes[2]!.storeConnected, false);
+  });
+
+  it('shows drop totals on the first look, and rates by reason since the previous look after it', () => {
+    const first = run(cluster({ 1: (s) => withDrops(s, { 'no-route': 4, 'too-big': 0 }, { 'unknown-sender': 2 }) }));
+    assert.deepEqual(problems(first), []);
+    assert.match(only(first, 'first-look').message, /^no earlier look at this cluster/);
+    assert.equal(only(first, 'drops').message, 'node-1 has dropped 6 packets since it started: egress no-route 4, ingress unknown-sender 2');
+    assert.deepEqual(first.nodes[0]!.drops, { total: 6, seconds: null, perSecond: null, byReason: { 'egress no-route': 4, 'ingress unknown-sender': 2 } });
+
+    const later = run(cluster({ 1: (s) => withDrops(s, { 'no-route': 34, 'too-big': 0 }, { 'unknown-sender': 2 }), 3: (s) => withDrops(s, { 'no-route': 1 }) }), first.look, NOW + 60_000);
+    assert.equal(later.findings.filter((f) => f.check === 'first-look').length, 0);
+    const drops = later.findings.filter((f) => f.check === 'drops');
+    assert.deepEqual(drops.map((f) => [f.severity, f.message]), [
+      ['warning', 'node-1 dropped 30 packets in the last 1m00s (0.50/s): egress no-route 30'],
+      ['warning', 'node-3 dropped 1 packets in the last 1m00s (0.02/s): egress no-route 1'],
+    ]);
+    assert.deepEqual(later.nodes[1]!.drops, { total: 0, seconds: 60, perSecond: 0, byReason: {} });
+  });
+
+  it('counts all of a counter that went back (the daemon restarted) as new', () => {
+    const first = run(cluster({ 1: (s) => withDrops(s, { 'no-route': 50 }) }));
+    const later = run(cluster({ 1: (s) => withDrops(s, { 'no-route': 3 }) }), first.look, NOW + 10_000);
+    assert.equal(later.nodes[0]!.drops?.total, 3);
+  });
+
+  it('keeps the counters of a node that did not answer for the look after', () => {
+    const first = run(cluster({ 1: (s) => withDrops(s, { 'no-route': 5 }) }));
+    const missed = run(cluster({ 1: () => undefined }), first.look, NOW + 10_000);
+    const back = run(cluster({ 1: (s) => withDrops(s, { 'no-route': 8 }) }), missed.look, NOW + 20_000);
+    assert.deepEqual(back.nodes[0]!.drops, { total: 3, seconds: 20, perSecond: 0.15, byReason: { 'egress no-route': 3 } });
+  });
+
+  it('says "node A hears nothing from node B" when B sends to A and A receives nothing from B', () => {
+    const silent = (sender: string) => (s: StatusDocument): StatusDocument => ({ ...s, peers: s.peers.map((p) => (p.subnet === sender ? { ...p, traffic: { ...TRAFFIC, packetsReceived: 0, lastReceivedAt: null } } : p)) });
+    const first = run(cluster({ 1: silent('10.244.2.0/24') }));
+    const finding = only(first, 'peer-silent');
+    assert.equal(finding.message, 'node-1 hears nothing from node-2: node-2 sent it 10 packets since their entries were made, and node-1 received none from node-2');
+    assert.deepEqual(finding.nodes, ['node-1', 'node-2']);
+
+    // Since the last look: node-2 sent 5 more and node-1 received none of them.
+    const sentMore = (s: StatusDocument): StatusDocument => ({ ...s, peers: s.peers.map((p) => (p.subnet === '10.244.1.0/24' ? { ...p, traffic: { ...TRAFFIC, packetsSent: 15 } } : p)) });
+    const healed = (s: StatusDocument): StatusDocument => ({ ...s, peers: s.peers.map((p) => (p.subnet === '10.244.2.0/24' ? { ...p, traffic: { ...TRAFFIC, packetsReceived: 4 } } : p)) });
+    const worse = run(cluster({ 1: silent('10.244.2.0/24'), 2: sentMore }), first.look, NOW + 10_000);
+    assert.match(only(worse, 'peer-silent').message, /^node-1 hears nothing from node-2: node-2 sent it 5 packets since the last look/);
+    const better = run(cluster({ 1: healed, 2: sentMore }), first.look, NOW + 10_000);
+    assert.equal(better.findings.filter((f) => f.check === 'peer-silent').length, 0);
+  });
+
+  it('judges no traffic from a daemon that reports none (before 0.2)', () => {
+    const old = (s: StatusDocument): StatusDocument => ({ ...s, peers: s.peers.map(({ traffic: _, ...p }) => p) });
+    const d = run(cluster({ 1: old, 2: (s) => ({ ...s, peers: s.peers.map((p) => ({ ...p, traffic: { ...TRAFFIC, packetsSent: 99 } })) }) }));
+    assert.deepEqual(problems(d), []);
+  });
+});
+
+describe('the survey', () => {
+  it('reports every one of 1,000 silent daemons as unreachable, asking at most `concurrency` at once and more than one', async () => {
+    const leases = Array.from({ length: 1000 }, (_, i) => lease(i % 256, { subnet: `10.${Math.floor(i / 256)}.${i % 256}.0/24`, publicIP: `198.18.${Math.floor(i / 256)}.${i % 256}` }));
+    let inFlight = 0;
+    let most = 0;
+    let aborted = 0;
+    const looks = await lookAtNodes(leases, {
+      port: 8286,
+      timeoutMs: 20,
+      concurrency: 50,
+      // Never answers, and ignores its signal: the survey's own deadline must end the wait.
+      fetchStatus: (_url, signal) => {
+        inFlight++;
+        most = Math.max(most, inFlight);
+        signal.addEventListener('abort', () => {
+          inFlight--;
+          aborted++;
+        });
+        return new Promise(() => undefined);
+      },
+    });
+    assert.equal(looks.length, 1000);
+    assert.deepEqual(looks.map((l) => l.lease), leases);
+    assert.ok(looks.every((l) => l.status === undefined && l.error === `daemon at ${l.url} did not answer within 20 ms (--timeout)`), 'every node reported unreachable');
+    assert.equal(aborted, 1000);
+    assert.ok(most <= 50, `at most 50 in flight, saw ${most}`);
+    assert.ok(most > 1, `more than one in flight, saw ${most}`);
+  });
+
+  describe('over loopback HTTP', () => {
+    let server: http.Server;
+    let port: number;
+    before(async () => {
+      server = http.createServer((req, res) => {
+        const answer = req.headers.host?.startsWith('127.0.0.1') ? JSON.stringify({ state: 'running', node: 'not an object', peers: [{ subnet: '10.244.2.0/24' }, 7] }) : 'not json';
+        res.writeHead(200, { 'content-type': 'application/json' }).end(answer);
+      });
+      await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+      port = (server.address() as AddressInfo).port;
+    });
+    after(() => new Promise<void>((resolve) => server.close(() => resolve())));
+
+    it('reads a status, leaves misshapen sections out, and says why a node gave none', async () => {
+      const looks = await lookAtNodes([lease(1, { publicIP: '127.0.0.1' }), lease(2, { publicIP: '127.0.0.2' })], { port, timeoutMs: 2000, concurrency: 4 });
+      assert.deepEqual(looks[0]!.status, { state: 'running', peers: [{ subnet: '10.244.2.0/24' }] });
+      assert.equal(looks[1]!.error, `daemon unreachable at http://127.0.0.2:${port}/status: ECONNREFUSED`);
+    });
+  });
+
+  it("asks a node without a PublicIP at its bracketed PublicIPv6", () => {
+    const { publicIP: _, ...v6 } = lease(1, { publicIPv6: '2001:2::1' });
+    assert.equal(statusUrl(v6, 8286), 'http://[2001:2::1]:8286/status');
+    assert.equal(statusUrl(lease(1, { publicIPv6: '2001:2::1' }), 9000), 'http://198.18.0.1:9000/status');
+  });
+});
+
+describe('miniflannel doctor without a cluster', () => {
+  it('refuses a bad --port or --concurrency with exit 2', async () => {
+    for (const args of [['--port', '0'], ['--port', '70000'], ['--concurrency', '0']]) {
+      const result = await runCli(['doctor', ...args]);
+      assert.equal(result.code, 2, args.join(' '));
+      assert.match(oneLineError(result), /^miniflannel: option '--(port|concurrency) <\w+>' argument '\d+' is invalid/);
+    }
+  });
+
+  it('says in one line that Redis is unreachable, with exit 1', async () => {
+    const result = await runCli(['doctor', '--redis-url', `redis://127.0.0.1:${await freePort()}`, '--timeout', '500']);
+    assert.equal(result.code, 1);
+    assert.match(oneLineError(result), /^miniflannel: Redis unreachable at /);
+    assert.equal(result.stdout, '');
+  });
+});
