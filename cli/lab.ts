@@ -8,8 +8,8 @@ import { fileURLToPath } from 'node:url';
 import type { Output } from './output.js';
 
 export interface SandboxLab {
-  up(opts: { nodes: number; exit?: boolean }): Promise<void>;
-  upDetached(opts: { nodes: number }): Promise<void>;
+  up(opts: { nodes: number; exit?: boolean; prometheus?: boolean }): Promise<void>;
+  upDetached(opts: { nodes: number; prometheus?: boolean }): Promise<void>;
   status(json: boolean): Promise<void>;
   down(onlyPid: number | undefined): Promise<void>;
 }

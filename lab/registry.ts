@@ -17,7 +17,18 @@ export interface SandboxRecord {
   redisUrl: string;
   underlayNamespace: string;
   logDir: string;
-  nodes: { namespace: string; underlayIp: string; subnet: string; ipv6Subnet: string; healthz: string; pod: { namespace: string; ip: string; ip6: string } }[];
+  /** The sandbox's Prometheus (`up --prometheus`), reached from the underlay namespace. */
+  prometheusUrl?: string;
+  nodes: {
+    namespace: string;
+    /** miniflanneld's pid, to stop or kill one node's daemon. */
+    daemonPid: number;
+    underlayIp: string;
+    subnet: string;
+    ipv6Subnet: string;
+    healthz: string;
+    pod: { namespace: string; ip: string; ip6: string };
+  }[];
 }
 
 const fileOf = (pid: number) => path.join(REGISTRY_DIR, `${pid}.json`);

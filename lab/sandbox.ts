@@ -6,21 +6,24 @@ import { closeSync, openSync } from 'node:fs';
 import { mkdtemp, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { SANDBOX_REDIS_URL } from './cluster.js';
+import { SANDBOX_REDIS_URL, UNDERLAY_GATEWAY } from './cluster.js';
 import { cliIn, HEALTHZ_PORT, httpGetIn, waitFor } from './daemon.js';
 import { alive, Netns, removeStaleNamespaces, runPrefix } from './netns.js';
 import { leaseOverlay, type Overlay } from './overlays.js';
+import { assertPrometheusInstalled, SANDBOX_ALERT_FOR, startPrometheus, type RunningPrometheus } from './prometheus.js';
 import type { SandboxLab } from '../cli/lab.js';
 import { register, registered, runningSandboxes, unregister, type SandboxRecord } from './registry.js';
 
 const say = (line: string): void => void process.stdout.write(`${line}\n`);
 
-async function recordOf(overlay: Overlay, workDir: string): Promise<SandboxRecord> {
+async function recordOf(overlay: Overlay, workDir: string, prometheus: RunningPrometheus | undefined): Promise<SandboxRecord> {
   const nodes: SandboxRecord['nodes'] = [];
   for (const pod of overlay.pods) {
-    const status = await overlay.daemons[pod.node.index - 1]!.status();
+    const daemon = overlay.daemons[pod.node.index - 1]!;
+    const status = await daemon.status();
     nodes.push({
       namespace: pod.node.ns.name,
+      daemonPid: daemon.process.pid!,
       underlayIp: pod.node.underlayIp,
       subnet: status.lease!.subnet,
       ipv6Subnet: status.lease!.ipv6Subnet!,
@@ -28,7 +31,15 @@ async function recordOf(overlay: Overlay, workDir: string): Promise<SandboxRecor
       pod: { namespace: pod.ns.name, ip: pod.ip, ip6: pod.ip6! },
     });
   }
-  return { pid: process.pid, startedAt: new Date().toISOString(), redisUrl: SANDBOX_REDIS_URL, underlayNamespace: overlay.sandbox.underlay.name, logDir: workDir, nodes };
+  return {
+    pid: process.pid,
+    startedAt: new Date().toISOString(),
+    redisUrl: SANDBOX_REDIS_URL,
+    underlayNamespace: overlay.sandbox.underlay.name,
+    logDir: workDir,
+    ...(prometheus ? { prometheusUrl: prometheus.url } : {}),
+    nodes,
+  };
 }
 
 async function demonstrate(overlay: Overlay, record: SandboxRecord): Promise<void> {
@@ -56,20 +67,28 @@ async function demonstrate(overlay: Overlay, record: SandboxRecord): Promise<voi
   say(`  leases:  ip netns exec ${record.underlayNamespace} ${cli} lease list --watch --redis-url ${record.redisUrl}`);
   say(`  logs:    ${overlay.daemons.map((d) => d.logFile).join('\n           ')}`);
   say(`  a pod:   ip netns exec ${first!.pod.namespace} ping ${second!.pod.ip}   (or ${second!.pod.ip6})`);
+  if (record.prometheusUrl) {
+    say(`  prometheus: ${record.prometheusUrl}, scraping every daemon each 2 s, with deploy/prometheus/rules.yaml and every \`for:\` cut to ${SANDBOX_ALERT_FOR}`);
+    say(`              ip netns exec ${record.underlayNamespace} curl -s '${record.prometheusUrl}/api/v1/query?query=up'`);
+    say(`              ip netns exec ${record.underlayNamespace} curl -s ${record.prometheusUrl}/api/v1/alerts`);
+  }
   say(`  scripts: ${cli} sandbox status | down`);
 }
 
-async function up(opts: { nodes: number; exit?: boolean }): Promise<void> {
+async function up(opts: { nodes: number; exit?: boolean; prometheus?: boolean }): Promise<void> {
+  if (opts.prometheus) await assertPrometheusInstalled();
   await removeStaleNamespaces();
   const workDir = await mkdtemp(path.join(tmpdir(), 'miniflannel-sandbox-'));
   say(`building ${opts.nodes} nodes on the 198.18.0.0/24 underlay with Redis at ${SANDBOX_REDIS_URL},`);
   say('setting a dual-stack network config with `miniflannel config init`, then one miniflanneld and one pod per node ...');
   const overlay = await leaseOverlay({ workDir, prefix: `${runPrefix()}sb`, nodes: opts.nodes, dualStack: true });
+  let prometheus: RunningPrometheus | undefined;
   let stopping: Promise<void> | undefined;
   const teardown = () =>
     (stopping ??= (async () => {
       say('\ntearing down the sandbox ...');
       await unregister();
+      await prometheus?.stop();
       await overlay.destroy();
       say('done: namespaces, devices and daemons are gone');
     })());
@@ -77,7 +96,12 @@ async function up(opts: { nodes: number; exit?: boolean }): Promise<void> {
     for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.once(signal, () => void teardown().then(resolve));
   });
   try {
-    const record = await recordOf(overlay, workDir);
+    if (opts.prometheus) {
+      say('starting Prometheus in the underlay namespace ...');
+      const targets = overlay.pods.map((pod) => ({ node: pod.node.ns.name, address: `${pod.node.underlayIp}:${HEALTHZ_PORT}` }));
+      prometheus = await startPrometheus(overlay.sandbox.underlay, UNDERLAY_GATEWAY, targets, workDir);
+    }
+    const record = await recordOf(overlay, workDir, prometheus);
     await demonstrate(overlay, record);
     if (opts.exit) return await teardown();
     await register(record);
@@ -90,10 +114,11 @@ async function up(opts: { nodes: number; exit?: boolean }): Promise<void> {
 }
 
 /** Starts `sandbox up` in the background and returns once its cluster is ready, with its output. */
-async function upDetached(opts: { nodes: number }): Promise<void> {
+async function upDetached(opts: { nodes: number; prometheus?: boolean }): Promise<void> {
   const logFile = path.join(tmpdir(), `miniflannel-sandbox-${Date.now()}.log`);
   const out = openSync(logFile, 'a');
-  const child = spawn(process.execPath, [process.argv[1]!, 'sandbox', 'up', '--nodes', String(opts.nodes)], { detached: true, stdio: ['ignore', out, out] });
+  const args = ['sandbox', 'up', '--nodes', String(opts.nodes), ...(opts.prometheus ? ['--prometheus'] : [])];
+  const child = spawn(process.execPath, [process.argv[1]!, ...args], { detached: true, stdio: ['ignore', out, out] });
   closeSync(out);
   child.unref();
   const pid = child.pid!;
@@ -123,8 +148,9 @@ async function status(json: boolean): Promise<void> {
   }
   for (const record of report) {
     say(`sandbox pid ${record.pid}, up since ${record.startedAt}, Redis ${record.redisUrl} in ${record.underlayNamespace}`);
+    if (record.prometheusUrl) say(`  Prometheus ${record.prometheusUrl} in ${record.underlayNamespace}`);
     for (const node of record.nodes) {
-      say(`  node ${node.namespace}  underlay ${node.underlayIp}  subnets ${node.subnet} ${node.ipv6Subnet}  pod ${node.pod.ip} ${node.pod.ip6}  ${node.ready ? 'ready' : 'NOT READY'}`);
+      say(`  node ${node.namespace}  underlay ${node.underlayIp}  subnets ${node.subnet} ${node.ipv6Subnet}  pod ${node.pod.ip} ${node.pod.ip6}  daemon pid ${node.daemonPid}  ${node.ready ? 'ready' : 'NOT READY'}`);
     }
   }
 }

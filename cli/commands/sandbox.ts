@@ -18,8 +18,9 @@ export function sandboxCommand(): Command {
     .addOption(new Option('--nodes <n>', 'number of nodes').default(3).argParser(nodeCount))
     .option('--exit', 'tear down right after the demonstration instead of waiting for Ctrl-C')
     .option('--detach', 'keep running in the background once ready; stop it with `sandbox down`')
-    .addHelpText('after', examples('sudo miniflannel sandbox up --nodes 3', 'sudo miniflannel sandbox up --detach && sudo miniflannel sandbox status'))
-    .action(async (opts: { nodes: number; exit?: boolean; detach?: boolean }) => {
+    .option('--prometheus', "also run Prometheus (Debian's prometheus) scraping every daemon, with deploy/prometheus/rules.yaml")
+    .addHelpText('after', examples('sudo miniflannel sandbox up --nodes 3', 'sudo miniflannel sandbox up --detach && sudo miniflannel sandbox status', 'sudo miniflannel sandbox up --prometheus'))
+    .action(async (opts: { nodes: number; exit?: boolean; detach?: boolean; prometheus?: boolean }) => {
       const lab = await sandboxLab();
       await (opts.detach && !opts.exit ? lab.upDetached(opts) : lab.up(opts));
     });
