@@ -138,6 +138,8 @@ function subnetHolds(text: string | undefined, address: PodAddress): boolean {
 /** A peer entry's subnets: its key, and with dual stack the paired IPv6 subnet. */
 const subnetsOfEntry = (entry: PeerView): string[] => [entry.subnet, ...(entry.ipv6Subnet !== undefined ? [entry.ipv6Subnet] : [])];
 const entryHolds = (entry: PeerView, address: PodAddress): boolean => subnetsOfEntry(entry).some((subnet) => subnetHolds(subnet, address));
+/** A peer entry's subnet of the address's family (the one a packet of that family is checked against), as text. */
+const entrySubnetOf = (entry: PeerView, address: PodAddress): string => subnetsOfEntry(entry).find((subnet) => subnet.includes(':') === (address.family === 6)) ?? `no IPv${address.family} subnet`;
 
 /** The lease's subnet of the address's family, as text. */
 function subnetText(config: NetworkConfig, lease: Lease, family: 4 | 6): string {
@@ -172,7 +174,7 @@ function endOf(looks: readonly NodeLook[], lease: Lease): End {
 const silence = (end: End): string => `${end.node}: ${end.look.error ?? `no status from ${end.look.url}`}`;
 
 /** The hop, unknown because the daemon it needs did not answer. */
-const unheard = (hop: HopName, end: End): Hop => ({ hop, status: 'unknown', detail: silence(end) });
+const unheard = (hop: HopName, end: End): Hop => ({ hop, status: 'unknown', detail: `not known: ${end.node}'s daemon did not answer` });
 
 function daemonHop(hop: 'source-daemon' | 'destination-daemon', end: End): Hop {
   const { status, look, node } = end;
@@ -218,9 +220,9 @@ function peerHop(input: TraceInput, from: End, to: End, status: ReportedStatus, 
     return { hop, status: 'broken', detail: `${from.node} cannot send to ${dst.text}: ${why} (counted as no-route)` };
   }
   const expected = endpointFor(input.config, from, to);
-  if (typeof expected === 'string') return { hop, status: 'broken', detail: `${from.node} sends ${entry.subnet} to ${entry.endpoint}, but by its lease ${to.node} is no peer: ${expected}` };
-  if (entry.endpoint !== expected.endpoint) return { hop, status: 'broken', detail: `${from.node} sends ${entry.subnet} to UDP ${entry.endpoint}, but the lease of ${to.node} says ${expected.endpoint}: a stale peer entry` };
-  return { hop, status: 'ok', detail: `${from.node} sends ${entry.subnet} to UDP ${expected.endpoint} (${to.node}), as its lease says${unconfirmed(entry, input.now)}` };
+  if (typeof expected === 'string') return { hop, status: 'broken', detail: `${from.node} sends ${entrySubnetOf(entry, dst)} to ${entry.endpoint}, but by its lease ${to.node} is no peer: ${expected}` };
+  if (entry.endpoint !== expected.endpoint) return { hop, status: 'broken', detail: `${from.node} sends ${entrySubnetOf(entry, dst)} to UDP ${entry.endpoint}, but the lease of ${to.node} says ${expected.endpoint}: a stale peer entry` };
+  return { hop, status: 'ok', detail: `${from.node} sends ${entrySubnetOf(entry, dst)} to UDP ${expected.endpoint} (${to.node}), as its lease says${unconfirmed(entry, input.now)}` };
 }
 
 function mtuHop(ends: readonly End[]): Hop {
@@ -291,9 +293,8 @@ function sourceHop(input: TraceInput, from: End, to: End, sender: ReturnType<typ
   const hop = 'ingress-source';
   const { src } = input;
   if (typeof sender === 'string' || entry === undefined) return { hop, status: 'unknown', detail: `${to.node} has no peer for ${from.node}'s datagrams to check ${src.text} against` };
-  const subnets = subnetsOfEntry(entry).join(' and ');
-  if (entryHolds(entry, src)) return { hop, status: 'ok', detail: `${src.text} lies in ${subnets}, the subnet ${to.node} holds for ${sender.endpoint}` };
-  return { hop, status: 'broken', detail: `${src.text} lies outside ${subnets}, the subnet ${to.node} holds for ${sender.endpoint}: dropped as spoofed-source` };
+  if (entryHolds(entry, src)) return { hop, status: 'ok', detail: `${src.text} lies in ${entrySubnetOf(entry, src)}, the subnet ${to.node} holds for ${sender.endpoint}` };
+  return { hop, status: 'broken', detail: `${src.text} lies outside the subnets ${to.node} holds for ${sender.endpoint} (${subnetsOfEntry(entry).join(', ')}): dropped as spoofed-source` };
 }
 
 function destinationHop(input: TraceInput, to: End, status: ReportedStatus): Hop {

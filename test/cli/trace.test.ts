@@ -140,6 +140,7 @@ describe('trace: the destination daemon does not answer', () => {
     for (const name of ['source-daemon', 'source-route', 'source-peer', 'source-counters'] as const) assert.equal(hopOf(hops, name).status, 'ok', name);
     for (const name of ['path-mtu', 'ingress-sender', 'ingress-source', 'ingress-destination', 'destination-counters'] as const) assert.equal(hopOf(hops, name).status, 'unknown', name);
     assert.match(hopOf(hops, 'path-mtu').detail, /1472 on node-1, unknown on node-2/);
+    assert.equal(hopOf(hops, 'ingress-sender').detail, "not known: node-2's daemon did not answer");
   });
 
   it('breaks at a daemon that answers but is not running, with its reason', () => {
@@ -172,10 +173,17 @@ describe("trace: the destination does not know the source's endpoint", () => {
     assert.match(hopOf(hops, 'ingress-sender').detail, /node-2 knows 10\.244\.1\.0\/24 at 198\.18\.0\.41:8285, not at 198\.18\.0\.1:8285 where node-1 sends from/);
   });
 
+  it('with the source sending from another port than its lease says', () => {
+    const node = { ...statusOf(1).node!, port: 8299 };
+    const hops = trace('10.244.1.5', '10.244.2.7', [look(A, statusOf(1, { node })), look(B, statusOf(2))]);
+    assert.deepEqual(broken(hops), ['ingress-sender']);
+    assert.equal(hopOf(hops, 'ingress-sender').detail, "node-1 sends from port 8299, but its lease says 198.18.0.1:8285, where node-2 expects it: node-1's datagrams are dropped as unknown-sender");
+  });
+
   it('with the endpoint held for another subnet: spoofed-source', () => {
     const hops = trace('10.244.1.5', '10.244.2.7', [look(A, statusOf(1)), look(B, statusOf(2, { peers: [peerOf(3, { endpoint: '198.18.0.1:8285' })] }))]);
     assert.deepEqual(broken(hops), ['ingress-source']);
-    assert.match(hopOf(hops, 'ingress-source').detail, /10\.244\.1\.5 lies outside 10\.244\.3\.0\/24 and fd00:10:244:3::\/64, the subnet node-2 holds for 198\.18\.0\.1:8285: dropped as spoofed-source/);
+    assert.match(hopOf(hops, 'ingress-source').detail, /10\.244\.1\.5 lies outside the subnets node-2 holds for 198\.18\.0\.1:8285 \(10\.244\.3\.0\/24, fd00:10:244:3::\/64\): dropped as spoofed-source/);
   });
 
   it('with its own subnet elsewhere: wrong-destination', () => {
@@ -228,7 +236,8 @@ describe('trace: IPv6 pods', () => {
     assert.deepEqual(hops.filter((h) => h.status !== 'ok'), []);
     assert.equal(hopOf(hops, 'source-lease').detail, 'fd00:10:244:1::5 lies in fd00:10:244:1::/64, leased by node-1 (198.18.0.1)');
     assert.match(hopOf(hops, 'source-route').detail, /routes fd00:10:244:2::7 into flannel0 \(fd00:10:244::\/56\)/);
-    assert.match(hopOf(hops, 'ingress-source').detail, /fd00:10:244:1::5 lies in 10\.244\.1\.0\/24 and fd00:10:244:1::\/64/);
+    assert.match(hopOf(hops, 'source-peer').detail, /sends fd00:10:244:2::\/64 to UDP 198\.18\.0\.2:8285 \(node-2\)/);
+    assert.match(hopOf(hops, 'ingress-source').detail, /fd00:10:244:1::5 lies in fd00:10:244:1::\/64, the subnet node-2 holds for 198\.18\.0\.1:8285/);
     assert.match(hopOf(hops, 'ingress-destination').detail, /fd00:10:244:2::7 lies in node-2's own subnet fd00:10:244:2::\/64/);
   });
 
