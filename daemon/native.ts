@@ -27,6 +27,8 @@ export interface NativeUdpSocket {
   readonly port: number;
   /** 1 on an IPv4 socket, 4 on an IPv6 one. */
   readonly addressWords: 1 | 4;
+  /** Datagrams received that a read had no entry left for, so never handed on (see startReading's arrays). */
+  readonly segmentsOverflowed: number;
   startReading(
     arena: Buffer,
     slotSize: number,

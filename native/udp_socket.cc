@@ -15,7 +15,7 @@ namespace miniflannel {
 
 namespace {
 
-// Datagrams one GSO send or GRO receive carries at most (UDP_MAX_SEGMENTS on older kernels).
+// Datagrams one GSO send carries at most (UDP_MAX_SEGMENTS before Linux 6.11, which refuses more).
 constexpr size_t kMaxSegments = 64;
 constexpr size_t kMaxGsoBytes = 65000;
 constexpr size_t kControlSpace = CMSG_SPACE(sizeof(int));
@@ -35,6 +35,7 @@ void UdpSocket::Init(Napi::Env env, Napi::Object exports) {
                                     {
                                         InstanceAccessor<&UdpSocket::Port>("port"),
                                         InstanceAccessor<&UdpSocket::AddressWords>("addressWords"),
+                                        InstanceAccessor<&UdpSocket::SegmentsOverflowed>("segmentsOverflowed"),
                                         InstanceMethod<&UdpSocket::StartReading>("startReading"),
                                         InstanceMethod<&UdpSocket::SendBatch>("sendBatch"),
                                         InstanceMethod<&UdpSocket::Close>("close"),
@@ -109,6 +110,10 @@ Napi::Value UdpSocket::AddressWords(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), static_cast<double>(address_words_));
 }
 
+Napi::Value UdpSocket::SegmentsOverflowed(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), static_cast<double>(segments_overflowed_));
+}
+
 // startReading(arena: Buffer, slotSize, offsets: Uint32Array, lengths: Uint32Array,
 //              sourceIps: Uint32Array (addressWords per entry), sourcePorts: Uint16Array,
 //              onBatch: (count, errno) => void)
@@ -136,8 +141,8 @@ Napi::Value UdpSocket::StartReading(const Napi::CallbackInfo& info) {
   int64_t slot_size = info[1].As<Napi::Number>().Int64Value();
   size_t entries = lengths.ElementLength();
   size_t slots = slot_size > 0 ? arena.Length() / static_cast<size_t>(slot_size) : 0;
-  // Room for every datagram of every message, even when GRO packs each one full.
-  size_t messages = std::min(slots, gro_ ? entries / kMaxSegments : entries);
+  // Each message needs an entry; how many more its datagrams may take is the caller's choice of array sizes.
+  size_t messages = std::min(slots, entries);
   if (messages == 0 || offsets.ElementLength() < entries || ips.ElementLength() < entries * address_words_ ||
       ports.ElementLength() < entries) {
     ThrowErrno(env, EINVAL, "read arena and arrays are too small for one batch");
@@ -212,16 +217,22 @@ size_t UdpSocket::Drain(void* self, int* error) {
     size_t address_words = sock->address_words_;
     size_t base = static_cast<size_t>(i) * sock->slot_size_;
     // GRO coalesces only datagrams of one flow, so one sender for the whole message.
-    // The arrays hold kMaxSegments per message, as many as GRO coalesces, but a
-    // local sender's GSO train is delivered whole and may carry more (128 since
-    // Linux 6.11): whatever does not fit is dropped rather than written past them.
-    for (size_t at = 0; (at < length || (length == 0 && at == 0)) && count < sock->entries_; at += segment) {
+    size_t segments = length == 0 ? 1 : (length + segment - 1) / segment;
+    // The entries are shared by the messages of one read, and a local sender's GSO train arrives
+    // whole, up to UDP_MAX_SEGMENTS (128 since Linux 6.11) where GRO coalesces 64: what does not
+    // fit is counted, never written past the arrays.
+    size_t room = sock->entries_ - count;
+    if (segments > room) {
+      sock->segments_overflowed_ += segments - room;
+      segments = room;
+    }
+    for (size_t k = 0; k < segments; k++) {
+      size_t at = k * segment;
       sock->offsets_[count] = static_cast<uint32_t>(base + at);
       sock->lengths_[count] = static_cast<uint32_t>(std::min(segment, length - at));
       memcpy(sock->source_ips_ + count * address_words, words, address_words * sizeof(uint32_t));
       sock->source_ports_[count] = port;
       count++;
-      if (length == 0) break;
     }
   }
   return count;

@@ -9,7 +9,9 @@
 // Receiving: each message lands in its own slotSize slot of the arena; with
 // UDP GRO one message may hold several datagrams back to back. Datagram i of
 // a batch is described by offsets[i], lengths[i], its address in sourceIps
-// and sourcePorts[i].
+// and sourcePorts[i]. A read takes at most one message per entry; the entries
+// are shared by its messages, and datagrams beyond them are not handed on but
+// counted in segmentsOverflowed.
 // Sending: sendBatch() transmits buffer[offsets[i]..+lengths[i]] to entry
 // i's address in ips and ports[i] for i < count, synchronously: the bytes may
 // be reused as soon as it returns. Runs of equal-sized datagrams to one peer go out as
@@ -37,6 +39,7 @@ class UdpSocket : public Napi::ObjectWrap<UdpSocket> {
  private:
   Napi::Value Port(const Napi::CallbackInfo& info);
   Napi::Value AddressWords(const Napi::CallbackInfo& info);
+  Napi::Value SegmentsOverflowed(const Napi::CallbackInfo& info);
   Napi::Value StartReading(const Napi::CallbackInfo& info);
   Napi::Value SendBatch(const Napi::CallbackInfo& info);
   Napi::Value Close(const Napi::CallbackInfo& info);
@@ -64,6 +67,7 @@ class UdpSocket : public Napi::ObjectWrap<UdpSocket> {
   uint32_t* lengths_ = nullptr;
   uint32_t* source_ips_ = nullptr;
   uint16_t* source_ports_ = nullptr;
+  uint64_t segments_overflowed_ = 0;
   std::vector<mmsghdr> recv_msgs_;
   std::vector<iovec> recv_iovs_;
   // Big enough for either family; an IPv4 socket uses the sockaddr_in at the start of each.

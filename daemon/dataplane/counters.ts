@@ -6,6 +6,7 @@
  * Both families count in the same figures; the reasons of one family that
  * the other lacks are its own names in the one list.
  */
+import type { PacketTransport } from '../transport/index.js';
 import type { PacketMalformedReason } from './ipv6-packet.js';
 
 // 'ipv4-disabled': an IPv4 packet at a node without an IPv4 subnet (an IPv6-only cluster: EnableIPv4 is false).
@@ -19,10 +20,13 @@ export type EgressDropReason =
   | 'too-big'
   | 'send-queue-full';
 
+// 'segments-overflow': datagrams the socket received but had no room to hand on, the segments of a UDP GRO
+// message (a local sender's GSO train) beyond its read's room; the transport counts them, ingress never sees them.
 export type IngressDropReason =
   | PacketMalformedReason
   | 'ipv4-disabled'
   | 'ipv6-disabled'
+  | 'segments-overflow'
   | 'unknown-sender'
   | 'unauthenticated'
   | 'replayed'
@@ -54,6 +58,7 @@ export const ingressDropReasons: readonly IngressDropReason[] = [
   ...malformedReasons,
   'ipv4-disabled',
   'ipv6-disabled',
+  'segments-overflow',
   'unknown-sender',
   'unauthenticated',
   'replayed',
@@ -78,13 +83,23 @@ export class Counters {
   readonly egressDrops = zeroed(egressDropReasons);
   readonly ingressDrops = zeroed(ingressDropReasons);
 
-  /** `udpSendErrors` is the transport's: failures it learnt of after accepting a datagram (node:dgram only). */
-  snapshot(udpSendErrors: number): CountersSnapshot {
+  /**
+   * The figures with the transport's counts merged in: its send errors, and
+   * the datagrams it received but never handed on, which count as received
+   * and as dropped ('segments-overflow'), so the identities hold.
+   */
+  snapshot(transport: TransportCounts): CountersSnapshot {
+    const overflowed = transport.segmentsOverflowed ?? 0;
     const figures: Partial<Record<PacketCounterKey, number>> = {};
-    for (const { key } of packetCounters) figures[key] = key === 'udpSendErrors' ? udpSendErrors : this[key];
-    return { ...(figures as Record<PacketCounterKey, number>), egressDrops: { ...this.egressDrops }, ingressDrops: { ...this.ingressDrops } };
+    for (const { key } of packetCounters) figures[key] = key === 'udpSendErrors' ? (transport.sendErrors ?? 0) : this[key];
+    figures.udpPacketsReceived = this.udpPacketsReceived + overflowed;
+    const ingressDrops = { ...this.ingressDrops, 'segments-overflow': this.ingressDrops['segments-overflow'] + overflowed };
+    return { ...(figures as Record<PacketCounterKey, number>), egressDrops: { ...this.egressDrops }, ingressDrops };
   }
 }
+
+/** What a snapshot takes from the transport: counts of datagrams that never reached the data plane's loops. */
+export type TransportCounts = Pick<PacketTransport, 'sendErrors' | 'segmentsOverflowed'>;
 
 /** The packet counters a snapshot reports: the data plane's own, and the transport's send errors. */
 export type PacketCounterKey = Exclude<keyof Counters, 'egressDrops' | 'ingressDrops' | 'snapshot'> | 'udpSendErrors';
@@ -96,7 +111,7 @@ export type CountersSnapshot = { readonly [K in PacketCounterKey]: number } & {
 
 /** All zero: the figures of a data plane that has not started. */
 export function emptyCounters(): CountersSnapshot {
-  return new Counters().snapshot(0);
+  return new Counters().snapshot({});
 }
 
 export interface PacketCounter {

@@ -131,7 +131,7 @@ export class DataPlane {
   }
 
   snapshot(): CountersSnapshot {
-    return this.counters.snapshot(this.options.transport.sendErrors ?? 0);
+    return this.counters.snapshot(this.options.transport);
   }
 
   /** A table for this node's subnet lengths and underlay: it carries each family the node has a subnet of. */

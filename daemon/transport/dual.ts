@@ -11,6 +11,11 @@
  */
 import type { DatagramBatch, Endpoint, PacketTransport } from './index.js';
 
+/** Both sockets' count of something only some transports keep: absent if neither keeps it. */
+function sumOfKept(a: number | undefined, b: number | undefined): number | undefined {
+  return a === undefined && b === undefined ? undefined : (a ?? 0) + (b ?? 0);
+}
+
 export class DualTransport implements PacketTransport {
   readonly family = 'dual' as const;
 
@@ -32,8 +37,11 @@ export class DualTransport implements PacketTransport {
   }
 
   get sendErrors(): number | undefined {
-    const [a, b] = [this.ipv4.sendErrors, this.ipv6.sendErrors];
-    return a === undefined && b === undefined ? undefined : (a ?? 0) + (b ?? 0);
+    return sumOfKept(this.ipv4.sendErrors, this.ipv6.sendErrors);
+  }
+
+  get segmentsOverflowed(): number | undefined {
+    return sumOfKept(this.ipv4.segmentsOverflowed, this.ipv6.segmentsOverflowed);
   }
 
   start(onBatch: (batch: DatagramBatch) => void, onError: (err: Error) => void): void {

@@ -107,5 +107,12 @@ export interface PacketTransport {
    * flush() and counted there.
    */
   readonly sendErrors?: number;
+  /**
+   * Datagrams the socket received but could not hand on: the segments of a
+   * UDP GRO message beyond the room its read has (see segmentsPerMessage in
+   * mmsg.ts). The caller counts them as received and dropped. Absent where
+   * every datagram received is handed on.
+   */
+  readonly segmentsOverflowed?: number;
   close(): Promise<void>;
 }

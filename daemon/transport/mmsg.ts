@@ -21,27 +21,35 @@ export interface MmsgTransportOptions {
   bindAddress: string;
   /** UDP port to bind (flannel's UDP backend uses 8285). */
   port: number;
-  /** Messages per recvmmsg at most; with UDP GRO each may hold up to 64 datagrams. */
+  /** Messages per recvmmsg at most; with UDP GRO each may hold many datagrams. */
   messagesPerRead?: number;
+  /**
+   * Datagrams per message a read has room for, shared by its messages. GRO
+   * coalesces up to 64, but a sender on the same host (or behind a veth)
+   * has its GSO train delivered whole, up to UDP_MAX_SEGMENTS: 128 since
+   * Linux 6.11. A read that brings more hands on what fits and counts the
+   * rest in segmentsOverflowed.
+   */
+  segmentsPerMessage?: number;
   /** Socket receive and send buffer sizes; as root the kernel's cap does not apply. */
   socketBufferBytes?: number;
 }
 
 const defaults = {
   messagesPerRead: 16,
+  segmentsPerMessage: 128,
   socketBufferBytes: 8 * 1024 * 1024,
 } as const;
 
 const MAX_MESSAGE = 65536;
-/** Datagrams UDP GRO coalesces into one message at most. */
-const GRO_SEGMENTS = 64;
 /** Datagrams handed to one sendmmsg at most. */
 const SEND_BATCH = 256;
 
 export function openMmsgTransport(options: MmsgTransportOptions): PacketTransport {
   const { UdpSocket } = loadNative();
   const socket = new UdpSocket(options.bindAddress, options.port, options.socketBufferBytes ?? defaults.socketBufferBytes);
-  return new MmsgTransport(socket, options.messagesPerRead ?? defaults.messagesPerRead);
+  const messagesPerRead = options.messagesPerRead ?? defaults.messagesPerRead;
+  return new MmsgTransport(socket, messagesPerRead, messagesPerRead * (options.segmentsPerMessage ?? defaults.segmentsPerMessage));
 }
 
 class MmsgTransport extends QueuedSends implements PacketTransport {
@@ -50,9 +58,9 @@ class MmsgTransport extends QueuedSends implements PacketTransport {
   constructor(
     private readonly socket: NativeUdpSocket,
     messagesPerRead: number,
+    entries: number,
   ) {
     super(SEND_BATCH, socket.addressWords === 4 ? 6 : 4);
-    const entries = messagesPerRead * GRO_SEGMENTS;
     const ipv6 = this.family === 6;
     this.received = {
       buffer: Buffer.allocUnsafeSlow(messagesPerRead * MAX_MESSAGE),
@@ -71,6 +79,10 @@ class MmsgTransport extends QueuedSends implements PacketTransport {
 
   get port(): number {
     return this.socket.port;
+  }
+
+  get segmentsOverflowed(): number {
+    return this.socket.segmentsOverflowed;
   }
 
   start(onBatch: (batch: DatagramBatch) => void, onError: (err: Error) => void): void {
