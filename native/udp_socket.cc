@@ -15,7 +15,7 @@ namespace miniflannel {
 
 namespace {
 
-// Datagrams one GSO send carries at most (UDP_MAX_SEGMENTS before Linux 6.11, which refuses more).
+// Datagrams one GSO send carries at most: kernels before 6.11 refuse more (their UDP_MAX_SEGMENTS).
 constexpr size_t kMaxSegments = 64;
 constexpr size_t kMaxGsoBytes = 65000;
 constexpr size_t kControlSpace = CMSG_SPACE(sizeof(int));
