@@ -160,7 +160,7 @@ describe("trace: the destination does not know the source's endpoint", () => {
     assert.match(hopOf(hops, 'destination-counters').detail, /node-2 reports no traffic from node-1; node-wide drops unknown-sender 0/);
   });
 
-  it('with the lease skipped: the daemon’s reason', () => {
+  it("with the lease skipped: the daemon's reason", () => {
     const skippedLeases = [{ subnet: '10.244.1.0/24', node: 'node-1', reason: 'backend vxlan is not udp' }];
     const hops = trace('10.244.1.5', '10.244.2.7', [look(A, statusOf(1)), look(B, statusOf(2, { peers: [peerOf(3)], skippedLeases }))]);
     assert.deepEqual(broken(hops), ['ingress-sender']);
