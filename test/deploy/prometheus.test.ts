@@ -51,7 +51,7 @@ test('every metric the Grafana dashboard queries is one the daemon exports', asy
   assert.deepEqual(unknownMetrics(queries, await exportedMetrics()), []);
 });
 
-test('the dashboard takes its Prometheus from a data source variable, in every panel and query, with one id per panel', () => {
+test('the dashboard takes its Prometheus from a data source variable and its nodes from a Node variable, in every panel and query, with one id per panel', () => {
   const dashboard = JSON.parse(readFileSync(grafanaDashboard, 'utf8'));
   const variables = dashboard.templating.list as Array<{ name: string; type: string; query: unknown; datasource?: { uid: string } }>;
   const datasource = variables.find((v) => v.name === 'datasource');
@@ -62,6 +62,12 @@ test('the dashboard takes its Prometheus from a data source variable, in every p
     ...dashboard.panels.flatMap((panel: any) => [panel.datasource, ...panel.targets.map((target: any) => target.datasource)]),
   ];
   for (const source of sources) assert.deepEqual(source, { type: 'prometheus', uid: '${datasource}' });
+  // A Node variable over the instances, which every panel query filters by.
+  const nodes = variables.find((v) => v.name === 'instance');
+  assert.equal(nodes?.type, 'query');
+  for (const panel of dashboard.panels) {
+    for (const target of panel.targets) assert.match(target.expr, /instance=~"\$instance"/, `${panel.title}: ${target.expr}`);
+  }
   const ids = dashboard.panels.map((panel: any) => panel.id);
   assert.equal(new Set(ids).size, ids.length);
   const titles = dashboard.panels.map((panel: any) => panel.title as string);
