@@ -26,6 +26,8 @@ declare -A PACKAGES=(
   [/usr/bin/tcpdump]=tcpdump
   [/usr/sbin/openvpn]=openvpn
   [/usr/bin/zsh]=zsh
+  [/usr/bin/prometheus]=prometheus
+  [/usr/bin/promtool]=prometheus
 )
 
 die() { echo "dev.sh: $*" >&2; exit 1; }
