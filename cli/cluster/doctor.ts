@@ -83,6 +83,8 @@ export interface NodeReport {
    * the daemon started when there is none (`seconds` null); null when unknown.
    */
   readonly drops: { readonly total: number; readonly seconds: number | null; readonly perSecond: number | null; readonly byReason: Readonly<Record<string, number>> } | null;
+  /** Packets sent to and received from each peer (by its subnet) since its entry was made, as the daemon reports them; null from a daemon that reports none (before 0.2). */
+  readonly traffic: Readonly<Record<string, { readonly sent: number; readonly received: number }>> | null;
 }
 
 export interface Diagnosis {
@@ -108,6 +110,14 @@ export interface DiagnoseInput {
  * does not report its --lease-renew-margin, so this is its default.
  */
 const RENEW_MARGIN_MS = LEASE_STORE_DEFAULTS.renewMarginMs;
+
+/**
+ * Drops of one reason faster than this (per second) are a problem; slower
+ * ones are shown and are not. A healthy node drops next to nothing (a port
+ * scan, a few packets towards a node that just left), far below it: the
+ * threshold of the MiniflannelPacketDrops alert (deploy/prometheus/rules.yaml).
+ */
+const DROP_RATE_PROBLEM = 10;
 
 /** A finding lists at most this many nodes by name. */
 const NAMED_NODES = 5;
@@ -323,7 +333,8 @@ function dropsOf(findings: Findings, name: string, drops: Record<string, number>
   }
   const seconds = Math.max(0.001, (now - previous.at) / 1000);
   const perSecond = total / seconds;
-  if (total > 0) findings.add('drops', 'warning', [name], `${name} dropped ${total} packets in the last ${humanDuration(seconds * 1000)} (${perSecond.toFixed(2)}/s): ${listed}`);
+  const severity = Object.values(byReason).some((n) => n / seconds > DROP_RATE_PROBLEM) ? 'warning' : 'info';
+  if (total > 0) findings.add('drops', severity, [name], `${name} dropped ${total} packets in the last ${humanDuration(seconds * 1000)} (${perSecond.toFixed(2)}/s): ${listed}`);
   return { total, seconds, perSecond, byReason };
 }
 
@@ -343,6 +354,7 @@ export function diagnose(input: DiagnoseInput): Diagnosis {
     let reason: string | undefined;
     let peers: NodeReport['peers'] = null;
     let drops: NodeReport['drops'] = null;
+    let peerFigures: Map<string, { sent: number; received: number }> | undefined;
     if (status === undefined) {
       reason = look.error;
       if (lease.expiresAt === null && lease.nodeName === '') findings.add('reservation-unclaimed', 'info', [name], `the reservation ${lease.subnet} for ${lease.publicIP ?? lease.publicIPv6} has no daemon answering (no node has claimed it yet): ${look.error}`);
@@ -359,7 +371,7 @@ export function diagnose(input: DiagnoseInput): Diagnosis {
       checkConfig(findings, name, lease, status, network);
       peers = checkPeers(findings, name, lease, status, leases, network);
       const counters = flatDrops(status);
-      const peerFigures = peerTraffic(status);
+      peerFigures = peerTraffic(status);
       traffic.set(lease.subnet, peerFigures);
       if (counters) {
         const before = previous?.nodes[lease.subnet];
@@ -384,6 +396,7 @@ export function diagnose(input: DiagnoseInput): Diagnosis {
       storeConnected: typeof status?.store?.connected === 'boolean' ? status.store.connected : null,
       peers,
       drops,
+      traffic: peerFigures === undefined || (peerFigures.size === 0 && (status?.peers?.length ?? 0) > 0) ? null : Object.fromEntries(peerFigures),
     });
   }
   checkVersions(findings, looks);

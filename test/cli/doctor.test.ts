@@ -66,6 +66,7 @@ describe('doctor checks', () => {
     const d = run(cluster());
     assert.deepEqual(problems(d), []);
     assert.deepEqual(d.nodes.map((n) => [n.node, n.state, n.version, n.storeConnected, n.peers]), [1, 2, 3].map((k) => [`node-${k}`, 'running', '0.2.0', true, { matching: 2, expected: 2 }]));
+    assert.deepEqual(d.nodes[0]!.traffic, { '10.244.2.0/24': { sent: 10, received: 10 }, '10.244.3.0/24': { sent: 10, received: 10 } });
   });
 
   it('reports a daemon that does not answer, and one that is not running, as errors', () => {
@@ -162,10 +163,20 @@ describe('doctor checks', () => {
     assert.equal(later.findings.filter((f) => f.check === 'first-look').length, 0);
     const drops = later.findings.filter((f) => f.check === 'drops');
     assert.deepEqual(drops.map((f) => [f.severity, f.message]), [
-      ['warning', 'node-1 dropped 30 packets in the last 1m00s (0.50/s): egress no-route 30'],
-      ['warning', 'node-3 dropped 1 packets in the last 1m00s (0.02/s): egress no-route 1'],
+      ['info', 'node-1 dropped 30 packets in the last 1m00s (0.50/s): egress no-route 30'],
+      ['info', 'node-3 dropped 1 packets in the last 1m00s (0.02/s): egress no-route 1'],
     ]);
     assert.deepEqual(later.nodes[1]!.drops, { total: 0, seconds: 60, perSecond: 0, byReason: {} });
+    assert.deepEqual(problems(later), []);
+  });
+
+  it('calls drops a problem once one reason passes 10 a second, as the drops alert does', () => {
+    const first = run(cluster({ 2: (s) => withDrops(s, { 'no-route': 100 }, { 'unknown-sender': 100 }) }));
+    const just = run(cluster({ 2: (s) => withDrops(s, { 'no-route': 700 }, { 'unknown-sender': 700 }) }), first.look, NOW + 60_000);
+    assert.equal(only(just, 'drops').severity, 'info', '10 a second of each reason');
+    const over = run(cluster({ 2: (s) => withDrops(s, { 'no-route': 100 }, { 'unknown-sender': 701 }) }), first.look, NOW + 60_000);
+    assert.equal(only(over, 'drops').severity, 'warning');
+    assert.equal(only(over, 'drops').message, 'node-2 dropped 601 packets in the last 1m00s (10.02/s): ingress unknown-sender 601');
   });
 
   it('counts all of a counter that went back (the daemon restarted) as new', () => {
@@ -201,6 +212,7 @@ describe('doctor checks', () => {
     const old = (s: StatusDocument): StatusDocument => ({ ...s, peers: s.peers.map(({ traffic: _, ...p }) => p) });
     const d = run(cluster({ 1: old, 2: (s) => ({ ...s, peers: s.peers.map((p) => ({ ...p, traffic: { ...TRAFFIC, packetsSent: 99 } })) }) }));
     assert.deepEqual(problems(d), []);
+    assert.equal(d.nodes[0]!.traffic, null);
   });
 });
 
