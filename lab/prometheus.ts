@@ -17,7 +17,7 @@ import { packageRoot } from './paths.js';
 export const alertingRules = path.join(packageRoot, 'deploy', 'prometheus', 'rules.yaml');
 export const PROMETHEUS_PORT = 9090;
 /** Scrape and rule evaluation interval: a demonstration sees a change within seconds. */
-const INTERVAL = '2s';
+export const SCRAPE_INTERVAL = '2s';
 /** Every alert's `for:` in the sandbox. */
 export const SANDBOX_ALERT_FOR = '4s';
 
@@ -53,7 +53,7 @@ export function shortenedRules(rules: string): string {
 export function prometheusConfig(targets: readonly ScrapeTarget[], rulesFile: string): string {
   return `${JSON.stringify(
     {
-      global: { scrape_interval: INTERVAL, scrape_timeout: INTERVAL, evaluation_interval: INTERVAL },
+      global: { scrape_interval: SCRAPE_INTERVAL, scrape_timeout: SCRAPE_INTERVAL, evaluation_interval: SCRAPE_INTERVAL },
       rule_files: [rulesFile],
       scrape_configs: [
         {

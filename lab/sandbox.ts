@@ -10,7 +10,7 @@ import { SANDBOX_REDIS_URL, UNDERLAY_GATEWAY } from './cluster.js';
 import { cliIn, HEALTHZ_PORT, httpGetIn, waitFor } from './daemon.js';
 import { alive, Netns, removeStaleNamespaces, runPrefix } from './netns.js';
 import { leaseOverlay, type Overlay } from './overlays.js';
-import { assertPrometheusInstalled, SANDBOX_ALERT_FOR, startPrometheus, type RunningPrometheus } from './prometheus.js';
+import { assertPrometheusInstalled, SANDBOX_ALERT_FOR, SCRAPE_INTERVAL, startPrometheus, type RunningPrometheus } from './prometheus.js';
 import type { SandboxLab } from '../cli/lab.js';
 import { register, registered, runningSandboxes, unregister, type SandboxRecord } from './registry.js';
 
@@ -68,7 +68,7 @@ async function demonstrate(overlay: Overlay, record: SandboxRecord): Promise<voi
   say(`  logs:    ${overlay.daemons.map((d) => d.logFile).join('\n           ')}`);
   say(`  a pod:   ip netns exec ${first!.pod.namespace} ping ${second!.pod.ip}   (or ${second!.pod.ip6})`);
   if (record.prometheusUrl) {
-    say(`  prometheus: ${record.prometheusUrl}, scraping every daemon each 2 s, with deploy/prometheus/rules.yaml and every \`for:\` cut to ${SANDBOX_ALERT_FOR}`);
+    say(`  prometheus: ${record.prometheusUrl}, scraping every daemon each ${SCRAPE_INTERVAL}, with deploy/prometheus/rules.yaml and every \`for:\` cut to ${SANDBOX_ALERT_FOR}`);
     say(`              ip netns exec ${record.underlayNamespace} curl -s '${record.prometheusUrl}/api/v1/query?query=up'`);
     say(`              ip netns exec ${record.underlayNamespace} curl -s ${record.prometheusUrl}/api/v1/alerts`);
   }
