@@ -114,9 +114,10 @@ test('a daemon killed: reported unreachable, its node named, exit 1', async () =
   const daemon = overlay.daemons[0]!;
   process.kill(daemon.process.pid!, 'SIGKILL');
   await exited(daemon.process);
-  const { code, report } = await doctor();
+  const { code, report, stderr } = await doctor();
   assert.equal(code, 1);
   assert.deepEqual(checks(report), [`daemon-unreachable ${name(1)}`, `store-unreachable ${name(3)}`]);
+  assert.equal(stderr, 'miniflannel: doctor found 2 problems (2 errors, 0 warnings)\n');
   const killed = nodeOf(report, 1);
   assert.equal(killed.state, 'unreachable');
   assert.match(killed.reason!, /^daemon unreachable at http:\/\/198\.18\.0\.1:8286\/status: ECONNREFUSED$/);

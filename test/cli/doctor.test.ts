@@ -12,6 +12,7 @@ import type { PeerView } from '../../daemon/node/peers.js';
 import type { StatusDocument } from '../../daemon/node/status.js';
 import { diagnose, isProblem, type CheckId, type Diagnosis, type Finding, type Look } from '../../cli/cluster/doctor.js';
 import { lookAtNodes, statusUrl, type NodeLook } from '../../cli/cluster/survey.js';
+import { defaultStatePath } from '../../cli/commands/doctor.js';
 import { freePort } from '../../lab/redis.js';
 import { oneLineError, runCli } from './helpers.js';
 
@@ -273,6 +274,11 @@ describe('the survey', () => {
 });
 
 describe('miniflannel doctor without a cluster', () => {
+  it('keeps its looks under $XDG_STATE_HOME, else ~/.local/state', () => {
+    assert.equal(defaultStatePath({ XDG_STATE_HOME: '/var/state' }), '/var/state/miniflannel/doctor.json');
+    assert.match(defaultStatePath({}), /\/\.local\/state\/miniflannel\/doctor\.json$/);
+  });
+
   it('refuses a bad --port or --concurrency with exit 2', async () => {
     for (const args of [['--port', '0'], ['--port', '70000'], ['--concurrency', '0']]) {
       const result = await runCli(['doctor', ...args]);
