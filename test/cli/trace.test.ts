@@ -207,11 +207,26 @@ describe('trace: the source sends to the wrong endpoint', () => {
     assert.match(hopOf(hops, 'source-peer').detail, /node-1 cannot send to 10\.244\.2\.7: it has no peer entry for 10\.244\.2\.0\/24 of node-2 \(counted as no-route\)/);
   });
 
+  it('breaks at the peer entry of a lease the source skipped, with its reason', () => {
+    const skippedLeases = [{ subnet: '10.244.2.0/24', node: 'node-2', reason: 'port 0 is invalid' }];
+    const hops = trace('10.244.1.5', '10.244.2.7', [look(A, statusOf(1, { peers: [peerOf(3)], skippedLeases })), look(B, statusOf(2))]);
+    assert.deepEqual(broken(hops), ['source-peer']);
+    assert.equal(hopOf(hops, 'source-peer').detail, 'node-1 cannot send to 10.244.2.7: it left 10.244.2.0/24 of node-2 out: port 0 is invalid (counted as no-route)');
+  });
+
   it('breaks at the route when no TUN route holds the destination', () => {
     const node = { ...statusOf(1).node!, routes: ['fd00:10:244::/56'] };
     const hops = trace('10.244.1.5', '10.244.2.7', [look(A, statusOf(1, { node })), look(B, statusOf(2))]);
     assert.deepEqual(broken(hops), ['source-route']);
     assert.match(hopOf(hops, 'source-route').detail, /node-1 has no route into flannel0 that holds 10\.244\.2\.7 \(its TUN routes: fd00:10:244::\/56\)/);
+  });
+});
+
+describe('trace: the MTU on the way', () => {
+  it("is the smaller of the two nodes' overlay MTUs", () => {
+    const node = { ...statusOf(2).node!, mtu: 1400 };
+    const hops = trace('10.244.1.5', '10.244.2.7', [look(A, statusOf(1)), look(B, statusOf(2, { node }))]);
+    assert.equal(hopOf(hops, 'path-mtu').detail, 'overlay MTU 1472 on node-1, 1400 on node-2: the path carries packets of up to 1400 bytes');
   });
 });
 
