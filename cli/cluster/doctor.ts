@@ -261,8 +261,8 @@ function checkPeers(findings: Findings, name: string, own: Lease, status: Report
   }
   for (const entry of entries.values()) {
     if (stored.has(entry.subnet) || entry.subnet === own.subnet) continue;
-    const since = count(entry.unconfirmedSince);
-    const kept = since === undefined ? '' : ` (kept since ${isoTime(since)} while its node re-asserts its lease)`;
+    const forgottenAt = count(entry.unconfirmedSince);
+    const kept = forgottenAt === undefined ? '' : ` (kept since ${isoTime(forgottenAt)} while its node re-asserts its lease)`;
     findings.seenBy(name, 'peer-stale', 'error', `a peer entry for ${textOr(entry.node) || entry.subnet} (${entry.subnet}) at ${String(entry.endpoint)}, which the store has no lease for${kept}`);
   }
   return { matching, expected };
@@ -273,10 +273,10 @@ function checkLease(findings: Findings, name: string, lease: Lease, status: Repo
   const left = lease.expiresAt - now;
   const failure: unknown = status?.lease?.renewalFailure;
   if (isObject(failure)) {
-    const since = count(failure['since']);
+    const failingSince = count(failure['since']);
     const severity = left < RENEW_MARGIN_MS ? 'error' : 'warning';
     const attempts = count(failure['attempts']) ?? 'several';
-    const from = since === undefined ? '' : ` since ${isoTime(since)}`;
+    const from = failingSince === undefined ? '' : ` since ${isoTime(failingSince)}`;
     findings.add('lease-renewal', severity, [name], `${name} has failed to renew its lease ${lease.subnet} ${attempts} times${from} (${textOr(failure['error']) ?? 'no reason given'}); it expires in ${humanDuration(left)}`);
   } else if (left < RENEW_MARGIN_MS) {
     findings.add('lease-expiring', 'warning', [name], `the lease ${lease.subnet} of ${name} expires in ${humanDuration(left)}, though a node renews it ${humanDuration(RENEW_MARGIN_MS)} before (miniflanneld --lease-renew-margin, default)`);
