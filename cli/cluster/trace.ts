@@ -141,11 +141,10 @@ const entryHolds = (entry: PeerView, address: PodAddress): boolean => subnetsOfE
 /** A peer entry's subnet of the address's family (the one a packet of that family is checked against), as text. */
 const entrySubnetOf = (entry: PeerView, address: PodAddress): string => subnetsOfEntry(entry).find((subnet) => subnet.includes(':') === (address.family === 6)) ?? `no IPv${address.family} subnet`;
 
-/** The lease's subnet of the address's family, as text. */
+/** The lease's subnet of the address's family, as text: leaseHolding found the lease by it, so it has one. */
 function subnetText(config: NetworkConfig, lease: Lease, family: 4 | 6): string {
   const subnets = subnetsOfLease(config, lease.cidr);
-  if (family === 4) return subnets.ipv4 ? formatCidr(subnets.ipv4) : lease.subnet;
-  return subnets.ipv6 ? formatCidr6(subnets.ipv6) : lease.subnet;
+  return family === 4 ? formatCidr(subnets.ipv4!) : formatCidr6(subnets.ipv6!);
 }
 
 function leaseHop(hop: 'source-lease' | 'destination-lease', config: NetworkConfig, address: PodAddress, lease: Lease | undefined): Hop {

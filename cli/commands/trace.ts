@@ -4,7 +4,7 @@
 // decides each hop). Exit 0 when no hop is broken, 1 when one is.
 
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { locate, nodesToAsk, parsePodAddress, tracePath, type Hop, type HopName, type HopStatus, type PodAddress } from '../cluster/trace.js';
+import { locate, nodesToAsk, parsePodAddress, tracePath, type HopName, type HopStatus, type PodAddress } from '../cluster/trace.js';
 import { lookAtNodes } from '../cluster/survey.js';
 import { examples, outputOf, positiveInteger, settingsOf } from '../conventions.js';
 import { UsageError } from '../errors.js';
@@ -12,7 +12,7 @@ import type { Cell } from '../output.js';
 import { withStore } from '../store.js';
 
 /** The path has a broken hop: the hops were printed, and this is the one line that says which. */
-export class BrokenPathError extends Error {
+class BrokenPathError extends Error {
   override readonly name = 'BrokenPathError';
 }
 
@@ -62,7 +62,7 @@ async function trace(command: Command, srcText: string, dstText: string, opts: {
   if (out.json) out.document({ source: src.text, destination: dst.text, hops });
   else out.line(out.table(['HOP', 'STATUS', 'DETAIL'], hops.map((hop): Cell[] => [LABELS[hop.hop], { text: hop.status, style: STYLES[hop.status] }, hop.detail])));
   const broken = hops.filter((hop) => hop.status === 'broken');
-  if (broken.length > 0) throw new BrokenPathError(`the path from ${src.text} to ${dst.text} is broken at ${broken.map((hop: Hop) => LABELS[hop.hop]).join(', ')}`);
+  if (broken.length > 0) throw new BrokenPathError(`the path from ${src.text} to ${dst.text} is broken at ${broken.map((hop) => LABELS[hop.hop]).join(', ')}`);
 }
 
 export function traceCommand(): Command {
