@@ -12,7 +12,8 @@ import { leaseCommand } from './commands/lease.js';
 import { sandboxCommand } from './commands/sandbox.js';
 import { statusCommand } from './commands/status.js';
 import { traceCommand } from './commands/trace.js';
-import { packageVersion, versionCommand } from './commands/version.js';
+import { packageVersion } from '../daemon/version.js';
+import { versionCommand } from './commands/version.js';
 import { addGlobalOptions, applyConventions, examples } from './conventions.js';
 import { describeFailure, EXIT_OK, exitCodeOf } from './errors.js';
 

@@ -7,7 +7,7 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import { examples, outputOf, positiveInteger, wholeNumber } from '../conventions.js';
 import { UsageError } from '../errors.js';
 import { loadLab, type BenchContext, type ControlPlaneRequest, type E2eRequest, type EncapRequest } from '../lab.js';
-import { packageVersion } from './version.js';
+import { packageVersion } from '../../daemon/version.js';
 
 const benchLab = () => loadLab('bench', 'miniflannel bench');
 

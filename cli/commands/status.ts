@@ -127,10 +127,40 @@ function render(out: Output, label: string, doc: ReportedStatus): void {
   }
 }
 
-async function status(command: Command, opts: { daemon: string }): Promise<void> {
+/** `--peers`: one row per peer with its traffic, as the daemon counted it since the peer's entry was made. */
+function renderPeerTraffic(out: Output, doc: ReportedStatus): void {
+  const peers = doc.peers ?? [];
+  if (peers.length === 0) return out.line('no peers');
+  const now = Date.now();
+  const figure = (value: number | undefined, bytes = false): string => (value === undefined ? '-' : bytes ? humanBytes(value) : String(value));
+  const heard = (at: number | null | undefined): Cell =>
+    at === undefined ? '-' : at === null ? { text: 'never', style: 'yellow' } : `${humanDuration(Math.max(0, now - at))} ago`;
+  out.line(
+    out.table(
+      ['SUBNET', 'NODE', 'ENDPOINT', 'SENT', 'SENT BYTES', 'RECEIVED', 'RECEIVED BYTES', 'DROPS', 'LAST RECEIVED'],
+      peers.map(({ subnet, node, endpoint, traffic }) => [
+        text(subnet),
+        text(node) || '-',
+        text(endpoint),
+        figure(traffic?.packetsSent),
+        figure(traffic?.bytesSent, true),
+        figure(traffic?.packetsReceived),
+        figure(traffic?.bytesReceived, true),
+        traffic !== undefined && traffic.drops > 0 ? { text: String(traffic.drops), style: 'yellow' } : figure(traffic?.drops),
+        heard(traffic?.lastReceivedAt),
+      ]),
+    ),
+  );
+}
+
+async function status(command: Command, opts: { daemon: string; peers?: boolean }): Promise<void> {
   const out = outputOf(command);
   const base = daemonBase(opts.daemon);
   const doc = await fetchStatus(base, opts.daemon, settingsOf(command).timeoutMs);
+  if (opts.peers) {
+    if (out.json) return out.document({ daemon: opts.daemon, peers: doc.peers ?? [] });
+    return renderPeerTraffic(out, doc);
+  }
   if (out.json) return out.document({ daemon: opts.daemon, ...doc });
   render(out, opts.daemon, doc);
 }
@@ -139,6 +169,7 @@ export function statusCommand(): Command {
   return new Command('status')
     .description("a running miniflanneld's lease, peers, packet and drop counters, and uptime (from its GET /status)")
     .addOption(new Option('--daemon <url>', "the daemon's health/metrics endpoint (miniflanneld --healthz-port)").env('MINIFLANNEL_DAEMON').default(DEFAULT_DAEMON_URL))
-    .addHelpText('after', examples('miniflannel status', 'miniflannel status --daemon http://198.18.0.2:8286 --json'))
-    .action((opts: { daemon: string }, command: Command) => status(command, opts));
+    .option('--peers', "each peer's traffic instead: packets and bytes sent and received, drops, when it was last heard from")
+    .addHelpText('after', examples('miniflannel status', 'miniflannel status --daemon http://198.18.0.2:8286 --json', 'miniflannel status --daemon http://198.18.0.2:8286 --peers'))
+    .action((opts: { daemon: string; peers?: boolean }, command: Command) => status(command, opts));
 }

@@ -1,14 +1,8 @@
 // `miniflannel version`: this CLI's version (from package.json) and the Node.js running it.
 
-import { readFileSync } from 'node:fs';
 import { Command } from 'commander';
+import { packageVersion } from '../../daemon/version.js';
 import { examples, outputOf } from '../conventions.js';
-
-/** The package's version. dist/cli/commands/version.js sits three levels below package.json. */
-export function packageVersion(): string {
-  const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
-  return pkg.version;
-}
 
 export function versionCommand(): Command {
   return new Command('version')

@@ -66,6 +66,11 @@ export interface Peer {
   readonly sealerId?: number;
 }
 
+/** A peer as the table holds it: with the traffic counted for its entry. */
+export interface PeerEntry extends Peer {
+  readonly traffic: PeerTraffic;
+}
+
 /**
  * A map keyed by a fixed-length path of integers: one Map level per key,
  * values at the last. Exact and collision-free for keys too wide for one JS
@@ -128,7 +133,7 @@ class KeyPathIndex<V> {
  * address) would be boxed into a heap number on each probe.
  */
 class SubnetIndex6 {
-  private readonly index = new KeyPathIndex<Peer>();
+  private readonly index = new KeyPathIndex<PeerEntry>();
   /** Words the prefix covers; the last may be partly masked. */
   private readonly depth: number;
   private readonly lastMask: number;
@@ -139,27 +144,27 @@ class SubnetIndex6 {
   }
 
   /** The peer whose subnet holds the address at buf[offset, offset+16). */
-  lookup(buf: Buffer, offset: number): Peer | undefined {
+  lookup(buf: Buffer, offset: number): PeerEntry | undefined {
     let level = this.index.root;
     const last = this.depth - 1;
     for (let word = 0; word < last; word++) {
-      const next = level.get(buf.readInt32BE(offset + 4 * word)) as Level<Peer> | undefined;
+      const next = level.get(buf.readInt32BE(offset + 4 * word)) as Level<PeerEntry> | undefined;
       if (next === undefined) return undefined;
       level = next;
     }
-    return level.get(buf.readInt32BE(offset + 4 * last) & this.lastMask) as Peer | undefined;
+    return level.get(buf.readInt32BE(offset + 4 * last) & this.lastMask) as PeerEntry | undefined;
   }
 
   /** The peer on exactly this subnet (of the index's prefix length), if any. */
-  get(subnet: Cidr6): Peer | undefined {
+  get(subnet: Cidr6): PeerEntry | undefined {
     return this.index.get(this.subnetPath(subnet));
   }
 
-  set(subnet: Cidr6, peer: Peer): void {
+  set(subnet: Cidr6, peer: PeerEntry): void {
     this.index.set(this.subnetPath(subnet), peer);
   }
 
-  deleteIf(subnet: Cidr6, peer: Peer): void {
+  deleteIf(subnet: Cidr6, peer: PeerEntry): void {
     this.index.deleteIf(this.subnetPath(subnet), peer);
   }
 
@@ -176,24 +181,24 @@ class SubnetIndex6 {
  * is another endpoint.
  */
 class EndpointIndex6 {
-  private readonly index = new KeyPathIndex<Peer>();
+  private readonly index = new KeyPathIndex<PeerEntry>();
 
   /** The peer sending from port `port` of the address at words[at, at+4). */
-  lookup(words: Uint32Array, at: number, port: number): Peer | undefined {
+  lookup(words: Uint32Array, at: number, port: number): PeerEntry | undefined {
     let level = this.index.root;
     for (let word = 0; word < 4; word++) {
-      const next = level.get(words[at + word]! | 0) as Level<Peer> | undefined;
+      const next = level.get(words[at + word]! | 0) as Level<PeerEntry> | undefined;
       if (next === undefined) return undefined;
       level = next;
     }
-    return level.get(port) as Peer | undefined;
+    return level.get(port) as PeerEntry | undefined;
   }
 
-  set(endpoint: Endpoint, peer: Peer): void {
+  set(endpoint: Endpoint, peer: PeerEntry): void {
     this.index.set(endpointPath(endpoint), peer);
   }
 
-  deleteIf(endpoint: Endpoint, peer: Peer): void {
+  deleteIf(endpoint: Endpoint, peer: PeerEntry): void {
     this.index.deleteIf(endpointPath(endpoint), peer);
   }
 }
@@ -208,18 +213,18 @@ function endpointPath(endpoint: Endpoint): number[] {
  * it is a heap number, boxed on every probe of every datagram.
  */
 class EndpointIndex4 {
-  private readonly index = new KeyPathIndex<Peer>();
+  private readonly index = new KeyPathIndex<PeerEntry>();
 
   /** The peer sending from `ip`:`port`. */
-  lookup(ip: number, port: number): Peer | undefined {
-    return (this.index.root.get(ip | 0) as Level<Peer> | undefined)?.get(port) as Peer | undefined;
+  lookup(ip: number, port: number): PeerEntry | undefined {
+    return (this.index.root.get(ip | 0) as Level<PeerEntry> | undefined)?.get(port) as PeerEntry | undefined;
   }
 
-  set(endpoint: Endpoint, peer: Peer): void {
+  set(endpoint: Endpoint, peer: PeerEntry): void {
     this.index.set([endpoint.ip | 0, endpoint.port], peer);
   }
 
-  deleteIf(endpoint: Endpoint, peer: Peer): void {
+  deleteIf(endpoint: Endpoint, peer: PeerEntry): void {
     this.index.deleteIf([endpoint.ip | 0, endpoint.port], peer);
   }
 }
@@ -230,7 +235,7 @@ export class PeerTable {
    * V8 keeps unboxed, where an unsigned one past 2^31 would be boxed on each
    * lookup), or in a table without IPv4 the IPv6 subnet's text.
    */
-  private readonly byKey = new Map<number | string, Peer>();
+  private readonly byKey = new Map<number | string, PeerEntry>();
   private readonly byEndpoint = new EndpointIndex4();
   private readonly byEndpoint6 = new EndpointIndex6();
   private readonly bySubnet6: SubnetIndex6 | undefined;
@@ -260,12 +265,18 @@ export class PeerTable {
     for (const peer of peers) this.set(peer);
   }
 
-  /** Adds the peer, or replaces the one with its key. */
-  set(peer: Peer): void {
-    this.check(peer);
-    const key = peerKey(peer);
+  /**
+   * Adds the peer, or replaces the one with its key. The traffic counted so
+   * far stays with the entry while the key and endpoint stay the same; a
+   * peer moved to a new endpoint is another node's, and starts from zero.
+   */
+  set(newPeer: Peer): void {
+    this.check(newPeer);
+    const key = peerKey(newPeer);
     const old = this.byKey.get(key);
     if (old !== undefined) this.remove(old);
+    const kept = old !== undefined && formatEndpoint(old.endpoint) === formatEndpoint(newPeer.endpoint) ? old.traffic : new PeerTraffic();
+    const peer: PeerEntry = { ...newPeer, traffic: kept };
     this.byKey.set(key, peer);
     if (peer.endpoint.ip6 === undefined) {
       this.byEndpoint.set(peer.endpoint, peer);
@@ -306,7 +317,7 @@ export class PeerTable {
     return true;
   }
 
-  private remove(peer: Peer): void {
+  private remove(peer: PeerEntry): void {
     this.byKey.delete(peerKey(peer));
     // Two leases naming one endpoint (or one IPv6 subnet) is an operator's mistake; the indexes keep the newer.
     if (peer.endpoint.ip6 === undefined) {
@@ -318,30 +329,30 @@ export class PeerTable {
   }
 
   /** The peer on exactly this subnet, of either family, if any. By an IPv6 subnet two peers claim, the newer. */
-  get(subnet: Cidr | Cidr6): Peer | undefined {
+  get(subnet: Cidr | Cidr6): PeerEntry | undefined {
     if (isCidr6(subnet)) return subnet.prefixLength === this.subnetLength6 ? this.bySubnet6!.get(subnet) : undefined;
     return subnet.prefixLength === this.subnetLength ? this.byKey.get(subnet.network | 0) : undefined;
   }
 
   /** The peer whose subnet holds `destination`, if any. */
-  lookup(destination: number): Peer | undefined {
+  lookup(destination: number): PeerEntry | undefined {
     // A node without IPv4 has no IPv4 subnets to find (its keys are IPv6 subnets' text).
     if (this.subnetLength === undefined) return undefined;
     return this.byKey.get(destination & this.subnetMask);
   }
 
   /** The peer whose IPv6 subnet holds the address at buf[offset, offset+16), if any; reads it in place. */
-  lookup6(buf: Buffer, offset: number): Peer | undefined {
+  lookup6(buf: Buffer, offset: number): PeerEntry | undefined {
     return this.bySubnet6?.lookup(buf, offset);
   }
 
   /** The peer that sends from this IPv4 underlay endpoint, if any. */
-  fromEndpoint(ip: number, port: number): Peer | undefined {
+  fromEndpoint(ip: number, port: number): PeerEntry | undefined {
     return this.byEndpoint.lookup(ip, port);
   }
 
   /** The peer that sends from port `port` of the IPv6 address at words[at, at+4) (a DatagramBatch's sourceIps6), if any. */
-  fromEndpoint6(words: Uint32Array, at: number, port: number): Peer | undefined {
+  fromEndpoint6(words: Uint32Array, at: number, port: number): PeerEntry | undefined {
     return this.byEndpoint6.lookup(words, at, port);
   }
 
@@ -349,7 +360,7 @@ export class PeerTable {
     return this.byKey.size;
   }
 
-  peers(): IterableIterator<Peer> {
+  peers(): IterableIterator<PeerEntry> {
     return this.byKey.values();
   }
 }

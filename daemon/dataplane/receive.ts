@@ -85,6 +85,8 @@ export class Ingress {
     deliveries.buffer = buffer;
     deliveries.clear();
     counters.udpPacketsReceived += count;
+    // One clock read per batch: its datagrams arrived in one wake-up.
+    const receivedAt = count > 0 ? Date.now() : 0;
     for (let i = 0; i < count; i++) {
       let offset = offsets[i]!;
       let length = lengths[i]!;
@@ -93,31 +95,29 @@ export class Ingress {
         counters.ingressDrops['unknown-sender']++;
         continue;
       }
+      const traffic = peer.traffic;
+      traffic.packetsReceived++;
+      traffic.bytesReceived += length;
+      traffic.lastReceivedAt = receivedAt;
       if (sealer) {
         // The sender the seal must name is the peer this endpoint belongs to, whatever the underlay's family.
         const opened = sealer.open(buffer, offset, length, peer.sealerId ?? peer.endpoint.ip);
         if (opened < 0) {
           counters.ingressDrops[opened === OPEN_REPLAYED ? 'replayed' : 'unauthenticated']++;
+          traffic.drops++;
           continue;
         }
         offset += SEAL_HEADER_BYTES;
         length = opened;
       }
-      if (length !== 0 && buffer[offset]! >> 4 === 6) {
-        const reason = checkFromPeer6(buffer, offset, length, peer, localSubnet6);
-        if (reason === null) {
-          deliveries.push(offset, IPV6_HEADER + payloadLength(buffer, offset));
-        } else {
-          counters.ingressDrops[reason]++;
-        }
+      const ipv6 = length !== 0 && buffer[offset]! >> 4 === 6;
+      const reason = ipv6 ? checkFromPeer6(buffer, offset, length, peer, localSubnet6) : checkFromPeer(buffer, offset, length, peer, localSubnet);
+      if (reason !== null) {
+        counters.ingressDrops[reason]++;
+        traffic.drops++;
         continue;
       }
-      const reason = checkFromPeer(buffer, offset, length, peer, localSubnet);
-      if (reason === null) {
-        deliveries.push(offset, totalLength(buffer, offset));
-      } else {
-        counters.ingressDrops[reason]++;
-      }
+      deliveries.push(offset, ipv6 ? IPV6_HEADER + payloadLength(buffer, offset) : totalLength(buffer, offset));
     }
     if (deliveries.count === 0) return;
     const written = tun.write(deliveries);

@@ -22,7 +22,7 @@ import { CODE_FRAGMENTATION_NEEDED, CODE_NET_UNREACHABLE, ICMP_ERROR_MAX, RateLi
 import { CODE_NO_ROUTE, ICMP6_DEST_UNREACHABLE, ICMP6_ERROR_MAX, ICMP6_PACKET_TOO_BIG, mayAnswerWithError6, writeDestinationUnreachable6, writePacketTooBig } from './icmp6.js';
 import { checkIPv4, destinationAddress, dontFragment, isNonUnicast, isSubnetBroadcast, refuseWithoutIPv4, totalLength } from './ipv4-packet.js';
 import { checkIPv6Header, IPV6_DESTINATION_OFFSET, IPV6_HEADER, isNonUnicast6, payloadLength } from './ipv6-packet.js';
-import type { Peer, PeerTable } from './peer-table.js';
+import type { PeerEntry, PeerTable } from './peer-table.js';
 import { SEAL_OVERHEAD, type Sealer } from './sealing.js';
 
 /**
@@ -38,7 +38,7 @@ export function routeEgress(
   length: number,
   peers: PeerTable,
   maxPacket: number,
-): Peer | EgressDropReason {
+): PeerEntry | EgressDropReason {
   const subnetLength = peers.subnetLength;
   if (subnetLength === undefined) return refuseWithoutIPv4(buf, offset, length);
   const malformed = checkIPv4(buf, offset, length);
@@ -59,7 +59,7 @@ export function routeEgress6(
   length: number,
   peers: PeerTable,
   maxPacket: number,
-): Peer | EgressDropReason {
+): PeerEntry | EgressDropReason {
   if (peers.subnetLength6 === undefined) return 'ipv6-disabled';
   const malformed = checkIPv6Header(buf, offset, length);
   if (malformed !== null) return malformed;
@@ -154,7 +154,7 @@ export class Egress {
   }
 
   /** Steps 5 and 6 for packet `index` of the batch, `length` bytes at buffer[offset]. */
-  private transmit(buffer: Buffer, offset: number, length: number, index: number, peer: Peer): void {
+  private transmit(buffer: Buffer, offset: number, length: number, index: number, peer: PeerEntry): void {
     const { transport, maxPacket, sealer } = this.options;
     const counters = this.counters;
     let datagram = buffer;
@@ -165,11 +165,15 @@ export class Egress {
       at = index * (maxPacket + SEAL_OVERHEAD);
       size = sealer.seal(buffer, offset, length, datagram, at);
     }
+    const traffic = peer.traffic;
     if (transport.send(datagram, at, size, peer.endpoint)) {
       counters.udpPacketsSent++;
       counters.udpBytesSent += size;
+      traffic.packetsSent++;
+      traffic.bytesSent += size;
     } else {
       counters.egressDrops['send-queue-full']++;
+      traffic.drops++;
     }
   }
 

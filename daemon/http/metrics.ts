@@ -3,13 +3,22 @@
  * packet path never touches prom-client.
  */
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
-import { packetCounters, type CountersSnapshot, type PacketCounterKey } from '../dataplane/index.js';
+import { packetCounters, type CountersSnapshot, type PacketCounterKey, type PeerTrafficView } from '../dataplane/index.js';
 
 export interface MetricsSource {
+  readonly version: string;
+  /** Whether the node forwards with known peers (/readyz answers 200). */
+  ready(): boolean;
   counters(): CountersSnapshot;
   peers(): number;
   /** Lease expiry as a Unix time in seconds; undefined without a lease, 0 for a reservation (no expiry). */
   leaseExpiry(): number | undefined;
+  /** Whether the last attempt to renew the lease failed; undefined without a lease. */
+  leaseRenewalFailing(): boolean | undefined;
+  /** Leases in the store as last seen, this node's own included; undefined without a lease store or before the first listing. */
+  leases(): number | undefined;
+  /** Each peer's traffic, for --peer-metrics. */
+  peerTraffic(): readonly { readonly subnet: string; readonly node: string; readonly traffic: PeerTrafficView }[];
   /** Whether the lease store's connection is up; undefined without a lease store (static mode). */
   storeConnected(): boolean | undefined;
   /** Times the lease store was found to have lost its data; undefined without a lease store. */
@@ -38,9 +47,44 @@ export interface Metrics {
   scrape(): Promise<string>;
 }
 
-export function createMetrics(source: MetricsSource): Metrics {
+export interface MetricsOptions {
+  /** Whether the node keeps a lease in a store (lease mode, the default): static mode has no lease or store series. */
+  readonly leaseStore?: boolean;
+  /**
+   * Per-peer series (--peer-metrics): five counters and a gauge per peer,
+   * so 30,000 series at 5,000 peers on every node. Off by default; /status
+   * shows the same figures without the cost.
+   */
+  readonly peerMetrics?: boolean;
+}
+
+/** The per-peer series of --peer-metrics: the figure each reads from a peer's traffic. */
+const peerSeries: readonly { name: string; help: string; read: (traffic: PeerTrafficView) => number; gauge?: true }[] = [
+  { name: 'miniflannel_peer_sent_packets_total', help: 'Datagrams sent to the peer', read: (t) => t.packetsSent },
+  { name: 'miniflannel_peer_sent_bytes_total', help: 'Bytes sent to the peer in datagrams', read: (t) => t.bytesSent },
+  { name: 'miniflannel_peer_received_packets_total', help: 'Datagrams received from the peer', read: (t) => t.packetsReceived },
+  { name: 'miniflannel_peer_received_bytes_total', help: 'Bytes received from the peer in datagrams', read: (t) => t.bytesReceived },
+  { name: 'miniflannel_peer_dropped_packets_total', help: "Packets dropped for the peer's doing (received: not authentic, spoofed, malformed, misaddressed; sent: refused by the send queue)", read: (t) => t.drops },
+  { name: 'miniflannel_peer_last_received_timestamp_seconds', help: 'Unix time of the last datagram received from the peer (0: never)', read: (t) => (t.lastReceivedAt ?? 0) / 1000, gauge: true },
+];
+
+export function createMetrics(source: MetricsSource, options: MetricsOptions = {}): Metrics {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
+  new Gauge({
+    name: 'miniflannel_build_info',
+    help: "The daemon's version, as a label; always 1",
+    labelNames: ['version'],
+    registers: [registry],
+  }).set({ version: source.version }, 1);
+  new Gauge({
+    name: 'miniflannel_ready',
+    help: 'Whether the node forwards with known peers (1), or is starting or waiting for the lease store (0)',
+    registers: [registry],
+    collect() {
+      this.set(source.ready() ? 1 : 0);
+    },
+  });
   // One snapshot per scrape, so the drop counters and the totals agree.
   let snapshot = source.counters();
   const read = (key: PacketCounterKey) => () => snapshot[key];
@@ -65,6 +109,23 @@ export function createMetrics(source: MetricsSource): Metrics {
       this.set(source.peers());
     },
   });
+  if (options.leaseStore !== false) addLeaseStoreSeries(registry, source);
+  // One reading of the peers per scrape, as of the counters.
+  let peers: readonly PeerSample[] = [];
+  if (options.peerMetrics) addPeerSeries(registry, () => peers);
+  snapshotCounter(registry, 'miniflannel_log_lines_dropped_total', "Log lines dropped because the daemon's stdout reader stalled or went away", () => source.logLinesDropped());
+  return {
+    contentType: registry.contentType,
+    scrape: () => {
+      snapshot = source.counters();
+      if (options.peerMetrics) peers = source.peerTraffic();
+      return registry.metrics();
+    },
+  };
+}
+
+/** The lease's and the store's series: a static node has neither, and must not look like one whose store is down. */
+function addLeaseStoreSeries(registry: Registry, source: MetricsSource): void {
   new Gauge({
     name: 'miniflannel_lease_expiry_timestamp_seconds',
     help: "Unix time at which this node's lease expires unless renewed (0: a reservation, never)",
@@ -72,6 +133,24 @@ export function createMetrics(source: MetricsSource): Metrics {
     collect() {
       const expiry = source.leaseExpiry();
       if (expiry !== undefined) this.set(expiry);
+    },
+  });
+  new Gauge({
+    name: 'miniflannel_lease_renewal_failing',
+    help: 'Whether the last attempt to renew the lease failed (1), as while the lease store is unreachable',
+    registers: [registry],
+    collect() {
+      const failing = source.leaseRenewalFailing();
+      if (failing !== undefined) this.set(failing ? 1 : 0);
+    },
+  });
+  new Gauge({
+    name: 'miniflannel_leases',
+    help: "Leases in the store as this node last saw them, its own included: every other one should be a peer (miniflannel_peers)",
+    registers: [registry],
+    collect() {
+      const leases = source.leases();
+      if (leases !== undefined) this.set(leases);
     },
   });
   new Gauge({
@@ -101,12 +180,24 @@ export function createMetrics(source: MetricsSource): Metrics {
       this.set(source.peersUnconfirmed());
     },
   });
-  snapshotCounter(registry, 'miniflannel_log_lines_dropped_total', "Log lines dropped because the daemon's stdout reader stalled or went away", () => source.logLinesDropped());
-  return {
-    contentType: registry.contentType,
-    scrape: () => {
-      snapshot = source.counters();
-      return registry.metrics();
-    },
-  };
+}
+
+type PeerSample = ReturnType<MetricsSource['peerTraffic']>[number];
+
+function addPeerSeries(registry: Registry, samples: () => readonly PeerSample[]): void {
+  const labelNames = ['peer_subnet', 'peer_node'] as const;
+  const labels = (sample: PeerSample) => ({ peer_subnet: sample.subnet, peer_node: sample.node });
+  for (const { name, help, read, gauge } of peerSeries) {
+    if (gauge) {
+      new Gauge({ name, help, labelNames, registers: [registry], collect() {
+        this.reset();
+        for (const sample of samples()) this.set(labels(sample), read(sample.traffic));
+      } });
+    } else {
+      new Counter({ name, help, labelNames, registers: [registry], collect() {
+        this.reset();
+        for (const sample of samples()) this.inc(labels(sample), read(sample.traffic));
+      } });
+    }
+  }
 }

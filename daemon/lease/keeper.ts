@@ -96,6 +96,8 @@ export class LeaseKeeper extends EventEmitter<LeaseKeeperEvents> {
   private reapTimer: NodeJS.Timeout | undefined;
   private leases: number;
   private failures = 0;
+  /** Since when claims have failed, and the last failure's message; undefined while they succeed. */
+  private failing: { since: number; error: string } | undefined;
   private claiming = false;
   /** Why the next claim is made early (a re-assertion), for the log. */
   private pendingReason: string | undefined;
@@ -126,6 +128,11 @@ export class LeaseKeeper extends EventEmitter<LeaseKeeperEvents> {
   /** The lease as last renewed. */
   get lease(): Lease {
     return this.currentLease;
+  }
+
+  /** Set while claiming the lease fails (Redis unreachable): since when (epoch ms), how many attempts, the last error. */
+  get renewalFailure(): { since: number; attempts: number; error: string } | undefined {
+    return this.failing && { ...this.failing, attempts: this.failures };
   }
 
   start(): void {
@@ -207,6 +214,7 @@ export class LeaseKeeper extends EventEmitter<LeaseKeeperEvents> {
       this.currentLease = outcome.lease;
       this.leases = outcome.leases;
       this.failures = 0;
+      this.failing = undefined;
       if (outcome.change === 'restored') {
         const why = reason ?? 'it was gone at renewal time';
         this.logger.warn({ expiresAt: outcome.lease.expiresAt, reason: why }, 'lease was missing from the store, not revoked: put it back');
@@ -227,6 +235,7 @@ export class LeaseKeeper extends EventEmitter<LeaseKeeperEvents> {
       this.pendingReason ??= reason;
       const delay = this.retryDelay();
       const error = err instanceof Error ? err : new Error(String(err));
+      this.failing = { since: this.failing?.since ?? Date.now(), error: error.message };
       this.logger.warn({ err: error.message, attempt: this.failures, retryInMs: delay, reason }, 'lease renewal failed; retrying');
       this.emit('renewFailed', error, delay);
       this.claiming = false;

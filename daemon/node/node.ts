@@ -144,7 +144,7 @@ export async function startNode(config: DaemonConfig, logger: Logger, options: S
   let fail!: (reason: string) => void;
   const failed = new Promise<string>((resolve) => (fail = resolve));
   const status = new NodeStatus({ logLinesDropped: options.logLinesDropped });
-  const httpServer = await startHttpServer(status, { host: config.healthzIp, port: config.healthzPort, logger, metrics: createMetrics(status) });
+  const httpServer = await startHttpServer(status, { host: config.healthzIp, port: config.healthzPort, logger, metrics: createMetrics(status, { peerMetrics: config.peerMetrics, leaseStore: !config.static }) });
   cleanups.push(() => httpServer.close());
   const context: StepContext = { config, logger, status, cleanups };
 

@@ -184,6 +184,10 @@ export class PeerFeed {
   private readonly senders = new Map<number, string>();
   /** Peers the store forgot, and since when: dropped once graceMs has passed without their lease. */
   private readonly unconfirmed = new Map<string, number>();
+  /** Leases left out of the table, by subnet, with why: what /status shows an operator. */
+  private readonly skipped = new Map<string, SkippedLease>();
+  /** Every subnet the store holds a lease on as last seen, this node's own included; undefined before the first listing. */
+  private leased: Set<string> | undefined;
   private graceTimer: NodeJS.Timeout | undefined;
   private ready = false;
 
@@ -198,6 +202,15 @@ export class PeerFeed {
 
   get unconfirmedCount(): number {
     return this.unconfirmed.size;
+  }
+
+  /** Leases in the store as last seen, this node's own included; undefined before the first listing. */
+  get leaseCount(): number | undefined {
+    return this.leased?.size;
+  }
+
+  skippedLeases(): SkippedLease[] {
+    return [...this.skipped.values()];
   }
 
   view(): PeerView[] {
@@ -243,6 +256,7 @@ export class PeerFeed {
   private applyListing(leases: readonly Lease[], cause: string, seq: string): void {
     const { ownSubnet, ownOwner } = this.options;
     const listed = new Set<string>();
+    this.leased = listed;
     let own: Lease | undefined;
     let changed = 0;
     for (const lease of leases) {
@@ -250,6 +264,7 @@ export class PeerFeed {
       if (lease.subnet === ownSubnet) own = lease;
       else if (this.upsert(lease, seq, cause === 'start' ? undefined : 'listed')) changed++;
     }
+    for (const subnet of this.skipped.keys()) if (!listed.has(subnet)) this.skipped.delete(subnet);
     // Absent from a listing is not the same as removed: keep them for the grace period.
     const now = Date.now();
     let forgotten = 0;
@@ -269,6 +284,7 @@ export class PeerFeed {
   }
 
   private added(lease: Lease, seq: string): void {
+    this.leased?.add(lease.subnet);
     if (lease.subnet === this.options.ownSubnet) {
       // This node's own re-assertion coming back, or another node claiming the subnet.
       if (ownerAddress(lease) !== this.options.ownOwner) this.options.onOwnLeaseInDoubt(`the subnet now belongs to ${ownerAddress(lease)}`);
@@ -278,6 +294,8 @@ export class PeerFeed {
   }
 
   private gone(lease: Lease, type: 'removed' | 'expired', seq: string): void {
+    this.leased?.delete(lease.subnet);
+    this.skipped.delete(lease.subnet);
     if (lease.subnet === this.options.ownSubnet) return this.options.onOwnLeaseInDoubt(`the lease was ${type}`);
     const known = this.peers.get(lease.subnet);
     if (known === undefined) return;
@@ -296,10 +314,12 @@ export class PeerFeed {
     const found = peerFromLease(lease, this.options.network, this.options.underlay);
     const peer = typeof found === 'string' ? found : (this.senderClash(found, lease.subnet) ?? found);
     if (typeof peer === 'string') {
+      this.skipped.set(lease.subnet, { subnet: lease.subnet, node: lease.nodeName, reason: peer });
       this.log.warn({ subnet: lease.subnet, reason: peer, seq }, 'lease skipped');
       if (known !== undefined) this.drop(lease.subnet);
       return known !== undefined;
     }
+    this.skipped.delete(lease.subnet);
     // A new sender ID (the lease gained or changed its PublicIP) is a change too: ingress opens seals with it.
     const same = known !== undefined && formatEndpoint(known.peer.endpoint) === formatEndpoint(peer.endpoint) && known.peer.sealerId === peer.sealerId;
     if (known !== undefined) this.forgetSender(known.peer, lease.subnet);

@@ -4,10 +4,11 @@
  * network when the network config enables IPv6; the node's own subnets stay
  * on the pod bridge (longer prefixes, so they win).
  */
+import { readFileSync } from 'node:fs';
 import { access } from 'node:fs/promises';
 import { loadNative } from '../native.js';
-import type { Cidr } from '../net/ipv4.js';
-import { formatIPv6, type Cidr6, type IPv6Address } from '../net/ipv6.js';
+import { formatCidr, type Cidr } from '../net/ipv4.js';
+import { formatCidr6, formatIPv6, readIPv6, type Cidr6, type IPv6Address } from '../net/ipv6.js';
 
 /** A route, interface or interface-option change the kernel refused; `code` is its errno name (`EPERM`, `ENODEV`, …). */
 export class RouteError extends Error {
@@ -68,4 +69,55 @@ export async function tunDeviceExists(device: string): Promise<boolean> {
 /** Deletes a TUN device; the kernel drops the routes through it. */
 export function deleteTunDevice(device: string): void {
   asRouteError(() => loadNative().deleteLink(device));
+}
+
+/** RTF_LOCAL in <linux/ipv6_route.h>: a route to one of the node's own addresses. */
+const RTF_LOCAL = 0x80000000;
+
+/**
+ * The routes through `device`, as the kernel holds them now, in CIDR text:
+ * IPv4 from /proc/net/route (the main table), IPv6 from /proc/net/ipv6_route
+ * less the device's own addresses, and the link-local and multicast routes
+ * every interface has.
+ * What /status shows, so that an operator sees a route someone removed.
+ * `readText` is for tests; a file that cannot be read gives no routes.
+ */
+export function routesThrough(device: string, readText: (file: string) => string = (file) => readFileSync(file, 'utf8')): string[] {
+  const read = (file: string) => {
+    try {
+      return readText(file).split('\n');
+    } catch {
+      return [];
+    }
+  };
+  const routes: string[] = [];
+  for (const line of read('/proc/net/route').slice(1)) {
+    const [iface, destination, , , , , , mask] = line.trim().split(/\s+/);
+    if (iface !== device || destination === undefined || mask === undefined) continue;
+    // Little-endian hex: the first byte of the address is the last pair of digits.
+    const network = Buffer.from(destination, 'hex').readUInt32LE(0);
+    const prefixLength = [...Buffer.from(mask, 'hex')].reduce((bits, byte) => bits + popcount(byte), 0);
+    routes.push(formatCidr({ network, prefixLength }));
+  }
+  for (const line of read('/proc/net/ipv6_route')) {
+    const fields = line.trim().split(/\s+/);
+    if (fields.length < 10 || fields[9] !== device) continue;
+    const prefixLength = parseInt(fields[1]!, 16);
+    const flags = parseInt(fields[8]!, 16);
+    const network = readIPv6(Buffer.from(fields[0]!, 'hex'), 0);
+    if (flags & RTF_LOCAL || prefixLength === 128 || isMulticastOrLinkLocal(network[0])) continue;
+    routes.push(formatCidr6({ network, prefixLength }));
+  }
+  return routes;
+}
+
+/** ff00::/8 and fe80::/10, which the kernel routes through every interface that has IPv6. */
+function isMulticastOrLinkLocal(firstWord: number): boolean {
+  return firstWord >>> 24 === 0xff || firstWord >>> 22 === 0xfe80 >>> 6;
+}
+
+function popcount(byte: number): number {
+  let bits = 0;
+  for (let b = byte; b !== 0; b >>= 1) bits += b & 1;
+  return bits;
 }

@@ -6,14 +6,16 @@
  * data plane's counters, the feed's peers. Nothing is copied, so nothing
  * goes stale.
  */
-import type { CountersSnapshot, DataPlane } from '../dataplane/index.js';
+import type { CountersSnapshot, DataPlane, PeerTraffic, PeerTrafficView } from '../dataplane/index.js';
 import type { MetricsSource } from '../http/metrics.js';
 import type { StatusSource } from '../http/server.js';
-import type { Lease, LeaseWatch, SubnetManager } from '../lease/index.js';
+import type { Lease, LeaseKeeper, LeaseWatch, SubnetManager } from '../lease/index.js';
 import { emptyCounters } from '../dataplane/index.js';
 import { formatCidr } from '../net/ipv4.js';
 import { formatCidr6, type Cidr6 } from '../net/ipv6.js';
+import { packageVersion } from '../version.js';
 import type { PeerFeed, PeerView, SkippedLease } from './peers.js';
+import { routesThrough } from './routes.js';
 
 export interface NodeInfo {
   readonly name: string;
@@ -95,9 +97,16 @@ export interface StatusDocument {
 /** What the status reads from each part: narrow, so that a test can hand in plain objects. */
 export type StoreView = Pick<SubnetManager, 'address' | 'connected'>;
 /** The lease as acquired, or the keeper, whose `lease` is the one it last renewed. */
-export type LeaseView = { readonly lease: Lease };
+export type LeaseView = { readonly lease: Lease } & Partial<Pick<LeaseKeeper, 'renewalFailure'>>;
 export type PlaneView = Pick<DataPlane, 'snapshot'> & { readonly peerTable: Pick<DataPlane['peerTable'], 'size' | 'peers'> };
-export type FeedView = Pick<PeerFeed, 'view' | 'unconfirmedCount'>;
+export type FeedView = Pick<PeerFeed, 'view' | 'unconfirmedCount' | 'leaseCount' | 'skippedLeases'>;
+
+/** A peer's traffic as /metrics labels it (--peer-metrics). */
+export interface PeerTrafficSample {
+  readonly subnet: string;
+  readonly node: string;
+  readonly traffic: PeerTrafficView;
+}
 export type WatchView = Pick<LeaseWatch, 'stats'>;
 
 export interface NodeStatusOptions {
@@ -105,6 +114,10 @@ export interface NodeStatusOptions {
   readonly logLinesDropped?: () => number;
   /** The clock of the uptime; Date.now when not given. */
   readonly now?: () => number;
+  /** The version reported; package.json's when not given. */
+  readonly version?: string;
+  /** The routes through a device, as the kernel holds them; routesThrough when not given. */
+  readonly routesThrough?: (device: string) => string[];
 }
 
 export class NodeStatus implements StatusSource, MetricsSource {
@@ -121,11 +134,15 @@ export class NodeStatus implements StatusSource, MetricsSource {
   private readonly now: () => number;
   private readonly startedAt: number;
   private readonly droppedLogLines: () => number;
+  private readonly routes: (device: string) => string[];
+  readonly version: string;
 
   constructor(options: NodeStatusOptions = {}) {
     this.now = options.now ?? Date.now;
     this.startedAt = this.now();
     this.droppedLogLines = options.logLinesDropped ?? (() => 0);
+    this.routes = options.routesThrough ?? routesThrough;
+    this.version = options.version ?? packageVersion();
   }
 
   // What the start-up steps made, in their order.
@@ -178,21 +195,33 @@ export class NodeStatus implements StatusSource, MetricsSource {
   status(): StatusDocument {
     const lease = this.leaseView?.lease;
     const store = this.store;
+    const leases = this.feed?.leaseCount;
+    const skipped = this.feed?.skippedLeases() ?? [];
     return {
+      version: this.version,
       state: this.state,
       ...(this.reason !== undefined ? { reason: this.reason } : {}),
-      node: this.info ?? null,
+      node: this.info ? { ...this.info, routes: this.routes(this.info.tun) } : null,
       lease: lease ? this.leaseSection(lease) : null,
       store: store
-        ? { address: store.address, connected: store.connected, resets: this.watch?.stats.resets ?? 0, leaseRestored: this.restored, resyncs: this.watch?.stats.resyncs ?? 0 }
+        ? {
+            address: store.address,
+            connected: store.connected,
+            resets: this.watch?.stats.resets ?? 0,
+            leaseRestored: this.restored,
+            resyncs: this.watch?.stats.resyncs ?? 0,
+            ...(leases !== undefined ? { leases } : {}),
+          }
         : null,
       peers: this.peerViews(),
+      ...(skipped.length > 0 ? { skippedLeases: skipped } : {}),
       counters: this.plane?.snapshot() ?? null,
       uptimeSeconds: Math.round((this.now() - this.startedAt) / 1000),
     };
   }
 
   private leaseSection(lease: Lease): NonNullable<StatusDocument['lease']> {
+    const renewalFailure = this.leaseView?.renewalFailure;
     return {
       subnet: lease.subnet,
       ...(this.leaseIPv6Subnet !== undefined ? { ipv6Subnet: this.leaseIPv6Subnet } : {}),
@@ -200,19 +229,46 @@ export class NodeStatus implements StatusSource, MetricsSource {
       ...(lease.publicIPv6 !== undefined ? { publicIPv6: lease.publicIPv6 } : {}),
       nodeName: lease.nodeName,
       expiresAt: lease.expiresAt,
+      ...(renewalFailure !== undefined ? { renewalFailure } : {}),
     };
   }
 
-  /** The feed's view in lease mode; in static mode the peer table, whose peers have no node name. */
+  /**
+   * The feed's view in lease mode, in static mode the peer table's (whose
+   * peers have no node name); each with the traffic of its table entry.
+   */
   private peerViews(): PeerView[] {
-    if (this.feed) return this.feed.view();
-    if (!this.plane) return [];
-    return [...this.plane.peerTable.peers()].map((p) => ({
-      subnet: p.subnet ? formatCidr(p.subnet) : formatCidr6(p.subnet6!),
-      ...(p.subnet6 ? { ipv6Subnet: formatCidr6(p.subnet6) } : {}),
-      endpoint: `${p.endpoint.address}:${p.endpoint.port}`,
-      node: '',
-    }));
+    if (!this.plane) return this.feed?.view() ?? [];
+    const traffic = new Map<string, PeerTraffic>();
+    for (const p of this.plane.peerTable.peers()) traffic.set(p.subnet ? formatCidr(p.subnet) : formatCidr6(p.subnet6!), p.traffic);
+    const views: PeerView[] =
+      this.feed?.view() ??
+      [...this.plane.peerTable.peers()].map((p) => ({
+        subnet: p.subnet ? formatCidr(p.subnet) : formatCidr6(p.subnet6!),
+        ...(p.subnet6 ? { ipv6Subnet: formatCidr6(p.subnet6) } : {}),
+        endpoint: `${p.endpoint.address}:${p.endpoint.port}`,
+        node: '',
+      }));
+    return views.map((view) => {
+      const counted = traffic.get(view.subnet);
+      return counted ? { ...view, traffic: trafficView(counted) } : view;
+    });
+  }
+
+  ready(): boolean {
+    return this.state === 'running';
+  }
+
+  leaseRenewalFailing(): boolean | undefined {
+    return this.leaseView && this.leaseView.renewalFailure !== undefined;
+  }
+
+  leases(): number | undefined {
+    return this.feed?.leaseCount;
+  }
+
+  peerTraffic(): PeerTrafficSample[] {
+    return this.peerViews().flatMap((view) => (view.traffic ? [{ subnet: view.subnet, node: view.node, traffic: view.traffic }] : []));
   }
 
   counters(): CountersSnapshot {
@@ -243,4 +299,9 @@ export class NodeStatus implements StatusSource, MetricsSource {
   logLinesDropped(): number {
     return this.droppedLogLines();
   }
+}
+
+function trafficView(traffic: PeerTraffic): PeerTrafficView {
+  const { packetsSent, bytesSent, packetsReceived, bytesReceived, drops, lastReceivedAt } = traffic;
+  return { packetsSent, bytesSent, packetsReceived, bytesReceived, drops, lastReceivedAt: lastReceivedAt === 0 ? null : lastReceivedAt };
 }

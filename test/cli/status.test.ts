@@ -6,11 +6,12 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { pino } from 'pino';
-import { emptyCounters } from '../../daemon/dataplane/index.js';
+import { emptyCounters, PeerTraffic } from '../../daemon/dataplane/index.js';
 import { createMetrics } from '../../daemon/http/metrics.js';
 import { startHttpServer } from '../../daemon/http/server.js';
 import { parseCidr } from '../../daemon/net/ipv4.js';
 import { NodeStatus } from '../../daemon/node/status.js';
+import { parseEndpoint } from '../../daemon/transport/index.js';
 import { freePort } from '../../lab/redis.js';
 import { oneLineError, runCli } from './helpers.js';
 
@@ -172,6 +173,32 @@ describe('status', () => {
       assert.equal(typeof uptimeSeconds, 'number');
       const { uptimeSeconds: _, ...expected } = status.status();
       assert.deepEqual(doc, JSON.parse(JSON.stringify(expected)));
+    } finally {
+      await daemon.close();
+    }
+  });
+
+  it('--peers: one row per peer with its traffic, in a table and in JSON', async () => {
+    const status = new NodeStatus();
+    const node = { name: 'node-b', publicIP: '198.18.0.2', iface: 'eth0', subnet: '10.244.3.0/24', network: '10.244.0.0/16', tun: 'flannel0', mtu: 1472, port: 8285 };
+    const heard = new PeerTraffic();
+    Object.assign(heard, { packetsSent: 12, bytesSent: 3_000_000, packetsReceived: 9, bytesReceived: 900, drops: 4, lastReceivedAt: Date.now() - 5_000 });
+    const entries = [
+      { subnet: parseCidr('10.244.7.0/24'), endpoint: parseEndpoint('198.18.0.7', 8285), traffic: heard },
+      { subnet: parseCidr('10.244.8.0/24'), endpoint: parseEndpoint('198.18.0.8', 8285), traffic: new PeerTraffic() },
+    ];
+    status.dataPathOpened(node, { snapshot: () => emptyCounters(), peerTable: { size: 2, peers: () => entries.values() } });
+    const daemon = await startHttpServer(status, { host: '127.0.0.1', port: 0, logger: pino({ level: 'silent' }), metrics: createMetrics(status) });
+    try {
+      const url = `http://127.0.0.1:${daemon.port}`;
+      const result = await runCli(['status', '--daemon', url, '--peers']);
+      assert.equal(result.code, 0, result.stderr);
+      assert.match(result.stdout, /^SUBNET\s+NODE\s+ENDPOINT\s+SENT\s+SENT BYTES\s+RECEIVED\s+RECEIVED BYTES\s+DROPS\s+LAST RECEIVED$/m);
+      assert.match(result.stdout, /^10\.244\.7\.0\/24\s+-\s+198\.18\.0\.7:8285\s+12\s+2\.9 MiB\s+9\s+900 B\s+4\s+\d+s ago$/m);
+      assert.match(result.stdout, /^10\.244\.8\.0\/24\s+-\s+198\.18\.0\.8:8285\s+0\s+0 B\s+0\s+0 B\s+0\s+never$/m);
+      const json = JSON.parse((await runCli(['status', '--daemon', url, '--peers', '--json'])).stdout);
+      assert.deepEqual(json.peers.map((p: { traffic: { packetsSent: number } }) => p.traffic.packetsSent), [12, 0]);
+      assert.equal(json.peers[1].traffic.lastReceivedAt, null);
     } finally {
       await daemon.close();
     }

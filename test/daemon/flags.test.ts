@@ -138,3 +138,11 @@ test('--underlay and its twin: IPv4 by default; IPv6 needs --public-ipv6, and is
   usage(['--underlay', 'dual'], /^--underlay dual needs --public-ipv6/);
   usage(['--underlay', 'dual', '--public-ipv6', '2001:2::1', '--static-network', '10.244.0.0/16', '--static-subnet', '10.244.1.0/24'], /^--underlay dual is not available in static mode/);
 });
+
+test('--peer-metrics is off unless asked for, by flag or by MINIFLANNELD_PEER_METRICS', () => {
+  assert.equal(parseDaemonFlags(argv()).peerMetrics, false);
+  assert.equal(parseDaemonFlags(argv('--peer-metrics')).peerMetrics, true);
+  assert.equal(withEnv({ MINIFLANNELD_PEER_METRICS: 'true' }, () => parseDaemonFlags(argv())).peerMetrics, true);
+  assert.equal(withEnv({ MINIFLANNELD_PEER_METRICS: 'false' }, () => parseDaemonFlags(argv())).peerMetrics, false);
+  assert.throws(() => withEnv({ MINIFLANNELD_PEER_METRICS: 'maybe' }, () => parseDaemonFlags(argv())), /MINIFLANNELD_PEER_METRICS="maybe" is not a switch/);
+});

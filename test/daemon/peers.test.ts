@@ -140,6 +140,31 @@ describe('peer feed', () => {
     f.handle({ type: 'added', lease: { ...lease(3), backendType: 'vxlan' }, seq: '2-0' });
     f.handle({ type: 'added', lease: lease(2, '198.18.1.2', 70_000), seq: '3-0' });
     assert.deepEqual([...sink.table.keys()], []);
+    assert.deepEqual(f.skippedLeases(), [
+      { subnet: '10.244.3.0/24', node: 'n3', reason: 'backend vxlan is not udp' },
+      { subnet: '10.244.2.0/24', node: 'n2', reason: 'port 70000 is invalid' },
+    ]);
+  });
+
+  it('counts the leases in the store as last seen, its own included, and lists the skipped ones until they are fixed or gone', () => {
+    const { f, snapshot } = feed();
+    assert.equal(f.leaseCount, undefined, 'nothing seen before the first listing');
+    f.handle(snapshot([lease(2), { ...lease(3), backendType: 'vxlan' }, lease(4)]));
+    assert.equal(f.leaseCount, 4);
+    assert.deepEqual(f.skippedLeases().map((s) => s.subnet), ['10.244.3.0/24']);
+    f.handle({ type: 'added', lease: lease(5), seq: '2-0' });
+    f.handle({ type: 'added', lease: lease(2), seq: '3-0' });
+    assert.equal(f.leaseCount, 5, 'a lease seen again is not counted twice');
+    f.handle({ type: 'removed', lease: lease(4), seq: '4-0' });
+    assert.equal(f.leaseCount, 4);
+    f.handle({ type: 'added', lease: lease(3), seq: '5-0' });
+    assert.deepEqual(f.skippedLeases(), [], 'fixed: a peer now');
+    f.handle({ type: 'added', lease: { ...lease(6), backendType: 'vxlan' }, seq: '6-0' });
+    f.handle({ type: 'expired', lease: lease(6), seq: '7-0' });
+    assert.deepEqual(f.skippedLeases(), [], 'gone from the store');
+    f.handle(snapshot([lease(2), { ...lease(7), backendType: 'vxlan' }], 'gap'));
+    assert.equal(f.leaseCount, 3, 'a listing replaces the count');
+    assert.deepEqual(f.skippedLeases().map((s) => s.subnet), ['10.244.7.0/24']);
   });
 
   it('with IPv6 enabled, each peer also routes the IPv6 subnet paired with its IPv4 one, and /status shows it', () => {

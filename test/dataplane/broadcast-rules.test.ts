@@ -10,6 +10,7 @@ import { isSubnetBroadcast } from '../../daemon/dataplane/ipv4-packet.js';
 import { parseCidr, parseIPv4 } from '../../daemon/net/ipv4.js';
 import { ipv4Packet } from '../harness/packets.js';
 import { ingressVerdict, MemoryNetwork, memoryNode } from './memory-plane.js';
+import { asPeer } from './peer-entries.js';
 
 const peer: Peer = { subnet: parseCidr('10.244.2.0/24'), endpoint: { address: '198.18.0.2', ip: parseIPv4('198.18.0.2'), port: 8285 } };
 const table = new PeerTable(24, [peer]);
@@ -19,11 +20,11 @@ node.plane.setPeers([peer]);
 test('egress: a peer subnet broadcast and the network broadcast are non-unicast; the peer TUN address is not', () => {
   for (const destination of ['10.244.2.255', '10.244.255.255', '10.244.9.255']) {
     const p = ipv4Packet({ source: '10.244.1.2', destination });
-    assert.equal(routeEgress(p, 0, p.length, table, 1472), 'non-unicast', destination);
+    assert.deepEqual(asPeer(routeEgress(p, 0, p.length, table, 1472)), 'non-unicast', destination);
   }
   for (const destination of ['10.244.2.0', '10.244.2.254']) {
     const p = ipv4Packet({ source: '10.244.1.2', destination });
-    assert.equal(routeEgress(p, 0, p.length, table, 1472), peer, destination);
+    assert.deepEqual(asPeer(routeEgress(p, 0, p.length, table, 1472)), peer, destination);
   }
 });
 

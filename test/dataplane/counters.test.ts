@@ -15,6 +15,11 @@ test('the table lists every packet counter of the snapshot once, in the order of
 /** What /metrics serves for these counters, with nothing else of the node's to report. */
 function scrape(counters: CountersSnapshot): Promise<string> {
   return createMetrics({
+    version: '0.0.0',
+    ready: () => true,
+    leaseRenewalFailing: () => undefined,
+    leases: () => undefined,
+    peerTraffic: () => [],
     counters: () => counters,
     peers: () => 0,
     leaseExpiry: () => undefined,

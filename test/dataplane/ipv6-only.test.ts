@@ -22,6 +22,7 @@ import { ipv4Packet } from '../harness/packets.js';
 import { addressBytes, echo6, PROTO_ICMPV6, udp6, upperChecksumHolds } from './ipv6-packets.js';
 import { assertCarriedBothWays, ingressVerdict, memoryNode, podA6, podB6, podPacket, PORT, unaccounted, type MemoryNode, type MemoryNodeOptions } from './memory-plane.js';
 import { anyBytes, nearValid, podTraffic } from './packet-arbitraries.js';
+import { asPeer } from './peer-entries.js';
 
 const ip6A = '2001:2::1';
 const ip6B = '2001:2::2';
@@ -208,26 +209,26 @@ describe('the peer table of a node without IPv4', () => {
     const [two, three] = [peer(2), peer(3)];
     const table = new PeerTable(undefined, [two, three], 64, 6);
     assert.equal(table.size, 2);
-    assert.deepEqual([...table.peers()], [two, three]);
-    assert.equal(table.get(parseCidr6('fd00:10:244:2::/64')), two);
+    assert.deepEqual([...table.peers()].map(asPeer), [two, three]);
+    assert.deepEqual(asPeer(table.get(parseCidr6('fd00:10:244:2::/64'))), two);
     assert.equal(table.get(parseCidr6('fd00:10:244:2::/80')), undefined, 'another length is another subnet');
     assert.equal(table.get(parseCidr('10.244.2.0/24')), undefined);
-    assert.equal(table.lookup6(at('fd00:10:244:3::9'), 3), three);
+    assert.deepEqual(asPeer(table.lookup6(at('fd00:10:244:3::9'), 3)), three);
     assert.equal(table.lookup(parseIPv4('10.244.2.9')), undefined);
     assert.equal(table.lookup(0), undefined);
-    assert.equal(from(table, 2), two);
+    assert.deepEqual(asPeer(from(table, 2)), two);
     // The same IPv6 subnet again is the same peer moved: the old endpoint is forgotten.
     const moved = peer(2, 9000);
     table.set(moved);
     assert.equal(table.size, 2);
     assert.equal(from(table, 2), undefined);
-    assert.equal(from(table, 2, 9000), moved);
-    assert.equal(table.lookup6(at('fd00:10:244:2::1'), 3), moved);
+    assert.deepEqual(asPeer(from(table, 2, 9000)), moved);
+    assert.deepEqual(asPeer(table.lookup6(at('fd00:10:244:2::1'), 3)), moved);
     assert.equal(table.delete(parseCidr6('fd00:10:244:2::/64')), true);
     assert.equal(table.delete(parseCidr6('fd00:10:244:2::/64')), false);
     assert.equal(table.lookup6(at('fd00:10:244:2::1'), 3), undefined);
     assert.equal(from(table, 2, 9000), undefined);
-    assert.deepEqual([...table.peers()], [three]);
+    assert.deepEqual([...table.peers()].map(asPeer), [three]);
   });
 
   it('refuses an IPv4 subnet, a peer without subnets and an IPv6 subnet of another length, each naming it; and a table of no family', () => {
@@ -248,8 +249,8 @@ describe('the peer table of a node without IPv4', () => {
     assert.throws(() => dual.set(peer(2)), { name: 'RangeError', message: 'peer IPv6 subnet fd00:10:244:2::/64 is refused: it has no IPv4 subnet, and this node carries IPv4' });
     const both: Peer = { ...peer(2), subnet: parseCidr('10.244.2.0/24') };
     dual.set(both);
-    assert.equal(dual.get(parseCidr6('fd00:10:244:2::/64')), both);
-    assert.equal(dual.get(parseCidr('10.244.2.0/24')), both);
+    assert.deepEqual(asPeer(dual.get(parseCidr6('fd00:10:244:2::/64'))), both);
+    assert.deepEqual(asPeer(dual.get(parseCidr('10.244.2.0/24'))), both);
     assert.equal(dual.delete(parseCidr6('fd00:10:244:2::/64')), true);
     assert.equal(dual.size, 0);
     assert.equal(dual.lookup(parseIPv4('10.244.2.9')), undefined, 'deleting by the IPv6 subnet removes the whole peer');
@@ -278,9 +279,9 @@ describe('the peer table of a node without IPv4', () => {
           assert.equal(table.size, model.size);
           for (let k = 0; k < 8; k++) {
             const expected = model.get(k);
-            assert.equal(table.get(parseCidr6(`fd00:10:244:${k}::/64`)), expected);
-            assert.equal(table.lookup6(at(`fd00:10:244:${k}::1234`), 3), expected);
-            for (let p = 1; p <= 3; p++) assert.equal(from(table, k, p), expected?.endpoint.port === p ? expected : undefined);
+            assert.deepEqual(asPeer(table.get(parseCidr6(`fd00:10:244:${k}::/64`))), expected);
+            assert.deepEqual(asPeer(table.lookup6(at(`fd00:10:244:${k}::1234`), 3)), expected);
+            for (let p = 1; p <= 3; p++) assert.deepEqual(asPeer(from(table, k, p)), expected?.endpoint.port === p ? expected : undefined);
           }
         }
       }),
@@ -293,7 +294,7 @@ describe('the peer table of a node without IPv4', () => {
     fc.assert(
       fc.property(fc.oneof(nearValid, anyBytes), (packet) => {
         const expected = packet.length === 0 ? 'truncated' : version(packet) === 4 ? 'ipv4-disabled' : 'not-ipv4';
-        assert.equal(routeEgress(packet, 0, packet.length, table, 1472), expected);
+        assert.deepEqual(asPeer(routeEgress(packet, 0, packet.length, table, 1472)), expected);
       }),
       { numRuns: 5_000 },
     );

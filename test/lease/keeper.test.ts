@@ -142,6 +142,31 @@ describe('lease keeper', () => {
     }
   });
 
+  it('shows while renewal fails: since the first failure, the attempts, the last error; and clears it when a claim succeeds', async () => {
+    mock.timers.enable({ apis: ['setTimeout', 'Date'], now: 50_000 });
+    try {
+      const store = new MemoryStore();
+      let calls = 0;
+      store.answer = () => (++calls <= 2 ? new StoreUnavailableError('redis://x', `Redis unreachable at redis://x: attempt ${calls}`) : 'renewed');
+      const k = keeper(store, lease(TTL));
+      k.start();
+      assert.equal(k.renewalFailure, undefined);
+      k.reassert('test');
+      mock.timers.tick(0);
+      await settle();
+      assert.deepEqual(k.renewalFailure, { since: 50_000, attempts: 1, error: 'Redis unreachable at redis://x: attempt 1' });
+      mock.timers.tick(1_000);
+      await settle();
+      assert.deepEqual(k.renewalFailure, { since: 50_000, attempts: 2, error: 'Redis unreachable at redis://x: attempt 2' });
+      mock.timers.tick(2_000);
+      await settle();
+      assert.equal(k.renewalFailure, undefined);
+      k.stop();
+    } finally {
+      mock.timers.reset();
+    }
+  });
+
   it('takes a random share of the reaping: on average once every (leases x reapIntervalMs)', async () => {
     mock.timers.enable({ apis: ['setTimeout', 'Date'], now: 0 });
     try {

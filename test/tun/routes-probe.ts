@@ -8,7 +8,7 @@ import { openTun } from '../../daemon/tun/index.js';
 import { loadNative } from '../../daemon/native.js';
 import { parseCidr } from '../../daemon/net/ipv4.js';
 import { parseCidr6, parseIPv6 } from '../../daemon/net/ipv6.js';
-import { addHostAddress6, deleteTunDevice, routeNetwork6Into, routeNetworkInto, RouteError, tunDeviceExists } from '../../daemon/node/routes.js';
+import { addHostAddress6, deleteTunDevice, routeNetwork6Into, routeNetworkInto, RouteError, routesThrough, tunDeviceExists } from '../../daemon/node/routes.js';
 
 const report = (result: unknown) => process.stdout.write(`${JSON.stringify(result)}\n`);
 const network = parseCidr('10.98.0.0/16');
@@ -68,6 +68,8 @@ async function routes(): Promise<void> {
   const replaced = clusterRoutes();
   routeNetworkInto(network, tun.name);
   const again = clusterRoutes();
+  // What /status reports, read from /proc: the route moved from one device to the other.
+  const seenThrough = { mfroute: routesThrough(tun.name), mfother: routesThrough(other.name) };
   other.close();
   tun.close();
   const afterClose = clusterRoutes();
@@ -87,7 +89,7 @@ async function routes(): Promise<void> {
   const deviceDown = refusal(() => routeNetworkInto(network, 'mfdown'));
   down.close();
 
-  report({ first, replaced, again, afterClose, beforeDelete, afterDelete, missingDevice, missingDelete, deviceDown, arrived: await arrivesInTun('mfarrive') });
+  report({ first, replaced, again, seenThrough, afterClose, beforeDelete, afterDelete, missingDevice, missingDelete, deviceDown, arrived: await arrivesInTun('mfarrive') });
 }
 
 /** `ip -o` lines without the interface index, whitespace collapsed. */
@@ -116,6 +118,8 @@ function routes6(): void {
   routeNetwork6Into(network6, tun.name);
   routeNetwork6Into(network6, tun.name);
   const routes = ipLines('-6', 'route', 'show', 'exact', 'fd00:98::/48');
+  // /status's reading: the cluster route, not the device's own address, its local route or multicast.
+  const seenThrough = routesThrough(tun.name);
   // Another TUN stands in for the bridge: what matters is the address the bridge plugin gives it.
   const bridge = openTun({ name: 'mfbridge6', mtu: 1400, address: '10.98.7.2', prefixLength: 32 });
   execFileSync('ip', ['-6', 'addr', 'add', 'fd00:98:0:7::1/64', 'dev', bridge.name, 'nodad']);
@@ -124,7 +128,7 @@ function routes6(): void {
   const missingAddress = refusal(() => addHostAddress6('mfnone', parseIPv6('fd00:98:0:7::')));
   tun.close();
   bridge.close();
-  report({ address, addressAgain, routes, via, afterClose: ipLines('-6', 'route', 'show', 'exact', 'fd00:98::/48'), missingRoute, missingAddress });
+  report({ address, addressAgain, routes, seenThrough, via, afterClose: ipLines('-6', 'route', 'show', 'exact', 'fd00:98::/48'), missingRoute, missingAddress });
 }
 
 /** Run without CAP_NET_ADMIN; `lo` exists in every namespace. */

@@ -24,6 +24,9 @@ test('the cluster network is routed into the TUN, replaced idempotently, and rem
     assert.deepEqual(result.replaced, ['10.98.0.0/16 dev mfroute scope link']);
     assert.deepEqual(result.again, ['10.98.0.0/16 dev mfroute scope link']);
   });
+  await t.test('the routes through a device, as /status reports them, are the kernel\'s: the one that moved away is gone', () => {
+    assert.deepEqual(result.seenThrough, { mfroute: ['10.98.0.0/16'], mfother: [] });
+  });
   await t.test('closing the TUN takes its route with it', () => {
     assert.deepEqual(result.afterClose, []);
   });
@@ -62,6 +65,7 @@ test('dual-stack: the TUN gets a /128 from the node\'s IPv6 subnet and the IPv6 
   });
   await t.test('the IPv6 cluster network is routed into the TUN once, however often it is routed', () => {
     assert.deepEqual(result.routes, ['fd00:98::/48 dev mfroute6 metric 1024 pref medium']);
+    assert.deepEqual(result.seenThrough, ['fd00:98::/48'], "/status's reading leaves out the device's own address, link-local and multicast");
   });
   await t.test('the node\'s own pods stay on the bridge (the longer prefix), other nodes\' pods go into the TUN, and the TUN\'s address is local', () => {
     assert.deepEqual(result.via, { ownPod: 'mfbridge6', otherNodesPod: 'mfroute6', tunAddress: 'lo' });
