@@ -1,7 +1,7 @@
 export { DataPlane } from './dataplane.js';
 export type { DataPlaneOptions } from './dataplane.js';
-export { PeerTable, PeerTraffic } from './peer-table.js';
-export type { Peer, PeerTrafficView } from './peer-table.js';
+export { PeerEntry, PeerTable } from './peer-table.js';
+export type { Peer, PeerTraffic, PeerTrafficView } from './peer-table.js';
 export type { CountersSnapshot, EgressDropReason, IngressDropReason, PacketCounter, PacketCounterKey } from './counters.js';
 export { egressDropReasons, ingressDropReasons, emptyCounters, packetCounters } from './counters.js';
 export type { PacketBatch } from '../net/packet-batch.js';

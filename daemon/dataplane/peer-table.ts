@@ -20,22 +20,22 @@ import { maskOf, formatCidr, type Cidr } from '../net/ipv4.js';
 import { formatCidr6, isCidr6, type Cidr6 } from '../net/ipv6.js';
 
 /**
- * What the data plane counted for one peer entry, kept on the entry itself
- * so that counting costs a field increment on the peer a packet's lookup
- * found anyway. Drops count only what is the peer's doing: an ingress drop
- * after the sender was known (unauthenticated, replayed, spoofed, malformed,
- * a family this node lacks, a wrong destination), and an egress datagram to
- * the peer that the send queue refused before flush. The batch-wide figures
- * (tun-write-failed, a flush's refusals) stay in the node's counters alone.
+ * What the data plane counted for one peer entry. Drops count only what is
+ * the peer's doing: an ingress drop after the sender was known
+ * (unauthenticated, replayed, spoofed, malformed, a family this node lacks,
+ * a wrong destination), and an egress datagram to the peer that the send
+ * queue refused before flush. The batch-wide figures (tun-write-failed, a
+ * flush's refusals) stay in the node's counters alone.
  */
-export class PeerTraffic {
-  packetsSent = 0;
-  bytesSent = 0;
-  packetsReceived = 0;
-  bytesReceived = 0;
-  drops = 0;
+export interface PeerTraffic {
+  packetsSent: number;
+  /** Bytes of the datagrams, sealed or not. */
+  bytesSent: number;
+  packetsReceived: number;
+  bytesReceived: number;
+  drops: number;
   /** Epoch ms of the last datagram received from the peer (whatever became of it); 0 for never. */
-  lastReceivedAt = 0;
+  lastReceivedAt: number;
 }
 
 /** PeerTraffic as /status shows it. */
@@ -66,9 +66,40 @@ export interface Peer {
   readonly sealerId?: number;
 }
 
-/** A peer as the table holds it: with the traffic counted for its entry. */
-export interface PeerEntry extends Peer {
-  readonly traffic: PeerTraffic;
+/**
+ * A peer as the table holds it: the peer's fields and the traffic counted
+ * for it, on the one object a lookup finds, so that counting is a field
+ * increment on an object already in cache. One class, so that every entry
+ * has one shape whichever optional fields its peer came with, and the loops'
+ * property reads stay monomorphic.
+ */
+export class PeerEntry implements Peer, PeerTraffic {
+  readonly subnet: Cidr | undefined;
+  readonly subnet6: Cidr6 | undefined;
+  readonly endpoint: Endpoint;
+  readonly sealerId: number | undefined;
+  packetsSent = 0;
+  bytesSent = 0;
+  packetsReceived = 0;
+  bytesReceived = 0;
+  drops = 0;
+  lastReceivedAt = 0;
+
+  /** `carried`: the figures of the entry this one replaces, for the same node. */
+  constructor(peer: Peer, carried?: PeerTraffic) {
+    this.subnet = peer.subnet;
+    this.subnet6 = peer.subnet6;
+    this.endpoint = peer.endpoint;
+    this.sealerId = peer.sealerId;
+    if (carried !== undefined) {
+      this.packetsSent = carried.packetsSent;
+      this.bytesSent = carried.bytesSent;
+      this.packetsReceived = carried.packetsReceived;
+      this.bytesReceived = carried.bytesReceived;
+      this.drops = carried.drops;
+      this.lastReceivedAt = carried.lastReceivedAt;
+    }
+  }
 }
 
 /**
@@ -275,8 +306,8 @@ export class PeerTable {
     const key = peerKey(newPeer);
     const old = this.byKey.get(key);
     if (old !== undefined) this.remove(old);
-    const kept = old !== undefined && formatEndpoint(old.endpoint) === formatEndpoint(newPeer.endpoint) ? old.traffic : new PeerTraffic();
-    const peer: PeerEntry = { ...newPeer, traffic: kept };
+    const sameNode = old !== undefined && formatEndpoint(old.endpoint) === formatEndpoint(newPeer.endpoint);
+    const peer = new PeerEntry(newPeer, sameNode ? old : undefined);
     this.byKey.set(key, peer);
     if (peer.endpoint.ip6 === undefined) {
       this.byEndpoint.set(peer.endpoint, peer);

@@ -95,16 +95,15 @@ export class Ingress {
         counters.ingressDrops['unknown-sender']++;
         continue;
       }
-      const traffic = peer.traffic;
-      traffic.packetsReceived++;
-      traffic.bytesReceived += length;
-      traffic.lastReceivedAt = receivedAt;
+      peer.packetsReceived++;
+      peer.bytesReceived += length;
+      peer.lastReceivedAt = receivedAt;
       if (sealer) {
         // The sender the seal must name is the peer this endpoint belongs to, whatever the underlay's family.
         const opened = sealer.open(buffer, offset, length, peer.sealerId ?? peer.endpoint.ip);
         if (opened < 0) {
           counters.ingressDrops[opened === OPEN_REPLAYED ? 'replayed' : 'unauthenticated']++;
-          traffic.drops++;
+          peer.drops++;
           continue;
         }
         offset += SEAL_HEADER_BYTES;
@@ -114,7 +113,7 @@ export class Ingress {
       const reason = ipv6 ? checkFromPeer6(buffer, offset, length, peer, localSubnet6) : checkFromPeer(buffer, offset, length, peer, localSubnet);
       if (reason !== null) {
         counters.ingressDrops[reason]++;
-        traffic.drops++;
+        peer.drops++;
         continue;
       }
       deliveries.push(offset, ipv6 ? IPV6_HEADER + payloadLength(buffer, offset) : totalLength(buffer, offset));

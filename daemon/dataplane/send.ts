@@ -165,15 +165,14 @@ export class Egress {
       at = index * (maxPacket + SEAL_OVERHEAD);
       size = sealer.seal(buffer, offset, length, datagram, at);
     }
-    const traffic = peer.traffic;
     if (transport.send(datagram, at, size, peer.endpoint)) {
       counters.udpPacketsSent++;
       counters.udpBytesSent += size;
-      traffic.packetsSent++;
-      traffic.bytesSent += size;
+      peer.packetsSent++;
+      peer.bytesSent += size;
     } else {
       counters.egressDrops['send-queue-full']++;
-      traffic.drops++;
+      peer.drops++;
     }
   }
 

@@ -240,7 +240,7 @@ export class NodeStatus implements StatusSource, MetricsSource {
   private peerViews(): PeerView[] {
     if (!this.plane) return this.feed?.view() ?? [];
     const traffic = new Map<string, PeerTraffic>();
-    for (const p of this.plane.peerTable.peers()) traffic.set(p.subnet ? formatCidr(p.subnet) : formatCidr6(p.subnet6!), p.traffic);
+    for (const p of this.plane.peerTable.peers()) traffic.set(p.subnet ? formatCidr(p.subnet) : formatCidr6(p.subnet6!), p);
     const views: PeerView[] =
       this.feed?.view() ??
       [...this.plane.peerTable.peers()].map((p) => ({

@@ -6,7 +6,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { pino } from 'pino';
-import { emptyCounters, PeerTraffic } from '../../daemon/dataplane/index.js';
+import { emptyCounters, PeerEntry } from '../../daemon/dataplane/index.js';
 import { createMetrics } from '../../daemon/http/metrics.js';
 import { startHttpServer } from '../../daemon/http/server.js';
 import { parseCidr } from '../../daemon/net/ipv4.js';
@@ -181,11 +181,10 @@ describe('status', () => {
   it('--peers: one row per peer with its traffic, in a table and in JSON', async () => {
     const status = new NodeStatus();
     const node = { name: 'node-b', publicIP: '198.18.0.2', iface: 'eth0', subnet: '10.244.3.0/24', network: '10.244.0.0/16', tun: 'flannel0', mtu: 1472, port: 8285 };
-    const heard = new PeerTraffic();
-    Object.assign(heard, { packetsSent: 12, bytesSent: 3_000_000, packetsReceived: 9, bytesReceived: 900, drops: 4, lastReceivedAt: Date.now() - 5_000 });
+    const heard = { packetsSent: 12, bytesSent: 3_000_000, packetsReceived: 9, bytesReceived: 900, drops: 4, lastReceivedAt: Date.now() - 5_000 };
     const entries = [
-      { subnet: parseCidr('10.244.7.0/24'), endpoint: parseEndpoint('198.18.0.7', 8285), traffic: heard },
-      { subnet: parseCidr('10.244.8.0/24'), endpoint: parseEndpoint('198.18.0.8', 8285), traffic: new PeerTraffic() },
+      new PeerEntry({ subnet: parseCidr('10.244.7.0/24'), endpoint: parseEndpoint('198.18.0.7', 8285) }, heard),
+      new PeerEntry({ subnet: parseCidr('10.244.8.0/24'), endpoint: parseEndpoint('198.18.0.8', 8285) }),
     ];
     status.dataPathOpened(node, { snapshot: () => emptyCounters(), peerTable: { size: 2, peers: () => entries.values() } });
     const daemon = await startHttpServer(status, { host: '127.0.0.1', port: 0, logger: pino({ level: 'silent' }), metrics: createMetrics(status) });

@@ -4,7 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { pino } from 'pino';
-import { emptyCounters, PeerTraffic, type CountersSnapshot, type Peer } from '../../daemon/dataplane/index.js';
+import { emptyCounters, PeerEntry, type CountersSnapshot, type Peer } from '../../daemon/dataplane/index.js';
 import { createMetrics } from '../../daemon/http/metrics.js';
 import { startHttpServer } from '../../daemon/http/server.js';
 import type { Lease } from '../../daemon/lease/index.js';
@@ -27,7 +27,7 @@ const PEER: Peer = { subnet: parseCidr('10.244.7.0/24'), endpoint: { address: '1
 
 /** A data plane as the status sees it: its counters and its peer table, whose entries carry their traffic. */
 function fakePlane(peers: Peer[], counters: () => CountersSnapshot = () => countersWith(0)) {
-  const entries = peers.map((peer) => ({ ...peer, traffic: new PeerTraffic() }));
+  const entries = peers.map((peer) => new PeerEntry(peer));
   return { snapshot: counters, peerTable: { size: entries.length, peers: () => entries.values() } };
 }
 
@@ -172,7 +172,7 @@ test('/metrics: the version, readiness, renewal failure and lease count; the per
   status.dataPathOpened(INFO, plane);
   const views: PeerView[] = [{ subnet: '10.244.7.0/24', endpoint: '198.18.0.3:8285', node: 'node-c' }];
   status.following({ keeper, feed: { view: () => views, unconfirmedCount: 0, leaseCount: 2, skippedLeases: () => [] }, watch: { stats: { delivered: 0, resyncs: 0, resets: 0, reconnects: 0, corruptEvents: 0 } } });
-  const traffic = [...plane.peerTable.peers()][0]!.traffic;
+  const traffic = [...plane.peerTable.peers()][0]!;
   Object.assign(traffic, { packetsSent: 11, bytesSent: 1100, packetsReceived: 7, bytesReceived: 700, drops: 2, lastReceivedAt: 1_700_000_000_500 });
 
   const plain = await createMetrics(status).scrape();
