@@ -64,7 +64,10 @@ async function demonstrate(overlay: Overlay, record: SandboxRecord): Promise<voi
   say('\nwhere to look next:');
   say(`  metrics: ip netns exec ${first!.namespace} curl -s ${first!.healthz}/metrics`);
   say(`  status:  ip netns exec ${first!.namespace} ${cli} status --daemon ${first!.healthz}`);
+  say(`  peers:   ip netns exec ${first!.namespace} ${cli} status --daemon ${first!.healthz} --peers`);
   say(`  leases:  ip netns exec ${record.underlayNamespace} ${cli} lease list --watch --redis-url ${record.redisUrl}`);
+  say(`  doctor:  ip netns exec ${record.underlayNamespace} ${cli} doctor --redis-url ${record.redisUrl}`);
+  say(`  trace:   ip netns exec ${record.underlayNamespace} ${cli} trace ${first!.pod.ip} ${second!.pod.ip} --redis-url ${record.redisUrl}`);
   say(`  logs:    ${overlay.daemons.map((d) => d.logFile).join('\n           ')}`);
   say(`  a pod:   ip netns exec ${first!.pod.namespace} ping ${second!.pod.ip}   (or ${second!.pod.ip6})`);
   if (record.prometheusUrl) {

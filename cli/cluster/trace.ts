@@ -18,8 +18,8 @@ import { holderOf, ownerAddress, subnetsOfLease, type Lease, type NetworkConfig 
 import type { EgressDropReason, IngressDropReason } from '../../daemon/dataplane/index.js';
 import { cidrContains, formatCidr, parseCidr, tryParseIPv4 } from '../../daemon/net/ipv4.js';
 import { cidr6Contains, formatCidr6, parseCidr6, parseIPv6, type IPv6Address } from '../../daemon/net/ipv6.js';
-import { peerFromLease, type PeerView } from '../../daemon/node/peers.js';
-import { formatEndpoint, type TransportFamily } from '../../daemon/transport/index.js';
+import { peerFromLease, underlayOf, type PeerView } from '../../daemon/node/peers.js';
+import { formatEndpoint } from '../../daemon/transport/index.js';
 import { humanBytes, humanDuration } from '../output.js';
 import type { NodeLook, ReportedStatus } from './survey.js';
 
@@ -101,26 +101,6 @@ export interface TraceInput {
   readonly looks: readonly NodeLook[];
   /** The clock "last received" is measured against (epoch ms). */
   readonly now: number;
-}
-
-/**
- * The underlay a lease's node listens on: as its BackendData.Underlay names
- * it, else IPv4, or IPv6 for a node without a PublicIP. PeerFeed reads a
- * lease the same way (daemon/node/peers.ts), and a node publishes the name
- * whenever a peer could guess wrong (backendDataFor), so this is the
- * underlay the node runs.
- */
-function underlayOf(lease: Lease): TransportFamily {
-  switch (lease.backendData['Underlay']) {
-    case 'ipv4':
-      return 4;
-    case 'ipv6':
-      return 6;
-    case 'dual':
-      return 'dual';
-    default:
-      return lease.publicIP === undefined ? 6 : 4;
-  }
 }
 
 const nodeOf = (lease: Lease): string => lease.nodeName || ownerAddress(lease);
@@ -206,7 +186,9 @@ function unconfirmed(entry: PeerView, now: number): string {
 
 /** The endpoint `from` sends to `to` at, by the lease of `to` and the underlays both listen on, or why `to` is no peer of `from`. */
 function endpointFor(config: NetworkConfig, from: End, to: End): string | { readonly endpoint: string; readonly port: number } {
-  const peer = peerFromLease(to.lease, config, underlayOf(from.lease));
+  const underlay = underlayOf(from.lease);
+  if (underlay === undefined) return `the source's lease names an underlay that is not "ipv4", "ipv6" or "dual" (BackendData.Underlay ${JSON.stringify(from.lease.backendData['Underlay'])})`;
+  const peer = peerFromLease(to.lease, config, underlay);
   return typeof peer === 'string' ? peer : { endpoint: formatEndpoint(peer.endpoint), port: peer.endpoint.port };
 }
 

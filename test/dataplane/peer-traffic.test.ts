@@ -2,7 +2,9 @@
 // planes cross-wired in memory (the same loops the daemon runs).
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import fc from 'fast-check';
+import { authKey, createSealer, SEAL_OVERHEAD } from '../../daemon/dataplane/sealing.js';
 import type { PeerTraffic } from '../../daemon/dataplane/index.js';
 import { parseIPv4 } from '../../daemon/net/ipv4.js';
 import { parseEndpoint } from '../../daemon/transport/index.js';
@@ -73,6 +75,28 @@ describe('per-peer traffic', () => {
     a.transport.congested = true;
     a.tun.send([packet('10.244.1.5', '10.244.2.5', 100), packet('10.244.1.5', '10.244.2.5', 100)]);
     assert.deepEqual(traffic(a, b), { ...quiet, drops: 2, lastReceivedAt: 0 });
+  });
+
+  it("leaves a flush's refusals to the node's counters: the peer's sent count still holds them", () => {
+    const [a, b] = trio();
+    a.transport.refuseSends = 2;
+    a.tun.send(Array.from({ length: 5 }, () => packet('10.244.1.5', '10.244.2.5', 100)));
+    assert.equal(traffic(a, b).packetsSent, 5);
+    assert.equal(a.plane.snapshot().udpPacketsSent, 3);
+    assert.equal(a.plane.snapshot().egressDrops['send-queue-full'], 2);
+  });
+
+  it('counts the bytes of the datagrams, sealed ones with their seal', () => {
+    const network = new MemoryNetwork();
+    const key = authKey(randomBytes(32));
+    const a = memoryNode(network, { subnet: '10.244.1.0/24', ip: ipA, sealer: createSealer({ mode: 'mac', localIp: ipA, keys: [key] }) });
+    const b = memoryNode(network, { subnet: '10.244.2.0/24', ip: ipB, sealer: createSealer({ mode: 'mac', localIp: ipB, keys: [key] }) });
+    meshed(a, b);
+    const packets = [packet('10.244.1.5', '10.244.2.5', 100), packet('10.244.1.5', '10.244.2.5', 700)];
+    a.tun.send(packets);
+    assert.equal(b.tun.takeWritten().length, 2);
+    assert.equal(traffic(a, b).bytesSent, bytes(packets) + 2 * SEAL_OVERHEAD);
+    assert.equal(traffic(b, a).bytesReceived, bytes(packets) + 2 * SEAL_OVERHEAD);
   });
 
   it('keeps an entry\'s traffic while its endpoint stays, and starts from zero when the subnet moves to another node', () => {

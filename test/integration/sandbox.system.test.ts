@@ -4,7 +4,9 @@
 // daemon-down alert when one is killed.
 import { after, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { readdir } from 'node:fs/promises';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { run, runForOutcome } from '../../lab/exec.js';
 import { httpGetIn, waitFor } from '../../lab/daemon.js';
 import { alive, Netns } from '../../lab/netns.js';
@@ -60,6 +62,19 @@ describe('sandbox up --detach --prometheus, status, down', () => {
     const loaded = rules.data.groups.flatMap((group) => group.rules);
     assert.ok(loaded.length >= 7, 'the rules of deploy/prometheus/rules.yaml');
     for (const rule of loaded) assert.equal(rule.duration, 4, rule.name);
+    // The commands it prints to look further work as printed: doctor finds the cluster healthy, trace a whole path.
+    const stateHome = await mkdtemp(path.join(tmpdir(), 'miniflannel-sandbox-test-'));
+    try {
+      for (const tool of ['peers', 'doctor', 'trace']) {
+        const printed = new RegExp(`^ {2}${tool}: +(.+)$`, 'm').exec(started.stdout)?.[1];
+        assert.ok(printed, `the sandbox prints a ${tool} command: ${started.stdout}`);
+        const outcome = await runForOutcome(['sh', '-c', printed], { env: { ...process.env, XDG_STATE_HOME: stateHome } });
+        assert.equal(outcome.exitCode, 0, `${printed}\n${outcome.stdout}${outcome.stderr}`);
+      }
+    } finally {
+      await rm(stateHome, { recursive: true, force: true });
+    }
+
     const [, victim] = mine.nodes;
     assert.ok(alive(victim!.daemonPid), `${victim!.namespace}'s daemon pid ${victim!.daemonPid} is running`);
     process.kill(victim!.daemonPid, 'SIGKILL');
