@@ -5,6 +5,13 @@
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import { packetCounters, type CountersSnapshot, type PacketCounterKey, type PeerTrafficView } from '../dataplane/index.js';
 
+/** A peer's traffic as --peer-metrics labels it: by the peer's subnet and node. */
+export interface PeerTrafficSample {
+  readonly subnet: string;
+  readonly node: string;
+  readonly traffic: PeerTrafficView;
+}
+
 export interface MetricsSource {
   readonly version: string;
   /** Whether the node forwards with known peers (/readyz answers 200). */
@@ -18,7 +25,7 @@ export interface MetricsSource {
   /** Leases in the store as last seen, this node's own included; undefined without a lease store or before the first listing. */
   leases(): number | undefined;
   /** Each peer's traffic, for --peer-metrics. */
-  peerTraffic(): readonly { readonly subnet: string; readonly node: string; readonly traffic: PeerTrafficView }[];
+  peerTraffic(): readonly PeerTrafficSample[];
   /** Whether the lease store's connection is up; undefined without a lease store (static mode). */
   storeConnected(): boolean | undefined;
   /** Times the lease store was found to have lost its data; undefined without a lease store. */
@@ -111,7 +118,7 @@ export function createMetrics(source: MetricsSource, options: MetricsOptions = {
   });
   if (options.leaseStore !== false) addLeaseStoreSeries(registry, source);
   // One reading of the peers per scrape, as of the counters.
-  let peers: readonly PeerSample[] = [];
+  let peers: readonly PeerTrafficSample[] = [];
   if (options.peerMetrics) addPeerSeries(registry, () => peers);
   snapshotCounter(registry, 'miniflannel_log_lines_dropped_total', "Log lines dropped because the daemon's stdout reader stalled or went away", () => source.logLinesDropped());
   return {
@@ -182,22 +189,27 @@ function addLeaseStoreSeries(registry: Registry, source: MetricsSource): void {
   });
 }
 
-type PeerSample = ReturnType<MetricsSource['peerTraffic']>[number];
-
-function addPeerSeries(registry: Registry, samples: () => readonly PeerSample[]): void {
+function addPeerSeries(registry: Registry, samples: () => readonly PeerTrafficSample[]): void {
   const labelNames = ['peer_subnet', 'peer_node'] as const;
-  const labels = (sample: PeerSample) => ({ peer_subnet: sample.subnet, peer_node: sample.node });
+  const labels = (sample: PeerTrafficSample) => ({ peer_subnet: sample.subnet, peer_node: sample.node });
   for (const { name, help, read, gauge } of peerSeries) {
+    const common = { name, help, labelNames, registers: [registry] };
     if (gauge) {
-      new Gauge({ name, help, labelNames, registers: [registry], collect() {
-        this.reset();
-        for (const sample of samples()) this.set(labels(sample), read(sample.traffic));
-      } });
+      new Gauge({
+        ...common,
+        collect() {
+          this.reset();
+          for (const sample of samples()) this.set(labels(sample), read(sample.traffic));
+        },
+      });
     } else {
-      new Counter({ name, help, labelNames, registers: [registry], collect() {
-        this.reset();
-        for (const sample of samples()) this.inc(labels(sample), read(sample.traffic));
-      } });
+      new Counter({
+        ...common,
+        collect() {
+          this.reset();
+          for (const sample of samples()) this.inc(labels(sample), read(sample.traffic));
+        },
+      });
     }
   }
 }

@@ -130,6 +130,11 @@ export class LeaseKeeper extends EventEmitter<LeaseKeeperEvents> {
     return this.currentLease;
   }
 
+  /** Renewals fall at least this long before expiry. */
+  get renewMarginMs(): number {
+    return this.marginMs;
+  }
+
   /** Set while claiming the lease fails (Redis unreachable): since when (epoch ms), how many attempts, the last error. */
   get renewalFailure(): { since: number; attempts: number; error: string } | undefined {
     return this.failing && { ...this.failing, attempts: this.failures };

@@ -7,7 +7,7 @@
  * goes stale.
  */
 import type { CountersSnapshot, DataPlane, PeerTraffic, PeerTrafficView } from '../dataplane/index.js';
-import type { MetricsSource } from '../http/metrics.js';
+import type { MetricsSource, PeerTrafficSample } from '../http/metrics.js';
 import type { StatusSource } from '../http/server.js';
 import type { Lease, LeaseKeeper, LeaseWatch, SubnetManager } from '../lease/index.js';
 import { emptyCounters } from '../dataplane/index.js';
@@ -69,6 +69,8 @@ export interface StatusDocument {
     readonly publicIPv6?: string;
     readonly nodeName: string;
     readonly expiresAt: number | null;
+    /** Renewals fall at least this long before expiry (--lease-renew-margin); absent until the node follows its lease, and from daemons before 0.2. */
+    readonly renewMarginMs?: number;
     /** Set while renewing the lease fails (Redis unreachable): since when (epoch ms), how many attempts, the last error. */
     readonly renewalFailure?: { readonly since: number; readonly attempts: number; readonly error: string };
   } | null;
@@ -97,16 +99,9 @@ export interface StatusDocument {
 /** What the status reads from each part: narrow, so that a test can hand in plain objects. */
 export type StoreView = Pick<SubnetManager, 'address' | 'connected'>;
 /** The lease as acquired, or the keeper, whose `lease` is the one it last renewed. */
-export type LeaseView = { readonly lease: Lease } & Partial<Pick<LeaseKeeper, 'renewalFailure'>>;
+export type LeaseView = { readonly lease: Lease } & Partial<Pick<LeaseKeeper, 'renewalFailure' | 'renewMarginMs'>>;
 export type PlaneView = Pick<DataPlane, 'snapshot'> & { readonly peerTable: Pick<DataPlane['peerTable'], 'size' | 'peers'> };
 export type FeedView = Pick<PeerFeed, 'view' | 'unconfirmedCount' | 'leaseCount' | 'skippedLeases'>;
-
-/** A peer's traffic as /metrics labels it (--peer-metrics). */
-export interface PeerTrafficSample {
-  readonly subnet: string;
-  readonly node: string;
-  readonly traffic: PeerTrafficView;
-}
 export type WatchView = Pick<LeaseWatch, 'stats'>;
 
 export interface NodeStatusOptions {
@@ -221,6 +216,7 @@ export class NodeStatus implements StatusSource, MetricsSource {
   }
 
   private leaseSection(lease: Lease): NonNullable<StatusDocument['lease']> {
+    const renewMarginMs = this.leaseView?.renewMarginMs;
     const renewalFailure = this.leaseView?.renewalFailure;
     return {
       subnet: lease.subnet,
@@ -229,6 +225,7 @@ export class NodeStatus implements StatusSource, MetricsSource {
       ...(lease.publicIPv6 !== undefined ? { publicIPv6: lease.publicIPv6 } : {}),
       nodeName: lease.nodeName,
       expiresAt: lease.expiresAt,
+      ...(renewMarginMs !== undefined ? { renewMarginMs } : {}),
       ...(renewalFailure !== undefined ? { renewalFailure } : {}),
     };
   }

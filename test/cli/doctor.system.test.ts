@@ -3,7 +3,8 @@
 // run as an operator would, from the underlay's namespace. The cases break
 // the cluster a step at a time, each left in place for the next, and each is
 // recognised by the exit code and in the JSON: healthy; a lease changed in
-// Redis behind the daemons' backs (their peer entries stale); a node whose
+// Redis behind the daemons' backs (their peer entries stale, which trace
+// names too); a node whose
 // Redis traffic is rejected; a daemon killed.
 
 import assert from 'node:assert/strict';
@@ -18,6 +19,7 @@ import { runPrefix } from '../../lab/netns.js';
 import { leaseOverlay, type Overlay } from '../../lab/overlays.js';
 import { cliBin } from '../../lab/paths.js';
 import type { Finding, NodeReport } from '../../cli/cluster/doctor.js';
+import type { Hop } from '../../cli/cluster/trace.js';
 
 let overlay: Overlay;
 let workDir: string;
@@ -50,6 +52,11 @@ const redisCli = (...args: string[]) => overlay.sandbox.underlay.exec(['redis-cl
 async function doctor(): Promise<{ code: number; report: Report; stderr: string }> {
   const outcome = await overlay.sandbox.underlay.execForOutcome([process.execPath, cliBin, 'doctor', '--json', '--redis-url', SANDBOX_REDIS_URL, '--timeout', '2000', '--state', path.join(workDir, 'doctor.json')]);
   return { code: outcome.exitCode, report: JSON.parse(outcome.stdout) as Report, stderr: outcome.stderr };
+}
+
+async function trace(src: string, dst: string): Promise<{ code: number; hops: Hop[] }> {
+  const outcome = await overlay.sandbox.underlay.execForOutcome([process.execPath, cliBin, 'trace', src, dst, '--json', '--redis-url', SANDBOX_REDIS_URL, '--timeout', '2000']);
+  return { code: outcome.exitCode, hops: (JSON.parse(outcome.stdout) as { hops: Hop[] }).hops };
 }
 
 const checks = (report: Report) => report.findings.filter((f) => f.severity !== 'info').map((f) => `${f.check} ${[...f.nodes].sort().join(',')}`).sort();
@@ -93,6 +100,13 @@ test("a lease changed in Redis behind the daemons' backs: their entries for it a
     assert.deepEqual(checks(report), ['config-mismatch ' + name(2), `peer-endpoint ${[name(1), name(3)].sort().join(',')}`]);
     assert.match(report.findings.find((f) => f.check === 'peer-endpoint')!.message, new RegExp(`at 198\\.18\\.0\\.2:8285, but its lease says 198\\.18\\.0\\.2:9999$`));
     assert.deepEqual(nodeOf(report, 1).peers, { matching: 1, expected: 2 });
+    // trace names the same stale entry on the path from a pod of node 1 to one of node 2.
+    const traced = await trace(overlay.pods[0]!.ip, overlay.pods[1]!.ip);
+    assert.equal(traced.code, 1);
+    const broken = traced.hops.filter((hop) => hop.status === 'broken');
+    assert.deepEqual(broken.map((hop) => hop.hop), ['source-peer'], JSON.stringify(traced.hops));
+    assert.match(broken[0]!.detail, /198\.18\.0\.2:8285/);
+    assert.match(broken[0]!.detail, /198\.18\.0\.2:9999/);
   } finally {
     await redisCli('HSET', leases, subnetOfNode(2), original);
   }

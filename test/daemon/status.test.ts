@@ -76,7 +76,7 @@ test('lease mode: each step adds its part, and the document reads their current 
   let read = 10;
   status.dataPathOpened(INFO, fakePlane([PEER], () => countersWith(read)));
 
-  const keeper: { lease: Lease; renewalFailure?: { since: number; attempts: number; error: string } } = { lease: acquired };
+  const keeper: { lease: Lease; renewMarginMs: number; renewalFailure?: { since: number; attempts: number; error: string } } = { lease: acquired, renewMarginMs: 3_600_000 };
   const views: PeerView[] = [{ subnet: '10.244.7.0/24', endpoint: '198.18.0.3:8285', node: 'node-c', unconfirmedSince: 4_000_000 }];
   const skipped = [{ subnet: '10.244.9.0/24', node: 'node-d', reason: 'backend vxlan is not udp' }];
   const feed = { view: () => views, unconfirmedCount: 1, leaseCount: 3, skippedLeases: () => skipped };
@@ -95,7 +95,7 @@ test('lease mode: each step adds its part, and the document reads their current 
     version: VERSION,
     state: 'running',
     node: { ...INFO, routes: ROUTES },
-    lease: { subnet: '10.244.3.0/24', publicIP: '198.18.0.2', nodeName: 'node-b', expiresAt: 9_000_000 },
+    lease: { subnet: '10.244.3.0/24', publicIP: '198.18.0.2', nodeName: 'node-b', expiresAt: 9_000_000, renewMarginMs: 3_600_000 },
     store: { address: 'redis://10.0.0.5:6379', connected: true, resets: 1, leaseRestored: 2, resyncs: 2, leases: 3 },
     peers: [{ ...views[0]!, traffic: NO_TRAFFIC }],
     skippedLeases: skipped,

@@ -149,6 +149,7 @@ describe('lease keeper', () => {
       let calls = 0;
       store.answer = () => (++calls <= 2 ? new StoreUnavailableError('redis://x', `Redis unreachable at redis://x: attempt ${calls}`) : 'renewed');
       const k = keeper(store, lease(TTL));
+      assert.equal(k.renewMarginMs, MARGIN, 'what /status reports, for doctor to judge the time left by');
       k.start();
       assert.equal(k.renewalFailure, undefined);
       k.reassert('test');
