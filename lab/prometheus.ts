@@ -32,6 +32,8 @@ export interface RunningPrometheus {
   readonly process: ChildProcess;
   readonly url: string;
   readonly logFile: string;
+  /** Resolves once it answers /-/ready; stops it and rejects if it exits first or is not ready within 60 s. */
+  ready(): Promise<void>;
   stop(): Promise<number | null>;
 }
 
@@ -69,7 +71,9 @@ export function prometheusConfig(targets: readonly ScrapeTarget[], rulesFile: st
 
 /**
  * Starts prometheus in `ns` listening on `host`, with its configuration,
- * rules, TSDB and log under `workDir`; resolves once it is ready.
+ * rules, TSDB and log under `workDir`. Resolves as soon as it is spawned,
+ * so that a caller torn down while it starts (which can take a minute) can
+ * stop it; `ready()` waits for it.
  */
 export async function startPrometheus(ns: Netns, host: string, targets: readonly ScrapeTarget[], workDir: string): Promise<RunningPrometheus> {
   const dir = path.join(workDir, 'prometheus');
@@ -84,17 +88,20 @@ export async function startPrometheus(ns: Netns, host: string, targets: readonly
   const child = ns.spawn(['prometheus', `--config.file=${configFile}`, `--storage.tsdb.path=${path.join(dir, 'data')}`, `--web.listen-address=${address}`]);
   child.stdout?.pipe(log);
   child.stderr?.pipe(log);
-  const prometheus: RunningPrometheus = { process: child, url: `http://${address}`, logFile, stop: () => stopProcess(child) };
-  try {
-    await waitFor(`prometheus in ${ns.name} to be ready (log: ${logFile})`, async () => {
-      if (child.exitCode !== null) throw new Error(`prometheus in ${ns.name} exited with ${child.exitCode}; log: ${logFile}`);
-      return (await httpGetIn(ns, `${prometheus.url}/-/ready`)).status === 200;
-    }, 60_000);
-  } catch (err) {
-    await prometheus.stop();
-    throw err;
-  }
-  return prometheus;
+  const url = `http://${address}`;
+  const stop = () => stopProcess(child);
+  const ready = async () => {
+    try {
+      await waitFor(`prometheus in ${ns.name} to be ready (log: ${logFile})`, async () => {
+        if (child.exitCode !== null) throw new Error(`prometheus in ${ns.name} exited with ${child.exitCode}; log: ${logFile}`);
+        return (await httpGetIn(ns, `${url}/-/ready`)).status === 200;
+      }, 60_000);
+    } catch (err) {
+      await stop();
+      throw err;
+    }
+  };
+  return { process: child, url, logFile, ready, stop };
 }
 
 export interface Series {

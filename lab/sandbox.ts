@@ -102,7 +102,14 @@ async function up(opts: { nodes: number; exit?: boolean; prometheus?: boolean })
     if (opts.prometheus) {
       say('starting Prometheus in the underlay namespace ...');
       const targets = overlay.pods.map((pod) => ({ node: pod.node.ns.name, address: `${pod.node.underlayIp}:${HEALTHZ_PORT}` }));
+      // Kept before it is ready, so that a signal while it starts up tears it down with the rest.
       prometheus = await startPrometheus(overlay.sandbox.underlay, UNDERLAY_GATEWAY, targets, workDir);
+      if (stopping) {
+        // The signal came while its files were written, when there was no process yet to stop.
+        await prometheus.stop();
+        return await stopping;
+      }
+      await prometheus.ready();
     }
     const record = await recordOf(overlay, workDir, prometheus);
     await demonstrate(overlay, record);
