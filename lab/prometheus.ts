@@ -93,7 +93,8 @@ export async function startPrometheus(ns: Netns, host: string, targets: readonly
   const ready = async () => {
     try {
       await waitFor(`prometheus in ${ns.name} to be ready (log: ${logFile})`, async () => {
-        if (child.exitCode !== null) throw new Error(`prometheus in ${ns.name} exited with ${child.exitCode}; log: ${logFile}`);
+        const ended = child.exitCode ?? child.signalCode;
+        if (ended !== null) throw new Error(`prometheus in ${ns.name} exited (${ended}) before it was ready; log: ${logFile}`);
         return (await httpGetIn(ns, `${url}/-/ready`)).status === 200;
       }, 60_000);
     } catch (err) {

@@ -116,7 +116,10 @@ async function up(opts: { nodes: number; exit?: boolean; prometheus?: boolean })
     if (opts.exit) return await teardown();
     await register(record);
   } catch (err) {
+    // A signal tears the sandbox down while it is built, and what fails then fails for that.
+    const signalled = stopping !== undefined;
     await teardown();
+    if (signalled) return;
     throw err;
   }
   say('\nrunning; press Ctrl-C (or run `miniflannel sandbox down`) to tear down');
