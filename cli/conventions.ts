@@ -41,6 +41,20 @@ export function wholeNumber(value: string): number {
   return n;
 }
 
+/** miniflanneld's --healthz-port default: where a daemon serves /status unless told otherwise. */
+export const DEFAULT_HEALTH_PORT = 8286;
+
+export function portNumber(value: string): number {
+  const n = Number(value);
+  if (!/^\d+$/.test(value) || n < 1 || n > 65535) throw new InvalidArgumentError('expected a port, 1 to 65535');
+  return n;
+}
+
+/** --port: the port of every daemon's /status (miniflanneld --healthz-port), for commands that ask the lease's nodes. */
+export function healthPortOption(description: string): Option {
+  return new Option('--port <port>', `the daemons' health port (miniflanneld --healthz-port), ${description}`).default(DEFAULT_HEALTH_PORT).argParser(portNumber);
+}
+
 /** Adds the options every command accepts, before or after the command name. */
 export function addGlobalOptions(program: Command): Command {
   return program

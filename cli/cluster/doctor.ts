@@ -1,7 +1,7 @@
 // What `miniflannel doctor` concludes from one look at a cluster: the
-// stored network config and leases, every lease's daemon's /status (the
-// survey), and the counters of the previous look. Pure: the command reads
-// and prints, this decides.
+// stored network config and leases (listed before the survey and again
+// after it), every lease's daemon's /status (the survey), and the counters
+// of the previous look. Pure: the command reads and prints, this decides.
 //
 // Each finding names a stable check id, its severity and the nodes it is
 // about. One cause seen by many nodes (a lease every daemon has the wrong
@@ -14,7 +14,7 @@ import { formatCidr6 } from '../../daemon/net/ipv6.js';
 import { peerFromLease, underlayOf } from '../../daemon/node/peers.js';
 import { formatEndpoint } from '../../daemon/transport/index.js';
 import { humanDuration, isoTime } from '../output.js';
-import type { NodeLook, ReportedStatus } from './survey.js';
+import { isObject, type NodeLook, type ReportedStatus } from './survey.js';
 
 /** error and warning are problems (doctor exits 1); info is said and is not one. */
 export type Severity = 'error' | 'warning' | 'info';
@@ -44,14 +44,26 @@ export interface Finding {
   readonly message: string;
 }
 
+/** One peer entry's packets: sent to the peer, received from it, and dropped of the peer's doing (most of them received and refused). */
+export interface PeerCounts {
+  readonly sent: number;
+  readonly received: number;
+  readonly drops: number;
+}
+
+/** A peer entry's counts and the endpoint it sends to: an entry for a peer that moved is new, and counts from zero. */
+export interface PeerSample extends PeerCounts {
+  readonly endpoint: string;
+}
+
 /** A node's counters at one look, kept until the next to turn totals into rates. */
 export interface NodeCounters {
   /** When they were read (the Redis clock, ms). */
   readonly at: number;
   /** Drops by "egress <reason>" / "ingress <reason>". */
   readonly drops: Readonly<Record<string, number>>;
-  /** Per peer subnet: packets sent to it and received from it. */
-  readonly peers: Readonly<Record<string, { readonly sent: number; readonly received: number }>>;
+  /** Per peer subnet. A state file of an older doctor lacks drops and endpoint: such an entry is no baseline. */
+  readonly peers: Readonly<Record<string, PeerSample>>;
 }
 
 /** What the next look compares with: each node's counters, by its lease's subnet. */
@@ -83,8 +95,8 @@ export interface NodeReport {
    * the daemon started when there is none (`seconds` null); null when unknown.
    */
   readonly drops: { readonly total: number; readonly seconds: number | null; readonly perSecond: number | null; readonly byReason: Readonly<Record<string, number>> } | null;
-  /** Packets sent to and received from each peer (by its subnet) since its entry was made, as the daemon reports them; null from a daemon that reports none (before 0.2). */
-  readonly traffic: Readonly<Record<string, { readonly sent: number; readonly received: number }>> | null;
+  /** Each peer entry's packets (by the peer's subnet) since the entry was made, as the daemon reports them; null from a daemon that reports none (before 0.2). */
+  readonly traffic: Readonly<Record<string, PeerCounts>> | null;
 }
 
 export interface Diagnosis {
@@ -96,8 +108,15 @@ export interface Diagnosis {
 
 export interface DiagnoseInput {
   readonly network: NetworkConfig;
-  /** The store's leases, and what each one's daemon answered, in the same order. */
+  /** The store's leases as listed before the survey, and what each one's daemon answered, in the same order. */
   readonly looks: readonly NodeLook[];
+  /**
+   * The leases listed again after the survey; when not given, the first
+   * listing stands for both. A daemon may have seen either listing, so it is
+   * faulted only for what disagrees with both: a node that joins or leaves
+   * while the survey runs is no daemon's fault.
+   */
+  readonly relisted?: readonly Lease[];
   /** The previous look at this cluster, if any. */
   readonly previous?: Look;
   /** The Redis clock (ms), which lease expiries are written with. */
@@ -105,11 +124,32 @@ export interface DiagnoseInput {
 }
 
 /**
- * A healthy keeper renews its lease this long before expiry (plus a random
- * spread), so a lease with less time left has missed its renewal. The daemon
- * does not report its --lease-renew-margin, so this is its default.
+ * A healthy keeper renews its lease at least its --lease-renew-margin before
+ * expiry, so a lease with less time left has missed its renewal. A daemon
+ * reports its margin; for one that does not (before 0.2, or not yet
+ * following its lease) this default is assumed.
  */
-const RENEW_MARGIN_MS = LEASE_STORE_DEFAULTS.renewMarginMs;
+const DEFAULT_RENEW_MARGIN_MS = LEASE_STORE_DEFAULTS.renewMarginMs;
+
+/**
+ * A daemon whose uptime is shorter than the time since the previous look,
+ * plus this, is taken to have restarted since: every count it reports is
+ * new. The uptime is in whole seconds, and each look reads the clock before
+ * it asks, a daemon answering up to --timeout later; the margin covers both,
+ * and costs no more than treating a daemon that started just before the
+ * previous look as restarted.
+ */
+const RESTART_MARGIN_MS = 5_000;
+
+/**
+ * A pair's silence is judged only when the sender sent at least this many
+ * datagrams since the previous look. The two daemons' counts are read
+ * moments apart, so a datagram sent between the reads is counted sent and
+ * not yet received, and UDP may lose one: on a quiet pair, a few sent and
+ * none accepted is that, not a silent path. Ten with not one accepted is
+ * beyond either.
+ */
+const SILENCE_MIN_SENT = 10;
 
 /**
  * Drops of one reason faster than this (per second) are a problem; slower
@@ -122,10 +162,8 @@ const DROP_RATE_PROBLEM = 10;
 /** A finding lists at most this many nodes by name. */
 const NAMED_NODES = 5;
 
-type Json = Record<string, unknown>;
-
-const isObject = (value: unknown): value is Json => typeof value === 'object' && value !== null && !Array.isArray(value);
-const count = (value: unknown): number | undefined => (typeof value === 'number' && Number.isFinite(value) && value >= 0 ? value : undefined);
+/** The value if it is a count (a finite number, 0 or more), else undefined: a status document or a state file is only trusted this far. */
+const validCount = (value: unknown): number | undefined => (typeof value === 'number' && Number.isFinite(value) && value >= 0 ? value : undefined);
 const textOr = (value: unknown): string | undefined => (typeof value === 'string' ? value : undefined);
 
 export const isProblem = (finding: Finding): boolean => finding.severity !== 'info';
@@ -139,9 +177,10 @@ function listNodes(names: readonly string[]): string {
   return names.length > NAMED_NODES ? `${shown} and ${names.length - NAMED_NODES} more` : shown;
 }
 
-/** Growth of a counter since the previous reading; a counter that went back was reset (the daemon restarted, or the entry was made anew), so all of it is new. */
-function since(current: number, previous: number | undefined): number {
-  return previous === undefined || current < previous ? current : current - previous;
+/** Growth of a counter since the previous reading; a counter that went back was reset, so all of it is new. */
+function since(current: number, previous: unknown): number {
+  const before = validCount(previous);
+  return before === undefined || current < before ? current : current - before;
 }
 
 interface Found {
@@ -189,24 +228,25 @@ function flatDrops(status: ReportedStatus): Record<string, number> | undefined {
   for (const [direction, table] of [['egress', counters.egressDrops], ['ingress', counters.ingressDrops]] as const) {
     if (!isObject(table)) continue;
     for (const [reason, n] of Object.entries(table)) {
-      const value = count(n);
+      const value = validCount(n);
       if (value !== undefined) drops[`${direction} ${reason}`] = value;
     }
   }
   return drops;
 }
 
-/** Each peer entry's traffic, by the peer's subnet; absent entries and daemons before 0.2 have none. */
-function peerTraffic(status: ReportedStatus): Map<string, { sent: number; received: number }> {
-  const traffic = new Map<string, { sent: number; received: number }>();
+/** Each peer entry's counts and endpoint, by the peer's subnet; absent entries and daemons before 0.2 have none. */
+function peerSamples(status: ReportedStatus): Map<string, PeerSample> {
+  const samples = new Map<string, PeerSample>();
   for (const peer of status.peers ?? []) {
     const figures: unknown = peer.traffic;
-    if (typeof peer.subnet !== 'string' || !isObject(figures)) continue;
-    const sent = count(figures['packetsSent']);
-    const received = count(figures['packetsReceived']);
-    if (sent !== undefined && received !== undefined) traffic.set(peer.subnet, { sent, received });
+    if (typeof peer.subnet !== 'string' || typeof peer.endpoint !== 'string' || !isObject(figures)) continue;
+    const sent = validCount(figures['packetsSent']);
+    const received = validCount(figures['packetsReceived']);
+    const drops = validCount(figures['drops']);
+    if (sent !== undefined && received !== undefined && drops !== undefined) samples.set(peer.subnet, { sent, received, drops, endpoint: peer.endpoint });
   }
-  return traffic;
+  return samples;
 }
 
 function stateOf(look: NodeLook): NodeState {
@@ -215,12 +255,23 @@ function stateOf(look: NodeLook): NodeState {
   return state === 'running' || state === 'waiting' || state === 'starting' ? state : 'unknown';
 }
 
+/** The leases as listed before the survey and after it, by subnet. */
+interface Listings {
+  readonly before: ReadonlyMap<string, Lease>;
+  readonly after: ReadonlyMap<string, Lease>;
+}
+
+/** The subnet's lease in each listing that holds one, the later last. */
+function leasesOn(listings: Listings, subnet: string): Lease[] {
+  return [listings.before.get(subnet), listings.after.get(subnet)].filter((lease) => lease !== undefined);
+}
+
 /** The port a lease's peers send to: its BackendData's, else the config's. */
 function portOf(lease: Lease, network: NetworkConfig): unknown {
   return lease.backendData['Port'] ?? network.backend.port;
 }
 
-function checkConfig(findings: Findings, name: string, lease: Lease, status: ReportedStatus, network: NetworkConfig): void {
+function checkConfig(findings: Findings, name: string, leases: readonly Lease[], status: ReportedStatus, network: NetworkConfig): void {
   const node = status.node;
   if (!node) return;
   const differences: string[] = [];
@@ -228,58 +279,77 @@ function checkConfig(findings: Findings, name: string, lease: Lease, status: Rep
   const stored6 = network.ipv6 ? formatCidr6(network.ipv6.network) : undefined;
   if (textOr(node.network) !== stored4) differences.push(`Network ${textOr(node.network) ?? 'none'} (stored: ${stored4 ?? 'none'})`);
   if (textOr(node.ipv6Network) !== stored6) differences.push(`IPv6Network ${textOr(node.ipv6Network) ?? 'none'} (stored: ${stored6 ?? 'none'})`);
-  const port = portOf(lease, network);
-  if (node.port !== port) differences.push(`port ${String(node.port ?? 'unknown')} (its lease tells peers ${String(port)})`);
+  const ports = leases.map((lease) => portOf(lease, network));
+  if (!ports.includes(node.port)) differences.push(`port ${String(node.port ?? 'unknown')} (its lease tells peers ${String(ports.at(-1))})`);
   if (differences.length > 0) findings.add('config-mismatch', 'error', [name], `${name} runs with ${differences.join(', ')}`);
 }
 
-/** Compares a daemon's peer table with what the store's leases make of it; returns matching/expected. */
-function checkPeers(findings: Findings, name: string, own: Lease, status: ReportedStatus, leases: readonly Lease[], network: NetworkConfig): NodeReport['peers'] {
+/**
+ * Compares a running daemon's peer table with what the leases make of it,
+ * in either listing; returns matching/expected. A lease that came, went or
+ * changed between the listings is expected only when the daemon has it.
+ */
+function checkPeers(findings: Findings, name: string, own: Lease, status: ReportedStatus, listings: Listings, network: NetworkConfig): NodeReport['peers'] {
   const underlay = underlayOf(own);
   if (underlay === undefined || status.peers === undefined) return null;
   const entries = new Map(status.peers.filter((p) => typeof p.subnet === 'string').map((p) => [p.subnet, p]));
   const skipped = new Map((status.skippedLeases ?? []).filter((s) => typeof s.subnet === 'string').map((s) => [s.subnet, s]));
-  const stored = new Set(leases.map((l) => l.subnet));
+  const subnets = new Set([...listings.before.keys(), ...listings.after.keys(), ...entries.keys()]);
+  subnets.delete(own.subnet);
   let matching = 0;
   let expected = 0;
-  for (const lease of leases) {
-    if (lease.subnet === own.subnet) continue;
-    const peer = peerFromLease(lease, network, underlay);
-    const entry = entries.get(lease.subnet);
-    const who = `${nameOf(lease)} (${lease.subnet})`;
-    if (typeof peer === 'string') {
-      if (entry) findings.seenBy(name, 'peer-stale', 'error', `a peer entry for ${who} at ${String(entry.endpoint)}, which its stored lease does not make a peer: ${peer}`);
+  for (const subnet of subnets) {
+    const leases = leasesOn(listings, subnet);
+    const made = leases.map((lease) => peerFromLease(lease, network, underlay));
+    const endpoints = made.flatMap((peer) => (typeof peer === 'string' ? [] : [formatEndpoint(peer.endpoint)]));
+    const entry = entries.get(subnet);
+    const latest = leases.at(-1);
+    const who = `${latest ? nameOf(latest) : textOr(entry?.node) || subnet} (${subnet})`;
+    if (entry === undefined) {
+      // A peer in one listing only came or went while the survey ran: the daemon may have seen either.
+      if (endpoints.length < 2) continue;
+      expected++;
+      const skip = skipped.get(subnet);
+      if (skip) findings.seenBy(name, 'peer-skipped', 'warning', `left out ${who}: ${String(skip.reason)}`);
+      else findings.seenBy(name, 'peer-missing', 'error', `no peer entry for ${who}`);
       continue;
     }
-    expected++;
-    const endpoint = formatEndpoint(peer.endpoint);
-    const skip = skipped.get(lease.subnet);
-    if (entry?.endpoint === endpoint) matching++;
-    else if (entry) findings.seenBy(name, 'peer-endpoint', 'error', `send to ${who} at ${String(entry.endpoint)}, but its lease says ${endpoint}`);
-    else if (skip) findings.seenBy(name, 'peer-skipped', 'warning', `left out ${who}: ${String(skip.reason)}`);
-    else findings.seenBy(name, 'peer-missing', 'error', `no peer entry for ${who}`);
-  }
-  for (const entry of entries.values()) {
-    if (stored.has(entry.subnet) || entry.subnet === own.subnet) continue;
-    const forgottenAt = count(entry.unconfirmedSince);
-    const kept = forgottenAt === undefined ? '' : ` (kept since ${isoTime(forgottenAt)} while its node re-asserts its lease)`;
-    findings.seenBy(name, 'peer-stale', 'error', `a peer entry for ${textOr(entry.node) || entry.subnet} (${entry.subnet}) at ${String(entry.endpoint)}, which the store has no lease for${kept}`);
+    if (endpoints.length > 0) {
+      expected++;
+      if (endpoints.includes(String(entry.endpoint))) matching++;
+      else findings.seenBy(name, 'peer-endpoint', 'error', `send to ${who} at ${String(entry.endpoint)}, but its lease says ${endpoints.at(-1)}`);
+      continue;
+    }
+    const forgottenAt = validCount(entry.unconfirmedSince);
+    const refusal = made.at(-1);
+    if (forgottenAt !== undefined) findings.seenBy(name, 'peer-stale', 'warning', `a peer entry for ${who} at ${String(entry.endpoint)}, kept since ${isoTime(forgottenAt)} while its node re-asserts the lease the store lost (miniflanneld --peer-grace)`);
+    else if (typeof refusal === 'string') findings.seenBy(name, 'peer-stale', 'error', `a peer entry for ${who} at ${String(entry.endpoint)}, which its stored lease does not make a peer: ${refusal}`);
+    else findings.seenBy(name, 'peer-stale', 'error', `a peer entry for ${who} at ${String(entry.endpoint)}, which the store has no lease for`);
   }
   return { matching, expected };
+}
+
+/** How long before expiry the node renews its lease: what its daemon reports, else the default, and how the finding says which. */
+function renewMarginOf(status: ReportedStatus | undefined): { readonly ms: number; readonly said: string } {
+  const reported = validCount(status?.lease?.renewMarginMs);
+  if (reported !== undefined) return { ms: reported, said: `${humanDuration(reported)} before expiry (its --lease-renew-margin)` };
+  return { ms: DEFAULT_RENEW_MARGIN_MS, said: `${humanDuration(DEFAULT_RENEW_MARGIN_MS)} before expiry, the default --lease-renew-margin (its daemon does not report its own)` };
 }
 
 function checkLease(findings: Findings, name: string, lease: Lease, status: ReportedStatus | undefined, now: number): void {
   if (lease.expiresAt === null) return;
   const left = lease.expiresAt - now;
+  const margin = renewMarginOf(status);
   const failure: unknown = status?.lease?.renewalFailure;
   if (isObject(failure)) {
-    const failingSince = count(failure['since']);
-    const severity = left < RENEW_MARGIN_MS ? 'error' : 'warning';
-    const attempts = count(failure['attempts']) ?? 'several';
+    const failingSince = validCount(failure['since']);
+    const late = left < margin.ms;
+    const attempts = validCount(failure['attempts']) ?? 'several';
     const from = failingSince === undefined ? '' : ` since ${isoTime(failingSince)}`;
-    findings.add('lease-renewal', severity, [name], `${name} has failed to renew its lease ${lease.subnet} ${attempts} times${from} (${textOr(failure['error']) ?? 'no reason given'}); it expires in ${humanDuration(left)}`);
-  } else if (left < RENEW_MARGIN_MS) {
-    findings.add('lease-expiring', 'warning', [name], `the lease ${lease.subnet} of ${name} expires in ${humanDuration(left)}, though a node renews it ${humanDuration(RENEW_MARGIN_MS)} before (miniflanneld --lease-renew-margin, default)`);
+    const lateness = late ? `, though its node renews it ${margin.said}` : '';
+    findings.add('lease-renewal', late ? 'error' : 'warning', [name], `${name} has failed to renew its lease ${lease.subnet} ${attempts} times${from} (${textOr(failure['error']) ?? 'no reason given'}); it expires in ${humanDuration(left)}${lateness}`);
+  } else if (left < margin.ms) {
+    findings.add('lease-expiring', 'warning', [name], `the lease ${lease.subnet} of ${name} expires in ${humanDuration(left)}, though its node renews it ${margin.said}`);
   }
 }
 
@@ -292,46 +362,82 @@ function checkVersions(findings: Findings, looks: readonly NodeLook[]): void {
   }
   if (byVersion.size < 2) return;
   const groups = [...byVersion.entries()].sort((a, b) => b[1].length - a[1].length);
-  const behind = groups.slice(1).flatMap(([, nodes]) => nodes);
+  const offMajority = groups.slice(1).flatMap(([, nodes]) => nodes);
   const described = groups.map(([version, nodes]) => `${version} on ${nodes.length} (${listNodes(nodes)})`).join('; ');
-  findings.add('version-skew', 'warning', behind, `daemons run ${groups.length} versions: ${described}`);
+  findings.add('version-skew', 'warning', offMajority, `daemons run ${groups.length} versions: ${described}`);
+}
+
+/** A node's counters at the previous look, what its counts now are compared with. */
+interface Baseline {
+  readonly counters: NodeCounters;
+  /** Seconds the counts since then span: since the previous look, or since the restart. */
+  readonly seconds: number;
+  /** Its daemon started after the previous look: every count is new, whether or not it went down. */
+  readonly restarted: boolean;
+}
+
+function baselineOf(previous: NodeCounters | undefined, status: ReportedStatus, now: number): Baseline | undefined {
+  if (previous === undefined) return undefined;
+  const elapsedMs = Math.max(1, now - previous.at);
+  const uptimeMs = (validCount(status.uptimeSeconds) ?? 0) * 1000;
+  const restarted = uptimeMs < elapsedMs + RESTART_MARGIN_MS;
+  return { counters: previous, seconds: (restarted ? Math.max(1000, Math.min(elapsedMs, uptimeMs)) : elapsedMs) / 1000, restarted };
+}
+
+/** An entry's counts since the previous look; undefined when there is no telling: no previous look, a restart since, or an entry made anew (its peer moved). */
+function countsSince(sample: PeerSample, baseline: Baseline | undefined, subnet: string): PeerCounts | undefined {
+  if (baseline === undefined || baseline.restarted) return undefined;
+  const before: unknown = baseline.counters.peers[subnet];
+  if (!isObject(before) || before['endpoint'] !== sample.endpoint) return undefined;
+  const sent = sample.sent - (validCount(before['sent']) ?? Infinity);
+  const received = sample.received - (validCount(before['received']) ?? Infinity);
+  const drops = sample.drops - (validCount(before['drops']) ?? Infinity);
+  return sent >= 0 && received >= 0 && drops >= 0 ? { sent, received, drops } : undefined;
+}
+
+/** What checkSilence needs of a node: its name, its baseline, its peer entries' samples. */
+interface NodeTraffic {
+  readonly name: string;
+  readonly baseline: Baseline | undefined;
+  readonly samples: ReadonlyMap<string, PeerSample>;
 }
 
 /**
- * "A hears nothing from B": B's entry for A counts packets sent since the
- * previous look (or ever, on the first), and A's entry for B counts none
- * received in that time.
+ * "A accepted nothing from B": since the previous look, B's entry for A
+ * counts at least SILENCE_MIN_SENT sent, and A's entry for B counts every
+ * datagram received also dropped (a wrong cluster key: all refused as
+ * unauthenticated), or none received. A pair whose counts since then cannot
+ * be told on both sides is not judged.
  */
-function checkSilence(findings: Findings, looks: readonly NodeLook[], traffic: ReadonlyMap<string, Map<string, { sent: number; received: number }>>, previous: Look | undefined): void {
-  const names = new Map(looks.map((look) => [look.lease.subnet, nameOf(look.lease)]));
-  for (const [sender, entries] of traffic) {
-    for (const [receiver, { sent }] of entries) {
-      const back = traffic.get(receiver)?.get(sender);
-      if (back === undefined) continue;
-      const sentSince = since(sent, previous?.nodes[sender]?.peers[receiver]?.sent);
-      const receivedSince = since(back.received, previous?.nodes[receiver]?.peers[sender]?.received);
-      if (sentSince === 0 || receivedSince > 0) continue;
-      const a = names.get(receiver)!;
-      const b = names.get(sender)!;
-      const when = previous?.nodes[sender]?.peers[receiver] === undefined ? 'since their entries were made' : 'since the last look';
-      findings.add('peer-silent', 'error', [a, b], `${a} hears nothing from ${b}: ${b} sent it ${sentSince} packets ${when}, and ${a} received none from ${b}`);
+function checkSilence(findings: Findings, nodes: ReadonlyMap<string, NodeTraffic>): void {
+  for (const [receiverSubnet, receiver] of nodes) {
+    for (const [senderSubnet, fromSender] of receiver.samples) {
+      const sender = nodes.get(senderSubnet);
+      const toReceiver = sender?.samples.get(receiverSubnet);
+      if (sender === undefined || toReceiver === undefined) continue;
+      const sent = countsSince(toReceiver, sender.baseline, receiverSubnet)?.sent;
+      const heard = countsSince(fromSender, receiver.baseline, senderSubnet);
+      // The entry's drops include its rare refused sends to the peer: they can only hide an accepted datagram, never invent one.
+      if (sent === undefined || heard === undefined || sent < SILENCE_MIN_SENT || heard.received > heard.drops) continue;
+      const [a, b] = [receiver.name, sender.name];
+      findings.add('peer-silent', 'error', [a, b], `${a} accepted nothing from ${b}: ${b} sent ${sent} since the last look; ${a} received ${heard.received} and dropped ${heard.drops}`);
     }
   }
 }
 
-function dropsOf(findings: Findings, name: string, drops: Record<string, number>, previous: NodeCounters | undefined, now: number): NonNullable<NodeReport['drops']> {
+function dropsOf(findings: Findings, name: string, drops: Record<string, number>, baseline: Baseline | undefined): NonNullable<NodeReport['drops']> {
   const byReason: Record<string, number> = {};
   for (const [reason, n] of Object.entries(drops)) {
-    const grown = since(n, previous?.drops[reason]);
+    const grown = baseline === undefined || baseline.restarted ? n : since(n, baseline.counters.drops[reason]);
     if (grown > 0) byReason[reason] = grown;
   }
   const total = Object.values(byReason).reduce((a, b) => a + b, 0);
   const listed = Object.entries(byReason).map(([reason, n]) => `${reason} ${n}`).join(', ');
-  if (previous === undefined) {
+  if (baseline === undefined) {
     if (total > 0) findings.add('drops', 'info', [name], `${name} has dropped ${total} packets since it started: ${listed}`);
     return { total, seconds: null, perSecond: null, byReason };
   }
-  const seconds = Math.max(0.001, (now - previous.at) / 1000);
+  const { seconds } = baseline;
   const perSecond = total / seconds;
   const severity = Object.values(byReason).some((n) => n / seconds > DROP_RATE_PROBLEM) ? 'warning' : 'info';
   if (total > 0) findings.add('drops', severity, [name], `${name} dropped ${total} packets in the last ${humanDuration(seconds * 1000)} (${perSecond.toFixed(2)}/s): ${listed}`);
@@ -341,9 +447,10 @@ function dropsOf(findings: Findings, name: string, drops: Record<string, number>
 export function diagnose(input: DiagnoseInput): Diagnosis {
   const { network, looks, previous, now } = input;
   const findings = new Findings();
-  const leases = looks.map((look) => look.lease);
+  const before = new Map(looks.map((look) => [look.lease.subnet, look.lease]));
+  const listings: Listings = { before, after: input.relisted ? new Map(input.relisted.map((lease) => [lease.subnet, lease])) : before };
   const kept: Record<string, NodeCounters> = {};
-  const traffic = new Map<string, Map<string, { sent: number; received: number }>>();
+  const traffic = new Map<string, NodeTraffic>();
   const nodes: NodeReport[] = [];
   let firstLook = false;
 
@@ -351,36 +458,40 @@ export function diagnose(input: DiagnoseInput): Diagnosis {
     const { lease, status } = look;
     const name = nameOf(lease);
     const state = stateOf(look);
+    const relisted = listings.after.get(lease.subnet);
     let reason: string | undefined;
     let peers: NodeReport['peers'] = null;
     let drops: NodeReport['drops'] = null;
-    let peerFigures: Map<string, { sent: number; received: number }> | undefined;
+    let samples: Map<string, PeerSample> | undefined;
     if (status === undefined) {
       reason = look.error;
       if (lease.expiresAt === null && lease.nodeName === '') findings.add('reservation-unclaimed', 'info', [name], `the reservation ${lease.subnet} for ${lease.publicIP ?? lease.publicIPv6} has no daemon answering (no node has claimed it yet): ${look.error}`);
+      else if (relisted === undefined) findings.add('daemon-unreachable', 'info', [name], `${name}: ${look.error}; its lease is gone since, so the node has left`);
       else findings.add('daemon-unreachable', 'error', [name], `${name}: ${look.error}`);
       // Keep its counters for when it answers again.
-      const before = previous?.nodes[lease.subnet];
-      if (before) kept[lease.subnet] = before;
+      const counters = previous?.nodes[lease.subnet];
+      if (counters) kept[lease.subnet] = counters;
     } else {
       if (state !== 'running') {
         reason = textOr(status.reason) ?? (state === 'unknown' ? 'its status names no state' : undefined);
         findings.add('daemon-not-running', 'error', [name], `${name} is ${state === 'unknown' ? 'in an unknown state' : state}${reason ? `: ${reason}` : ''}`);
       }
       if (status.store?.connected === false) findings.add('store-unreachable', 'error', [name], `${name} cannot reach the lease store at ${textOr(status.store.address) ?? 'its --redis-url'}`);
-      checkConfig(findings, name, lease, status, network);
-      peers = checkPeers(findings, name, lease, status, leases, network);
+      checkConfig(findings, name, leasesOn(listings, lease.subnet), status, network);
+      // Until it runs, a daemon's peer table is being built: only what it says of itself is judged.
+      if (state === 'running') peers = checkPeers(findings, name, lease, status, listings, network);
       const counters = flatDrops(status);
-      peerFigures = peerTraffic(status);
-      traffic.set(lease.subnet, peerFigures);
+      samples = peerSamples(status);
       if (counters) {
         const before = previous?.nodes[lease.subnet];
+        const baseline = baselineOf(before, status, now);
         firstLook ||= before === undefined;
-        drops = dropsOf(findings, name, counters, before, now);
-        kept[lease.subnet] = { at: now, drops: counters, peers: Object.fromEntries(peerFigures) };
+        drops = dropsOf(findings, name, counters, baseline);
+        traffic.set(lease.subnet, { name, baseline, samples });
+        kept[lease.subnet] = { at: now, drops: counters, peers: Object.fromEntries(samples) };
       }
     }
-    checkLease(findings, name, lease, status, now);
+    if (relisted !== undefined) checkLease(findings, name, relisted, status, now);
     const version = status === undefined ? null : (textOr(status.version) ?? null);
     nodes.push({
       node: name,
@@ -389,18 +500,18 @@ export function diagnose(input: DiagnoseInput): Diagnosis {
       publicIPv6: lease.publicIPv6 ?? null,
       url: look.url,
       reserved: lease.expiresAt === null,
-      expiresAt: lease.expiresAt,
+      expiresAt: (relisted ?? lease).expiresAt,
       version,
       state,
       ...(reason !== undefined ? { reason } : {}),
       storeConnected: typeof status?.store?.connected === 'boolean' ? status.store.connected : null,
       peers,
       drops,
-      traffic: peerFigures === undefined || (peerFigures.size === 0 && (status?.peers?.length ?? 0) > 0) ? null : Object.fromEntries(peerFigures),
+      traffic: samples === undefined || (samples.size === 0 && (status?.peers?.length ?? 0) > 0) ? null : Object.fromEntries([...samples].map(([subnet, { sent, received, drops }]) => [subnet, { sent, received, drops }])),
     });
   }
   checkVersions(findings, looks);
-  checkSilence(findings, looks, traffic, previous);
+  checkSilence(findings, traffic);
   if (firstLook) {
     findings.add('first-look', 'info', [], previous === undefined || Object.keys(previous.nodes).length === 0
       ? 'no earlier look at this cluster: drops are totals since each daemon started; run doctor again for rates'

@@ -38,7 +38,8 @@ export interface SurveyOptions {
   readonly fetchStatus?: StatusFetcher;
 }
 
-function isObject(value: unknown): value is Record<string, unknown> {
+/** A JSON object: what a status document and each of its sections must be. */
+export function isObject(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 

@@ -10,16 +10,14 @@
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import path from 'node:path';
-import { Command, InvalidArgumentError, Option } from 'commander';
+import { Command, Option } from 'commander';
 import { diagnose, isProblem, type Diagnosis, type Finding, type Look, type NodeReport } from '../cluster/doctor.js';
-import { lookAtNodes } from '../cluster/survey.js';
-import { examples, outputOf, positiveInteger, settingsOf } from '../conventions.js';
+import { isObject, lookAtNodes } from '../cluster/survey.js';
+import { examples, healthPortOption, outputOf, positiveInteger, settingsOf } from '../conventions.js';
 import { reasonOf } from '../errors.js';
 import type { Cell, Output } from '../output.js';
 import { withStore } from '../store.js';
 
-/** miniflanneld's --healthz-port default. */
-const DEFAULT_HEALTH_PORT = 8286;
 /** Nodes asked at once: with the default 3 s timeout, a thousand silent nodes take four rounds, about 12 s. */
 const DEFAULT_CONCURRENCY = 256;
 
@@ -39,19 +37,9 @@ interface StateFile {
   readonly looks: Record<string, Look>;
 }
 
-function portArg(value: string): number {
-  const port = Number(value);
-  if (!/^\d+$/.test(value) || port < 1 || port > 65535) throw new InvalidArgumentError('expected a port number (1-65535)');
-  return port;
-}
-
 export function defaultStatePath(env: NodeJS.ProcessEnv = process.env): string {
   const base = env['XDG_STATE_HOME'] || path.join(homedir(), '.local', 'state');
   return path.join(base, 'miniflannel', 'doctor.json');
-}
-
-function isObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
 /** Whether a stored look has the shape diagnose reads; a look of another shape is ignored, as if there were none. */
@@ -124,20 +112,22 @@ function render(out: Output, diagnosis: Diagnosis): void {
 async function doctor(command: Command, opts: DoctorOptions): Promise<void> {
   const out = outputOf(command);
   const settings = settingsOf(command);
-  const { network, leases, now, cluster } = await withStore(settings, async (store) => {
-    const [listing, config] = await Promise.all([store.listLeases(), store.getNetworkConfig()]);
-    return { network: config, leases: listing.leases, now: Math.floor(store.serverNow()), cluster: `${store.address} ${settings.prefix}` };
-  });
   const stateFile = opts.state ?? defaultStatePath();
   const state = await readState(stateFile, out);
-  const looks = await lookAtNodes(leases, { port: opts.port, timeoutMs: settings.timeoutMs, concurrency: opts.concurrency });
+  // The leases are listed again after the survey: a node that joins or leaves meanwhile is no daemon's fault (diagnose).
+  const { network, looks, relisted, now, cluster } = await withStore(settings, async (store) => {
+    const [listing, config] = await Promise.all([store.listLeases(), store.getNetworkConfig()]);
+    const now = Math.floor(store.serverNow());
+    const looks = await lookAtNodes(listing.leases, { port: opts.port, timeoutMs: settings.timeoutMs, concurrency: opts.concurrency });
+    return { network: config, looks, relisted: (await store.listLeases()).leases, now, cluster: `${store.address} ${settings.prefix}` };
+  });
   const previous = state.looks[cluster];
-  const diagnosis = diagnose({ network, looks, now, ...(previous ? { previous } : {}) });
+  const diagnosis = diagnose({ network, looks, relisted, now, ...(previous ? { previous } : {}) });
   await writeState(stateFile, { looks: { ...state.looks, [cluster]: diagnosis.look } }, out);
 
   const problems = diagnosis.findings.filter(isProblem);
   if (out.json) out.document({ at: now, problems: problems.length, nodes: diagnosis.nodes, findings: diagnosis.findings });
-  else if (leases.length === 0) out.note('no leases in the store: no daemon has joined yet');
+  else if (looks.length === 0) out.note('no leases in the store: no daemon has joined yet');
   else render(out, diagnosis);
   if (problems.length > 0) {
     const errors = problems.filter((f) => f.severity === 'error').length;
@@ -148,7 +138,7 @@ async function doctor(command: Command, opts: DoctorOptions): Promise<void> {
 export function doctorCommand(): Command {
   return new Command('doctor')
     .description("check the whole cluster: every lease's daemon answers and runs, its peers match the leases, its config matches the stored one, versions agree, leases renew, and drops since the last look; exit 1 on a problem")
-    .addOption(new Option('--port <port>', "the daemons' health port (miniflanneld --healthz-port); each is asked within --timeout").default(DEFAULT_HEALTH_PORT).argParser(portArg))
+    .addOption(healthPortOption('each asked within --timeout'))
     .addOption(new Option('--concurrency <n>', 'daemons asked at once').default(DEFAULT_CONCURRENCY).argParser(positiveInteger))
     .addOption(new Option('--state <file>', 'where each look is kept for the next one, which turns drop counts into rates (default: $XDG_STATE_HOME/miniflannel/doctor.json, else ~/.local/state/miniflannel/doctor.json)'))
     .addHelpText('after', examples('miniflannel doctor --redis-url redis://10.0.0.5:6379', 'miniflannel doctor --json --timeout 1000 --state /var/lib/miniflannel/doctor.json'))

@@ -7,18 +7,12 @@
 import { Command, Option } from 'commander';
 import { packetCounters, type PacketCounter } from '../../daemon/dataplane/index.js';
 import type { NodeInfo } from '../../daemon/node/status.js';
-import { readStatus, type ReportedStatus } from '../cluster/survey.js';
-import { examples, outputOf, settingsOf } from '../conventions.js';
+import { isObject, readStatus, type ReportedStatus } from '../cluster/survey.js';
+import { DEFAULT_HEALTH_PORT, examples, outputOf, settingsOf } from '../conventions.js';
 import { UsageError } from '../errors.js';
 import { humanBytes, humanDuration, isoTime, type Cell, type Output } from '../output.js';
 
-export const DEFAULT_DAEMON_URL = 'http://127.0.0.1:8286';
-
-type Json = Record<string, unknown>;
-
-function isObject(value: unknown): value is Json {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
+export const DEFAULT_DAEMON_URL = `http://127.0.0.1:${DEFAULT_HEALTH_PORT}`;
 
 function daemonBase(text: string): URL {
   let url: URL;

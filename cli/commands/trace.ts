@@ -3,10 +3,10 @@
 // store and the live /status of the two nodes' daemons (cli/cluster/trace.ts
 // decides each hop). Exit 0 when no hop is broken, 1 when one is.
 
-import { Command, InvalidArgumentError, Option } from 'commander';
+import { Command } from 'commander';
 import { locate, nodesToAsk, parsePodAddress, tracePath, type HopName, type HopStatus, type PodAddress } from '../cluster/trace.js';
 import { lookAtNodes } from '../cluster/survey.js';
-import { examples, outputOf, positiveInteger, settingsOf } from '../conventions.js';
+import { examples, healthPortOption, outputOf, settingsOf } from '../conventions.js';
 import { UsageError } from '../errors.js';
 import type { Cell } from '../output.js';
 import { withStore } from '../store.js';
@@ -31,15 +31,6 @@ const LABELS: Readonly<Record<HopName, string>> = {
   'ingress-destination': 'ingress: destination',
   'destination-counters': 'received',
 };
-
-/** miniflanneld's --healthz-port default. */
-const DEFAULT_HEALTH_PORT = 8286;
-
-function port(value: string): number {
-  const n = positiveInteger(value);
-  if (n > 65535) throw new InvalidArgumentError('expected a port, 1 to 65535');
-  return n;
-}
 
 const STYLES: Readonly<Record<HopStatus, 'green' | 'red' | 'yellow'>> = { ok: 'green', broken: 'red', unknown: 'yellow' };
 
@@ -70,7 +61,7 @@ export function traceCommand(): Command {
     .description("the path of a packet from one pod to another, hop by hop, from the leases and both nodes' daemons; exit 1 if a hop is broken")
     .argument('<SRC_POD_IP>', 'the sending pod\'s address, IPv4 or IPv6')
     .argument('<DST_POD_IP>', 'the receiving pod\'s address, of the same family')
-    .addOption(new Option('--port <port>', "the daemons' health port (miniflanneld --healthz-port), asked at each lease's public IP").default(DEFAULT_HEALTH_PORT).argParser(port))
+    .addOption(healthPortOption("asked at each lease's public IP"))
     .addHelpText('after', examples('miniflannel trace 10.244.1.2 10.244.2.2', 'miniflannel trace fd00:10:244:1::2 fd00:10:244:2::2 --json --redis-url redis://10.0.0.5:6379'))
     .action((src: string, dst: string, opts: { port: number }, command: Command) => trace(command, src, dst, opts));
 }

@@ -8,6 +8,7 @@ import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { parseNetworkConfig, type Lease, type NetworkConfig } from '../../daemon/lease/index.js';
 import { parseCidr } from '../../daemon/net/ipv4.js';
+import type { PeerTrafficView } from '../../daemon/dataplane/index.js';
 import type { PeerView } from '../../daemon/node/peers.js';
 import type { StatusDocument } from '../../daemon/node/status.js';
 import { diagnose, isProblem, type CheckId, type Diagnosis, type Finding, type Look } from '../../cli/cluster/doctor.js';
@@ -26,7 +27,7 @@ function lease(k: number, changes: Partial<Lease> = {}): Lease {
   return { subnet, cidr: parseCidr(subnet), publicIP: `198.18.0.${k}`, nodeName: `node-${k}`, backendType: 'udp', backendData: {}, expiresAt: NOW + 20 * HOUR, ...changes };
 }
 
-/** What node k's daemon reports when all is well among `all`. */
+/** What node k's daemon reports when all is well among `all`: up for a day, renewing its lease an hour before expiry. */
 function healthy(k: number, all: readonly Lease[]): StatusDocument {
   const own = all.find((l) => l.subnet === `10.244.${k}.0/24`)!;
   const peers: PeerView[] = all.filter((l) => l !== own).map((l) => ({ subnet: l.subnet, endpoint: `${l.publicIP}:8285`, node: l.nodeName, traffic: TRAFFIC }));
@@ -34,14 +35,18 @@ function healthy(k: number, all: readonly Lease[]): StatusDocument {
     version: '0.2.0',
     state: 'running',
     node: { name: own.nodeName, publicIP: own.publicIP!, iface: 'eth0', subnet: own.subnet, network: '10.244.0.0/16', tun: 'flannel0', mtu: 1472, port: 8285 },
-    lease: { subnet: own.subnet, publicIP: own.publicIP!, nodeName: own.nodeName, expiresAt: own.expiresAt },
+    lease: { subnet: own.subnet, publicIP: own.publicIP!, nodeName: own.nodeName, expiresAt: own.expiresAt, renewMarginMs: HOUR },
     store: { address: 'redis://198.18.0.254:6379', connected: true, resets: 0, leaseRestored: 0, resyncs: 0, leases: all.length },
     peers,
     skippedLeases: [],
     counters: { egressDrops: {}, ingressDrops: {} } as unknown as StatusDocument['counters'],
-    uptimeSeconds: 60,
+    uptimeSeconds: 24 * 3600,
   };
 }
+
+/** Node k's entry for node `peer`, its traffic changed as given. */
+const withTraffic = (peer: number, figures: Partial<PeerTrafficView>) => (s: StatusDocument): StatusDocument =>
+  ({ ...s, peers: s.peers.map((p) => (p.subnet === `10.244.${peer}.0/24` ? { ...p, traffic: { ...p.traffic!, ...figures } } : p)) });
 
 const withDrops = (status: StatusDocument, egress: Record<string, number>, ingress: Record<string, number> = {}): StatusDocument =>
   ({ ...status, counters: { egressDrops: egress, ingressDrops: ingress } as unknown as StatusDocument['counters'] });
@@ -54,7 +59,7 @@ function cluster(change: Record<number, (s: StatusDocument) => StatusDocument | 
   });
 }
 
-const run = (looks: NodeLook[], previous?: Look, now = NOW): Diagnosis => diagnose({ network: NETWORK, looks, now, ...(previous ? { previous } : {}) });
+const run = (looks: NodeLook[], previous?: Look, now = NOW, relisted?: Lease[]): Diagnosis => diagnose({ network: NETWORK, looks, now, ...(previous ? { previous } : {}), ...(relisted ? { relisted } : {}) });
 const problems = (d: Diagnosis): Finding[] => d.findings.filter(isProblem);
 const only = (d: Diagnosis, check: CheckId): Finding => {
   const found = d.findings.filter((f) => f.check === check);
@@ -67,16 +72,20 @@ describe('doctor checks', () => {
     const d = run(cluster());
     assert.deepEqual(problems(d), []);
     assert.deepEqual(d.nodes.map((n) => [n.node, n.state, n.version, n.storeConnected, n.peers]), [1, 2, 3].map((k) => [`node-${k}`, 'running', '0.2.0', true, { matching: 2, expected: 2 }]));
-    assert.deepEqual(d.nodes[0]!.traffic, { '10.244.2.0/24': { sent: 10, received: 10 }, '10.244.3.0/24': { sent: 10, received: 10 } });
+    assert.deepEqual(d.nodes[0]!.traffic, { '10.244.2.0/24': { sent: 10, received: 10, drops: 0 }, '10.244.3.0/24': { sent: 10, received: 10, drops: 0 } });
   });
 
-  it('reports a daemon that does not answer, and one that is not running, as errors', () => {
-    const d = run(cluster({ 2: () => undefined, 3: (s) => ({ ...s, state: 'waiting', reason: 'lease store unreachable' }) }));
+  it('reports a daemon that does not answer, and one that is not running, as errors, and judges no peer table of the one not running', () => {
+    // What a daemon waiting for the store reports: no node, lease, store, counters or peers yet.
+    const waiting = (s: StatusDocument): StatusDocument => ({ ...s, state: 'waiting', reason: 'lease store unreachable', node: null, lease: null, store: null, peers: [], counters: null });
+    const d = run(cluster({ 2: () => undefined, 3: waiting }));
     assert.equal(only(d, 'daemon-unreachable').message, 'node-2: daemon unreachable at http://198.18.0.2:8286/status: ECONNREFUSED');
     assert.deepEqual(only(d, 'daemon-unreachable').nodes, ['node-2']);
     assert.equal(only(d, 'daemon-not-running').message, 'node-3 is waiting: lease store unreachable');
+    assert.deepEqual(problems(d).map((f) => f.check), ['daemon-unreachable', 'daemon-not-running']);
     assert.equal(d.nodes[1]!.state, 'unreachable');
     assert.equal(d.nodes[1]!.peers, null);
+    assert.equal(d.nodes[2]!.peers, null);
   });
 
   it('says an unclaimed reservation has no daemon without calling it a problem; a claimed one is', () => {
@@ -90,12 +99,13 @@ describe('doctor checks', () => {
 
   it('names a missing peer, a stale one, and a wrong endpoint seen by two nodes as one finding', () => {
     const d = run(cluster({
-      1: (s) => ({ ...s, peers: [...s.peers.filter((p) => p.subnet !== '10.244.2.0/24'), { subnet: '10.244.9.0/24', endpoint: '198.18.0.9:8285', node: 'node-9', unconfirmedSince: NOW - 5000 }] }),
+      1: (s) => ({ ...s, peers: [...s.peers.filter((p) => p.subnet !== '10.244.2.0/24'), { subnet: '10.244.9.0/24', endpoint: '198.18.0.9:8285', node: 'node-9' }] }),
       2: (s) => ({ ...s, peers: s.peers.map((p) => (p.subnet === '10.244.3.0/24' ? { ...p, endpoint: '198.18.0.3:9999' } : p)) }),
       3: (s) => s,
     }, [lease(1), lease(2), lease(3, { backendData: { Port: 9999 } })]));
     assert.equal(only(d, 'peer-missing').message, 'node-1: no peer entry for node-2 (10.244.2.0/24)');
-    assert.match(only(d, 'peer-stale').message, /^node-1: a peer entry for node-9 \(10\.244\.9\.0\/24\) at 198\.18\.0\.9:8285, which the store has no lease for \(kept since /);
+    assert.equal(only(d, 'peer-stale').message, 'node-1: a peer entry for node-9 (10.244.9.0/24) at 198.18.0.9:8285, which the store has no lease for');
+    assert.equal(only(d, 'peer-stale').severity, 'error');
     // node-2 already sends to the new port; node-1 still sends to the old one, as node-3's own daemon listens on it.
     assert.equal(only(d, 'peer-endpoint').message, 'node-1: send to node-3 (10.244.3.0/24) at 198.18.0.3:8285, but its lease says 198.18.0.3:9999');
     assert.equal(only(d, 'config-mismatch').message, 'node-3 runs with port 8285 (its lease tells peers 9999)');
@@ -108,6 +118,37 @@ describe('doctor checks', () => {
     const endpoint = only(d, 'peer-endpoint');
     assert.deepEqual(endpoint.nodes, ['node-1', 'node-2']);
     assert.equal(endpoint.message, 'node-1, node-2: send to node-3 (10.244.3.0/24) at 198.18.0.3:8285, but its lease says 198.18.0.3:9999');
+  });
+
+  it('calls an entry stale whose lease makes no peer, and one kept while its node re-asserts a lost lease only a warning', () => {
+    const d = run(cluster({
+      1: (s) => ({ ...s, peers: [...s.peers, { subnet: '10.244.9.0/24', endpoint: '198.18.0.9:8285', node: 'node-9', unconfirmedSince: NOW - 5000 }] }),
+    }, [lease(1), lease(2), lease(3, { backendType: 'vxlan' })]));
+    const stale = d.findings.filter((f) => f.check === 'peer-stale').map((f) => [f.severity, f.message]);
+    assert.deepEqual(stale, [
+      ['error', 'node-1, node-2: a peer entry for node-3 (10.244.3.0/24) at 198.18.0.3:8285, which its stored lease does not make a peer: backend vxlan is not udp'],
+      ['warning', `node-1: a peer entry for node-9 (10.244.9.0/24) at 198.18.0.9:8285, kept since ${new Date(NOW - 5000).toISOString()} while its node re-asserts the lease the store lost (miniflanneld --peer-grace)`],
+    ]);
+  });
+
+  it('faults no daemon for a node that joins, leaves or moves while the survey runs, only for what disagrees with both listings', () => {
+    const joined = lease(4);
+    const moved = lease(3, { backendData: { Port: 9999 } });
+    const entryFor = (l: Lease, port = 8285): PeerView => ({ subnet: l.subnet, endpoint: `${l.publicIP}:${port}`, node: l.nodeName, traffic: TRAFFIC });
+    // Listed before the survey: nodes 1, 2, 3. After: node 2 gone, node 4 joined, node 3 on port 9999.
+    const d = run(cluster({
+      1: (s) => ({ ...s, peers: [...s.peers, entryFor(joined)] }),
+      2: () => undefined,
+      3: (s) => ({ ...s, peers: s.peers.filter((p) => p.subnet !== '10.244.2.0/24'), node: { ...s.node!, port: 9999 } }),
+    }), undefined, NOW, [lease(1), moved, joined]);
+    assert.deepEqual(problems(d), []);
+    assert.equal(only(d, 'daemon-unreachable').message, 'node-2: daemon unreachable at http://198.18.0.2:8286/status: ECONNREFUSED; its lease is gone since, so the node has left');
+    assert.equal(only(d, 'daemon-unreachable').severity, 'info');
+    assert.deepEqual(d.nodes.map((n) => n.peers), [{ matching: 3, expected: 3 }, null, { matching: 1, expected: 1 }]);
+
+    // An entry both listings disagree with is still wrong.
+    const wrong = run(cluster({ 1: (s) => ({ ...s, peers: s.peers.map((p) => (p.subnet === moved.subnet ? entryFor(moved, 7777) : p)) }) }), undefined, NOW, [lease(1), lease(2), moved]);
+    assert.equal(only(wrong, 'peer-endpoint').message, 'node-1: send to node-3 (10.244.3.0/24) at 198.18.0.3:7777, but its lease says 198.18.0.3:9999');
   });
 
   it("shows a lease the daemon left out with the daemon's reason, not as missing", () => {
@@ -138,13 +179,26 @@ describe('doctor checks', () => {
     assert.match(early.message, /^node-1 has failed to renew its lease 10\.244\.1\.0\/24 7 times since \S+ \(Redis unreachable\); it expires in 20h00m$/);
     const late = only(run(cluster({ 1: failing }, [lease(1, { expiresAt: NOW + 10 * 60_000 }), lease(2), lease(3)])), 'lease-renewal');
     assert.equal(late.severity, 'error');
-    assert.match(late.message, /it expires in 10m00s$/);
+    assert.match(late.message, /it expires in 10m00s, though its node renews it 1h00m before expiry \(its --lease-renew-margin\)$/);
   });
 
   it('warns of a lease past its renewal time even when no daemon says why, and never of a reservation', () => {
     const d = run(cluster({ 2: () => undefined }, [lease(1), lease(2, { expiresAt: NOW + 5 * 60_000 }), lease(3, { expiresAt: null })]));
-    assert.match(only(d, 'lease-expiring').message, /^the lease 10\.244\.2\.0\/24 of node-2 expires in 5m00s, though a node renews it 1h00m before/);
+    assert.equal(only(d, 'lease-expiring').message, 'the lease 10.244.2.0/24 of node-2 expires in 5m00s, though its node renews it 1h00m before expiry, the default --lease-renew-margin (its daemon does not report its own)');
     assert.deepEqual(only(d, 'lease-expiring').nodes, ['node-2']);
+  });
+
+  it("judges a lease's time left by its node's own renew margin: 20 minutes left is on time for a node renewing 10 minutes before", () => {
+    const margin = (ms: number) => (s: StatusDocument): StatusDocument => ({ ...s, lease: { ...s.lease!, renewMarginMs: ms } });
+    const leases = [lease(1, { expiresAt: NOW + 20 * 60_000 }), lease(2), lease(3)];
+    assert.deepEqual(problems(run(cluster({ 1: margin(10 * 60_000) }, leases))), []);
+    assert.equal(only(run(cluster({ 1: margin(30 * 60_000) }, leases)), 'lease-expiring').message, 'the lease 10.244.1.0/24 of node-1 expires in 20m00s, though its node renews it 30m00s before expiry (its --lease-renew-margin)');
+  });
+
+  it('judges the time left by the lease as listed after the survey, which a renewal meanwhile extended', () => {
+    const d = run(cluster({}, [lease(1, { expiresAt: NOW + 5 * 60_000 }), lease(2), lease(3)]), undefined, NOW, [lease(1), lease(2), lease(3)]);
+    assert.deepEqual(problems(d), []);
+    assert.equal(d.nodes[0]!.expiresAt, NOW + 20 * HOUR);
   });
 
   it('reports a daemon that cannot reach the lease store', () => {
@@ -180,10 +234,16 @@ describe('doctor checks', () => {
     assert.equal(only(over, 'drops').message, 'node-2 dropped 601 packets in the last 1m00s (10.02/s): ingress unknown-sender 601');
   });
 
-  it('counts all of a counter that went back (the daemon restarted) as new', () => {
+  it('counts all of a counter that went back (the entry or the daemon was reset) as new', () => {
     const first = run(cluster({ 1: (s) => withDrops(s, { 'no-route': 50 }) }));
     const later = run(cluster({ 1: (s) => withDrops(s, { 'no-route': 3 }) }), first.look, NOW + 10_000);
     assert.equal(later.nodes[0]!.drops?.total, 3);
+  });
+
+  it('counts all drops of a daemon that restarted since the last look as new, over its uptime, even past the count before', () => {
+    const first = run(cluster({ 1: (s) => withDrops(s, { 'no-route': 50 }) }));
+    const later = run(cluster({ 1: (s) => ({ ...withDrops(s, { 'no-route': 80 }), uptimeSeconds: 40 }) }), first.look, NOW + 60_000);
+    assert.deepEqual(later.nodes[0]!.drops, { total: 80, seconds: 40, perSecond: 2, byReason: { 'egress no-route': 80 } });
   });
 
   it('keeps the counters of a node that did not answer for the look after', () => {
@@ -193,20 +253,54 @@ describe('doctor checks', () => {
     assert.deepEqual(back.nodes[0]!.drops, { total: 3, seconds: 20, perSecond: 0.15, byReason: { 'egress no-route': 3 } });
   });
 
-  it('says "node A hears nothing from node B" when B sends to A and A receives nothing from B', () => {
-    const silent = (sender: string) => (s: StatusDocument): StatusDocument => ({ ...s, peers: s.peers.map((p) => (p.subnet === sender ? { ...p, traffic: { ...TRAFFIC, packetsReceived: 0, lastReceivedAt: null } } : p)) });
-    const first = run(cluster({ 1: silent('10.244.2.0/24') }));
-    const finding = only(first, 'peer-silent');
-    assert.equal(finding.message, 'node-1 hears nothing from node-2: node-2 sent it 10 packets since their entries were made, and node-1 received none from node-2');
-    assert.deepEqual(finding.nodes, ['node-1', 'node-2']);
+  describe('"node A accepts nothing from node B"', () => {
+    // Node 2 sends 30 to node 1 a minute after the first look; what node 1 counts of them varies.
+    const first = run(cluster());
+    const later = (receiver: (s: StatusDocument) => StatusDocument, sender: (s: StatusDocument) => StatusDocument = withTraffic(1, { packetsSent: 40 })): Diagnosis =>
+      run(cluster({ 1: receiver, 2: sender }), first.look, NOW + 60_000);
+    const silences = (d: Diagnosis) => d.findings.filter((f) => f.check === 'peer-silent');
 
-    // Since the last look: node-2 sent 5 more and node-1 received none of them.
-    const sentMore = (s: StatusDocument): StatusDocument => ({ ...s, peers: s.peers.map((p) => (p.subnet === '10.244.1.0/24' ? { ...p, traffic: { ...TRAFFIC, packetsSent: 15 } } : p)) });
-    const healed = (s: StatusDocument): StatusDocument => ({ ...s, peers: s.peers.map((p) => (p.subnet === '10.244.2.0/24' ? { ...p, traffic: { ...TRAFFIC, packetsReceived: 4 } } : p)) });
-    const worse = run(cluster({ 1: silent('10.244.2.0/24'), 2: sentMore }), first.look, NOW + 10_000);
-    assert.match(only(worse, 'peer-silent').message, /^node-1 hears nothing from node-2: node-2 sent it 5 packets since the last look/);
-    const better = run(cluster({ 1: healed, 2: sentMore }), first.look, NOW + 10_000);
-    assert.equal(better.findings.filter((f) => f.check === 'peer-silent').length, 0);
+    it('is said when A received none of what B sent since the last look', () => {
+      const finding = only(later(withTraffic(2, {})), 'peer-silent');
+      assert.equal(finding.message, 'node-1 accepted nothing from node-2: node-2 sent 30 since the last look; node-1 received 0 and dropped 0');
+      assert.equal(finding.severity, 'error');
+      assert.deepEqual(finding.nodes, ['node-1', 'node-2']);
+    });
+
+    it('is said when A received what B sent and dropped all of it, as under another cluster key', () => {
+      assert.equal(only(later(withTraffic(2, { packetsReceived: 40, drops: 30 })), 'peer-silent').message, 'node-1 accepted nothing from node-2: node-2 sent 30 since the last look; node-1 received 30 and dropped 30');
+    });
+
+    it('is not said when A accepted any of it', () => {
+      assert.deepEqual(silences(later(withTraffic(2, { packetsReceived: 40, drops: 29 }))), []);
+    });
+
+    it('is not said of one datagram sent between the reads of the two daemons, nor of nine', () => {
+      assert.deepEqual(silences(later(withTraffic(2, {}), withTraffic(1, { packetsSent: 11 }))), []);
+      assert.deepEqual(silences(later(withTraffic(2, {}), withTraffic(1, { packetsSent: 19 }))), []);
+      assert.equal(silences(later(withTraffic(2, {}), withTraffic(1, { packetsSent: 20 }))).length, 1);
+    });
+
+    it('is not said when either daemon restarted since the last look, its counts having started again', () => {
+      const restarted = (change: (s: StatusDocument) => StatusDocument) => (s: StatusDocument): StatusDocument => ({ ...change(s), uptimeSeconds: 30 });
+      // node 1 came back 30 s ago and has received nothing yet: its counts are from zero, node 2's reach back before the restart.
+      assert.deepEqual(silences(later(restarted(withTraffic(2, { packetsSent: 0, packetsReceived: 0 })))), []);
+      // node 2 came back 30 s ago and counts 25 sent, past its count at the last look: only its uptime tells that the count started again.
+      assert.deepEqual(silences(later(withTraffic(2, {}), restarted(withTraffic(1, { packetsSent: 25, packetsReceived: 0 })))), []);
+    });
+
+    it('is not said on a first look, nor of an entry made anew since the last one (its peer moved)', () => {
+      assert.deepEqual(silences(run(cluster({ 1: withTraffic(2, { packetsReceived: 0 }) }))), []);
+      const node1 = first.look.nodes['10.244.1.0/24']!;
+      const moved: Look = { nodes: { ...first.look.nodes, '10.244.1.0/24': { ...node1, peers: { ...node1.peers, '10.244.2.0/24': { ...node1.peers['10.244.2.0/24']!, endpoint: '198.18.0.2:9999' } } } } };
+      assert.deepEqual(silences(run(cluster({ 1: withTraffic(2, {}), 2: withTraffic(1, { packetsSent: 40 }) }), moved, NOW + 60_000)), []);
+    });
+
+    it('is not judged from a state file of an older doctor, which kept no per-peer drops or endpoints', () => {
+      const old: Look = JSON.parse(JSON.stringify(first.look, (key, value: unknown) => (key === 'drops' && typeof value === 'number') || key === 'endpoint' ? undefined : value)) as Look;
+      assert.deepEqual(old.nodes['10.244.1.0/24']!.peers['10.244.2.0/24'], { sent: 10, received: 10 });
+      assert.deepEqual(silences(run(cluster({ 1: withTraffic(2, {}), 2: withTraffic(1, { packetsSent: 40 }) }), old, NOW + 60_000)), []);
+    });
   });
 
   it('judges no traffic from a daemon that reports none (before 0.2)', () => {
