@@ -15,7 +15,7 @@ const promtool = (...args: string[]) => runForOutcome(['promtool', ...args]);
 
 interface RuleTests {
   rule_files: string[];
-  tests: Array<{ name: string; alert_rule_test?: Array<{ alertname: string; eval_time: string; exp_alerts?: unknown[] }> }>;
+  tests: Array<{ name: string; input_series?: Array<{ series: string }>; alert_rule_test?: Array<{ alertname: string; eval_time: string; exp_alerts?: unknown[] }> }>;
 }
 
 test('promtool check rules accepts deploy/prometheus/rules.yaml', async () => {
@@ -50,6 +50,22 @@ test('every alert has a promtool case in which it fires and one in which it stay
     for (const key of ['summary', 'description'] as const) assert.match(annotations?.[key] ?? '', /\{\{ \$labels\.instance \}\}/, `${alert}'s ${key} names the node`);
   }
   assert.match(rule.expr, /up\{job="miniflannel"\}/);
+});
+
+test('rules.test.yaml scrapes two pods of one node at once, as a DaemonSet surge does, for the rule that matches two metrics', () => {
+  const [unitTests] = loadYaml(prometheusRuleTests) as [RuleTests];
+  const podsPerNode = (series: string[]) => {
+    const pods = new Map<string, Set<string>>();
+    for (const s of series) {
+      const [, name, instance, pod] = /^(\w+)\{.*instance="([^"]+)".*pod="([^"]+)"/.exec(s) ?? [];
+      if (pod) pods.set(`${name} ${instance}`, (pods.get(`${name} ${instance}`) ?? new Set()).add(pod));
+    }
+    return Math.max(0, ...[...pods.values()].map((set) => set.size));
+  };
+  const surges = unitTests.tests.filter((t) => podsPerNode((t.input_series ?? []).map((i) => i.series)) >= 2);
+  assert.ok(surges.some((t) => t.alert_rule_test?.some((c) => c.alertname === 'MiniflannelPeersMismatch' && (c.exp_alerts ?? []).length > 0)), 'MiniflannelPeersMismatch fires in a case with two pods of one node');
+  // The check bites: one pod per node is not a surge.
+  assert.equal(podsPerNode(['miniflannel_peers{instance="node-a", pod="p1"}', 'miniflannel_peers{instance="node-b", pod="p2"}']), 1);
 });
 
 test('every query of the Grafana dashboard parses as PromQL', async () => {
