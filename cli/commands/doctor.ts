@@ -112,8 +112,6 @@ function render(out: Output, diagnosis: Diagnosis): void {
 async function doctor(command: Command, opts: DoctorOptions): Promise<void> {
   const out = outputOf(command);
   const settings = settingsOf(command);
-  const stateFile = opts.state ?? defaultStatePath();
-  const state = await readState(stateFile, out);
   // The leases are listed again after the survey: a node that joins or leaves meanwhile is no daemon's fault (diagnose).
   const { network, looks, relisted, now, cluster } = await withStore(settings, async (store) => {
     const [listing, config] = await Promise.all([store.listLeases(), store.getNetworkConfig()]);
@@ -121,6 +119,8 @@ async function doctor(command: Command, opts: DoctorOptions): Promise<void> {
     const looks = await lookAtNodes(listing.leases, { port: opts.port, timeoutMs: settings.timeoutMs, concurrency: opts.concurrency });
     return { network: config, looks, relisted: (await store.listLeases()).leases, now, cluster: `${store.address} ${settings.prefix}` };
   });
+  const stateFile = opts.state ?? defaultStatePath();
+  const state = await readState(stateFile, out);
   const previous = state.looks[cluster];
   const diagnosis = diagnose({ network, looks, relisted, now, ...(previous ? { previous } : {}) });
   await writeState(stateFile, { looks: { ...state.looks, [cluster]: diagnosis.look } }, out);

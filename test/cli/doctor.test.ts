@@ -3,11 +3,13 @@
 // loopback HTTP, and the command's refusals that need no Redis.
 
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { parseNetworkConfig, type Lease, type NetworkConfig } from '../../daemon/lease/index.js';
-import { parseCidr } from '../../daemon/net/ipv4.js';
+import { authKey, createSealer } from '../../daemon/dataplane/sealing.js';
+import { parseCidr, parseIPv4 } from '../../daemon/net/ipv4.js';
 import type { PeerTrafficView } from '../../daemon/dataplane/index.js';
 import type { PeerView } from '../../daemon/node/peers.js';
 import type { StatusDocument } from '../../daemon/node/status.js';
@@ -16,6 +18,7 @@ import { lookAtNodes, statusUrl, type NodeLook } from '../../cli/cluster/survey.
 import { defaultStatePath } from '../../cli/commands/doctor.js';
 import { freePort } from '../../lab/redis.js';
 import { oneLineError, runCli } from './helpers.js';
+import { MemoryNetwork, meshed, memoryNode, podPacket, type MemoryNode } from '../dataplane/memory-plane.js';
 
 const NETWORK: NetworkConfig = parseNetworkConfig({ Network: '10.244.0.0/16' });
 const NOW = 1_800_000_000_000;
@@ -271,6 +274,25 @@ describe('doctor checks', () => {
       assert.equal(only(later(withTraffic(2, { packetsReceived: 40, drops: 30 })), 'peer-silent').message, 'node-1 accepted nothing from node-2: node-2 sent 30 since the last look; node-1 received 30 and dropped 30');
     });
 
+    it('is said of real data planes under two cluster keys, the receiver counting what it refused as received and dropped', () => {
+      const network = new MemoryNetwork();
+      const keyed = (k: number): MemoryNode => {
+        const ip = parseIPv4(`198.18.0.${k}`);
+        return memoryNode(network, { subnet: `10.244.${k}.0/24`, ip, sealer: createSealer({ mode: 'mac', localIp: ip, keys: [authKey(randomBytes(32))] }) });
+      };
+      const [a, b] = [keyed(1), keyed(2)];
+      meshed(a, b);
+      const reported = (node: MemoryNode, peer: MemoryNode, k: number) => {
+        const { packetsSent, packetsReceived, drops } = node.plane.peerTable.get(peer.subnet!)!;
+        return withTraffic(k, { packetsSent, packetsReceived, drops });
+      };
+      const look = (previous?: Look, now = NOW) => run(cluster({ 1: reported(a, b, 2), 2: reported(b, a, 1) }), previous, now);
+      const before = look();
+      b.tun.send(Array.from({ length: 12 }, (_, i) => podPacket(4, false, i)));
+      assert.equal(a.tun.takeWritten().length, 0);
+      assert.equal(only(look(before.look, NOW + 60_000), 'peer-silent').message, 'node-1 accepted nothing from node-2: node-2 sent 12 since the last look; node-1 received 12 and dropped 12');
+    });
+
     it('is not said when A accepted any of it', () => {
       assert.deepEqual(silences(later(withTraffic(2, { packetsReceived: 40, drops: 29 }))), []);
     });
@@ -381,10 +403,13 @@ describe('miniflannel doctor without a cluster', () => {
     }
   });
 
-  it('says in one line that Redis is unreachable, with exit 1', async () => {
-    const result = await runCli(['doctor', '--redis-url', `redis://127.0.0.1:${await freePort()}`, '--timeout', '500']);
-    assert.equal(result.code, 1);
-    assert.match(oneLineError(result), /^miniflannel: Redis unreachable at /);
-    assert.equal(result.stdout, '');
+  it('says in one line that Redis is unreachable, with exit 1 and nothing on stdout, with --json too', async () => {
+    const redisUrl = `redis://127.0.0.1:${await freePort()}`;
+    for (const json of [[], ['--json']]) {
+      const result = await runCli(['doctor', ...json, '--redis-url', redisUrl, '--timeout', '500']);
+      assert.equal(result.code, 1);
+      assert.match(oneLineError(result), /^miniflannel: Redis unreachable at /);
+      assert.equal(result.stdout, '');
+    }
   });
 });
