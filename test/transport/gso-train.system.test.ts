@@ -1,17 +1,21 @@
 // A sender on the same host has its UDP GSO train delivered whole to a
-// socket with UDP_GRO: up to 128 segments since Linux 6.11, where GRO
-// coalesces 64. A real data plane reads such trains through the mmsg
-// transport on loopback (a MemoryTun stands in for the TUN, which plays no
-// part here) from a Python sender that sets UDP_SEGMENT, one sendto per
-// train. The trains wait in the socket until the plane starts, so its first
-// read takes as many as it may at once. Every segment ends delivered or
-// counted: the default room holds a read of whole trains, and a read with
-// less room counts the rest as received and as 'segments-overflow'.
+// socket with UDP_GRO: up to UDP_MAX_SEGMENTS segments, where GRO coalesces
+// 64. The kernel refuses a longer train, and UDP_MAX_SEGMENTS is 128 since
+// Linux 6.11 and 64 before; it is probed once, and the trains here are as
+// long as the running kernel allows. A real data plane reads such trains
+// through the mmsg transport on loopback (a MemoryTun stands in for the TUN,
+// which plays no part here) from a Python sender that sets UDP_SEGMENT, one
+// sendto per train. The trains wait in the socket until the plane starts,
+// so its first read takes as many as it may at once. Every segment ends
+// delivered or counted: the default room (128 datagrams a message) holds a
+// read of whole trains, so 'segments-overflow' is a safeguard, and a read
+// given less room counts the rest as received and as 'segments-overflow'.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { release } from 'node:os';
 import { createInterface } from 'node:readline';
 import pino from 'pino';
-import { exited, start, stopProcess } from '../../lab/exec.js';
+import { exited, run, start, stopProcess } from '../../lab/exec.js';
 import { waitFor } from '../../lab/daemon.js';
 import { DataPlane, type CountersSnapshot } from '../../daemon/dataplane/index.js';
 import { parseCidr } from '../../daemon/net/ipv4.js';
@@ -21,21 +25,45 @@ import { MemoryTun } from '../../daemon/tun/memory.js';
 import { ipv4Packet } from '../harness/packets.js';
 import { unaccounted } from '../dataplane/memory-plane.js';
 
+/** The socket option that makes one send a GSO train of segments of the given size. */
+const UDP_SEGMENT = 103;
+/** Bytes of every segment but a train's last. */
+const SEGMENT = 100;
+
 /** Binds 127.0.0.1, prints its port, then sends each stdin line "SIZE HEX" as one GSO message of SIZE-byte segments. */
 const SENDER = `
 import socket, sys
-UDP_SEGMENT = 103
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 s.bind(("127.0.0.1", 0))
 print(s.getsockname()[1], flush=True)
 for line in sys.stdin:
     size, train = line.split()
-    s.setsockopt(socket.SOL_UDP, UDP_SEGMENT, int(size))
+    s.setsockopt(socket.SOL_UDP, ${UDP_SEGMENT}, int(size))
     s.sendto(bytes.fromhex(train), ("127.0.0.1", int(sys.argv[1])))
 `;
 
-const SEGMENT = 100;
-const SEGMENTS = 128;
+/** Sends one GSO train of argv[1] segments to its own socket and prints what the kernel said: "sent" or the errno's name. */
+const PROBE = `
+import errno, socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("127.0.0.1", 0))
+s.setsockopt(socket.SOL_UDP, ${UDP_SEGMENT}, ${SEGMENT})
+try:
+    s.sendto(bytes(${SEGMENT} * int(sys.argv[1])), s.getsockname())
+    print("sent")
+except OSError as e:
+    print(errno.errorcode[e.errno])
+`;
+
+const sendTrainOf = async (segments: number) => (await run(['python3', '-c', PROBE, String(segments)])).trim();
+
+/** The most segments a read has room for in one message by default (segmentsPerMessage). */
+const DEFAULT_ROOM = 128;
+/** What a 128-segment train gets from this kernel: "sent" since Linux 6.11, EINVAL before. */
+const longTrainAnswer = await sendTrainOf(DEFAULT_ROOM);
+/** The running kernel's UDP_MAX_SEGMENTS, and the length of every train here. */
+const SEGMENTS = longTrainAnswer === 'sent' ? DEFAULT_ROOM : 64;
+const kernel = `Linux ${release()} sends GSO trains of up to ${SEGMENTS} segments (a 128-segment send: ${longTrainAnswer})`;
 /** More than one read takes (16 messages by default). */
 const TRAINS = 20;
 
@@ -75,7 +103,20 @@ async function receiveTrains(options: Partial<MmsgTransportOptions>): Promise<{ 
   }
 }
 
-test(`trains of ${SEGMENTS} segments reach the data plane whole with the default room, no segment lost or counted as overflow`, async () => {
+test('the kernel refuses a GSO train longer than its UDP_MAX_SEGMENTS, which a read of the default room holds whole, so no local train can overflow', async (t) => {
+  t.diagnostic(kernel);
+  if (SEGMENTS < DEFAULT_ROOM) {
+    t.diagnostic('a kernel before 6.11: its trains are of 64 segments at most, and the cases below run with trains of 64, not 128');
+    assert.equal(longTrainAnswer, 'EINVAL');
+  } else {
+    t.diagnostic('Linux 6.11 or later: the cases below run with trains of 128 segments');
+  }
+  assert.equal(await sendTrainOf(SEGMENTS), 'sent');
+  assert.equal(await sendTrainOf(SEGMENTS + 1), 'EINVAL');
+});
+
+test(`trains of ${SEGMENTS} segments reach the data plane whole with the default room, no segment lost or counted as overflow`, async (t) => {
+  t.diagnostic(kernel);
   const { trains, written, counters } = await receiveTrains({});
   assert.deepEqual(written, trains.flat());
   assert.equal(counters.udpPacketsReceived, TRAINS * SEGMENTS);
@@ -83,11 +124,14 @@ test(`trains of ${SEGMENTS} segments reach the data plane whole with the default
   assert.deepEqual(unaccounted(counters), { egress: 0, ingress: 0 });
 });
 
-test('with room for 64 datagrams per read, the first 64 of each train are delivered and the rest counted as received and as segments-overflow', async () => {
-  const { trains, written, counters } = await receiveTrains({ messagesPerRead: 1, segmentsPerMessage: 64 });
-  assert.deepEqual(written, trains.flatMap((packets) => packets.slice(0, 64)));
+const HALF = SEGMENTS / 2;
+
+test(`with room for ${HALF} datagrams per read, the first ${HALF} of each train are delivered and the rest counted as received and as segments-overflow`, async (t) => {
+  t.diagnostic(kernel);
+  const { trains, written, counters } = await receiveTrains({ messagesPerRead: 1, segmentsPerMessage: HALF });
+  assert.deepEqual(written, trains.flatMap((packets) => packets.slice(0, HALF)));
   assert.equal(counters.udpPacketsReceived, TRAINS * SEGMENTS);
-  assert.equal(counters.tunPacketsWritten, TRAINS * 64);
-  assert.equal(counters.ingressDrops['segments-overflow'], TRAINS * (SEGMENTS - 64));
+  assert.equal(counters.tunPacketsWritten, TRAINS * HALF);
+  assert.equal(counters.ingressDrops['segments-overflow'], TRAINS * (SEGMENTS - HALF));
   assert.deepEqual(unaccounted(counters), { egress: 0, ingress: 0 });
 });
