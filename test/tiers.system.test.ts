@@ -1,6 +1,7 @@
 // The README's promise for the fast tier, kept: every unit test (each
 // *.test.js that is not *.system.test.js) passes as an unprivileged user,
-// with no redis-server to be found and no sbin on the PATH.
+// with no redis-server to be found and no sbin on the PATH. This is where
+// `npm test` runs the unit tier: once, as nobody, rather than again as root.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readdirSync } from 'node:fs';
