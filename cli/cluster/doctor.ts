@@ -88,7 +88,7 @@ export interface NodeReport {
   readonly reason?: string;
   /** Whether the daemon reaches the lease store; null when unknown. */
   readonly storeConnected: boolean | null;
-  /** Peer entries that match the store, of the leases that should be its peers; null when unknown. */
+  /** Peer entries that match the store, of the leases that should be its peers; null when unknown, and for a daemon not running. */
   readonly peers: { readonly matching: number; readonly expected: number } | null;
   /**
    * Drops since the previous look (`seconds` ago, and per second), or since

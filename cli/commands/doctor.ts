@@ -4,8 +4,9 @@
 // per finding (cli/cluster/doctor.ts decides them). Exits 1 when it finds a
 // problem, so a script or a cron job can act on it.
 //
-// Drop rates need two looks: each run keeps the counters it read in a state
-// file, and the next run turns the difference into rates.
+// Drop rates, and whether a node accepts what its peers send, need two
+// looks: each run keeps the counters it read in a state file, and the next
+// run compares with them.
 
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';

@@ -2,10 +2,11 @@
 // (Redis on the underlay, the real daemons, pods made by the CNI plugins),
 // run as an operator would, from the underlay's namespace. The cases break
 // the cluster a step at a time, each left in place for the next, and each is
-// recognised by the exit code and in the JSON: healthy; a lease changed in
-// Redis behind the daemons' backs (their peer entries stale, which trace
-// names too); a node whose
-// Redis traffic is rejected; a daemon killed.
+// recognised by the exit code and in the JSON: healthy; a node whose
+// firewall drops the overlay's datagrams (it accepts nothing from a peer
+// that sends to it); a lease changed in Redis behind the daemons' backs
+// (their peer entries stale, which trace names too); a node whose Redis
+// traffic is rejected; a daemon killed.
 
 import assert from 'node:assert/strict';
 import { mkdtemp } from 'node:fs/promises';
@@ -85,6 +86,24 @@ test('healthy: exit 0, every daemon running with both peers, and after pod pings
   assert.equal(second.code, 0, second.stderr);
   assert.ok(!second.report.findings.some((f) => f.check === 'first-look'));
   assert.ok(second.report.nodes.every((n) => typeof n.drops?.perSecond === 'number'));
+});
+
+test("a node whose firewall drops the overlay's datagrams: it accepted nothing from a peer that sent to it since the last look, exit 1", async () => {
+  const ns = overlay.sandbox.nodes[1]!.ns;
+  const rule = ['INPUT', '-p', 'udp', '--dport', '8285', '-j', 'DROP'];
+  await ns.exec(['iptables', '-w', '5', '-I', ...rule]);
+  try {
+    // Twelve echo requests from node 1's pod to node 2's, every one dropped before node 2's daemon sees it.
+    const ping = await overlay.pods[0]!.ns.execForOutcome(['ping', '-c', '12', '-i', '0.05', '-W', '1', overlay.pods[1]!.ip]);
+    assert.notEqual(ping.exitCode, 0, ping.stdout);
+    const { code, report } = await doctor();
+    assert.equal(code, 1);
+    assert.deepEqual(checks(report), [`peer-silent ${[name(1), name(2)].sort().join(',')}`]);
+    const silent = new RegExp(`^${name(2)} accepted nothing from ${name(1)}: ${name(1)} sent (\\d+) since the last look; ${name(2)} received 0 and dropped 0$`).exec(report.findings.find((f) => f.check === 'peer-silent')!.message);
+    assert.ok(silent && Number(silent[1]) >= 12, JSON.stringify(report.findings));
+  } finally {
+    await ns.exec(['iptables', '-w', '5', '-D', ...rule]);
+  }
 });
 
 test("a lease changed in Redis behind the daemons' backs: their entries for it are stale, exit 1", async () => {
