@@ -44,7 +44,7 @@ export interface Finding {
   readonly message: string;
 }
 
-/** One peer entry's packets: sent to the peer, received from it, and dropped of the peer's doing (most of them received and refused). */
+/** One peer entry's packets: sent to the peer, received from it, and of those received, dropped by ingress. */
 export interface PeerCounts {
   readonly sent: number;
   readonly received: number;
@@ -417,7 +417,6 @@ function checkSilence(findings: Findings, nodes: ReadonlyMap<string, NodeTraffic
       if (sender === undefined || toReceiver === undefined) continue;
       const sent = countsSince(toReceiver, sender.baseline, receiverSubnet)?.sent;
       const heard = countsSince(fromSender, receiver.baseline, senderSubnet);
-      // The entry's drops include its rare refused sends to the peer: they can only hide an accepted datagram, never invent one.
       if (sent === undefined || heard === undefined || sent < SILENCE_MIN_SENT || heard.received > heard.drops) continue;
       const [a, b] = [receiver.name, sender.name];
       findings.add('peer-silent', 'error', [a, b], `${a} accepted nothing from ${b}: ${b} sent ${sent} since the last look; ${a} received ${heard.received} and dropped ${heard.drops}`);

@@ -227,7 +227,7 @@ function sentHop(from: End, to: End, status: ReportedStatus, entry: PeerView | u
   const nodeWide = dropFigures(status.counters?.egressDrops, SOURCE_DROPS);
   const traffic = entry?.traffic;
   if (traffic === undefined) return { hop, status: 'unknown', detail: `${from.node} reports no traffic to ${to.node}; ${nodeWide}` };
-  return { hop, status: 'ok', detail: `${from.node} sent ${to.node} ${traffic.packetsSent} packets (${humanBytes(traffic.bytesSent)}), ${traffic.drops} dropped; ${nodeWide}` };
+  return { hop, status: 'ok', detail: `${from.node} sent ${to.node} ${traffic.packetsSent} packets (${humanBytes(traffic.bytesSent)}); ${nodeWide}` };
 }
 
 function receivedHop(from: End, to: End, status: ReportedStatus, entry: PeerView | undefined, now: number): Hop {

@@ -20,12 +20,12 @@ import { maskOf, formatCidr, type Cidr } from '../net/ipv4.js';
 import { formatCidr6, isCidr6, type Cidr6 } from '../net/ipv6.js';
 
 /**
- * What the data plane counted for one peer entry. Drops count only what is
- * the peer's doing: an ingress drop after the sender was known
- * (unauthenticated, replayed, spoofed, malformed, a family this node lacks,
- * a wrong destination), and an egress datagram to the peer that the send
- * queue refused before flush. The batch-wide figures (tun-write-failed, a
- * flush's refusals) stay in the node's counters alone.
+ * What the data plane counted for one peer entry. Drops are what the peer
+ * sent that ingress refused once the sender was known (unauthenticated,
+ * replayed, spoofed, malformed, a family this node lacks, a wrong
+ * destination), so that received less drops is what this node accepted
+ * from it. This node's own refusals (a full send queue) and the batch-wide
+ * tun-write-failed stay in the node's counters alone.
  */
 export interface PeerTraffic {
   packetsSent: number;

@@ -172,7 +172,6 @@ export class Egress {
       peer.bytesSent += size;
     } else {
       counters.egressDrops['send-queue-full']++;
-      peer.drops++;
     }
   }
 

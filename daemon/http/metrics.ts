@@ -71,7 +71,7 @@ const peerSeries: readonly { name: string; help: string; read: (traffic: PeerTra
   { name: 'miniflannel_peer_sent_bytes_total', help: 'Bytes sent to the peer in datagrams', read: (t) => t.bytesSent },
   { name: 'miniflannel_peer_received_packets_total', help: 'Datagrams received from the peer', read: (t) => t.packetsReceived },
   { name: 'miniflannel_peer_received_bytes_total', help: 'Bytes received from the peer in datagrams', read: (t) => t.bytesReceived },
-  { name: 'miniflannel_peer_dropped_packets_total', help: "Packets dropped for the peer's doing (received: not authentic, spoofed, malformed, misaddressed; sent: refused by the send queue)", read: (t) => t.drops },
+  { name: 'miniflannel_peer_dropped_packets_total', help: 'Datagrams from the peer that ingress refused (not authentic, replayed, spoofed, malformed, misaddressed)', read: (t) => t.drops },
   { name: 'miniflannel_peer_last_received_timestamp_seconds', help: 'Unix time of the last datagram received from the peer (0: never)', read: (t) => (t.lastReceivedAt ?? 0) / 1000, gauge: true },
 ];
 
