@@ -3,6 +3,7 @@
 // how a command turns its parsed options into settings and an Output.
 
 import { Command, InvalidArgumentError, Option } from 'commander';
+import { DEFAULT_HEALTHZ_PORT } from '../daemon/flags.js';
 import { minReplicasArg } from '../daemon/redis-flags.js';
 import { colorEnabled, Output } from './output.js';
 
@@ -41,8 +42,8 @@ export function wholeNumber(value: string): number {
   return n;
 }
 
-/** miniflanneld's --healthz-port default: where a daemon serves /status unless told otherwise. */
-export const DEFAULT_HEALTH_PORT = 8286;
+/** Where a daemon serves /status unless told otherwise. */
+export const DEFAULT_HEALTH_PORT = DEFAULT_HEALTHZ_PORT;
 
 export function portNumber(value: string): number {
   const n = Number(value);

@@ -58,6 +58,9 @@ export interface DaemonConfig extends RedisFlags {
   static?: { network: Cidr; subnet: Cidr; port: number; peers: StaticPeer[] };
 }
 
+/** --healthz-port's default, which the CLI's doctor, trace and status ask at too. */
+export const DEFAULT_HEALTHZ_PORT = 8286;
+
 function cidrArg(flag: string) {
   return (value: string): Cidr => {
     try {
@@ -158,7 +161,7 @@ export function daemonCommand(): Command {
     .addOption(option('--lease-ttl <duration>', 'how long a lease lives unless renewed (short ones for tests)', 'LEASE_TTL').default(24 * 3_600_000, '24h').argParser(durationArg))
     .addOption(option('--peer-grace <duration>', 'after the lease store lost its data, keep forwarding to a peer this long while its node re-asserts its lease', 'PEER_GRACE').default(5 * 60_000, '5m').argParser(durationArg))
     .addOption(option('--healthz-ip <ip>', 'address of /healthz, /readyz, /metrics and /status (IPv4 or IPv6; :: on a node without IPv4)', 'HEALTHZ_IP').default('0.0.0.0').argParser(listenIpArg))
-    .addOption(option('--healthz-port <port>', 'port of /healthz, /readyz, /metrics and /status (0 picks one)', 'HEALTHZ_PORT').default(8286).argParser((v) => (v === '0' ? 0 : portArg(v))))
+    .addOption(option('--healthz-port <port>', 'port of /healthz, /readyz, /metrics and /status (0 picks one)', 'HEALTHZ_PORT').default(DEFAULT_HEALTHZ_PORT).argParser((v) => (v === '0' ? 0 : portArg(v))))
     .addOption(option('--peer-metrics', 'also export per-peer traffic on /metrics: six series per peer, 30,000 at 5,000 nodes (/status shows it regardless)', 'PEER_METRICS').default(false))
     .addOption(option('--log-level <level>', 'log level', 'LOG_LEVEL').default('info').choices(['trace', 'debug', 'info', 'warn', 'error', 'fatal']))
     .addOption(option('--static-network <cidr>', 'static mode, no lease store: the cluster network', 'STATIC_NETWORK').argParser(cidrArg('--static-network')))

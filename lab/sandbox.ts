@@ -114,6 +114,8 @@ async function up(opts: { nodes: number; exit?: boolean; prometheus?: boolean })
     const record = await recordOf(overlay, workDir, prometheus);
     await demonstrate(overlay, record);
     if (opts.exit) return await teardown();
+    // A signal during the demonstration has torn the sandbox down: nothing is left to register.
+    if (stopping) return await stopping;
     await register(record);
   } catch (err) {
     // A signal tears the sandbox down while it is built, and what fails then fails for that.

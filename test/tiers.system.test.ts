@@ -11,6 +11,18 @@ import { packageRoot } from '../lab/paths.js';
 
 const NOBODY = 65534;
 
+/** Each failing test of a TAP report with its diagnostic block (the assertion, expected and actual, the stack): what CI shows of a unit test failing here. */
+function failuresOf(tap: string): string {
+  const failures: string[] = [];
+  let inFailure = false;
+  for (const line of tap.split('\n')) {
+    if (/^\s*not ok/.test(line)) inFailure = true;
+    if (inFailure) failures.push(line);
+    if (inFailure && line.trim() === '...') inFailure = false;
+  }
+  return failures.join('\n');
+}
+
 test('the unit tier passes as user nobody, without Redis or root', { timeout: 300_000 }, async () => {
   const tests = path.join(packageRoot, 'dist', 'test');
   const unit = readdirSync(tests, { recursive: true, encoding: 'utf8' })
@@ -23,7 +35,7 @@ test('the unit tier passes as user nobody, without Redis or root', { timeout: 30
     { timeoutMs: 240_000 },
   );
   const count = (name: string) => Number(new RegExp(`^# ${name} (\\d+)$`, 'm').exec(outcome.stdout)?.[1] ?? Number.NaN);
-  assert.equal(outcome.exitCode, 0, outcome.stdout.split('\n').filter((line) => /^\s*not ok/.test(line)).join('\n') || outcome.stderr);
+  assert.equal(outcome.exitCode, 0, failuresOf(outcome.stdout) || outcome.stderr);
   assert.equal(count('fail'), 0);
   assert.ok(count('pass') > 200, `${count('pass')} unit tests passed`);
 });

@@ -164,7 +164,7 @@ export interface PeerView {
   readonly node: string;
   /** Set while the store has forgotten this peer's lease: since when (epoch ms). */
   readonly unconfirmedSince?: number;
-  /** The data plane's figures for this peer since its entry was made (absent from daemons before 0.2). */
+  /** The data plane's figures for this peer since its entry was made (absent from older daemons). */
   readonly traffic?: PeerTrafficView;
 }
 

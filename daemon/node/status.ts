@@ -51,7 +51,7 @@ export type NodeState = 'starting' | 'waiting' | 'running';
  * lab read. Fields are only ever added, so an older CLI reads a newer daemon.
  */
 export interface StatusDocument {
-  /** The daemon's version (package.json); absent from daemons before 0.2. */
+  /** The daemon's version (package.json); absent from older daemons. */
   readonly version?: string;
   readonly state: NodeState;
   /** Why the node is not running yet. */
@@ -69,7 +69,7 @@ export interface StatusDocument {
     readonly publicIPv6?: string;
     readonly nodeName: string;
     readonly expiresAt: number | null;
-    /** Renewals fall at least this long before expiry (--lease-renew-margin); absent until the node follows its lease, and from daemons before 0.2. */
+    /** Renewals fall at least this long before expiry (--lease-renew-margin); absent until the node follows its lease, and from older daemons. */
     readonly renewMarginMs?: number;
     /** Set while renewing the lease fails (Redis unreachable): since when (epoch ms), how many attempts, the last error. */
     readonly renewalFailure?: { readonly since: number; readonly attempts: number; readonly error: string };
