@@ -218,8 +218,13 @@ function dropFigures<R extends string>(drops: Readonly<Record<R, number>> | unde
   return `node-wide drops ${reasons.map((reason) => `${reason} ${drops?.[reason] ?? 'unknown'}`).join(', ')}`;
 }
 
-/** The node-wide drops this path can meet: at the source, for want of a peer or of room; at the destination, by its ingress checks. */
-const SOURCE_DROPS: readonly EgressDropReason[] = ['no-route', 'too-big'];
+/**
+ * The node-wide drops this path can meet: at the source, for want of a peer
+ * or of room, or refused at its own send (a full socket buffer, its own
+ * firewall), which its peer entry still counts as sent; at the destination,
+ * by its ingress checks.
+ */
+const SOURCE_DROPS: readonly EgressDropReason[] = ['no-route', 'too-big', 'send-queue-full'];
 const DESTINATION_DROPS: readonly IngressDropReason[] = ['unknown-sender', 'spoofed-source', 'wrong-destination', 'unauthenticated'];
 
 function sentHop(from: End, to: End, status: ReportedStatus, entry: PeerView | undefined): Hop {

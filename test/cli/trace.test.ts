@@ -103,8 +103,16 @@ describe('trace: a healthy pair', () => {
   });
 
   it('shows the per-peer counters of both ends and the node-wide drops this path can meet', () => {
-    assert.match(hopOf(hops, 'source-counters').detail, /node-1 sent node-2 7 packets \(686 B\); node-wide drops no-route 0, too-big 0$/);
+    assert.match(hopOf(hops, 'source-counters').detail, /node-1 sent node-2 7 packets \(686 B\); node-wide drops no-route 0, too-big 0, send-queue-full 0$/);
     assert.match(hopOf(hops, 'destination-counters').detail, /node-2 received 5 packets \(490 B\) from node-1, the last 3s ago, 0 dropped; node-wide drops unknown-sender 0, spoofed-source 0, wrong-destination 0, unauthenticated 0$/);
+  });
+});
+
+describe("trace: datagrams the source's own node refused at its send", () => {
+  it('shows them next to what its peer entry counts as sent, which includes them', () => {
+    const counters = { ...emptyCounters(), egressDrops: { ...emptyCounters().egressDrops, 'send-queue-full': 4 } };
+    const hops = trace('10.244.1.5', '10.244.2.7', [look(A, statusOf(1, { counters })), look(B, statusOf(2))]);
+    assert.match(hopOf(hops, 'source-counters').detail, /node-1 sent node-2 7 packets \(686 B\); node-wide drops no-route 0, too-big 0, send-queue-full 4$/);
   });
 });
 
