@@ -30,6 +30,7 @@ export type CheckId =
   | 'peer-stale'
   | 'peer-endpoint'
   | 'peer-skipped'
+  | 'peer-skipped-by-design'
   | 'peer-silent'
   | 'lease-renewal'
   | 'lease-expiring'
@@ -60,6 +61,12 @@ export interface PeerSample extends PeerCounts {
 export interface NodeCounters {
   /** When they were read (the Redis clock, ms). */
   readonly at: number;
+  /**
+   * When its daemon started, by the same clock: `at` less its uptime. Absent
+   * when the daemon reports no uptime, and in a state file of an older
+   * doctor: such a look tells no restart since, and is no baseline.
+   */
+  readonly startedAt?: number;
   /** Drops by "egress <reason>" / "ingress <reason>". */
   readonly drops: Readonly<Record<string, number>>;
   /** Per peer subnet. A state file of an older doctor lacks drops and endpoint: such an entry is no baseline. */
@@ -119,7 +126,10 @@ export interface DiagnoseInput {
   readonly relisted?: readonly Lease[];
   /** The previous look at this cluster, if any. */
   readonly previous?: Look;
-  /** The Redis clock (ms), which lease expiries are written with. */
+  /**
+   * The Redis clock (ms), which lease expiries are written with, when the
+   * leases were listed again; also when a look that has no `readAt` was read.
+   */
   readonly now: number;
 }
 
@@ -132,22 +142,33 @@ export interface DiagnoseInput {
 const DEFAULT_RENEW_MARGIN_MS = LEASE_STORE_DEFAULTS.renewMarginMs;
 
 /**
- * A daemon whose uptime is shorter than the time since the previous look,
- * plus this, is taken to have restarted since: every count it reports is
- * new. The uptime is in whole seconds, and each look reads the clock before
- * it asks, a daemon answering up to --timeout later; the margin covers both,
- * and costs no more than treating a daemon that started just before the
- * previous look as restarted.
+ * A daemon whose start (when its status was read, less its uptime) is later
+ * than at the previous look by more than this has restarted since: every
+ * count it reports is new. The daemon rounds its uptime to a whole second,
+ * so each look's start is off by up to half a second, and later by the
+ * moments its answer took to arrive; the margin covers both. A restart is
+ * missed only when the daemon before it had run less than this at the
+ * previous look.
  */
-const RESTART_MARGIN_MS = 5_000;
+const RESTART_MARGIN_MS = 2_000;
+
+/**
+ * A pair's silence is judged only when the two daemons were read within this
+ * of each other, at this look and at the previous one. What the sender sent
+ * after the receiver was read is counted sent and not received: reads a
+ * survey round apart (with silent nodes, each round waits out --timeout)
+ * leave room for ten datagrams of a flow that began between them. Within
+ * one round the reads are moments apart.
+ */
+const READ_SKEW_MS = 2_000;
 
 /**
  * A pair's silence is judged only when the sender sent at least this many
- * datagrams since the previous look. The two daemons' counts are read
- * moments apart, so a datagram sent between the reads is counted sent and
- * not yet received, and UDP may lose one: on a quiet pair, a few sent and
- * none accepted is that, not a silent path. Ten with not one accepted is
- * beyond either.
+ * datagrams since the previous look, not counting those its own node
+ * refused at send. The two daemons' counts are read moments apart, so a
+ * datagram sent between the reads is counted sent and not yet received, and
+ * UDP may lose one: on a quiet pair, a few sent and none accepted is that,
+ * not a silent path. Ten with not one accepted is beyond either.
  */
 const SILENCE_MIN_SENT = 10;
 
@@ -305,11 +326,14 @@ function checkPeers(findings: Findings, name: string, own: Lease, status: Report
     const entry = entries.get(subnet);
     const latest = leases.at(-1);
     const who = `${latest ? nameOf(latest) : textOr(entry?.node) || subnet} (${subnet})`;
+    const refusal = made.at(-1);
     if (entry === undefined) {
+      const skip = skipped.get(subnet);
+      // Its lease makes no peer of it in either listing, and the daemon says it left it out: a node it shares no underlay family with, say. Its peer count stays below the leases' for good, which MiniflannelPeersMismatch sees.
+      if (skip && typeof refusal === 'string' && endpoints.length === 0) findings.seenBy(name, 'peer-skipped-by-design', 'info', `leaves out ${who}, as its lease makes no peer of it: ${refusal}`);
       // A peer in one listing only came or went while the survey ran: the daemon may have seen either.
       if (endpoints.length < 2) continue;
       expected++;
-      const skip = skipped.get(subnet);
       if (skip) findings.seenBy(name, 'peer-skipped', 'warning', `left out ${who}: ${String(skip.reason)}`);
       else findings.seenBy(name, 'peer-missing', 'error', `no peer entry for ${who}`);
       continue;
@@ -321,7 +345,6 @@ function checkPeers(findings: Findings, name: string, own: Lease, status: Report
       continue;
     }
     const forgottenAt = validCount(entry.unconfirmedSince);
-    const refusal = made.at(-1);
     if (forgottenAt !== undefined) findings.seenBy(name, 'peer-stale', 'warning', `a peer entry for ${who} at ${String(entry.endpoint)}, kept since ${isoTime(forgottenAt)} while its node re-asserts the lease the store lost (miniflanneld --peer-grace)`);
     else if (typeof refusal === 'string') findings.seenBy(name, 'peer-stale', 'error', `a peer entry for ${who} at ${String(entry.endpoint)}, which its stored lease does not make a peer: ${refusal}`);
     else findings.seenBy(name, 'peer-stale', 'error', `a peer entry for ${who} at ${String(entry.endpoint)}, which the store has no lease for`);
@@ -376,12 +399,13 @@ interface Baseline {
   readonly restarted: boolean;
 }
 
-function baselineOf(previous: NodeCounters | undefined, status: ReportedStatus, now: number): Baseline | undefined {
-  if (previous === undefined) return undefined;
-  const elapsedMs = Math.max(1, now - previous.at);
-  const uptimeMs = (validCount(status.uptimeSeconds) ?? 0) * 1000;
-  const restarted = uptimeMs < elapsedMs + RESTART_MARGIN_MS;
-  return { counters: previous, seconds: (restarted ? Math.max(1000, Math.min(elapsedMs, uptimeMs)) : elapsedMs) / 1000, restarted };
+/** The previous look's counters as a baseline for counts read at `readAt` from a daemon started at `startedAt`; none when either start is unknown. */
+function baselineOf(previous: NodeCounters | undefined, startedAt: number | undefined, readAt: number): Baseline | undefined {
+  const startedBefore = validCount(previous?.startedAt);
+  if (previous === undefined || startedAt === undefined || startedBefore === undefined) return undefined;
+  const elapsedMs = Math.max(1, readAt - previous.at);
+  const restarted = startedAt > startedBefore + RESTART_MARGIN_MS;
+  return { counters: previous, seconds: (restarted ? Math.max(1000, Math.min(elapsedMs, readAt - startedAt)) : elapsedMs) / 1000, restarted };
 }
 
 /** An entry's counts since the previous look; undefined when there is no telling: no previous look, a restart since, or an entry made anew (its peer moved). */
@@ -395,19 +419,31 @@ function countsSince(sample: PeerSample, baseline: Baseline | undefined, subnet:
   return sent >= 0 && received >= 0 && drops >= 0 ? { sent, received, drops } : undefined;
 }
 
-/** What checkSilence needs of a node: its name, its baseline, its peer entries' samples. */
+/** What checkSilence needs of a node. */
 interface NodeTraffic {
   readonly name: string;
   readonly baseline: Baseline | undefined;
   readonly samples: ReadonlyMap<string, PeerSample>;
+  /** When its status was read. */
+  readonly readAt: number;
+  /** Datagrams its own node refused at send since the previous look (egress send-queue-full), to any peer: each peer entry still counts its own as sent. */
+  readonly refused: number;
+}
+
+/** Whether the two daemons were read within READ_SKEW_MS of each other at this look and at the previous one. */
+function readTogether(a: NodeTraffic, b: NodeTraffic): boolean {
+  const apart = (x: number, y: number): boolean => Math.abs(x - y) > READ_SKEW_MS;
+  return a.baseline !== undefined && b.baseline !== undefined && !apart(a.readAt, b.readAt) && !apart(a.baseline.counters.at, b.baseline.counters.at);
 }
 
 /**
  * "A accepted nothing from B": since the previous look, B's entry for A
- * counts at least SILENCE_MIN_SENT sent, and A's entry for B counts every
- * datagram received also dropped (a wrong cluster key: all refused as
- * unauthenticated), or none received. A pair whose counts since then cannot
- * be told on both sides is not judged.
+ * counts at least SILENCE_MIN_SENT sent beyond what B's own node refused at
+ * send (its own firewall, a full socket buffer: B's problem, which its
+ * drops show), and A's entry for B counts every datagram received also
+ * dropped (a wrong cluster key: all refused as unauthenticated), or none
+ * received. A pair whose counts since then cannot be told on both sides, or
+ * whose daemons were read too far apart, is not judged.
  */
 function checkSilence(findings: Findings, nodes: ReadonlyMap<string, NodeTraffic>): void {
   for (const [receiverSubnet, receiver] of nodes) {
@@ -417,14 +453,16 @@ function checkSilence(findings: Findings, nodes: ReadonlyMap<string, NodeTraffic
       if (sender === undefined || toReceiver === undefined) continue;
       const sent = countsSince(toReceiver, sender.baseline, receiverSubnet)?.sent;
       const heard = countsSince(fromSender, receiver.baseline, senderSubnet);
-      if (sent === undefined || heard === undefined || sent < SILENCE_MIN_SENT || heard.received > heard.drops) continue;
+      if (sent === undefined || heard === undefined || sent - sender.refused < SILENCE_MIN_SENT || heard.received > heard.drops || !readTogether(sender, receiver)) continue;
       const [a, b] = [receiver.name, sender.name];
-      findings.add('peer-silent', 'error', [a, b], `${a} accepted nothing from ${b}: ${b} sent ${sent} since the last look; ${a} received ${heard.received} and dropped ${heard.drops}`);
+      const refused = sender.refused > 0 ? ` (its own node refused ${sender.refused} datagrams at send, to any peer)` : '';
+      findings.add('peer-silent', 'error', [a, b], `${a} accepted nothing from ${b}: ${b} sent ${sent} since the last look${refused}; ${a} received ${heard.received} and dropped ${heard.drops}`);
     }
   }
 }
 
-function dropsOf(findings: Findings, name: string, drops: Record<string, number>, baseline: Baseline | undefined): NonNullable<NodeReport['drops']> {
+/** The node's drops since its baseline, or since it started when there is none (`unknownUptime`: there was a previous look, but the daemon reports no uptime to tell a restart by). */
+function dropsOf(findings: Findings, name: string, drops: Record<string, number>, baseline: Baseline | undefined, unknownUptime: boolean): NonNullable<NodeReport['drops']> {
   const byReason: Record<string, number> = {};
   for (const [reason, n] of Object.entries(drops)) {
     const grown = baseline === undefined || baseline.restarted ? n : since(n, baseline.counters.drops[reason]);
@@ -433,7 +471,8 @@ function dropsOf(findings: Findings, name: string, drops: Record<string, number>
   const total = Object.values(byReason).reduce((a, b) => a + b, 0);
   const listed = Object.entries(byReason).map(([reason, n]) => `${reason} ${n}`).join(', ');
   if (baseline === undefined) {
-    if (total > 0) findings.add('drops', 'info', [name], `${name} has dropped ${total} packets since it started: ${listed}`);
+    const which = unknownUptime ? '; its daemon reports no uptime, so how many are since the last look is unknown' : '';
+    if (total > 0) findings.add('drops', 'info', [name], `${name} has dropped ${total} packets since it started: ${listed}${which}`);
     return { total, seconds: null, perSecond: null, byReason };
   }
   const { seconds } = baseline;
@@ -458,6 +497,7 @@ export function diagnose(input: DiagnoseInput): Diagnosis {
     const name = nameOf(lease);
     const state = stateOf(look);
     const relisted = listings.after.get(lease.subnet);
+    const readAt = look.readAt ?? now;
     let reason: string | undefined;
     let peers: NodeReport['peers'] = null;
     let drops: NodeReport['drops'] = null;
@@ -483,11 +523,15 @@ export function diagnose(input: DiagnoseInput): Diagnosis {
       samples = peerSamples(status);
       if (counters) {
         const before = previous?.nodes[lease.subnet];
-        const baseline = baselineOf(before, status, now);
-        firstLook ||= before === undefined;
-        drops = dropsOf(findings, name, counters, baseline);
-        traffic.set(lease.subnet, { name, baseline, samples });
-        kept[lease.subnet] = { at: now, drops: counters, peers: Object.fromEntries(samples) };
+        const uptimeSeconds = validCount(status.uptimeSeconds);
+        const startedAt = uptimeSeconds === undefined ? undefined : readAt - uptimeSeconds * 1000;
+        const baseline = baselineOf(before, startedAt, readAt);
+        const unknownUptime = before !== undefined && startedAt === undefined;
+        // A previous look that kept no start (an older doctor's) is as good as none.
+        firstLook ||= baseline === undefined && !unknownUptime;
+        drops = dropsOf(findings, name, counters, baseline, unknownUptime);
+        traffic.set(lease.subnet, { name, baseline, samples, readAt, refused: drops.byReason['egress send-queue-full'] ?? 0 });
+        kept[lease.subnet] = { at: readAt, ...(startedAt === undefined ? {} : { startedAt }), drops: counters, peers: Object.fromEntries(samples) };
       }
     }
     if (relisted !== undefined) checkLease(findings, name, relisted, status, now);

@@ -23,6 +23,8 @@ export interface NodeLook {
   readonly lease: Lease;
   readonly url: string;
   readonly status?: ReportedStatus;
+  /** When the status was read, by SurveyOptions.clock: the nodes of one survey are read up to several --timeout apart. */
+  readonly readAt?: number;
   /** Why there is no status: unreachable, timeout, HTTP error, not a status document. */
   readonly error?: string;
 }
@@ -36,6 +38,8 @@ export interface SurveyOptions {
   readonly concurrency: number;
   /** How a status is fetched; default: HTTP (fetchStatusJson). */
   readonly fetchStatus?: StatusFetcher;
+  /** The clock each readAt is taken from (ms); default: Date.now. */
+  readonly clock?: () => number;
 }
 
 /** A JSON object: what a status document and each of its sections must be. */
@@ -113,7 +117,8 @@ export async function lookAtNodes(leases: readonly Lease[], options: SurveyOptio
     let url = '';
     try {
       url = statusUrl(lease, options.port);
-      return { lease, url, status: await readStatus(url, url, options.timeoutMs, options.fetchStatus) };
+      const status = await readStatus(url, url, options.timeoutMs, options.fetchStatus);
+      return { lease, url, status, readAt: (options.clock ?? Date.now)() };
     } catch (err) {
       return { lease, url, error: err instanceof Error ? err.message : String(err) };
     }

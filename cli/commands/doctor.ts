@@ -114,11 +114,13 @@ async function doctor(command: Command, opts: DoctorOptions): Promise<void> {
   const out = outputOf(command);
   const settings = settingsOf(command);
   // The leases are listed again after the survey: a node that joins or leaves meanwhile is no daemon's fault (diagnose).
+  // Each status is read at its own time, and the leases' time left is judged by the clock at the second listing.
   const { network, looks, relisted, now, cluster } = await withStore(settings, async (store) => {
     const [listing, config] = await Promise.all([store.listLeases(), store.getNetworkConfig()]);
-    const now = Math.floor(store.serverNow());
-    const looks = await lookAtNodes(listing.leases, { port: opts.port, timeoutMs: settings.timeoutMs, concurrency: opts.concurrency });
-    return { network: config, looks, relisted: (await store.listLeases()).leases, now, cluster: `${store.address} ${settings.prefix}` };
+    const clock = (): number => Math.floor(store.serverNow());
+    const looks = await lookAtNodes(listing.leases, { port: opts.port, timeoutMs: settings.timeoutMs, concurrency: opts.concurrency, clock });
+    const relisted = (await store.listLeases()).leases;
+    return { network: config, looks, relisted, now: clock(), cluster: `${store.address} ${settings.prefix}` };
   });
   const stateFile = opts.state ?? defaultStatePath();
   const state = await readState(stateFile, out);

@@ -4,9 +4,11 @@
 // the cluster a step at a time, each left in place for the next, and each is
 // recognised by the exit code and in the JSON: healthy; a node whose
 // firewall drops the overlay's datagrams (it accepts nothing from a peer
-// that sends to it); a lease changed in Redis behind the daemons' backs
-// (their peer entries stale, which trace names too); a node whose Redis
-// traffic is rejected; a daemon killed.
+// that sends to it); a node whose firewall refuses its own outgoing
+// datagrams (its drops show it, and no peer is called silent); a lease
+// changed in Redis behind the daemons' backs (their peer entries stale,
+// which trace names too); a node whose Redis traffic is rejected; a daemon
+// killed.
 
 import assert from 'node:assert/strict';
 import { mkdtemp } from 'node:fs/promises';
@@ -88,19 +90,47 @@ test('healthy: exit 0, every daemon running with both peers, and after pod pings
   assert.ok(second.report.nodes.every((n) => typeof n.drops?.perSecond === 'number'));
 });
 
+/** Twelve echo requests from node 1's pod to node 2's, none answered. */
+async function pingUnanswered(): Promise<void> {
+  const ping = await overlay.pods[0]!.ns.execForOutcome(['ping', '-c', '12', '-i', '0.05', '-W', '1', overlay.pods[1]!.ip]);
+  assert.notEqual(ping.exitCode, 0, ping.stdout);
+}
+
 test("a node whose firewall drops the overlay's datagrams: it accepted nothing from a peer that sent to it since the last look, exit 1", async () => {
   const ns = overlay.sandbox.nodes[1]!.ns;
   const rule = ['INPUT', '-p', 'udp', '--dport', '8285', '-j', 'DROP'];
+  // The look to compare with, just before: silence is judged over the time between the two.
+  const baseline = await doctor();
+  assert.equal(baseline.code, 0, JSON.stringify(baseline.report.findings));
   await ns.exec(['iptables', '-w', '5', '-I', ...rule]);
   try {
-    // Twelve echo requests from node 1's pod to node 2's, every one dropped before node 2's daemon sees it.
-    const ping = await overlay.pods[0]!.ns.execForOutcome(['ping', '-c', '12', '-i', '0.05', '-W', '1', overlay.pods[1]!.ip]);
-    assert.notEqual(ping.exitCode, 0, ping.stdout);
+    // Every one dropped before node 2's daemon sees it.
+    await pingUnanswered();
     const { code, report } = await doctor();
     assert.equal(code, 1);
     assert.deepEqual(checks(report), [`peer-silent ${[name(1), name(2)].sort().join(',')}`]);
     const silent = new RegExp(`^${name(2)} accepted nothing from ${name(1)}: ${name(1)} sent (\\d+) since the last look; ${name(2)} received 0 and dropped 0$`).exec(report.findings.find((f) => f.check === 'peer-silent')!.message);
     assert.ok(silent && Number(silent[1]) >= 12, JSON.stringify(report.findings));
+  } finally {
+    await ns.exec(['iptables', '-w', '5', '-D', ...rule]);
+  }
+});
+
+test('a node whose firewall refuses its own outgoing datagrams: no peer is called silent, its drops show them refused at send', async () => {
+  const ns = overlay.sandbox.nodes[0]!.ns;
+  const rule = ['OUTPUT', '-p', 'udp', '--dport', '8285', '-j', 'DROP'];
+  const before = await doctor();
+  assert.equal(before.code, 0, JSON.stringify(before.report.findings));
+  await ns.exec(['iptables', '-w', '5', '-I', ...rule]);
+  try {
+    // Node 1's data plane counts each as sent to node 2, and the kernel refuses each at its send (EPERM).
+    await pingUnanswered();
+    const { report } = await doctor();
+    assert.deepEqual(checks(report).filter((check) => !check.startsWith('drops ')), [], JSON.stringify(report.findings));
+    const sent = (r: Report) => nodeOf(r, 1).traffic![subnetOfNode(2)]!.sent;
+    assert.ok(sent(report) - sent(before.report) >= 12, JSON.stringify(nodeOf(report, 1).traffic));
+    assert.ok((nodeOf(report, 1).drops?.byReason['egress send-queue-full'] ?? 0) >= 12, JSON.stringify(nodeOf(report, 1).drops));
+    assert.match(report.findings.find((f) => f.check === 'drops' && f.nodes.includes(name(1)))!.message, /egress send-queue-full \d+/);
   } finally {
     await ns.exec(['iptables', '-w', '5', '-D', ...rule]);
   }
