@@ -8,11 +8,12 @@
 // endpoint for) is one finding that lists the nodes, so a thousand-node
 // cluster with one bad lease reads as one line.
 
+import type { Peer } from '../../daemon/dataplane/index.js';
 import { LEASE_STORE_DEFAULTS, type Lease, type NetworkConfig } from '../../daemon/lease/index.js';
 import { formatCidr } from '../../daemon/net/ipv4.js';
 import { formatCidr6 } from '../../daemon/net/ipv6.js';
 import { peerFromLease, underlayOf } from '../../daemon/node/peers.js';
-import { formatEndpoint } from '../../daemon/transport/index.js';
+import { formatEndpoint, type TransportFamily } from '../../daemon/transport/index.js';
 import { humanDuration, isoTime } from '../output.js';
 import { isObject, type NodeLook, type ReportedStatus } from './survey.js';
 
@@ -88,7 +89,7 @@ export interface NodeReport {
   readonly url: string;
   readonly reserved: boolean;
   readonly expiresAt: number | null;
-  /** null: the daemon did not say (before 0.2), or did not answer. */
+  /** null: the daemon did not say (an older one), or did not answer. */
   readonly version: string | null;
   readonly state: NodeState;
   /** Why it is not running, or why it did not answer. */
@@ -102,7 +103,7 @@ export interface NodeReport {
    * the daemon started when there is none (`seconds` null); null when unknown.
    */
   readonly drops: { readonly total: number; readonly seconds: number | null; readonly perSecond: number | null; readonly byReason: Readonly<Record<string, number>> } | null;
-  /** Each peer entry's packets (by the peer's subnet) since the entry was made, as the daemon reports them; null from a daemon that reports none (before 0.2). */
+  /** Each peer entry's packets (by the peer's subnet) since the entry was made, as the daemon reports them; null from a daemon that reports none (an older one). */
   readonly traffic: Readonly<Record<string, PeerCounts>> | null;
 }
 
@@ -136,7 +137,7 @@ export interface DiagnoseInput {
 /**
  * A healthy keeper renews its lease at least its --lease-renew-margin before
  * expiry, so a lease with less time left has missed its renewal. A daemon
- * reports its margin; for one that does not (before 0.2, or not yet
+ * reports its margin; for one that does not (an older one, or one not yet
  * following its lease) this default is assumed.
  */
 const DEFAULT_RENEW_MARGIN_MS = LEASE_STORE_DEFAULTS.renewMarginMs;
@@ -256,7 +257,7 @@ function flatDrops(status: ReportedStatus): Record<string, number> | undefined {
   return drops;
 }
 
-/** Each peer entry's counts and endpoint, by the peer's subnet; absent entries and daemons before 0.2 have none. */
+/** Each peer entry's counts and endpoint, by the peer's subnet; absent entries and older daemons have none. */
 function peerSamples(status: ReportedStatus): Map<string, PeerSample> {
   const samples = new Map<string, PeerSample>();
   for (const peer of status.peers ?? []) {
@@ -280,6 +281,39 @@ function stateOf(look: NodeLook): NodeState {
 interface Listings {
   readonly before: ReadonlyMap<string, Lease>;
   readonly after: ReadonlyMap<string, Lease>;
+}
+
+/** What a subnet's leases make of it for a node on one underlay: the peer or the refusal from each listing, and the endpoints among them. */
+interface Expected {
+  readonly made: readonly (Peer | string)[];
+  readonly endpoints: readonly string[];
+}
+
+/**
+ * The peer entries nodes should hold, worked out once per underlay and
+ * subnet rather than once per node and subnet: every node on one underlay
+ * expects the same entry for a lease, and at 1,000 nodes the difference is
+ * a thousand peerFromLease calls against a million.
+ */
+class ExpectedPeers {
+  private readonly byUnderlay = new Map<TransportFamily, Map<string, Expected>>();
+
+  constructor(
+    private readonly listings: Listings,
+    private readonly network: NetworkConfig,
+  ) {}
+
+  of(subnet: string, underlay: TransportFamily): Expected {
+    let bySubnet = this.byUnderlay.get(underlay);
+    if (bySubnet === undefined) this.byUnderlay.set(underlay, (bySubnet = new Map()));
+    let expected = bySubnet.get(subnet);
+    if (expected === undefined) {
+      const made = leasesOn(this.listings, subnet).map((lease) => peerFromLease(lease, this.network, underlay));
+      expected = { made, endpoints: made.flatMap((peer) => (typeof peer === 'string' ? [] : [formatEndpoint(peer.endpoint)])) };
+      bySubnet.set(subnet, expected);
+    }
+    return expected;
+  }
 }
 
 /** The subnet's lease in each listing that holds one, the later last. */
@@ -310,7 +344,7 @@ function checkConfig(findings: Findings, name: string, leases: readonly Lease[],
  * in either listing; returns matching/expected. A lease that came, went or
  * changed between the listings is expected only when the daemon has it.
  */
-function checkPeers(findings: Findings, name: string, own: Lease, status: ReportedStatus, listings: Listings, network: NetworkConfig): NodeReport['peers'] {
+function checkPeers(findings: Findings, name: string, own: Lease, status: ReportedStatus, listings: Listings, expectedPeers: ExpectedPeers): NodeReport['peers'] {
   const underlay = underlayOf(own);
   if (underlay === undefined || status.peers === undefined) return null;
   const entries = new Map(status.peers.filter((p) => typeof p.subnet === 'string').map((p) => [p.subnet, p]));
@@ -320,11 +354,9 @@ function checkPeers(findings: Findings, name: string, own: Lease, status: Report
   let matching = 0;
   let expected = 0;
   for (const subnet of subnets) {
-    const leases = leasesOn(listings, subnet);
-    const made = leases.map((lease) => peerFromLease(lease, network, underlay));
-    const endpoints = made.flatMap((peer) => (typeof peer === 'string' ? [] : [formatEndpoint(peer.endpoint)]));
+    const { made, endpoints } = expectedPeers.of(subnet, underlay);
     const entry = entries.get(subnet);
-    const latest = leases.at(-1);
+    const latest = listings.after.get(subnet) ?? listings.before.get(subnet);
     const who = `${latest ? nameOf(latest) : textOr(entry?.node) || subnet} (${subnet})`;
     const refusal = made.at(-1);
     if (entry === undefined) {
@@ -380,7 +412,7 @@ function checkVersions(findings: Findings, looks: readonly NodeLook[]): void {
   const byVersion = new Map<string, string[]>();
   for (const look of looks) {
     if (look.status === undefined) continue;
-    const version = textOr(look.status.version) ?? 'unknown (before 0.2)';
+    const version = textOr(look.status.version) ?? 'unknown (an older daemon)';
     byVersion.set(version, [...(byVersion.get(version) ?? []), nameOf(look.lease)]);
   }
   if (byVersion.size < 2) return;
@@ -487,6 +519,7 @@ export function diagnose(input: DiagnoseInput): Diagnosis {
   const findings = new Findings();
   const before = new Map(looks.map((look) => [look.lease.subnet, look.lease]));
   const listings: Listings = { before, after: input.relisted ? new Map(input.relisted.map((lease) => [lease.subnet, lease])) : before };
+  const expectedPeers = new ExpectedPeers(listings, network);
   const kept: Record<string, NodeCounters> = {};
   const traffic = new Map<string, NodeTraffic>();
   const nodes: NodeReport[] = [];
@@ -518,7 +551,7 @@ export function diagnose(input: DiagnoseInput): Diagnosis {
       if (status.store?.connected === false) findings.add('store-unreachable', 'error', [name], `${name} cannot reach the lease store at ${textOr(status.store.address) ?? 'its --redis-url'}`);
       checkConfig(findings, name, leasesOn(listings, lease.subnet), status, network);
       // Until it runs, a daemon's peer table is being built: only what it says of itself is judged.
-      if (state === 'running') peers = checkPeers(findings, name, lease, status, listings, network);
+      if (state === 'running') peers = checkPeers(findings, name, lease, status, listings, expectedPeers);
       const counters = flatDrops(status);
       samples = peerSamples(status);
       if (counters) {

@@ -166,7 +166,7 @@ function daemonHop(hop: 'source-daemon' | 'destination-daemon', end: End): Hop {
 function routeHop(from: End, status: ReportedStatus, dst: PodAddress): Hop {
   const hop = 'source-route';
   const routes = status.node?.routes;
-  if (routes === undefined) return { hop, status: 'unknown', detail: `${from.node} does not report its TUN routes (a daemon before 0.2, or its data path is not open)` };
+  if (routes === undefined) return { hop, status: 'unknown', detail: `${from.node} does not report its TUN routes (an older daemon, or its data path is not open)` };
   const tun = status.node?.tun ?? 'its TUN';
   // A route may be reported with more than its destination ("10.244.0.0/16 dev flannel0"): the first word is the destination.
   const route = routes.find((text) => subnetHolds(text.split(/\s+/)[0], dst));

@@ -194,11 +194,11 @@ describe('doctor checks', () => {
     assert.equal(only(d, 'config-mismatch').message, 'node-2 runs with Network 10.245.0.0/16 (stored: 10.244.0.0/16), IPv6Network fd00::/56 (stored: none)');
   });
 
-  it('reports version skew, naming the nodes off the most common version, a daemon before 0.2 among them', () => {
+  it('reports version skew, naming the nodes off the most common version, an older daemon among them', () => {
     const d = run(cluster({ 2: (s) => ({ ...s, version: '0.1.9' }), 3: ({ version: _, ...s }) => s }));
     const skew = only(d, 'version-skew');
     assert.equal(skew.severity, 'warning');
-    assert.equal(skew.message, 'daemons run 3 versions: 0.2.0 on 1 (node-1); 0.1.9 on 1 (node-2); unknown (before 0.2) on 1 (node-3)');
+    assert.equal(skew.message, 'daemons run 3 versions: 0.2.0 on 1 (node-1); 0.1.9 on 1 (node-2); unknown (an older daemon) on 1 (node-3)');
     assert.deepEqual(skew.nodes, ['node-2', 'node-3']);
     assert.deepEqual(run(cluster()).findings.filter((f) => f.check === 'version-skew'), []);
   });
@@ -397,7 +397,7 @@ describe('doctor checks', () => {
     });
   });
 
-  it('judges no traffic from a daemon that reports none (before 0.2)', () => {
+  it('judges no traffic from a daemon that reports none (an older one)', () => {
     const old = (s: StatusDocument): StatusDocument => ({ ...s, peers: s.peers.map(({ traffic: _, ...p }) => p) });
     const d = run(cluster({ 1: old, 2: (s) => ({ ...s, peers: s.peers.map((p) => ({ ...p, traffic: { ...TRAFFIC, packetsSent: 99 } })) }) }));
     assert.deepEqual(problems(d), []);
