@@ -38,6 +38,14 @@ export interface ControlPlaneRequest {
   readonly leaseRenewMargin: number;
   readonly kill: number;
 }
+/** The bench's simulated cluster is 10.0.0.0/8 in /24s: this many nodes at most. */
+export const DOCTOR_MAX_NODES = 65_536;
+export interface DoctorRequest {
+  /** At most DOCTOR_MAX_NODES. */
+  readonly nodes: number;
+  /** Looks in a row; the first has no previous look to compare with. */
+  readonly looks: number;
+}
 export interface AllRequest {
   readonly encap: EncapRequest;
   readonly e2e: E2eRequest;
@@ -54,6 +62,7 @@ export interface BenchLab {
   encap(opts: EncapRequest, context: BenchContext): Promise<void>;
   e2e(opts: E2eRequest, context: BenchContext): Promise<void>;
   controlPlane(opts: ControlPlaneRequest, context: BenchContext): Promise<void>;
+  doctor(opts: DoctorRequest, context: BenchContext): Promise<void>;
   all(opts: AllRequest, context: BenchContext): Promise<void>;
 }
 

@@ -6,7 +6,7 @@ import path from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { examples, outputOf, positiveInteger, wholeNumber } from '../conventions.js';
 import { UsageError } from '../errors.js';
-import { loadLab, type BenchContext, type ControlPlaneRequest, type E2eRequest, type EncapRequest } from '../lab.js';
+import { DOCTOR_MAX_NODES, loadLab, type BenchContext, type ControlPlaneRequest, type DoctorRequest, type E2eRequest, type EncapRequest } from '../lab.js';
 import { packageVersion } from '../../daemon/version.js';
 
 const benchLab = () => loadLab('bench', 'miniflannel bench');
@@ -49,6 +49,7 @@ type Flags<T> = { -readonly [K in keyof T]: T[K] } & { quick?: boolean; out?: st
 type EncapOpts = Flags<EncapRequest>;
 type E2eOpts = Flags<E2eRequest> & { svg?: string };
 type ControlPlaneOpts = Flags<ControlPlaneRequest>;
+type DoctorOpts = Flags<DoctorRequest>;
 
 /** "120s", "2m", "1h", "500ms": a duration with its unit, in ms. */
 function durationArg(value: string): number {
@@ -147,6 +148,21 @@ export function benchCommand(): Command {
       checkControlPlane(opts);
       await checkWritable('--out', opts.out);
       await (await benchLab()).controlPlane(opts, context(command, { out: opts.out }));
+    });
+
+  bench
+    .command('doctor')
+    .description("what one look of `miniflannel doctor` costs the CLI at N nodes of N-1 peers each: the survey's parsing of every /status and the checks, the network left out (no root)")
+    .addOption(new Option('--nodes <n>', `simulated nodes, at most ${DOCTOR_MAX_NODES.toLocaleString('en')}`).default(1000).argParser(positiveInteger))
+    .addOption(new Option('--looks <n>', 'looks in a row, each after the first against the one before').default(4).argParser(positiveInteger))
+    .addOption(quickOption('100 nodes, 2 looks, a second'))
+    .addOption(outOption())
+    .addHelpText('after', examples('miniflannel bench doctor', 'miniflannel bench doctor --nodes 500 --looks 6 --out doctor.json', 'miniflannel bench doctor --quick --json'))
+    .action(async (raw: DoctorOpts, command: Command) => {
+      const opts = applyQuick(command, raw, { nodes: 100, looks: 2 });
+      if (opts.nodes > DOCTOR_MAX_NODES) throw new UsageError(`--nodes ${opts.nodes}: the simulated cluster's 10.0.0.0/8 holds at most ${DOCTOR_MAX_NODES.toLocaleString('en')} /24 subnets`);
+      await checkWritable('--out', opts.out);
+      await (await benchLab()).doctor(opts, context(command, { out: opts.out }));
     });
 
   bench

@@ -1,6 +1,7 @@
 // The bench results as people read them: aligned tables on stdout.
 import type { Output } from '../../cli/output.js';
 import { CONTROL_PLANE_TARGETS, type ControlPlaneResult } from './control-plane.js';
+import type { DoctorResult } from './doctor.js';
 import type { E2eResult, UdpMedians } from './e2e.js';
 import type { EncapFigure } from './encap.js';
 
@@ -156,5 +157,26 @@ export function controlPlaneReport(out: Output, r: ControlPlaneResult): string {
     ),
     '',
     `derived: ${d.formula}`,
+  ].join('\n');
+}
+
+export function doctorReport(out: Output, r: DoctorResult): string {
+  const o = r.options;
+  const mib = (bytes: number) => `${fixed(bytes / 2 ** 20, 0)} MiB`;
+  const mb = (bytes: number) => `${fixed(bytes / 1e6, 1)} MB`;
+  return [
+    `doctor's side of a look at ${o.nodes.toLocaleString('en')} nodes of ${o.peersPerNode.toLocaleString('en')} peers each: the survey parsing every daemon's /status (${o.concurrency} at once) and the checks; the network left out`,
+    '',
+    out.fields([
+      ['first look', `${fixed(r.firstLookSeconds, 2)} s (no earlier look to compare with)`],
+      ['later looks', r.laterLooksMedianSeconds === null ? 'none (--looks 1)' : `${fixed(r.laterLooksMedianSeconds, 2)} s, median of ${o.looks - 1} (each against the look before)`],
+      ['/status JSON per look', mb(r.looks[0]!.statusBytes)],
+      ['memory', `peak heap used ${mib(r.peakHeapUsedBytes)}, ${mib(r.looks[0]!.heapUsedAtStartBytes)} at the first look's start (the simulated /status texts); peak RSS ${mib(r.peakRssBytes)}`],
+    ]),
+    '',
+    out.table(
+      ['look', 'seconds', '/status JSON', 'heap used at start', 'peak heap used'],
+      r.looks.map((l, i) => [String(i + 1), fixed(l.seconds, 2), mb(l.statusBytes), mib(l.heapUsedAtStartBytes), mib(l.peakHeapUsedBytes)]),
+    ),
   ].join('\n');
 }

@@ -1,6 +1,7 @@
 // The benchmarks behind `miniflannel bench`: encap (the hot path in
 // process), e2e (every data path side by side in namespaces), control-plane
-// (N simulated daemons against one Redis), and all three in a row. Progress
+// (N simulated daemons against one Redis), all three in a row, and doctor
+// (what a look at N nodes costs the CLI). Progress
 // goes to stderr, the tables (or with --json the result document) to stdout,
 // and --out writes the document to a file, with the e2e chart next to it.
 // The CLI has parsed and checked the options; prerequisites are checked
@@ -8,15 +9,16 @@
 import { constants } from 'node:fs';
 import { access, writeFile } from 'node:fs/promises';
 import { benchControlPlane, type ControlPlaneResult } from './control-plane.js';
+import { benchDoctor } from './doctor.js';
 import { benchE2e, type E2eResult } from './e2e.js';
 import { benchEncap, type EncapFigure, type Family } from './encap.js';
 import { interruptible, InterruptedError } from './interrupt.js';
 import { requireBinaries, requireRoot, which, PrerequisiteError } from './prerequisites.js';
 import { MeasurementProcesses } from './processes.js';
-import { controlPlaneReport, e2eReport, encapReport } from './report.js';
+import { controlPlaneReport, doctorReport, e2eReport, encapReport } from './report.js';
 import { document, writeJson, type BenchDocument } from './result.js';
 import { e2eChart } from './svg.js';
-import type { AllRequest, BenchContext, BenchLab, ControlPlaneRequest, E2eRequest, EncapRequest } from '../../cli/lab.js';
+import type { AllRequest, BenchContext, BenchLab, ControlPlaneRequest, DoctorRequest, E2eRequest, EncapRequest } from '../../cli/lab.js';
 import type { Output } from '../../cli/output.js';
 
 const CNI_BRIDGE = '/usr/lib/cni/bridge';
@@ -132,6 +134,12 @@ async function controlPlane(opts: ControlPlaneRequest, { out, version, files }: 
   await finish(out, doc, controlPlaneReport(out, doc.result), files);
 }
 
+async function doctor(opts: DoctorRequest, { out, version, files }: BenchContext): Promise<void> {
+  const log = progress();
+  const doc = await document('doctor', version, () => benchDoctor({ nodes: opts.nodes, looks: opts.looks, log }));
+  await finish(out, doc, doctorReport(out, doc.result), files);
+}
+
 async function all(opts: AllRequest, { out, version, files }: BenchContext): Promise<void> {
   const { openvpn } = await e2ePrerequisites('bench all');
   await controlPlanePrerequisites('bench all');
@@ -167,4 +175,4 @@ async function all(opts: AllRequest, { out, version, files }: BenchContext): Pro
   if (failures.length > 0) throw new BenchFailedError(`bench all: ${failures.join('; ')}`);
 }
 
-export const lab: BenchLab = { encap, e2e, controlPlane, all };
+export const lab: BenchLab = { encap, e2e, controlPlane, doctor, all };
