@@ -54,6 +54,14 @@ export interface Metrics {
   scrape(): Promise<string>;
 }
 
+/**
+ * How often the event-loop lag (nodejs_eventloop_lag_*) is sampled. The
+ * sampler is a timer on the daemon's own loop, so prom-client's default of
+ * 10 ms woke an idle daemon 100 times a second; once a second still catches
+ * any stall long enough to matter to the packet path's latency.
+ */
+export const EVENT_LOOP_SAMPLE_MS = 1000;
+
 export interface MetricsOptions {
   /** Whether the node keeps a lease in a store (lease mode, the default): static mode has no lease or store series. */
   readonly leaseStore?: boolean;
@@ -77,7 +85,7 @@ const peerSeries: readonly { name: string; help: string; read: (traffic: PeerTra
 
 export function createMetrics(source: MetricsSource, options: MetricsOptions = {}): Metrics {
   const registry = new Registry();
-  collectDefaultMetrics({ register: registry });
+  collectDefaultMetrics({ register: registry, eventLoopMonitoringPrecision: EVENT_LOOP_SAMPLE_MS });
   new Gauge({
     name: 'miniflannel_build_info',
     help: "The daemon's version, as a label; always 1",

@@ -1,11 +1,12 @@
 // The node's status: the GET /status document, /readyz and the metric
 // sources, built from the parts the start-up steps hand over (plain fakes
 // here), read when asked rather than copied.
+import { createRequire } from 'node:module';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { pino } from 'pino';
 import { emptyCounters, PeerEntry, type CountersSnapshot, type Peer } from '../../daemon/dataplane/index.js';
-import { createMetrics } from '../../daemon/http/metrics.js';
+import { createMetrics, EVENT_LOOP_SAMPLE_MS } from '../../daemon/http/metrics.js';
 import { startHttpServer } from '../../daemon/http/server.js';
 import type { Lease } from '../../daemon/lease/index.js';
 import { parseCidr, parseIPv4 } from '../../daemon/net/ipv4.js';
@@ -208,4 +209,21 @@ test('/metrics in static mode: no lease or store series, which would read as a s
     assert.doesNotMatch(text, new RegExp(`^miniflannel_${name} `, 'm'));
   }
   assert.match(text, /^miniflannel_peers 1$/m);
+});
+
+test("/metrics samples the event loop's lag once a second, not prom-client's 100 times, so an idle daemon is not woken for it", () => {
+  const hooks = createRequire(import.meta.url)('node:perf_hooks') as typeof import('node:perf_hooks');
+  const original = hooks.monitorEventLoopDelay;
+  const resolutions: number[] = [];
+  hooks.monitorEventLoopDelay = (options) => {
+    resolutions.push(options?.resolution ?? 10);
+    return original(options);
+  };
+  try {
+    createMetrics(new NodeStatus(fixed));
+  } finally {
+    hooks.monitorEventLoopDelay = original;
+  }
+  assert.deepEqual(resolutions, [EVENT_LOOP_SAMPLE_MS]);
+  assert.equal(EVENT_LOOP_SAMPLE_MS, 1000);
 });
