@@ -13,14 +13,11 @@ import { homedir } from 'node:os';
 import path from 'node:path';
 import { Command, Option } from 'commander';
 import { diagnose, isProblem, type Diagnosis, type Finding, type Look, type NodeReport } from '../cluster/doctor.js';
-import { isObject, lookAtNodes } from '../cluster/survey.js';
+import { DEFAULT_CONCURRENCY, isObject, lookAtNodes } from '../cluster/survey.js';
 import { examples, healthPortOption, outputOf, positiveInteger, settingsOf } from '../conventions.js';
 import { reasonOf } from '../errors.js';
 import type { Cell, Output } from '../output.js';
 import { withStore } from '../store.js';
-
-/** Nodes asked at once: with the default 3 s timeout, a thousand silent nodes take four rounds, about 12 s. */
-const DEFAULT_CONCURRENCY = 256;
 
 /** doctor found something wrong: an operational failure (exit 1), reported after the table. */
 export class ProblemsFoundError extends Error {

@@ -6,7 +6,7 @@
  * data plane's counters, the feed's peers. Nothing is copied, so nothing
  * goes stale.
  */
-import type { CountersSnapshot, DataPlane, PeerTraffic, PeerTrafficView } from '../dataplane/index.js';
+import type { CountersSnapshot, DataPlane, PeerEntry, PeerTraffic, PeerTrafficView } from '../dataplane/index.js';
 import type { MetricsSource, PeerTrafficSample } from '../http/metrics.js';
 import type { StatusSource } from '../http/server.js';
 import type { Lease, LeaseKeeper, LeaseWatch, SubnetManager } from '../lease/index.js';
@@ -235,20 +235,21 @@ export class NodeStatus implements StatusSource, MetricsSource {
    * peers have no node name); each with the traffic of its table entry.
    */
   private peerViews(): PeerView[] {
-    if (!this.plane) return this.feed?.view() ?? [];
-    const traffic = new Map<string, PeerTraffic>();
-    for (const p of this.plane.peerTable.peers()) traffic.set(p.subnet ? formatCidr(p.subnet) : formatCidr6(p.subnet6!), p);
+    const fed = this.feed?.view();
+    if (!this.plane) return fed ?? [];
+    const entries = new Map<string, PeerEntry>();
+    for (const p of this.plane.peerTable.peers()) entries.set(p.subnet ? formatCidr(p.subnet) : formatCidr6(p.subnet6!), p);
     const views: PeerView[] =
-      this.feed?.view() ??
-      [...this.plane.peerTable.peers()].map((p) => ({
-        subnet: p.subnet ? formatCidr(p.subnet) : formatCidr6(p.subnet6!),
+      fed ??
+      [...entries].map(([subnet, p]) => ({
+        subnet,
         ...(p.subnet6 ? { ipv6Subnet: formatCidr6(p.subnet6) } : {}),
         endpoint: `${p.endpoint.address}:${p.endpoint.port}`,
         node: '',
       }));
     return views.map((view) => {
-      const counted = traffic.get(view.subnet);
-      return counted ? { ...view, traffic: trafficView(counted) } : view;
+      const entry = entries.get(view.subnet);
+      return entry ? { ...view, traffic: trafficView(entry) } : view;
     });
   }
 

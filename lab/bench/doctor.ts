@@ -12,7 +12,7 @@
  * doctor run again does.
  */
 import { diagnose, isProblem, type Look } from '../../cli/cluster/doctor.js';
-import { lookAtNodes, statusUrl } from '../../cli/cluster/survey.js';
+import { DEFAULT_CONCURRENCY, lookAtNodes, statusUrl } from '../../cli/cluster/survey.js';
 import type { PeerView } from '../../daemon/node/peers.js';
 import type { StatusDocument } from '../../daemon/node/status.js';
 import { emptyCounters } from '../../daemon/dataplane/index.js';
@@ -53,8 +53,6 @@ export interface DoctorResult {
 
 /** The simulated cluster's network: 10.0.0.0/8 in /24s, so at most DOCTOR_MAX_NODES (cli/lab.ts) nodes. */
 const NETWORK = parseNetworkConfig({ Network: '10.0.0.0/8', SubnetLen: 24 });
-/** doctor's default --concurrency (cli/commands/doctor.ts). */
-const CONCURRENCY = 256;
 /** Doctor run once a minute, as a cron job would. */
 const LOOK_INTERVAL_MS = 60_000;
 /** Datagrams each node sends every peer, and receives from it, between looks. */
@@ -124,7 +122,7 @@ export async function benchDoctor(options: DoctorOptions): Promise<DoctorResult>
     collectGarbage();
     const heapUsedAtStartBytes = process.memoryUsage().heapUsed;
     const start = performance.now();
-    const surveyed = await lookAtNodes(leases, { port: DEFAULT_HEALTHZ_PORT, timeoutMs: 60_000, concurrency: CONCURRENCY, fetchStatus, clock: () => now });
+    const surveyed = await lookAtNodes(leases, { port: DEFAULT_HEALTHZ_PORT, timeoutMs: 60_000, concurrency: DEFAULT_CONCURRENCY, fetchStatus, clock: () => now });
     const heapAfterSurvey = process.memoryUsage().heapUsed;
     const diagnosis = diagnose({ network: NETWORK, looks: surveyed, now, ...(previous ? { previous } : {}) });
     const seconds = (performance.now() - start) / 1000;
@@ -137,7 +135,7 @@ export async function benchDoctor(options: DoctorOptions): Promise<DoctorResult>
   }
   const later = looks.slice(1).map((l) => l.seconds);
   return {
-    options: { nodes: options.nodes, looks: options.looks, peersPerNode: options.nodes - 1, concurrency: CONCURRENCY },
+    options: { nodes: options.nodes, looks: options.looks, peersPerNode: options.nodes - 1, concurrency: DEFAULT_CONCURRENCY },
     looks,
     firstLookSeconds: looks[0]!.seconds,
     laterLooksMedianSeconds: later.length > 0 ? median(later) : null,
