@@ -7,6 +7,8 @@ import path from 'node:path';
 
 export interface NativeTunDevice {
   readonly name: string;
+  /** Whether the kernel took UDP segmentation offload (TUN_F_USO4/6, Linux 6.2+); false without offload. */
+  readonly udpSegmentation: boolean;
   setMtu(mtu: number): void;
   setTxQueueLength(packets: number): void;
   setIPv4(address: string, prefixLength: number): void;
@@ -67,8 +69,11 @@ interface NativeAddon {
   deleteLink(ifname: string): void;
   /** The TUN offload cutter alone (virtio_net_hdr + packet in, MTU-sized packets out); null if it refuses the frame. */
   segmentFrame(frame: Buffer, slotSize: number): Buffer[] | null;
-  /** The TUN offload joiner alone: the frames (virtio_net_hdr + packet) it would write. Rewrites `buffer` as the writer does. */
-  joinPackets(buffer: Buffer, offsets: Uint32Array, lengths: Uint32Array, count: number): Buffer[];
+  /**
+   * The TUN offload joiner alone: the frames (virtio_net_hdr + packet) it would write on a device
+   * with `udpSegmentation` (default false) or without. Rewrites `buffer` as the writer does.
+   */
+  joinPackets(buffer: Buffer, offsets: Uint32Array, lengths: Uint32Array, count: number, udpSegmentation?: boolean): Buffer[];
 }
 
 // dist/daemon/native.js -> <package root>/build/Release/

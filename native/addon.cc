@@ -38,15 +38,22 @@ Napi::Value SegmentFrame(const Napi::CallbackInfo& info) {
   return result;
 }
 
-// joinPackets(buffer, offsets: Uint32Array, lengths: Uint32Array, count): Buffer[]
+// joinPackets(buffer, offsets: Uint32Array, lengths: Uint32Array, count, udpSegmentation = false): Buffer[]
 // What the offloading TUN writer would write (virtio_net_hdr + packet each),
-// so tests can check the joining without a device. Rewrites `buffer` as the writer does.
+// on a device with or without USO, so tests can check the joining without a
+// device. Rewrites `buffer` as the writer does.
 Napi::Value JoinPackets(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   miniflannel::PacketList list;
-  if (!miniflannel::ParsePacketList(info, "joinPackets(buffer, offsets, lengths, count)", &list)) return env.Undefined();
+  const char* usage = "joinPackets(buffer, offsets, lengths, count, udpSegmentation?: boolean)";
+  if (!miniflannel::ParsePacketList(info, usage, &list)) return env.Undefined();
+  if (info.Length() > 4 && !info[4].IsBoolean() && !info[4].IsUndefined()) {
+    Napi::TypeError::New(env, usage).ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  bool udp_segmentation = info.Length() > 4 && info[4].IsBoolean() && info[4].As<Napi::Boolean>().Value();
   Napi::Array frames = Napi::Array::New(env);
-  miniflannel::ForEachFrame(list.base, list.offsets, list.lengths, list.count,
+  miniflannel::ForEachFrame(list.base, list.offsets, list.lengths, list.count, udp_segmentation,
                             [&](const iovec* parts, size_t iov, size_t /*packets*/) {
                               std::vector<uint8_t> frame;
                               for (size_t k = 0; k < iov; k++) {

@@ -1,8 +1,9 @@
-// TCP segmentation for the TUN offload path, as plain functions over
+// TCP and UDP segmentation for the TUN offload path, as plain functions over
 // buffers so they can be tested without a device.
 //
-// With IFF_VNET_HDR and TUNSETOFFLOAD(TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6), the kernel
-// hands the TUN reader TCP "super-packets" of up to 64 KiB, each behind a
+// With IFF_VNET_HDR and TUNSETOFFLOAD(TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6, and
+// TUN_F_USO4 | TUN_F_USO6 where the kernel has them), the kernel hands the TUN
+// reader TCP and UDP "super-packets" of up to 64 KiB, each behind a
 // virtio_net_hdr that says how to cut it (gso_size) and where a checksum is
 // still to be filled in. Reading one super-packet instead of ~45 MTU-sized
 // packets is most of the win; the cutting happens here, so the wire still
@@ -37,7 +38,7 @@ VirtioNetHdr ParseVirtioNetHdr(const uint8_t* p);
 uint64_t ChecksumAdd(const uint8_t* data, size_t length, uint64_t initial);
 uint16_t ChecksumFold(uint64_t sum);
 
-// How many output packets `packet` becomes (1 unless it is a TCPv4 or TCPv6 super-packet);
+// How many output packets `packet` becomes (1 unless it is a TCP or UDP super-packet);
 // 0 if the header asks for something this reader does not do, or is inconsistent.
 size_t SegmentCount(const VirtioNetHdr& hdr, const uint8_t* packet, size_t length);
 
@@ -48,29 +49,35 @@ size_t Segment(const VirtioNetHdr& hdr, const uint8_t* packet, size_t length, ui
                uint32_t* lengths);
 
 // The other direction: before writing to the TUN, consecutive segments of
-// one TCP flow are joined into one super-packet the kernel takes whole
-// (userspace GRO), so the pod's TCP stack sees one 64 KiB receive instead
-// of ~45. The rules follow the kernel's tcp_gro_receive: same addresses,
-// ports, IP and TCP header bytes but for length, id, checksum and sequence
-// (over IPv6: traffic class, flow label and hop limit alike, and no
-// extension headers); no flags but ACK (PSH may end a run); sequence numbers
-// contiguous; no segment larger than the first; one family per run.
+// one flow are joined into one super-packet the kernel takes whole
+// (userspace GRO), so the pod's stack sees one 64 KiB receive instead of
+// ~45. The rules follow the kernel's tcp_gro_receive and
+// udp_gro_receive_segment: same addresses, ports, IP header bytes but for
+// length, id and checksum (over IPv6: traffic class, flow label and hop
+// limit alike, and no extension headers); no IPv4 options or fragments; one
+// family per run; no segment larger than the first, and a shorter one ends
+// the run. TCP also: TCP header bytes alike but for sequence, flags and
+// checksum; no flags but ACK (PSH may end a run); sequence numbers
+// contiguous. UDP only where the device takes UDP super-packets (USO).
 
-struct TcpRun {
-  size_t packets;    // how many packets from the start of the list join (>= 1)
-  size_t ip_header;  // IP header bytes of the first: 20 for IPv4, 40 for IPv6
-  size_t headers;    // IP + TCP header bytes of the first
-  size_t mss;        // payload bytes of the first: every segment but the last has this many
-  size_t total;      // length of the joined packet
+struct SegmentRun {
+  size_t packets;       // how many packets from the start of the list join (>= 1)
+  uint8_t protocol;     // 6 (TCP) or 17 (UDP) when more than one packet joins
+  size_t ip_header;     // IP header bytes of the first: 20 for IPv4, 40 for IPv6
+  size_t headers;       // IP + TCP or UDP header bytes of the first
+  size_t segment_size;  // payload bytes of the first: every packet but the last has this many
+  size_t total;         // length of the joined packet
+  bool push;            // TCP: the last segment joined has PSH, which the joined packet keeps
 };
 
 // How many of the packets at `offsets[i]`/`lengths[i]`, from `start`, join
-// the first one.
-TcpRun FindTcpRun(const uint8_t* base, const uint32_t* offsets, const uint32_t* lengths, size_t start, size_t count);
+// the first one; UDP packets only with `udp_segmentation`.
+SegmentRun FindRun(const uint8_t* base, const uint32_t* offsets, const uint32_t* lengths, size_t start, size_t count,
+                   bool udp_segmentation);
 
 // Rewrites the first packet's headers in place for the joined packet and
 // fills `vnet` (kVirtioNetHdrLen bytes) to describe it to the kernel.
-void PrepareTcpRun(uint8_t* first, const TcpRun& run, bool push, uint8_t* vnet);
+void PrepareRun(uint8_t* first, const SegmentRun& run, uint8_t* vnet);
 
 constexpr size_t kMaxRunSegments = 64;
 
@@ -78,16 +85,16 @@ constexpr size_t kMaxRunSegments = 64;
 // calls emit(iov, iov_count, packets) once per frame to write, where iov[0]
 // is the virtio header. Rewrites the headers of joined packets in `base`.
 template <typename Emit>
-void ForEachFrame(uint8_t* base, const uint32_t* offsets, const uint32_t* lengths, size_t count, Emit emit) {
+void ForEachFrame(uint8_t* base, const uint32_t* offsets, const uint32_t* lengths, size_t count,
+                  bool udp_segmentation, Emit emit) {
   uint8_t vnet[kVirtioNetHdrLen];
   iovec parts[1 + kMaxRunSegments];
   for (size_t i = 0; i < count;) {
-    TcpRun run = FindTcpRun(base, offsets, lengths, i, count);
+    SegmentRun run = FindRun(base, offsets, lengths, i, count, udp_segmentation);
     if (run.packets == 1) {
       memset(vnet, 0, sizeof(vnet));  // one whole packet, checksums done
     } else {
-      bool push = (base[offsets[i + run.packets - 1] + run.ip_header + 13] & 0x08) != 0;
-      PrepareTcpRun(base + offsets[i], run, push, vnet);
+      PrepareRun(base + offsets[i], run, vnet);
     }
     size_t iov = 0;
     parts[iov++] = {vnet, kVirtioNetHdrLen};

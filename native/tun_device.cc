@@ -37,6 +37,27 @@ bool ParseIPv4(const std::string& text, in_addr* out) {
   return inet_pton(AF_INET, text.c_str(), out) == 1;
 }
 
+// linux/if_tun.h before 6.2 lacks them.
+#ifndef TUN_F_USO4
+#define TUN_F_USO4 0x20
+#endif
+#ifndef TUN_F_USO6
+#define TUN_F_USO6 0x40
+#endif
+
+// Asks for TCP and UDP segmentation offload, and sets `udp_segmentation`
+// to whether the kernel took UDP's. It takes USO4 and USO6 together or not
+// at all (tun.c set_offload: they are one feature, NETIF_F_GSO_UDP_L4), and
+// a kernel before 6.2 refuses the whole set with EINVAL: then TCP's alone.
+// Returns 0 or an errno.
+int SetOffloads(int fd, bool* udp_segmentation) {
+  constexpr unsigned kTcpOffloads = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_TSO_ECN;
+  *udp_segmentation = ioctl(fd, TUNSETOFFLOAD, kTcpOffloads | TUN_F_USO4 | TUN_F_USO6) == 0;
+  if (*udp_segmentation) return 0;
+  if (errno != EINVAL) return errno;
+  return ioctl(fd, TUNSETOFFLOAD, kTcpOffloads) < 0 ? errno : 0;
+}
+
 }  // namespace
 
 void TunDevice::Init(Napi::Env env, Napi::Object exports) {
@@ -44,6 +65,7 @@ void TunDevice::Init(Napi::Env env, Napi::Object exports) {
       env, "TunDevice",
       {
           InstanceAccessor<&TunDevice::Name>("name"),
+          InstanceAccessor<&TunDevice::UdpSegmentation>("udpSegmentation"),
           InstanceMethod<&TunDevice::SetMtu>("setMtu"),
           InstanceMethod<&TunDevice::SetTxQueueLength>("setTxQueueLength"),
           InstanceMethod<&TunDevice::SetIPv4>("setIPv4"),
@@ -88,11 +110,11 @@ TunDevice::TunDevice(const Napi::CallbackInfo& info)
     ThrowErrno(env, err, PermissionHint(err, what));
     return;
   }
+  bool udp_segmentation = false;
   if (offload) {
     int header_size = static_cast<int>(kVirtioNetHdrLen);
-    unsigned offloads = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_TSO_ECN;
-    if (ioctl(fd, TUNSETVNETHDRSZ, &header_size) < 0 || ioctl(fd, TUNSETOFFLOAD, offloads) < 0) {
-      int err = errno;
+    int err = ioctl(fd, TUNSETVNETHDRSZ, &header_size) < 0 ? errno : SetOffloads(fd, &udp_segmentation);
+    if (err) {
       close(fd);
       ThrowErrno(env, err, "enabling TCP segmentation offload on '" + requested + "'");
       return;
@@ -102,6 +124,7 @@ TunDevice::TunDevice(const Napi::CallbackInfo& info)
   fd_ = fd;
   name_ = ifr.ifr_name;
   offload_ = offload;
+  udp_segmentation_ = udp_segmentation;
 }
 
 TunDevice::~TunDevice() { Release(); }
@@ -114,6 +137,10 @@ bool TunDevice::EnsureOpen(Napi::Env env) {
 
 Napi::Value TunDevice::Name(const Napi::CallbackInfo& info) {
   return Napi::String::New(info.Env(), name_);
+}
+
+Napi::Value TunDevice::UdpSegmentation(const Napi::CallbackInfo& info) {
+  return Napi::Boolean::New(info.Env(), udp_segmentation_);
 }
 
 // Sets one whole-number attribute of the interface with an ioctl; `what`
@@ -319,7 +346,7 @@ uint32_t TunDevice::WritePlain(const uint8_t* base, const uint32_t* offsets, con
 
 uint32_t TunDevice::WriteCoalesced(uint8_t* base, const uint32_t* offsets, const uint32_t* lengths, size_t count) {
   uint32_t written = 0;
-  ForEachFrame(base, offsets, lengths, count, [&](const iovec* parts, size_t iov, size_t packets) {
+  ForEachFrame(base, offsets, lengths, count, udp_segmentation_, [&](const iovec* parts, size_t iov, size_t packets) {
     ssize_t n;
     do {
       n = writev(fd_, parts, static_cast<int>(iov));

@@ -1,5 +1,5 @@
 // TunDevice: a Linux TUN interface (IFF_TUN | IFF_NO_PI) driven by the Node
-// event loop, optionally with TCP segmentation offload (see offload.h).
+// event loop, optionally with TCP and UDP segmentation offload (see offload.h).
 //
 // Why not the threadpool: a read per packet through libuv's worker threads
 // costs a thread hop and a JS callback for every packet. Here readiness is
@@ -33,6 +33,7 @@ class TunDevice : public Napi::ObjectWrap<TunDevice> {
 
  private:
   Napi::Value Name(const Napi::CallbackInfo& info);
+  Napi::Value UdpSegmentation(const Napi::CallbackInfo& info);
   Napi::Value SetNumber(const Napi::CallbackInfo& info, unsigned long request, const char* what,
                         void (*store)(struct ifreq&, int));
   Napi::Value SetMtu(const Napi::CallbackInfo& info);
@@ -59,6 +60,8 @@ class TunDevice : public Napi::ObjectWrap<TunDevice> {
   // cut into slots; a super-packet that does not fit the rest of a batch
   // waits there for the next one.
   bool offload_ = false;
+  // The kernel takes UDP super-packets too (USO, Linux 6.2+): only then are UDP packets joined.
+  bool udp_segmentation_ = false;
   std::vector<uint8_t> scratch_;
   size_t scratch_length_ = 0;
 

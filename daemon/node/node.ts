@@ -316,6 +316,7 @@ async function openDataPath(context: StepContext, underlay: Underlay, assignment
   await removeLeftovers(config, { ipv4: ipv4 !== undefined, ipv6: ipv6 !== undefined }, logger);
   const address4 = ipv4 ? { address: formatIPv4(ipv4.subnet.network), prefixLength: 32 } : {};
   const tun = openTun({ name: config.tunName, offload: config.tunOffload, txQueueLength: config.tunTxQueueLength, mtu, ...address4 });
+  logger.info({ tun: tun.name, tunOffload: config.tunOffload, udpSegmentation: tun.udpSegmentation }, 'TUN device opened');
   let transport;
   try {
     if (ipv4) {

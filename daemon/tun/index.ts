@@ -10,6 +10,14 @@ import { loadNative, type NativeTunDevice } from '../native.js';
 
 export interface TunDevice {
   readonly name: string;
+  /**
+   * UDP segmentation offload (USO): with offload on, on Linux 6.2 and
+   * later, the kernel also hands over UDP super-packets (one sendmsg with
+   * UDP_SEGMENT) and takes UDP packets of one flow joined into one. Detected
+   * when the device opens: an older kernel refuses it, and the device keeps
+   * TCP's offload alone.
+   */
+  readonly udpSegmentation: boolean;
   /** Packets one batch holds at most. */
   readonly batchCapacity: number;
   /**
@@ -25,7 +33,8 @@ export interface TunDevice {
    * Writes packets; returns how many the kernel accepted. A zero-length
    * slot is dropped, not written, and left out of the returned count, so a
    * caller counts it with the refused ones. With offload it may join
-   * segments of one TCP flow and rewrite the headers in `batch`.
+   * segments of one TCP flow (and, with udpSegmentation, datagrams of one
+   * UDP flow) and rewrite the headers in `batch`.
    */
   write(batch: PacketBatch): number;
   /** Stops reading and releases the fd; the kernel deletes the interface. */
@@ -39,7 +48,7 @@ export interface TunOptions {
    * TCP segmentation offload, over IPv4 and IPv6: the kernel hands over TCP
    * super-packets of up to 64 KiB, which the binding cuts into MTU-sized
    * packets, and the writer joins segments of one flow back into them
-   * (native/offload.h).
+   * (native/offload.h). UDP's too where the kernel has it (udpSegmentation).
    */
   offload?: boolean;
   /** Packets per batch at most; with offload a batch must hold a cut super-packet. */
@@ -89,6 +98,10 @@ class NativeTun implements TunDevice {
 
   get name(): string {
     return this.device.name;
+  }
+
+  get udpSegmentation(): boolean {
+    return this.device.udpSegmentation;
   }
 
   get batchCapacity(): number {

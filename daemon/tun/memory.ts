@@ -24,6 +24,8 @@ export interface MemoryTunOptions {
 
 export class MemoryTun implements TunDevice {
   readonly name: string;
+  /** No kernel here, so no offloads: packets pass as they are. */
+  readonly udpSegmentation = false;
   /** Copies of the packets written, oldest first (with keepWritten). */
   readonly written: Buffer[] = [];
   /** Packets and bytes write() accepted, kept or not. */
