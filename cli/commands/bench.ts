@@ -108,9 +108,9 @@ export function benchCommand(): Command {
     .command('e2e')
     .description('pod-to-pod through miniflannel, kernel VXLAN, the bare underlay and OpenVPN, side by side in namespaces (root, iperf3)')
     .addOption(new Option('--repeats <n>', 'rounds over all paths; medians are reported').default(3).argParser(positiveInteger))
-    .addOption(new Option('--seconds <n>', 'length of each iperf3 run').default(10).argParser(positiveInteger))
+    .addOption(new Option('--seconds <n>', 'length of each TCP and UDP run').default(10).argParser(positiveInteger))
     .addOption(
-      new Option('--udp-pps <n>', "offered UDP load in packets per second, the same on every path; 'auto': 80 % of what iperf3 sends unthrottled over the underlay")
+      new Option('--udp-pps <n>', "offered UDP load in packets per second, the same on every path; 'auto': what the bench's UDP generator sends unthrottled over the underlay, more than any encapsulating path carries")
         .default('auto')
         .argParser(autoOrPositive),
     )
@@ -169,7 +169,7 @@ export function benchCommand(): Command {
     .command('all')
     .description('encap, then e2e, then control-plane, into one result document (what `npm run bench` runs)')
     .addOption(new Option('--repeats <n>', 'e2e rounds').default(3).argParser(positiveInteger))
-    .addOption(new Option('--seconds <n>', 'length of each e2e iperf3 run').default(10).argParser(positiveInteger))
+    .addOption(new Option('--seconds <n>', 'length of each e2e TCP and UDP run').default(10).argParser(positiveInteger))
     .addOption(new Option('--nodes <n>', 'control-plane simulated daemons').default(1000).argParser(positiveInteger))
     .option('--ablation', 'also measure miniflannel with node:dgram and without TUN offloads')
     .option('--auth', 'also measure miniflannel with authenticated encapsulation (mac and encrypt modes)')

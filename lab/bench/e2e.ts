@@ -7,20 +7,24 @@
  * hits all of them alike. Per path and round:
  *   1. TCP, 1 stream, then 4 streams (iperf3), with the forwarders' CPU
  *      time read from /proc before and after;
- *   2. UDP at a fixed offered rate with 1400- and 64-byte payloads: sent,
- *      delivered, lost;
- *   3. RTT under light load (ping every 10 ms): p50 and p99.
+ *   2. UDP at saturation (the bench's own generator, udp-load.ts): 1400-
+ *      and 64-byte datagrams, and 1400-byte ones sent as UDP GSO
+ *      super-packets, each at one offered rate the same on every path:
+ *      sent, delivered to the receiving pod, lost;
+ *   3. RTT under light load (ping every 10 ms): p50 and p99;
+ *   4. RTT under load: the same pings while one TCP stream fills the path.
  * Each figure is the median over the rounds.
  */
 import { randomBytes } from 'node:crypto';
 import { SEAL_OVERHEAD } from '../../daemon/dataplane/sealing.js';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import path from 'node:path';
 import { removeStaleNamespaces, runPrefix } from '../netns.js';
 import { leaseOverlay, miniflannelOverlay, openvpnOverlay, underlayOverlay, vxlanOverlay, type Overlay } from '../overlays.js';
 import type { Pod } from '../cluster.js';
-import { iperfTcp, iperfUdp, pingRtt, podAddress, type RttResult, type TcpResult, type UdpResult } from './iperf.js';
+import { iperfTcp, pingRtt, podAddress, type RttResult, type TcpResult } from './iperf.js';
+import { udpLoad, type UdpResult } from './udp-load.js';
 import { cpuSeconds, MeasurementProcesses } from './processes.js';
 import { gbps, median, medianOf } from './stats.js';
 
@@ -31,8 +35,9 @@ export interface E2eOptions {
   seconds: number;
   /**
    * Offered UDP load in packets per second, the same on every path; 'auto'
-   * sets it per payload size to 80 % of what iperf3 sends unthrottled over
-   * the underlay at the start of the run, a load the sender can keep up.
+   * sets it per UDP load to what the generator sends unthrottled over the
+   * underlay at the start of the run: more than any encapsulating path
+   * carries, and a rate the sender can keep up.
    */
   udpPps: number | 'auto';
   /** Pings per RTT measurement, 10 ms apart. */
@@ -61,24 +66,39 @@ export const PATH_NAMES = {
   vxlan6: 'kernel VXLAN IPv6',
 } as const;
 
-/** UDP payload sizes measured. */
-export const UDP_PAYLOADS = [1400, 64] as const;
-/** With udpPps 'auto', the offered load as a share of the sender's unthrottled rate. */
-const AUTO_UDP_SHARE = 0.8;
+/** The UDP loads measured: plain datagrams of two sizes, and datagrams an application sends with UDP GSO, as QUIC stacks do. */
+export const UDP_LOADS = {
+  '1400': { payloadBytes: 1400, gso: false, title: 'UDP 1400 B' },
+  '64': { payloadBytes: 64, gso: false, title: 'UDP 64 B' },
+  gso1400: { payloadBytes: 1400, gso: true, title: 'UDP 1400 B GSO' },
+} as const;
+export type UdpLoadName = keyof typeof UDP_LOADS;
+export const UDP_LOAD_NAMES = Object.keys(UDP_LOADS) as UdpLoadName[];
+/**
+ * One sending thread per core: the kernel forwards a datagram in its
+ * sender's system call, so fewer would cap the kernel paths below what
+ * they carry.
+ */
+const UDP_SENDER_THREADS = availableParallelism();
 const PING_INTERVAL_MS = 10;
+/** Under load, the pings start this long after the TCP stream and end this long before it, so that all of them share the path with it. */
+const UNDER_LOAD_MARGIN_MS = 1000;
 
 /** miniflannel configurations beside the default one, slowest first. */
 const ABLATIONS: Array<{ name: string; description: string; args: string[] }> = [
   { name: 'mf dgram', description: 'miniflannel with --transport dgram --tun-offload off', args: ['--transport', 'dgram', '--tun-offload', 'off'] },
   { name: 'mf mmsg', description: 'miniflannel with --transport mmsg --tun-offload off', args: ['--transport', 'mmsg', '--tun-offload', 'off'] },
+  // Not slower, but the TUN queue the under-load RTT is weighed against: see docs/benchmarks.md.
+  { name: 'mf txq 100', description: 'miniflannel with --tun-txqueuelen 100 (default 2000)', args: ['--tun-txqueuelen', '100'] },
 ];
 
 export interface RoundFigures {
   tcp1Stream: TcpResult;
   tcp4Streams: TcpResult;
-  udp1400: UdpResult;
-  udp64: UdpResult;
+  udp: Record<UdpLoadName, UdpResult>;
   rtt: RttResult;
+  /** Pings while one TCP stream runs on the same path. */
+  rttUnderLoad: RttResult;
   /** CPU of the forwarders over both TCP runs; null when the kernel forwards. */
   cpu: { seconds: number; bytes: number; secondsPerGB: number } | null;
 }
@@ -89,10 +109,11 @@ export type UdpMedians = UdpResult;
 export interface PathMedians {
   tcp1StreamBitsPerSecond: number;
   tcp4StreamsBitsPerSecond: number;
-  udp1400: UdpMedians;
-  udp64: UdpMedians;
+  udp: Record<UdpLoadName, UdpMedians>;
   rttP50Micros: number;
   rttP99Micros: number;
+  rttUnderLoadP50Micros: number;
+  rttUnderLoadP99Micros: number;
   /** Forwarder CPU seconds (user + system, both nodes) per 10^9 bytes of TCP payload; null for kernel paths. */
   cpuSecondsPerGB: number | null;
 }
@@ -102,10 +123,12 @@ export interface Comparison {
   reference: string;
   tcp1Stream: number;
   tcp4Streams: number;
-  udp1400DeliveredPps: number;
-  udp64DeliveredPps: number;
+  /** Delivered packet rate at saturation over the reference's, per UDP load. */
+  udpDeliveredPps: Record<UdpLoadName, number>;
   rttP50AddedMicros: number;
   rttP99AddedMicros: number;
+  /** RTT p99 under load over the reference's. */
+  rttUnderLoadP99: number;
   /** This path's CPU per GB over the reference's; null unless both run in user space. */
   cpuPerGB: number | null;
 }
@@ -124,10 +147,12 @@ export interface E2eResult {
   options: {
     repeats: number;
     seconds: number;
-    /** The offered UDP load per payload size, in packets per second, the same on every path. */
-    udpOfferedPps: { '1400': number; '64': number };
+    /** The offered UDP load per UDP load, in packets per second, the same on every path. */
+    udpOfferedPps: Record<UdpLoadName, number>;
     /** How it was chosen. */
     udpRate: string;
+    /** The generator's sending threads, one flow each. */
+    udpSenderThreads: number;
     pings: number;
     pingIntervalMs: number;
     ablation: boolean;
@@ -220,39 +245,72 @@ async function measureRound(options: E2eOptions, offered: OfferedPps, processes:
   const cpu = pids.length > 0 ? { seconds: cpuAfter - cpuBefore, bytes, secondsPerGB: (cpuAfter - cpuBefore) / (bytes / 1e9) } : null;
   if (cpu) options.log(`${label} CPU            ${cpu.secondsPerGB.toFixed(2)} s/GB (${cpu.seconds.toFixed(2)} s for ${(bytes / 1e9).toFixed(2)} GB)`);
 
-  const udp: UdpResult[] = [];
-  for (const payloadBytes of UDP_PAYLOADS) {
+  const udp = {} as Record<UdpLoadName, UdpResult>;
+  for (const name of UDP_LOAD_NAMES) {
     step();
-    const result = await iperfUdp(processes, client, server, { seconds: options.seconds, payloadBytes, pps: offered[payloadBytes], family });
-    udp.push(result);
+    const load = UDP_LOADS[name];
+    const result = await udpLoad(processes, client, server, { seconds: options.seconds, payloadBytes: load.payloadBytes, gso: load.gso, pps: offered[name], family, threads: UDP_SENDER_THREADS });
+    udp[name] = result;
     const k = (pps: number) => (pps / 1000).toFixed(1);
-    options.log(`${label} UDP ${String(payloadBytes).padStart(4)} B     ${k(result.deliveredPps)} kpps delivered of ${k(result.sentPps)} sent, ${result.lossPercent.toFixed(2)} % lost (${result.droppedAtReceiverPercent.toFixed(2)} % at the receiving socket)`);
+    options.log(
+      `${label} ${load.title.padEnd(15)}${k(result.deliveredPps)} kpps delivered of ${k(result.sentPps)} sent, ${result.lossPercent.toFixed(2)} % lost` +
+        ` (${result.droppedAtReceiverPercent.toFixed(2)} % more at the receiving socket)${result.checksumErrors > 0 ? `, ${result.checksumErrors} UDP CHECKSUM ERRORS` : ''}`,
+    );
   }
   step();
   const rtt = await pingRtt(processes, client, server, { count: options.pings, intervalMs: PING_INTERVAL_MS, family });
   options.log(`${label} RTT            p50 ${rtt.p50Micros.toFixed(0)} µs, p99 ${rtt.p99Micros.toFixed(0)} µs (${rtt.received}/${rtt.sent} replies)`);
-  return { tcp1Stream, tcp4Streams, udp1400: udp[0]!, udp64: udp[1]!, rtt, cpu };
+  step();
+  const rttUnderLoad = await pingUnderLoad(options, processes, client, server, family);
+  options.log(`${label} RTT under load p50 ${rttUnderLoad.p50Micros.toFixed(0)} µs, p99 ${rttUnderLoad.p99Micros.toFixed(0)} µs (${rttUnderLoad.received}/${rttUnderLoad.sent} replies, one TCP stream beside them)`);
+  return { tcp1Stream, tcp4Streams, udp, rtt, rttUnderLoad, cpu };
+}
+
+/**
+ * Pings while one TCP stream fills the path: what the queues on it (socket
+ * buffers, the TUN's, the forwarder's batches) add to a packet that has to
+ * wait behind bulk traffic.
+ */
+async function pingUnderLoad(options: E2eOptions, processes: MeasurementProcesses, client: Pod, server: Pod, family: 4 | 6): Promise<RttResult> {
+  // iperf3 takes whole seconds; the pings need at least one between the margins.
+  const streamSeconds = Math.max(Math.ceil(options.seconds), Math.ceil((2 * UNDER_LOAD_MARGIN_MS) / 1000) + 1);
+  const count = Math.floor((streamSeconds * 1000 - 2 * UNDER_LOAD_MARGIN_MS) / PING_INTERVAL_MS);
+  const stream = iperfTcp(processes, client, server, { seconds: streamSeconds, streams: 1, family });
+  const pings = new Promise((resolve) => setTimeout(resolve, UNDER_LOAD_MARGIN_MS)).then(() =>
+    pingRtt(processes, client, server, { count, intervalMs: PING_INTERVAL_MS, family }),
+  );
+  const [, rtt] = await Promise.all([stream, pings]);
+  return rtt;
 }
 
 function udpMedians(rounds: readonly UdpResult[]): UdpMedians {
   return {
     payloadBytes: rounds[0]!.payloadBytes,
+    gso: rounds[0]!.gso,
     requestedPps: rounds[0]!.requestedPps,
     sentPps: median(rounds.map((r) => r.sentPps)),
     deliveredPps: median(rounds.map((r) => r.deliveredPps)),
     lossPercent: median(rounds.map((r) => r.lossPercent)),
     droppedAtReceiverPercent: median(rounds.map((r) => r.droppedAtReceiverPercent)),
+    // Not a median: one bad checksum in any round is one too many.
+    checksumErrors: rounds.reduce((sum, r) => sum + r.checksumErrors, 0),
   };
+}
+
+/** A record of `value` for every UDP load. */
+function perUdpLoad<T>(value: (name: UdpLoadName) => T): Record<UdpLoadName, T> {
+  return Object.fromEntries(UDP_LOAD_NAMES.map((name) => [name, value(name)])) as Record<UdpLoadName, T>;
 }
 
 function mediansOf(rounds: readonly RoundFigures[]): PathMedians {
   return {
     tcp1StreamBitsPerSecond: median(rounds.map((r) => r.tcp1Stream.bitsPerSecond)),
     tcp4StreamsBitsPerSecond: median(rounds.map((r) => r.tcp4Streams.bitsPerSecond)),
-    udp1400: udpMedians(rounds.map((r) => r.udp1400)),
-    udp64: udpMedians(rounds.map((r) => r.udp64)),
+    udp: perUdpLoad((name) => udpMedians(rounds.map((r) => r.udp[name]))),
     rttP50Micros: median(rounds.map((r) => r.rtt.p50Micros)),
     rttP99Micros: median(rounds.map((r) => r.rtt.p99Micros)),
+    rttUnderLoadP50Micros: median(rounds.map((r) => r.rttUnderLoad.p50Micros)),
+    rttUnderLoadP99Micros: median(rounds.map((r) => r.rttUnderLoad.p99Micros)),
     cpuSecondsPerGB: medianOf(rounds, (r) => r.cpu?.secondsPerGB ?? null),
   };
 }
@@ -262,10 +320,10 @@ export function compare(path: PathMedians, reference: PathMedians, referenceName
     reference: referenceName,
     tcp1Stream: path.tcp1StreamBitsPerSecond / reference.tcp1StreamBitsPerSecond,
     tcp4Streams: path.tcp4StreamsBitsPerSecond / reference.tcp4StreamsBitsPerSecond,
-    udp1400DeliveredPps: path.udp1400.deliveredPps / reference.udp1400.deliveredPps,
-    udp64DeliveredPps: path.udp64.deliveredPps / reference.udp64.deliveredPps,
+    udpDeliveredPps: perUdpLoad((name) => path.udp[name].deliveredPps / reference.udp[name].deliveredPps),
     rttP50AddedMicros: path.rttP50Micros - reference.rttP50Micros,
     rttP99AddedMicros: path.rttP99Micros - reference.rttP99Micros,
+    rttUnderLoadP99: path.rttUnderLoadP99Micros / reference.rttUnderLoadP99Micros,
     cpuPerGB: path.cpuSecondsPerGB !== null && reference.cpuSecondsPerGB !== null ? path.cpuSecondsPerGB / reference.cpuSecondsPerGB : null,
   };
 }
@@ -293,18 +351,23 @@ function comparisons(paths: Array<Omit<PathResult, 'comparisons'>>): PathResult[
   });
 }
 
-/** The offered UDP load for 'auto': a share of what the sender manages unthrottled over the underlay, per payload size. */
+/**
+ * The offered UDP load for 'auto', per UDP load: what the generator sends
+ * unthrottled over the underlay, the fastest path, so that it saturates
+ * every encapsulating one.
+ */
 async function calibrateUdp(options: E2eOptions, processes: MeasurementProcesses, built: PathUnderTest[]): Promise<OfferedPps> {
   const underlay = built.find((b) => b.overlay.name === PATH_NAMES.underlay)!.overlay;
   const [client, server] = underlay.pods as [Pod, Pod];
-  const offered: Record<string, number> = {};
-  for (const payloadBytes of UDP_PAYLOADS) {
+  const offered = {} as OfferedPps;
+  for (const name of UDP_LOAD_NAMES) {
     options.signal?.throwIfAborted();
-    const unthrottled = await iperfUdp(processes, client, server, { seconds: Math.min(options.seconds, 5), payloadBytes, pps: 0 });
-    offered[payloadBytes] = Math.max(1000, Math.round((AUTO_UDP_SHARE * unthrottled.sentPps) / 1000) * 1000);
-    options.log(`UDP ${payloadBytes} B: iperf3 sends ${(unthrottled.sentPps / 1000).toFixed(1)} kpps unthrottled over the underlay; offering ${(offered[payloadBytes]! / 1000).toFixed(0)} kpps on every path`);
+    const load = UDP_LOADS[name];
+    const unthrottled = await udpLoad(processes, client, server, { seconds: Math.min(options.seconds, 5), payloadBytes: load.payloadBytes, gso: load.gso, pps: 0, family: 4, threads: UDP_SENDER_THREADS });
+    offered[name] = Math.max(1000, Math.round(unthrottled.sentPps / 1000) * 1000);
+    options.log(`${load.title}: the generator sends ${(unthrottled.sentPps / 1000).toFixed(1)} kpps unthrottled over the underlay; offering ${(offered[name] / 1000).toFixed(0)} kpps on every path`);
   }
-  return offered as OfferedPps;
+  return offered;
 }
 
 export async function benchE2e(options: E2eOptions): Promise<E2eResult> {
@@ -317,11 +380,9 @@ export async function benchE2e(options: E2eOptions): Promise<E2eResult> {
   try {
     options.log(`building the topologies: two nodes each on a 198.18.0.0/24 underlay in namespaces ${runPrefix()}*`);
     await buildPaths(options, root, built);
-    const offered = options.udpPps === 'auto' ? await calibrateUdp(options, processes, built) : { '1400': options.udpPps, '64': options.udpPps };
-    const udpRate =
-      options.udpPps === 'auto'
-        ? `auto: ${AUTO_UDP_SHARE * 100} % of what iperf3 sent unthrottled over the underlay at the start of the run`
-        : 'fixed: --udp-pps';
+    const fixedPps = options.udpPps;
+    const offered = fixedPps === 'auto' ? await calibrateUdp(options, processes, built) : perUdpLoad(() => fixedPps);
+    const udpRate = fixedPps === 'auto' ? 'auto: what the generator sent unthrottled over the underlay at the start of the run' : 'fixed: --udp-pps';
     const rounds = new Map<PathUnderTest, RoundFigures[]>(built.map((b) => [b, []]));
     for (let round = 1; round <= options.repeats; round++) {
       for (const target of built) {
@@ -342,6 +403,7 @@ export async function benchE2e(options: E2eOptions): Promise<E2eResult> {
         seconds: options.seconds,
         udpOfferedPps: offered,
         udpRate,
+        udpSenderThreads: UDP_SENDER_THREADS,
         pings: options.pings,
         pingIntervalMs: PING_INTERVAL_MS,
         ablation: options.ablation,

@@ -3,7 +3,6 @@
 import { createInterface } from 'node:readline';
 import type { Pod } from '../cluster.js';
 import { CommandError, stopProcess } from '../exec.js';
-import { snmp, snmp6 } from '../snmp.js';
 import { percentile } from './stats.js';
 import type { MeasurementProcesses } from './processes.js';
 
@@ -15,20 +14,8 @@ export interface TcpResult {
   retransmits: number;
 }
 
-export interface UdpResult {
-  /** UDP payload of each datagram. */
-  payloadBytes: number;
-  /** The offered load asked of the sender. */
-  requestedPps: number;
-  /** What the sender managed (iperf3 is single-threaded and shares two cores with the forwarders). */
-  sentPps: number;
-  /** Datagrams that reached the receiving pod, per second. */
-  deliveredPps: number;
-  /** Lost datagrams, as iperf3's receiver counts them, in percent of those sent. */
-  lossPercent: number;
-  /** The part of the loss dropped at the receiving pod's own socket (its UDP RcvbufErrors), not on the path. */
-  droppedAtReceiverPercent: number;
-}
+/** What a measurement needs of a pod: its namespace and addresses. */
+export type Endpoint = Pick<Pod, 'ns' | 'ip' | 'ip6'>;
 
 export interface RttResult {
   p50Micros: number;
@@ -38,7 +25,7 @@ export interface RttResult {
 }
 
 /** The pod address a measurement targets: its IPv4 one, or its IPv6 one on an IPv6 path. */
-export function podAddress(pod: Pod, family: 4 | 6): string {
+export function podAddress(pod: Endpoint, family: 4 | 6): string {
   if (family === 4) return pod.ip;
   if (pod.ip6 === undefined) throw new Error(`pod ${pod.ns.name} has no IPv6 address`);
   return pod.ip6;
@@ -67,58 +54,6 @@ export async function iperfTcp(processes: MeasurementProcesses, client: Pod, ser
   const report = await iperf(processes, client, server, options.family ?? 4, ['--parallel', String(options.streams)], options.seconds);
   const received = report.end.sum_received;
   return { bitsPerSecond: received.bits_per_second, bytes: received.bytes, retransmits: report.end.sum_sent.retransmits ?? 0 };
-}
-
-/**
- * Socket buffers of the UDP sender and receiver. Four busy processes share
- * two cores, so the receiving iperf3 is sometimes off the CPU for
- * milliseconds; with the kernel's ~200 KiB it then drops at its own socket
- * whatever path carried the datagrams, and the figure would measure the
- * scheduler. A well-tuned UDP server (QUIC, DNS) sizes its buffer so too.
- */
-const UDP_SOCKET_BUFFER = '4M';
-
-/**
- * The datagrams UDP sockets of `family` in the pod's namespace dropped for a
- * full receive buffer: the kernel counts IPv6 sockets' apart, in
- * /proc/net/snmp6.
- */
-async function receiveBufferOverflows(pod: Pod, family: 4 | 6): Promise<number> {
-  const overflows = family === 4 ? (await snmp(pod.ns)).Udp?.RcvbufErrors : (await snmp6(pod.ns)).Udp6RcvbufErrors;
-  if (overflows === undefined) throw new Error(`no ${family === 4 ? 'Udp RcvbufErrors in /proc/net/snmp' : 'Udp6RcvbufErrors in /proc/net/snmp6'} of ${pod.ns.name}`);
-  return overflows;
-}
-
-/** UDP at a fixed offered rate (the same on every path; 0: as fast as the sender can), reporting what was sent, delivered and lost, and where. */
-export async function iperfUdp(
-  processes: MeasurementProcesses,
-  client: Pod,
-  server: Pod,
-  options: { seconds: number; payloadBytes: number; pps: number; family?: 4 | 6 },
-): Promise<UdpResult> {
-  const bitsPerSecond = options.pps * options.payloadBytes * 8;
-  const family = options.family ?? 4;
-  const overflowsBefore = await receiveBufferOverflows(server, family);
-  const report = await iperf(
-    processes,
-    client,
-    server,
-    family,
-    ['--udp', '--length', String(options.payloadBytes), '--bitrate', String(bitsPerSecond), '--window', UDP_SOCKET_BUFFER],
-    options.seconds,
-  );
-  const overflows = (await receiveBufferOverflows(server, family)) - overflowsBefore;
-  const sent = report.end.sum_sent;
-  const received = report.end.sum_received;
-  const delivered = Math.max(0, received.packets - received.lost_packets);
-  return {
-    payloadBytes: options.payloadBytes,
-    requestedPps: options.pps,
-    sentPps: sent.packets / sent.seconds,
-    deliveredPps: delivered / received.seconds,
-    lossPercent: received.packets > 0 ? (100 * received.lost_packets) / received.packets : 100,
-    droppedAtReceiverPercent: received.packets > 0 ? (100 * overflows) / received.packets : 0,
-  };
 }
 
 /** `count` pings `intervalMs` apart (light load); every reply's RTT is parsed. */

@@ -2,7 +2,7 @@
 import type { Output } from '../../cli/output.js';
 import { CONTROL_PLANE_TARGETS, type ControlPlaneResult } from './control-plane.js';
 import type { DoctorResult } from './doctor.js';
-import type { E2eResult, UdpMedians } from './e2e.js';
+import { UDP_LOAD_NAMES, UDP_LOADS, type E2eResult, type UdpMedians } from './e2e.js';
 import type { EncapFigure } from './encap.js';
 
 const fixed = (value: number, digits: number) => (Number.isFinite(value) ? value.toFixed(digits) : 'n/a');
@@ -15,21 +15,32 @@ const added = (us: number) => `${us >= 0 ? '+' : ''}${fixed(us, 0)} µs`;
 export function e2eReport(out: Output, result: E2eResult): string {
   const o = result.options;
   const lines: string[] = [];
-  lines.push(`pod-to-pod, medians of ${o.repeats} round(s); iperf3 runs of ${o.seconds} s; ${o.pings} pings ${o.pingIntervalMs} ms apart`);
-  lines.push(`UDP offered on every path: ${fixed(o.udpOfferedPps['1400'] / 1000, 0)} kpps at 1400 B, ${fixed(o.udpOfferedPps['64'] / 1000, 0)} kpps at 64 B (${o.udpRate})`);
+  const loads = UDP_LOAD_NAMES.map((name) => ({ name, ...UDP_LOADS[name] }));
+  lines.push(`pod-to-pod, medians of ${o.repeats} round(s); runs of ${o.seconds} s; ${o.pings} pings ${o.pingIntervalMs} ms apart, and as many beside one TCP stream`);
+  lines.push(`UDP offered on every path: ${loads.map((l) => `${l.title} ${fixed(o.udpOfferedPps[l.name] / 1000, 0)} kpps`).join(', ')} by ${o.udpSenderThreads} sending threads (${o.udpRate})`);
   lines.push('');
   lines.push(
     out.table(
-      ['path', 'TCP 1 stream', 'TCP 4 streams', 'UDP 1400 B delivered', 'UDP 64 B delivered', 'RTT p50', 'RTT p99', 'CPU per GB'],
+      ['path', 'TCP 1 stream', 'TCP 4 streams', ...loads.map((l) => `${l.title} delivered`), 'CPU per GB'],
       result.paths.map((p) => [
         { text: p.name, style: p.name === 'miniflannel' ? 'bold' : 'cyan' },
         gbit(p.median.tcp1StreamBitsPerSecond),
         gbit(p.median.tcp4StreamsBitsPerSecond),
-        kpps(p.median.udp1400),
-        kpps(p.median.udp64),
+        ...loads.map((l) => kpps(p.median.udp[l.name])),
+        p.median.cpuSecondsPerGB === null ? 'n/a (kernel)' : `${fixed(p.median.cpuSecondsPerGB, 2)} s`,
+      ]),
+    ),
+  );
+  lines.push('');
+  lines.push(
+    out.table(
+      ['path', 'RTT p50', 'RTT p99', 'under load p50', 'under load p99'],
+      result.paths.map((p) => [
+        { text: p.name, style: p.name === 'miniflannel' ? 'bold' : 'cyan' },
         micros(p.median.rttP50Micros),
         micros(p.median.rttP99Micros),
-        p.median.cpuSecondsPerGB === null ? 'n/a (kernel)' : `${fixed(p.median.cpuSecondsPerGB, 2)} s`,
+        micros(p.median.rttUnderLoadP50Micros),
+        micros(p.median.rttUnderLoadP99Micros),
       ]),
     ),
   );
@@ -39,19 +50,22 @@ export function e2eReport(out: Output, result: E2eResult): string {
       `${p.name} vs ${c.reference}`,
       ratio(c.tcp1Stream),
       ratio(c.tcp4Streams),
-      ratio(c.udp1400DeliveredPps),
-      ratio(c.udp64DeliveredPps),
+      ...loads.map((l) => ratio(c.udpDeliveredPps[l.name])),
       added(c.rttP50AddedMicros),
       added(c.rttP99AddedMicros),
+      ratio(c.rttUnderLoadP99),
       c.cpuPerGB === null ? 'n/a' : ratio(c.cpuPerGB),
     ]),
   );
-  lines.push(out.table(['ratio', 'TCP 1', 'TCP 4', 'UDP 1400 B', 'UDP 64 B', 'RTT p50 added', 'RTT p99 added', 'CPU per GB'], rows));
-  const sent = result.paths.map((p) => `${p.name} ${fixed(p.median.udp1400.sentPps / 1000, 0)}/${fixed(p.median.udp64.sentPps / 1000, 0)}`).join(', ');
+  lines.push(out.table(['ratio', 'TCP 1', 'TCP 4', ...loads.map((l) => l.title), 'RTT p50 added', 'RTT p99 added', 'loaded p99', 'CPU per GB'], rows));
   lines.push('');
-  lines.push(`UDP kpps the sender managed (1400 B / 64 B): ${sent}`);
-  const atReceiver = result.paths.map((p) => `${p.name} ${fixed(p.median.udp1400.droppedAtReceiverPercent, 1)}/${fixed(p.median.udp64.droppedAtReceiverPercent, 1)}`).join(', ');
-  lines.push(`UDP % of the loss dropped at the receiving pod's socket, not on the path (1400 B / 64 B): ${atReceiver}`);
+  for (const l of loads) {
+    const sent = result.paths.map((p) => `${p.name} ${fixed(p.median.udp[l.name].sentPps / 1000, 0)}`).join(', ');
+    const atReceiver = result.paths.map((p) => `${p.name} ${fixed(p.median.udp[l.name].droppedAtReceiverPercent, 1)} %`).join(', ');
+    lines.push(`${l.title}: kpps the sender managed: ${sent}; dropped at the receiving pod's socket after delivery: ${atReceiver}`);
+  }
+  const checksumErrors = result.paths.flatMap((p) => loads.filter((l) => p.median.udp[l.name].checksumErrors > 0).map((l) => `${p.name} ${l.title}: ${p.median.udp[l.name].checksumErrors}`));
+  lines.push(checksumErrors.length === 0 ? 'UDP checksum errors at the receiving pods: none' : `UDP CHECKSUM ERRORS at the receiving pods: ${checksumErrors.join(', ')}`);
   for (const s of result.skipped) lines.push(`${s.name}: skipped, ${s.reason}`);
   return lines.join('\n');
 }

@@ -1,7 +1,7 @@
 // The e2e comparison as an SVG chart: one panel per measurement, one bar
 // per path, each bar labelled with its value and its ratio to kernel VXLAN.
 // Plain SVG 1.1 with no scripts or external fonts, so it renders on GitHub.
-import type { E2eResult, PathResult } from './e2e.js';
+import { UDP_LOAD_NAMES, UDP_LOADS, type E2eResult, type PathResult } from './e2e.js';
 
 interface Panel {
   title: string;
@@ -14,10 +14,12 @@ interface Panel {
 const PANELS: Panel[] = [
   { title: 'TCP, 1 stream (Gbit/s)', lowerIsBetter: false, value: (p) => p.median.tcp1StreamBitsPerSecond / 1e9, format: (v) => v.toFixed(2) },
   { title: 'TCP, 4 streams (Gbit/s)', lowerIsBetter: false, value: (p) => p.median.tcp4StreamsBitsPerSecond / 1e9, format: (v) => v.toFixed(2) },
-  { title: 'UDP 1400 B delivered (kpps)', lowerIsBetter: false, value: (p) => p.median.udp1400.deliveredPps / 1000, format: (v) => v.toFixed(1) },
-  { title: 'UDP 64 B delivered (kpps)', lowerIsBetter: false, value: (p) => p.median.udp64.deliveredPps / 1000, format: (v) => v.toFixed(1) },
+  ...UDP_LOAD_NAMES.map(
+    (name): Panel => ({ title: `${UDP_LOADS[name].title} delivered (kpps)`, lowerIsBetter: false, value: (p) => p.median.udp[name].deliveredPps / 1000, format: (v) => v.toFixed(1) }),
+  ),
   { title: 'RTT p50 (µs)', lowerIsBetter: true, value: (p) => p.median.rttP50Micros, format: (v) => v.toFixed(0) },
   { title: 'RTT p99 (µs)', lowerIsBetter: true, value: (p) => p.median.rttP99Micros, format: (v) => v.toFixed(0) },
+  { title: 'RTT p99 beside a TCP stream (µs)', lowerIsBetter: true, value: (p) => p.median.rttUnderLoadP99Micros, format: (v) => v.toFixed(0) },
   { title: 'Forwarder CPU per GB (s)', lowerIsBetter: true, value: (p) => p.median.cpuSecondsPerGB, format: (v) => v.toFixed(2) },
 ];
 
@@ -76,8 +78,8 @@ export function e2eChart(result: E2eResult, subtitle: string): string {
   });
   const o = result.options;
   const notes = [
-    `Medians of ${o.repeats} round(s) of ${o.seconds} s iperf3 runs. UDP offered on every path: ${(o.udpOfferedPps['1400'] / 1000).toFixed(0)} kpps at 1400 B, ${(o.udpOfferedPps['64'] / 1000).toFixed(0)} kpps at 64 B.`,
-    'RTT: ping every 10 ms. CPU: user + system time of the forwarder processes on both nodes per 10^9 B of TCP payload.',
+    `Medians of ${o.repeats} round(s) of ${o.seconds} s runs. UDP offered on every path: ${UDP_LOAD_NAMES.map((name) => `${UDP_LOADS[name].title} ${(o.udpOfferedPps[name] / 1000).toFixed(0)} kpps`).join(', ')}.`,
+    'RTT: ping every 10 ms, alone and beside one TCP stream. CPU: user + system time of the forwarder processes on both nodes per 10^9 B of TCP payload.',
     ...result.skipped.map((s) => `${s.name} skipped: ${s.reason}.`),
   ];
   notes.forEach((note, i) => parts.push(`<text x="16" y="${height - 12 - (notes.length - 1 - i) * 15}" fill="#444" font-size="11">${escape(note)}</text>`));

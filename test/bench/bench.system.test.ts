@@ -102,7 +102,9 @@ test('bench e2e --quick --ipv6 measures every path, IPv6 between dual-stack pods
   const result = await runCli(['bench', 'e2e', '--quick', '--seconds', '1', '--pings', '20', '--ipv6', '--out', out], { timeoutMs: 360_000 });
   assert.equal(result.code, 0, result.stderr);
   assert.match(result.stdout, /miniflannel vs kernel VXLAN/);
-  assert.match(result.stdout, /dropped at the receiving pod's socket, not on the path \(1400 B \/ 64 B\): miniflannel \d+\.\d\/\d+\.\d/);
+  assert.match(result.stdout, /UDP 1400 B GSO: kpps the sender managed: miniflannel \d+, .*; dropped at the receiving pod's socket after delivery: miniflannel \d+\.\d %/);
+  assert.match(result.stdout, /UDP checksum errors at the receiving pods: none/);
+  assert.match(result.stdout, /under load p99/);
   assert.match(result.stderr, /round 1\/1/);
   const doc = await readDocument(out);
   assert.equal(doc.command, 'e2e');
@@ -111,21 +113,26 @@ test('bench e2e --quick --ipv6 measures every path, IPv6 between dual-stack pods
   assert.deepEqual(names, ['miniflannel', 'kernel VXLAN', 'underlay', 'OpenVPN', 'miniflannel IPv6', 'kernel VXLAN IPv6']);
   assert.match(result.stderr, /miniflannel IPv6: pods fd00:10:244:[0-9a-f]+::\S+ -> fd00:10:244:[0-9a-f]+::\S+/, 'the IPv6 path is measured between IPv6 addresses');
   assert.deepEqual(r.skipped.map((s: any) => s.name), []);
-  positive(r.options.udpOfferedPps['1400'], 'offered pps 1400');
-  positive(r.options.udpOfferedPps['64'], 'offered pps 64');
+  for (const load of ['1400', '64', 'gso1400']) positive(r.options.udpOfferedPps[load], `offered pps ${load}`);
   for (const p of r.paths) {
     assert.equal(p.rounds.length, 1);
     const m = p.median;
     positive(m.tcp1StreamBitsPerSecond, `${p.name} tcp1`);
     positive(m.tcp4StreamsBitsPerSecond, `${p.name} tcp4`);
-    for (const udp of [m.udp1400, m.udp64]) {
-      positive(udp.sentPps, `${p.name} sent pps`);
-      positive(udp.deliveredPps, `${p.name} delivered pps`);
+    assert.deepEqual(Object.keys(m.udp), ['1400', '64', 'gso1400']);
+    for (const [load, udp] of Object.entries<any>(m.udp)) {
+      positive(udp.sentPps, `${p.name} ${load} sent pps`);
+      positive(udp.deliveredPps, `${p.name} ${load} delivered pps`);
+      assert.ok(udp.deliveredPps <= udp.sentPps * 1.001, `${p.name} ${load}: more delivered (${udp.deliveredPps}) than sent (${udp.sentPps})`);
       assert.ok(udp.lossPercent >= 0 && udp.lossPercent <= 100);
       assert.ok(udp.droppedAtReceiverPercent >= 0 && udp.droppedAtReceiverPercent <= 100, `${p.name} dropped at the receiver: ${udp.droppedAtReceiverPercent}`);
+      assert.equal(udp.checksumErrors, 0, `${p.name} ${load}: UDP checksum errors at the receiving pod`);
     }
     positive(m.rttP50Micros, `${p.name} rtt p50`);
     assert.ok(m.rttP99Micros >= m.rttP50Micros);
+    positive(m.rttUnderLoadP50Micros, `${p.name} rtt under load p50`);
+    assert.ok(m.rttUnderLoadP99Micros >= m.rttUnderLoadP50Micros);
+    assert.ok(p.rounds[0].rttUnderLoad.received > 0, `${p.name}: pings answered beside the TCP stream`);
     if (['miniflannel', 'OpenVPN', 'miniflannel IPv6'].includes(p.name)) positive(m.cpuSecondsPerGB, `${p.name} cpu`);
     else assert.equal(m.cpuSecondsPerGB, null);
   }
