@@ -146,7 +146,7 @@ export function daemonCommand(): Command {
     )
     .addOption(option('--node-name <name>', 'Kubernetes node name, published with the lease', 'NODE_NAME').default(hostname()))
     .addOption(option('--tun-name <name>', 'name of the TUN device', 'TUN_NAME').default('flannel0'))
-    .addOption(option('--tun-offload <on|off>', 'TCP segmentation offload on the TUN (read 64 KiB super-packets, cut them in user space)', 'TUN_OFFLOAD').default('on').choices(['on', 'off']))
+    .addOption(option('--tun-offload <on|off>', 'TCP and UDP segmentation offload on the TUN (read 64 KiB super-packets, cut them in user space; UDP from Linux 6.2)', 'TUN_OFFLOAD').default('on').choices(['on', 'off']))
     .addOption(option('--tun-txqueuelen <packets>', 'packets the TUN holds while the daemon is not reading; more absorbs longer scheduling gaps, at the cost of queueing delay under overload', 'TUN_TXQUEUELEN').default(DEFAULT_TX_QUEUE_LENGTH).argParser(queueLengthArg))
     .addOption(option('--transport <kind>', 'UDP I/O: mmsg (batched recvmmsg/sendmmsg, native) or dgram (node:dgram)', 'TRANSPORT').default('mmsg').choices(['mmsg', 'dgram']))
     .addOption(option('--subnet-file <path>', 'where to write subnet.env', 'SUBNET_FILE').default('/run/miniflannel/subnet.env'))

@@ -274,6 +274,15 @@ bool ExtendRun(SegmentRun* run, const uint8_t* first, const L4Layout& layout, co
   L4Layout other;
   if (!IsPlain(p, length, layout.protocol, &other) || other.ipv6 != layout.ipv6) return false;
   if (other.l4_header != layout.l4_header || !SameIpHeaders(first, p, layout.ipv6)) return false;
+  if (!layout.ipv6) {
+    // IPv4 ids count up from the first's, as the kernel's GRO wants and as
+    // cutting the joined packet again gives them; with DF set they may also
+    // all be the first's (RFC 6864: an atomic datagram's id means nothing).
+    uint16_t id = Load16(p + 4);
+    uint16_t first_id = Load16(first + 4);
+    bool dont_fragment = (first[6] & 0x40) != 0;
+    if (id != static_cast<uint16_t>(first_id + run->packets) && !(dont_fragment && id == first_id)) return false;
+  }
   size_t payload = length - run->headers;
   if (payload == 0 || payload > run->segment_size || run->total + payload > kMaxRunBytes) return false;
   if (!same_flow(p + layout.ip_header, payload)) return false;

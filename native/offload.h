@@ -53,7 +53,8 @@ size_t Segment(const VirtioNetHdr& hdr, const uint8_t* packet, size_t length, ui
 // (userspace GRO), so the pod's stack sees one 64 KiB receive instead of
 // ~45. The rules follow the kernel's tcp_gro_receive and
 // udp_gro_receive_segment: same addresses, ports, IP header bytes but for
-// length, id and checksum (over IPv6: traffic class, flow label and hop
+// length, id and checksum; IPv4 ids counting up from the first's, or all
+// the first's with DF set (over IPv6: traffic class, flow label and hop
 // limit alike, and no extension headers); no IPv4 options or fragments; one
 // family per run; no segment larger than the first, and a shorter one ends
 // the run. TCP also: TCP header bytes alike but for sequence, flags and
@@ -62,7 +63,7 @@ size_t Segment(const VirtioNetHdr& hdr, const uint8_t* packet, size_t length, ui
 
 struct SegmentRun {
   size_t packets;       // how many packets from the start of the list join (>= 1)
-  uint8_t protocol;     // 6 (TCP) or 17 (UDP) when more than one packet joins
+  uint8_t protocol;     // 6 (TCP) or 17 (UDP) when the first packet is one a run may start with
   size_t ip_header;     // IP header bytes of the first: 20 for IPv4, 40 for IPv6
   size_t headers;       // IP + TCP or UDP header bytes of the first
   size_t segment_size;  // payload bytes of the first: every packet but the last has this many

@@ -116,7 +116,7 @@ TunDevice::TunDevice(const Napi::CallbackInfo& info)
     int err = ioctl(fd, TUNSETVNETHDRSZ, &header_size) < 0 ? errno : SetOffloads(fd, &udp_segmentation);
     if (err) {
       close(fd);
-      ThrowErrno(env, err, "enabling TCP segmentation offload on '" + requested + "'");
+      ThrowErrno(env, err, "enabling segmentation offload on '" + requested + "'");
       return;
     }
     scratch_.resize(kMaxFrameLen);

@@ -137,6 +137,18 @@ for (const family of [4, 6] as const) {
   });
 }
 
+test('IPv4 ids: counting up they join, with DF or without; one id for all joins only with DF; out of sequence never', () => {
+  const run = (ids: number[], dontFragment: boolean) => join(ids.map((id, i) => udp4({ payload: pattern(1000, i), id, dontFragment })));
+  assert.equal(run([7, 8, 9], false).length, 1, 'counting up, no DF');
+  assert.equal(run([0xffff, 0, 1], false).length, 1, 'counting up across the wrap');
+  assert.equal(run([7, 8, 9], true).length, 1, 'counting up, DF');
+  assert.equal(run([7, 7, 7], true).length, 1, 'one id, DF: an atomic datagram, its id means nothing');
+  // Cut again, the joined packet's datagrams would get ids 7, 8, 9: ids their sender never used.
+  assert.equal(run([7, 7, 7], false).length, 3, 'one id, no DF');
+  assert.equal(run([7, 9, 10], true).length, 2, 'a gap in the ids ends the run, DF or not');
+  assert.equal(run([7, 9], false).length, 2, 'out of sequence, no DF');
+});
+
 test('without USO on the device, datagrams of one flow are written one by one, untouched', () => {
   const packets = flow(4, [1000, 1000, 1000]);
   const frames = join(packets, false);

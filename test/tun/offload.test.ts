@@ -99,6 +99,8 @@ test('segments are not joined across flows, gaps, flags, option changes, pure AC
     'a pure ACK': [flow(0, 0), flow(0, 1000)],
     'a larger second segment': [flow(0, 1000), flow(1000, 1200)],
     'another window': [flow(0, 1000), flow(1000, 1000, { window: 600 })],
+    'IPv4 ids out of sequence': [flow(0, 1000, { id: 7 }), flow(1000, 1000, { id: 9 })],
+    'one IPv4 id for both, no DF': [flow(0, 1000, { id: 7, dontFragment: false }), flow(1000, 1000, { id: 7, dontFragment: false })],
   };
   assertNotJoined(cases);
 });
