@@ -2,7 +2,7 @@
 // uso.system.test.ts), with checksums computed and judged here, apart from
 // the native code under test.
 import { internetChecksum } from '../../daemon/dataplane/ipv4-packet.js';
-import { ipv4Packet, vnetFrame } from '../harness/packets.js';
+import { ipv4Packet, transportChecksum, vnetFrame } from '../harness/packets.js';
 import { PROTO_UDP, udp6, upperChecksumHolds } from '../dataplane/ipv6-packets.js';
 
 export const NEEDS_CSUM = 1;
@@ -57,10 +57,7 @@ export function udp4(spec: Udp4Spec): Buffer {
   if (spec.moreFragments) packet[6]! |= 0x20;
   packet.writeUInt16BE(0, 10);
   packet.writeUInt16BE(internetChecksum(packet, 0, ihl), 10);
-  if (!spec.noChecksum) {
-    const sum = internetChecksum(Buffer.concat([pseudoHeader4(packet, udp.length), udp]), 0, 12 + udp.length);
-    packet.writeUInt16BE(sum || 0xffff, ihl + 6);
-  }
+  if (!spec.noChecksum) packet.writeUInt16BE(transportChecksum(packet) || 0xffff, ihl + 6);
   return packet;
 }
 
@@ -91,8 +88,7 @@ export function udpChecksumHolds(packet: Buffer): boolean {
   const at = ipHeaderLength(packet);
   if (packet.readUInt16BE(at + 6) === 0) return false;
   if (isIPv6(packet)) return upperChecksumHolds(packet);
-  const udp = packet.subarray(at, packet.readUInt16BE(2));
-  return internetChecksum(Buffer.concat([pseudoHeader4(packet, udp.length), udp]), 0, 12 + udp.length) === 0;
+  return packet.readUInt16BE(at + 6) === (transportChecksum(packet) || 0xffff);
 }
 
 /** The pseudo-header sum (uncomplemented) a NEEDS_CSUM packet carries in its UDP checksum field. */
