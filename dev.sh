@@ -20,6 +20,7 @@ declare -A PACKAGES=(
   [/usr/bin/ping]=iputils-ping
   [/usr/bin/setpriv]=util-linux
   [/usr/bin/make]=make
+  [/usr/bin/cc]=gcc
   [/usr/bin/g++]=g++
   [/usr/bin/python3]=python3
   [/usr/bin/curl]=curl

@@ -46,6 +46,8 @@ async function e2ePrerequisites(command: string): Promise<{ openvpn: boolean }> 
     { binary: 'ping', pkg: 'iputils-ping' },
     { binary: 'ip', pkg: 'iproute2' },
     { binary: 'bridge', pkg: 'iproute2' },
+    // The UDP generator is compiled on first use (udp-load.ts).
+    { binary: 'cc', pkg: 'gcc' },
   ]);
   try {
     await access(CNI_BRIDGE, constants.X_OK);

@@ -119,7 +119,7 @@ test('bench e2e --quick --ipv6 measures every path, IPv6 between dual-stack pods
     const m = p.median;
     positive(m.tcp1StreamBitsPerSecond, `${p.name} tcp1`);
     positive(m.tcp4StreamsBitsPerSecond, `${p.name} tcp4`);
-    assert.deepEqual(Object.keys(m.udp), ['1400', '64', 'gso1400']);
+    assert.deepEqual(Object.keys(m.udp).sort(), ['1400', '64', 'gso1400']);
     for (const [load, udp] of Object.entries<any>(m.udp)) {
       positive(udp.sentPps, `${p.name} ${load} sent pps`);
       positive(udp.deliveredPps, `${p.name} ${load} delivered pps`);
@@ -167,6 +167,10 @@ test('bench: bad flags are one line and exit 2; missing prerequisites one line a
   const noIperf = await runCli(['bench', 'e2e', '--quick'], { env: { PATH: await pathWithout('iperf3') } });
   assert.equal(noIperf.code, 1, noIperf.stderr);
   assert.match(oneLineError(noIperf), /iperf3/);
+
+  const noCompiler = await runCli(['bench', 'e2e', '--quick'], { env: { PATH: await pathWithout('cc') } });
+  assert.equal(noCompiler.code, 1, noCompiler.stderr);
+  assert.match(oneLineError(noCompiler), /needs cc, .*apt-get install gcc/);
 });
 
 test('bench e2e without OpenVPN says it skips it, and Ctrl-C removes namespaces and processes', async () => {
