@@ -19,6 +19,7 @@ import { randomBytes } from 'node:crypto';
 import { SEAL_OVERHEAD } from '../../daemon/dataplane/sealing.js';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { availableParallelism, tmpdir } from 'node:os';
+import { setTimeout as delay } from 'node:timers/promises';
 import path from 'node:path';
 import { removeStaleNamespaces, runPrefix } from '../netns.js';
 import { leaseOverlay, miniflannelOverlay, openvpnOverlay, underlayOverlay, vxlanOverlay, type Overlay } from '../overlays.js';
@@ -76,13 +77,13 @@ export type UdpLoadName = keyof typeof UDP_LOADS;
 /** In the order the tables show them (an object keeps integer-like keys in numeric order). */
 export const UDP_LOAD_NAMES: readonly UdpLoadName[] = ['1400', '64', 'gso1400'];
 /**
- * One sending thread per core: the kernel forwards a datagram in its
- * sender's system call, so fewer would cap the kernel paths below what
- * they carry.
+ * One sending thread per core (the generator takes 64 at most): the kernel
+ * forwards a datagram in its sender's system call, so fewer would cap the
+ * kernel paths below what they carry.
  */
-const UDP_SENDER_THREADS = availableParallelism();
+const UDP_SENDER_THREADS = Math.min(availableParallelism(), 64);
 const PING_INTERVAL_MS = 10;
-/** Under load, the pings start this long after the TCP stream and end this long before it, so that all of them share the path with it. */
+/** Under load, the pings start this long after the TCP stream's server and end at least this long before the stream, so that all of them share the path with it. */
 const UNDER_LOAD_MARGIN_MS = 1000;
 
 /** miniflannel configurations beside the default one, slowest first. */
@@ -255,7 +256,8 @@ async function measureRound(options: E2eOptions, offered: OfferedPps, processes:
     const k = (pps: number) => (pps / 1000).toFixed(1);
     options.log(
       `${label} ${load.title.padEnd(15)}${k(result.deliveredPps)} kpps delivered of ${k(result.sentPps)} sent, ${result.lossPercent.toFixed(2)} % lost` +
-        ` (${result.droppedAtReceiverPercent.toFixed(2)} % more at the receiving socket)${result.checksumErrors > 0 ? `, ${result.checksumErrors} UDP CHECKSUM ERRORS` : ''}`,
+        ` (${result.droppedAtReceiverPercent.toFixed(2)} % more at the receiving socket)${result.checksumErrors > 0 ? `, ${result.checksumErrors} UDP CHECKSUM ERRORS` : ''}` +
+        (result.sendErrors > 0 ? `, ${result.sendErrors} failed sends (${result.lastSendError})` : ''),
     );
   }
   step();
@@ -273,13 +275,14 @@ async function measureRound(options: E2eOptions, offered: OfferedPps, processes:
  * wait behind bulk traffic.
  */
 async function pingUnderLoad(options: E2eOptions, processes: MeasurementProcesses, client: Pod, server: Pod, family: 4 | 6): Promise<RttResult> {
-  // iperf3 takes whole seconds; the pings need at least one between the margins.
-  const streamSeconds = Math.max(Math.ceil(options.seconds), Math.ceil((2 * UNDER_LOAD_MARGIN_MS) / 1000) + 1);
-  const count = Math.floor((streamSeconds * 1000 - 2 * UNDER_LOAD_MARGIN_MS) / PING_INTERVAL_MS);
-  const stream = iperfTcp(processes, client, server, { seconds: streamSeconds, streams: 1, family });
-  const pings = new Promise((resolve) => setTimeout(resolve, UNDER_LOAD_MARGIN_MS)).then(() =>
-    pingRtt(processes, client, server, { count, intervalMs: PING_INTERVAL_MS, family }),
-  );
+  // As many pings as alone, so the two p99s rest on as many samples; iperf3 takes whole seconds.
+  const pingsMs = options.pings * PING_INTERVAL_MS;
+  const streamSeconds = Math.max(Math.ceil(options.seconds), Math.ceil((2 * UNDER_LOAD_MARGIN_MS + pingsMs) / 1000));
+  // A stream that fails (or Ctrl-C) before the pings start must not let them start late, after the cleanup.
+  const streamEnded = new AbortController();
+  const stream = iperfTcp(processes, client, server, { seconds: streamSeconds, streams: 1, family }).finally(() => streamEnded.abort());
+  const signal = options.signal ? AbortSignal.any([streamEnded.signal, options.signal]) : streamEnded.signal;
+  const pings = delay(UNDER_LOAD_MARGIN_MS, undefined, { signal }).then(() => pingRtt(processes, client, server, { count: options.pings, intervalMs: PING_INTERVAL_MS, family }));
   const [, rtt] = await Promise.all([stream, pings]);
   return rtt;
 }
@@ -293,8 +296,10 @@ function udpMedians(rounds: readonly UdpResult[]): UdpMedians {
     deliveredPps: median(rounds.map((r) => r.deliveredPps)),
     lossPercent: median(rounds.map((r) => r.lossPercent)),
     droppedAtReceiverPercent: median(rounds.map((r) => r.droppedAtReceiverPercent)),
-    // Not a median: one bad checksum in any round is one too many.
+    // Not medians: one bad checksum in any round is one too many, and a send error is worth knowing of.
     checksumErrors: rounds.reduce((sum, r) => sum + r.checksumErrors, 0),
+    sendErrors: rounds.reduce((sum, r) => sum + r.sendErrors, 0),
+    lastSendError: rounds.map((r) => r.lastSendError).filter((e) => e !== '').at(-1) ?? '',
   };
 }
 
