@@ -110,12 +110,12 @@ export function benchCommand(): Command {
     .addOption(new Option('--repeats <n>', 'rounds over all paths; medians are reported').default(3).argParser(positiveInteger))
     .addOption(new Option('--seconds <n>', 'length of each TCP and UDP run').default(10).argParser(positiveInteger))
     .addOption(
-      new Option('--udp-pps <n>', "offered UDP load in packets per second, the same on every path; 'auto': what the bench's UDP generator sends unthrottled over the underlay, more than any encapsulating path carries")
+      new Option('--udp-pps <n>', "offered UDP load in packets per second, the same on every path; 'auto': what the bench's UDP generator sends unthrottled over the underlay, the fastest path")
         .default('auto')
         .argParser(autoOrPositive),
     )
     .addOption(new Option('--pings <n>', 'pings per RTT measurement, 10 ms apart').default(200).argParser(positiveInteger))
-    .option('--ablation', 'also measure miniflannel with node:dgram and without TUN offloads')
+    .option('--ablation', 'also measure miniflannel with node:dgram, without TUN offloads, and with a 100-packet TUN queue')
     .option('--auth', 'also measure miniflannel with authenticated encapsulation (mac and encrypt modes)')
     .option('--ipv6', 'also measure IPv6 between dual-stack pods, through miniflannel and through kernel VXLAN')
     .addOption(quickOption('1 round of 2 s runs, about a minute'))
@@ -171,7 +171,7 @@ export function benchCommand(): Command {
     .addOption(new Option('--repeats <n>', 'e2e rounds').default(3).argParser(positiveInteger))
     .addOption(new Option('--seconds <n>', 'length of each e2e TCP and UDP run').default(10).argParser(positiveInteger))
     .addOption(new Option('--nodes <n>', 'control-plane simulated daemons').default(1000).argParser(positiveInteger))
-    .option('--ablation', 'also measure miniflannel with node:dgram and without TUN offloads')
+    .option('--ablation', 'also measure miniflannel with node:dgram, without TUN offloads, and with a 100-packet TUN queue')
     .option('--auth', 'also measure miniflannel with authenticated encapsulation (mac and encrypt modes)')
     .option('--ipv6', 'also measure IPv6 between dual-stack pods, through miniflannel and through kernel VXLAN')
     .addOption(quickOption('each part quick'))

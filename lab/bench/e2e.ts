@@ -37,8 +37,9 @@ export interface E2eOptions {
   /**
    * Offered UDP load in packets per second, the same on every path; 'auto'
    * sets it per UDP load to what the generator sends unthrottled over the
-   * underlay at the start of the run: more than any encapsulating path
-   * carries, and a rate the sender can keep up.
+   * underlay, the fastest path, at the start of the run: the kernel paths
+   * carry less; a user-space path that carries all of it is only known to
+   * carry at least that much.
    */
   udpPps: number | 'auto';
   /** Pings per RTT measurement, 10 ms apart. */
@@ -359,8 +360,7 @@ function comparisons(paths: Array<Omit<PathResult, 'comparisons'>>): PathResult[
 
 /**
  * The offered UDP load for 'auto', per UDP load: what the generator sends
- * unthrottled over the underlay, the fastest path, so that it saturates
- * every encapsulating one.
+ * unthrottled over the underlay, the fastest path.
  */
 async function calibrateUdp(options: E2eOptions, processes: MeasurementProcesses, built: PathUnderTest[]): Promise<OfferedPps> {
   const underlay = built.find((b) => b.overlay.name === PATH_NAMES.underlay)!.overlay;
