@@ -70,6 +70,15 @@ test('every node holds a distinct subnet of the network and wrote subnet.env and
   assert.equal(subnets.size, 3);
 });
 
+test('each daemon logs the TUN it opened and, on this kernel (6.2 or later), that UDP segmentation offload is on', async () => {
+  for (const node of sandbox.nodes) {
+    const opened = (await readFile(daemons.get(node)!.logFile, 'utf8')).split('\n').find((line) => line.includes('"msg":"TUN device opened"'));
+    assert.ok(opened, `node ${node.index} logged no 'TUN device opened' line`);
+    const { tun, tunOffload, udpSegmentation } = JSON.parse(opened);
+    assert.deepEqual({ tun, tunOffload, udpSegmentation }, { tun: 'flannel0', tunOffload: true, udpSegmentation: true });
+  }
+});
+
 test('pods on every pair of nodes ping each other and move data intact', async () => {
   const all = [pod(1), pod(2), pod(3)];
   for (const from of all) {
