@@ -29,6 +29,10 @@ declare -A PACKAGES=(
   [/usr/bin/zsh]=zsh
   [/usr/bin/prometheus]=prometheus
   [/usr/bin/promtool]=prometheus
+  [/usr/bin/podman]=podman
+  [/usr/bin/buildah]=buildah
+  [/usr/sbin/runc]=runc
+  [/usr/sbin/debootstrap]=debootstrap
 )
 
 die() { echo "dev.sh: $*" >&2; exit 1; }
