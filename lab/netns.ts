@@ -24,13 +24,16 @@ export function alive(pid: number): boolean {
   }
 }
 
+/** Whether `name` (a namespace, a container, an image tag) carries the prefix of a miniflannel run that is no longer alive. */
+export function leftByDeadRun(name: string): boolean {
+  const match = OWNED.exec(name);
+  return match !== null && !alive(Number(match[1]));
+}
+
 /** Deletes namespaces that a miniflannel run which is no longer alive created. */
 export async function removeStaleNamespaces(): Promise<string[]> {
   if (!existsSync(NETNS_DIR)) return [];
-  const stale = (await readdir(NETNS_DIR)).filter((name) => {
-    const match = OWNED.exec(name);
-    return match !== null && !alive(Number(match[1]));
-  });
+  const stale = (await readdir(NETNS_DIR)).filter(leftByDeadRun);
   for (const name of stale) await run(['ip', 'netns', 'delete', name]).catch(() => undefined);
   return stale;
 }

@@ -8,8 +8,8 @@
 // are made by the real CNI plugins from the conflist the daemon wrote.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createWriteStream, statSync } from 'node:fs';
-import { chmod, mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import { createWriteStream } from 'node:fs';
+import { chmod, mkdir, mkdtemp, readdir, readFile, rm, symlink } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { ChildProcess } from 'node:child_process';
@@ -26,13 +26,11 @@ import {
   findObject,
   loadObjects,
   redisManifest,
-  resolvePort,
   type ConfigMap,
   type Container,
-  type Probe,
   type Workload,
 } from './manifests.js';
-import { containerProcess, type PodInputs } from './pod.js';
+import { containerProcess, probeUrl, standInVolumes, type PodInputs } from './pod.js';
 import { tcpTransfer } from '../harness/pod-traffic.js';
 
 const objects = loadObjects(daemonManifest);
@@ -66,45 +64,6 @@ async function linkImagePrograms(): Promise<void> {
   imageEnv = { ...runtimeEnv, PATH: `${binDir}:${NODE_IMAGE_PATH}` };
 }
 
-/** A ConfigMap volume: its keys as files in a directory of the test. */
-async function configMapVolume(dir: string, map: ConfigMap): Promise<string> {
-  await mkdir(dir, { recursive: true, mode: 0o755 });
-  for (const [key, value] of Object.entries(map.data)) await writeFile(path.join(dir, key), value, { mode: 0o644 });
-  return dir;
-}
-
-/**
- * The pod's volumes on a node whose files live under `nodeRoot`: each hostPath
- * at the same path below it (created as its type says), a CharDevice as the
- * real device, ConfigMaps as files.
- */
-async function podVolumes(pod: Workload['spec']['template']['spec'], nodeRoot: string, maps: ConfigMap[]): Promise<Record<string, string>> {
-  const volumes: Record<string, string> = {};
-  for (const volume of pod.volumes ?? []) {
-    if (volume.hostPath) {
-      const { path: hostPath, type } = volume.hostPath;
-      if (type === 'CharDevice') {
-        assert.ok(statSync(hostPath).isCharacterDevice(), `${hostPath} is a character device, as the volume's type demands`);
-        volumes[volume.name] = hostPath;
-      } else if (type === 'DirectoryOrCreate' || type === 'FileOrCreate') {
-        const standIn = path.join(nodeRoot, hostPath);
-        await mkdir(type === 'FileOrCreate' ? path.dirname(standIn) : standIn, { recursive: true });
-        if (type === 'FileOrCreate') await writeFile(standIn, '', { flag: 'a' });
-        volumes[volume.name] = standIn;
-      } else {
-        throw new Error(`hostPath ${hostPath} has type ${type}, which the test does not stand in for`);
-      }
-    } else if (volume.configMap) {
-      const map = maps.find((m) => m.metadata.name === volume.configMap!.name);
-      assert.ok(map, `ConfigMap ${volume.configMap.name} is in the manifest`);
-      volumes[volume.name] = await configMapVolume(path.join(nodeRoot, 'configmaps', volume.name), map);
-    } else {
-      throw new Error(`volume ${volume.name} is of a kind the test does not stand in for`);
-    }
-  }
-  return volumes;
-}
-
 interface NodeSetup {
   node: SandboxNode;
   root: string;
@@ -123,7 +82,7 @@ async function nodeSetup(node: SandboxNode, url = redisUrl()): Promise<NodeSetup
       fields: { 'spec.nodeName': node.ns.name, 'status.hostIP': node.underlayIp, 'status.podIP': node.underlayIp, 'metadata.namespace': daemonSet.metadata.namespace! },
       secrets: { 'miniflannel-redis': { url, password: REDIS_PASSWORD } },
     },
-    volumes: await podVolumes(podSpec, root, [netConfMap]),
+    volumes: await standInVolumes(podSpec, root, [netConfMap]),
     // host-local runs on the node, outside the container: its data directory is the node's.
     nodePaths: { '/var/lib/cni/networks': path.join(root, 'var/lib/cni/networks') },
   };
@@ -151,14 +110,6 @@ function startContainer(ns: Netns, p: ReturnType<typeof processFor>, log: string
   return { process: child, log };
 }
 
-/** GETs what an httpGet probe asks for; a hostNetwork pod's IP is the node's. */
-function probeUrl(c: Container, probe: Probe | undefined, podIp: string): string {
-  assert.ok(probe?.httpGet, `${c.name} has an httpGet probe`);
-  const { httpGet } = probe;
-  assert.equal(httpGet.host, undefined, 'kubelet probes the pod IP');
-  return `${(httpGet.scheme ?? 'HTTP').toLowerCase()}://${podIp}:${resolvePort(c, httpGet.port)}${httpGet.path ?? '/'}`;
-}
-
 describe('the DaemonSet of deploy/kubernetes/miniflannel.yaml, run as kubelet would on two nodes', () => {
   let sandbox: Sandbox;
   let redis: RunningContainer | undefined;
@@ -182,7 +133,7 @@ describe('the DaemonSet of deploy/kubernetes/miniflannel.yaml, run as kubelet wo
       pod: redisPod,
       container: redisContainer,
       inputs: { fields: {}, secrets: { 'miniflannel-redis': { password: REDIS_PASSWORD, url: redisUrl() } } },
-      volumes: await podVolumes(redisPod, redisRoot, [redisConfigMap]),
+      volumes: await standInVolumes(redisPod, redisRoot, [redisConfigMap]),
       imageEnv: { PATH: NODE_IMAGE_PATH },
     };
     redis = startContainer(sandbox.underlay, containerProcess(redisSetup), path.join(work, 'redis.log'));

@@ -1,135 +1,173 @@
-// The image contract: deploy/Dockerfile's stages followed without a Docker
-// engine (test/deploy/dockerfile.ts) in a fresh copy of the build context
-// that .dockerignore lets through: `npm ci` with the native build, the
-// TypeScript build and the production prune in the build stage, the runtime
-// stage's copies and links, and then the image's entrypoint and HEALTHCHECK
-// started from that copy.
+// deploy/Dockerfile built by a real builder (podman, Debian's) from the
+// committed tree, and the image run the way deploy/kubernetes/miniflannel.yaml
+// runs it, on two nodes of a sandbox cluster with a real Redis on the underlay.
+// No registry image can be pulled here, so .ci/image-base.sh first makes the
+// base the FROM names (debootstrap + this Node), and keeps podman's private
+// configuration and layer cache. Each node is a network namespace; its init
+// container and daemon are podman containers started into it, with the
+// manifest's command, args, env, securityContext and volumes (test/deploy/podman.ts).
+// Pods are made by the real CNI plugins from the conflist the container wrote.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { availableParallelism, tmpdir } from 'node:os';
+import { mkdir, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
-import type { ChildProcess } from 'node:child_process';
-import { runForOutcome, stopProcess } from '../../lab/exec.js';
-import { Netns, removeStaleNamespaces, runPrefix } from '../../lab/netns.js';
-import { waitFor } from '../../lab/daemon.js';
-import { daemonCommand } from '../../daemon/flags.js';
+import { SANDBOX_REDIS_URL, UNDERLAY_GATEWAY, type Pod, type Sandbox, type SandboxNode } from '../../lab/cluster.js';
+import { httpGetIn, waitFor } from '../../lab/daemon.js';
+import { run, type Outcome } from '../../lab/exec.js';
+import { runPrefix } from '../../lab/netns.js';
 import { packageRoot } from '../../lab/paths.js';
-import { copyBuildContext, execForm, inStage, NODE_IMAGE_PATH, parseDockerfile, replay, type Dockerfile, type StageResult } from './dockerfile.js';
+import { daemonCommand } from '../../daemon/flags.js';
+import { MASQ_CHAIN } from '../../daemon/node/masquerade.js';
+import { createTestSandbox, destroyTestSandbox } from '../harness/namespaces.js';
+import { tcpTransfer } from '../harness/pod-traffic.js';
+import { execForm, parseDockerfile } from './dockerfile.js';
+import { container, daemonManifest, findObject, loadObjects, type ConfigMap, type Container, type Workload } from './manifests.js';
+import { containerEnv, probeUrl, standInVolumes, type PodInputs } from './pod.js';
+import { Podman, podmanRunArgs } from './podman.js';
 
-const pkg = JSON.parse(readFileSync(path.join(packageRoot, 'package.json'), 'utf8')) as {
+const pkg = JSON.parse(await readFile(path.join(packageRoot, 'package.json'), 'utf8')) as {
   version: string;
   engines: { node: string };
   dependencies: Record<string, string>;
   devDependencies: Record<string, string>;
 };
-const dockerfile: Dockerfile = parseDockerfile(readFileSync(path.join(packageRoot, 'deploy', 'Dockerfile'), 'utf8'));
-/** The node images keep Node.js, its headers and npm under /usr/local; here, this Node's prefix stands for it. */
-const IMAGE_NODE_PREFIX = '/usr/local';
-const localNodePrefix = path.resolve(process.execPath, '../..');
+const objects = loadObjects(daemonManifest);
+const daemonSet = findObject<Workload>(objects, 'DaemonSet');
+const netConfMap = findObject<ConfigMap>(objects, 'ConfigMap');
+const netConf = JSON.parse(netConfMap.data['net-conf.json']!);
+const podSpec = daemonSet.spec.template.spec;
+const daemonContainer = container(podSpec, 'miniflanneld');
+const initContainer = container(podSpec, 'load-net-conf', true);
+const dockerfile = parseDockerfile(await readFile(path.join(packageRoot, 'deploy', 'Dockerfile'), 'utf8'));
+const runtimeStage = dockerfile.stages.at(-1)!;
+const buildStage = dockerfile.stages[0]!;
 
-const instruction = (stage: StageResult, keyword: string) => {
-  const found = stage.stage.instructions.filter((i) => i.keyword === keyword);
-  assert.equal(found.length, 1, `stage ${stage.stage.name} has one ${keyword}`);
+const prefix = runPrefix();
+const tag = `localhost/miniflannel:${prefix}`;
+const buildTag = `localhost/miniflannel-build:${prefix}`;
+
+function instruction(keyword: string) {
+  const found = runtimeStage.instructions.filter((i) => i.keyword === keyword);
+  assert.equal(found.length, 1, `the runtime stage has one ${keyword}`);
   return found[0]!;
-};
+}
 
-describe('deploy/Dockerfile, followed in a fresh copy of the build context', () => {
-  let work: string;
-  let context: string;
-  let contextFiles: string[];
-  let stages: Map<string, StageResult>;
-  let runtime: StageResult;
-  let build: StageResult;
-  /** PATH and ENV of the runtime stage, its directories mapped into the stage's root, then this machine's for `node`, `ip`, `iptables`. */
-  let runtimeEnv: Record<string, string>;
+/** The image's HEALTHCHECK command, exec form. */
+function healthcheckCommand(): string[] {
+  const healthcheck = instruction('HEALTHCHECK');
+  return execForm(/CMD\s+(\[.*\])$/.exec(healthcheck.text)?.[1] ?? '', healthcheck.line);
+}
 
-  /** An image path in the runtime stage -> its place here. */
-  const image = (p: string) => inStage(runtime.root, runtime.workdir, p);
+interface ImageNode {
+  node: SandboxNode;
+  inputs: PodInputs;
+  volumes: Record<string, string>;
+  nodePaths: Record<string, string>;
+  /** The daemon container's name. */
+  name: string;
+}
 
-  /** Where a program of an exec-form command is found: the image's PATH first, then this machine's. */
-  function resolveProgram(argv: string[]): string[] {
-    const [program, ...args] = argv;
-    const mappedArgs = args.map((a) => (a.startsWith('/') && existsSync(image(a)) ? image(a) : a));
-    if (program!.includes('/')) return [image(program!), ...mappedArgs];
-    for (const dir of runtimeEnv.PATH!.split(':')) {
-      if (existsSync(path.join(dir, program!))) return [path.join(dir, program!), ...mappedArgs];
-    }
-    throw new Error(`${program} is on neither the image's PATH nor this machine's`);
+describe('deploy/Dockerfile built by podman, run as the DaemonSet runs it on two nodes', { timeout: 20 * 60_000 }, () => {
+  let podman: Podman;
+  let work: string | undefined;
+  let revision: string;
+  let sandbox: Sandbox | undefined;
+  const nodes: ImageNode[] = [];
+  const initOutcomes: Outcome[] = [];
+  let healthcheckWithoutDaemon: Outcome;
+  const pods: Pod[] = [];
+  /** MINIFLANNEL rules seen in each node while its daemon ran, so that their absence after the stop means something. */
+  const rulesWhileRunning = new Map<ImageNode, string[]>();
+
+  const runArgs = (n: ImageNode, c: Container) => podmanRunArgs({ pod: podSpec, container: c, inputs: n.inputs, volumes: n.volumes, nodePaths: n.nodePaths, netns: n.node.ns.path }, tag);
+  // Kubernetes ignores the image's HEALTHCHECK; podman, without systemd here, would complain of its timer on stderr.
+  const runInitContainer = (n: ImageNode) => podman.outcome('run', '--rm', '--no-healthcheck', '--name', `${n.name}-init`, ...runArgs(n, initContainer));
+  const imageRun = (...args: string[]) => podman.outcome('run', '--rm', '--no-healthcheck', '--network=none', ...args);
+
+  async function imageNode(node: SandboxNode, redisUrl = SANDBOX_REDIS_URL): Promise<ImageNode> {
+    const root = path.join(work!, node.ns.name);
+    await mkdir(root, { recursive: true });
+    return {
+      node,
+      inputs: {
+        fields: { 'spec.nodeName': node.ns.name, 'status.hostIP': node.underlayIp, 'status.podIP': node.underlayIp, 'metadata.namespace': daemonSet.metadata.namespace! },
+        secrets: { 'miniflannel-redis': { url: redisUrl } },
+      },
+      volumes: await standInVolumes(podSpec, root, [netConfMap]),
+      // host-local runs on the node, outside the container: its data directory is the node's.
+      nodePaths: { '/var/lib/cni/networks': path.join(root, 'var/lib/cni/networks') },
+      name: `${node.ns.name}-miniflanneld`,
+    };
+  }
+
+  async function masqueradeRules(n: ImageNode): Promise<string[]> {
+    const rules: string[] = [];
+    for (const table of ['filter', 'nat', 'mangle']) rules.push(...(await n.node.ns.exec(['iptables', '-t', table, '-S'])).split('\n'));
+    return rules.filter((rule) => rule.includes('MINIFLANNEL'));
   }
 
   before(async () => {
-    assert.ok(existsSync(path.join(localNodePrefix, 'include', 'node', 'node.h')), `this Node's headers (${localNodePrefix}/include/node) stand for the image's`);
-    work = await mkdtemp(path.join(tmpdir(), 'miniflannel-image-'));
-    context = path.join(work, 'context');
-    contextFiles = copyBuildContext(packageRoot, context);
-    stages = await replay(dockerfile, {
-      context,
-      root: path.join(work, 'stages'),
-      hostPaths: { [IMAGE_NODE_PREFIX]: localNodePrefix },
-      // From the local npm cache where it has the packages; how many compiler jobs is this machine's business.
-      env: { npm_config_prefer_offline: 'true', npm_config_update_notifier: 'false', JOBS: String(availableParallelism()) },
-    });
-    build = stages.get('build')!;
-    runtime = [...stages.values()].at(-1)!;
-    assert.ok(build, 'a stage named build');
-    // The node images' PATH, each directory in the runtime stage's root, then this machine's.
-    const imagePath = NODE_IMAGE_PATH;
-    runtimeEnv = {
-      ...runtime.env,
-      PATH: [...imagePath.split(':').map((d) => inStage(runtime.root, '/', d)), ...imagePath.split(':')].join(':'),
-    };
+    const made = await Podman.withImageBase();
+    podman = made.podman;
+    await podman.removeStale();
+    work = await mkdtemp(path.join(tmpdir(), `${prefix}image-`));
+    const context = path.join(work, 'context');
+    await mkdir(context);
+    // The committed tree, as a user's clone has it: not this working tree's untracked or edited files.
+    revision = (await run(['git', '-C', packageRoot, 'rev-parse', 'HEAD'])).trim();
+    await run(['sh', '-c', 'git -C "$1" archive HEAD | tar -x -C "$2"', 'sh', packageRoot, context]);
+    // The build argument selects the Node line the base carries.
+    // --network=host: RUN steps on a CNI bridge would add a bridge and NAT rules to the root namespace.
+    // --format docker: the OCI image format has no HEALTHCHECK.
+    const build = ['build', '--pull=never', '--format', 'docker', '--network=host', '--layers', '-f', 'deploy/Dockerfile',
+      '--build-arg', `NODE_VERSION=${made.nodeMajor}`, '--build-arg', `REVISION=${revision}`];
+    await podman.run(...build, '-t', tag, context);
+    // The build stage alone, from the layers just built, to see what the context gave it.
+    await podman.run(...build, '--target', buildStage.name, '-t', buildTag, context);
+
+    sandbox = await createTestSandbox(2);
+    await sandbox.startRedis({ persistence: false });
+    for (const node of sandbox.nodes) nodes.push(await imageNode(node));
+    healthcheckWithoutDaemon = await podman.outcome('run', '--rm', '--no-healthcheck', '--network', `ns:${nodes[0]!.node.ns.path}`,
+      ...Object.entries(containerEnv(daemonContainer, nodes[0]!.inputs)).flatMap(([name, value]) => ['-e', `${name}=${value}`]),
+      '--entrypoint', JSON.stringify(healthcheckCommand()), tag);
+    for (const n of nodes) {
+      // kubelet runs the init container to completion, then the daemon.
+      initOutcomes.push(await runInitContainer(n));
+      assert.equal(initOutcomes.at(-1)!.exitCode, 0, `init container on ${n.node.ns.name}: ${initOutcomes.at(-1)!.stderr}`);
+      await podman.run('run', '-d', '--name', n.name, ...runArgs(n, daemonContainer));
+    }
+    for (const n of nodes) {
+      const url = probeUrl(daemonContainer, daemonContainer.readinessProbe, n.node.underlayIp);
+      await waitFor(`the container on ${n.node.ns.name} to pass the readiness probe (${url})`, async () => {
+        const state = (await podman.inspect('container', n.name)).State;
+        if (!state.Running) throw new Error(`${n.name} exited with ${state.ExitCode}: ${(await podman.outcome('logs', n.name)).stderr}`);
+        return (await httpGetIn(n.node.ns, url)).status === 200;
+      }, 60_000);
+      rulesWhileRunning.set(n, await masqueradeRules(n));
+    }
+    for (const n of nodes) {
+      const conflists = (await readdir(n.volumes['cni-conf']!)).filter((f) => f.endsWith('.conflist'));
+      assert.equal(conflists.length, 1, `one conflist in the node's CNI directory: ${conflists.join(', ')}`);
+      const conflist = JSON.parse(await readFile(path.join(n.volumes['cni-conf']!, conflists[0]!), 'utf8'));
+      // host-local keeps its state where the manifest says, here the node's stand-in, never this machine's /var/lib/cni.
+      assert.equal(conflist.plugins[0].ipam.dataDir, n.nodePaths['/var/lib/cni/networks'], 'MINIFLANNELD_CNI_IPAM_DATA_DIR reached the conflist');
+      pods.push(await sandbox.addPod(n.node, conflist));
+    }
   });
 
   after(async () => {
+    if (podman) {
+      for (const n of nodes) await podman.outcome('rm', '-f', '--ignore', '-t', '0', n.name, `${n.name}-init`);
+      await podman.outcome('rmi', '--ignore', tag, buildTag);
+      // Each build leaves its build stage as a dangling image.
+      await podman.outcome('image', 'prune', '-f');
+      const left = await podman.run('ps', '-a', '--filter', `name=^${prefix}`, '--format', '{{.Names}}');
+      assert.equal(left.trim(), '', 'containers left behind');
+    }
+    if (sandbox) await destroyTestSandbox(sandbox);
     if (work) await rm(work, { recursive: true, force: true });
-  });
-
-  test('the build context is the sources .dockerignore lets through, none of the host build output', () => {
-    for (const needed of ['package.json', 'package-lock.json', 'binding.gyp', 'tsconfig.json', 'native/addon.cc', 'daemon/main.ts', 'cli/main.ts', 'deploy/healthcheck.mjs']) {
-      assert.ok(contextFiles.includes(needed), `${needed} is in the context`);
-    }
-    const leaked = contextFiles.filter((f) => /^(node_modules|dist|build|\.git|test|lab)\//.test(f));
-    assert.deepEqual(leaked, [], 'host build output, git data, the lab or tests in the context');
-  });
-
-  test('the build stage compiles the native binding (npm ci) and the TypeScript', () => {
-    const commands = build.ran.map((c) => c.slice(0, 3).join(' '));
-    assert.ok(commands.includes('npm ci --no-audit'), `npm ci ran: ${commands.join('; ')}`);
-    assert.ok(commands.includes('npm run build'), 'npm run build ran');
-    assert.ok(existsSync(inStage(build.root, build.workdir, 'build/Release/miniflannel_native.node')), 'node-gyp built the addon');
-    assert.ok(existsSync(inStage(build.root, build.workdir, 'dist/daemon/main.js')), 'tsc built the daemon');
-    assert.ok(existsSync(inStage(build.root, build.workdir, 'dist/cli/main.js')), 'tsc built the CLI');
-    assert.ok(build.aptPackages.includes('python3') && build.aptPackages.includes('make') && build.aptPackages.includes('g++'), 'node-gyp\'s toolchain is installed');
-  });
-
-  test('the runtime stage holds production dependencies only, the compiled JS and the addon', () => {
-    const modules = image('node_modules');
-    for (const name of Object.keys(pkg.dependencies)) assert.ok(existsSync(path.join(modules, name, 'package.json')), `dependency ${name} is in the image`);
-    for (const name of Object.keys(pkg.devDependencies)) assert.ok(!existsSync(path.join(modules, name)), `devDependency ${name} is not in the image`);
-    assert.deepEqual(readdirSync(image('build/Release')), ['miniflannel_native.node'], 'only the addon of node-gyp\'s output');
-    assert.ok(!existsSync(image('native')) && !existsSync(image('daemon')) && !existsSync(image('test')), 'no sources in the image');
-    assert.ok(existsSync(image('dist/daemon/main.js')) && existsSync(image('dist/cli/main.js')));
-    assert.deepEqual(readdirSync(image('dist')).sort(), ['cli', 'daemon'], 'neither the lab nor the tests in the image');
-  });
-
-  test('`miniflannel sandbox` and `bench` from the image say in one line that the lab is not installed', async () => {
-    for (const args of [['sandbox', 'status'], ['bench', 'encap', '--quick']]) {
-      const outcome = await runForOutcome([...resolveProgram(['miniflannel']), ...args], { env: runtimeEnv });
-      assert.equal(outcome.exitCode, 1, outcome.stderr);
-      assert.match(outcome.stderr, /^miniflannel: miniflannel (sandbox|bench) needs the lab, which is not installed here \(.*\/dist\/lab\/.*\); run it from a source checkout/);
-      assert.equal(outcome.stderr.trimEnd().split('\n').length, 1, outcome.stderr);
-    }
-  });
-
-  test('the runtime installs iptables, which the daemon runs, no iproute2 (routes go through rtnetlink), and this machine has every package the stages install', async () => {
-    assert.ok(!runtime.aptPackages.includes('iproute2'), 'no iproute2 in the runtime: the daemon runs no `ip`');
-    assert.ok(runtime.aptPackages.includes('iptables'), 'iptables in the runtime');
-    for (const name of [...build.aptPackages, ...runtime.aptPackages]) {
-      const outcome = await runForOutcome(['dpkg-query', '-W', '-f', '${Status}', name]);
-      assert.equal(outcome.stdout, 'install ok installed', `${name}, which the Dockerfile installs, is on this machine (the test stands in for the image with it)`);
-    }
   });
 
   test('both stages start FROM the same Node LTS image, one that package.json engines allows', () => {
@@ -139,55 +177,147 @@ describe('deploy/Dockerfile, followed in a fresh copy of the build context', () 
     assert.ok(match, `${bases[0]} is a slim node image`);
     const major = Number(match[1]);
     assert.equal(major % 2, 0, `Node ${major} is an LTS line (even)`);
-    const minimum = Number(/^>=\s*(\d+)/.exec(pkg.engines.node)?.[1]);
-    assert.ok(major >= minimum, `Node ${major} satisfies engines ${pkg.engines.node}`);
-    assert.equal(/^VERSION=(.*)$/.exec(runtime.stage.instructions.find((i) => i.keyword === 'ARG' && i.text.startsWith('VERSION='))?.text ?? '')?.[1], pkg.version, 'the image\'s version label defaults to package.json\'s version');
+    assert.ok(major >= Number(/^>=\s*(\d+)/.exec(pkg.engines.node)?.[1]), `Node ${major} satisfies engines ${pkg.engines.node}`);
   });
 
-  test('`miniflanneld --help`, through the image\'s ENTRYPOINT, lists every daemon flag', async () => {
-    const entrypoint = execForm(instruction(runtime, 'ENTRYPOINT').text, instruction(runtime, 'ENTRYPOINT').line);
-    assert.deepEqual(entrypoint, ['miniflanneld']);
-    const outcome = await runForOutcome([...resolveProgram(entrypoint), '--help'], { env: runtimeEnv });
+  test('the build context is what .dockerignore lets through: no tests, lab, docs or git data', async () => {
+    const listing = await imageRun('--entrypoint', 'ls', buildTag, '-A', '/src');
+    assert.equal(listing.exitCode, 0, listing.stderr);
+    // node_modules, build and dist are the build stage's own (npm ci, node-gyp, tsc).
+    assert.deepEqual(listing.stdout.trim().split('\n').sort(),
+      ['binding.gyp', 'build', 'cli', 'daemon', 'dist', 'native', 'node_modules', 'package-lock.json', 'package.json', 'tsconfig.json']);
+  });
+
+  test('the image config: the entrypoint, the HEALTHCHECK and the OCI labels of the Dockerfile', async (t) => {
+    const image = await podman.inspect('image', tag);
+    assert.deepEqual(image.Config.Entrypoint, execForm(instruction('ENTRYPOINT').text, instruction('ENTRYPOINT').line));
+    assert.deepEqual(image.Config.Entrypoint, ['miniflanneld']);
+    // podman reports it beside Config, not in it.
+    assert.deepEqual(image.Healthcheck?.Test, ['CMD', ...healthcheckCommand()], 'the HEALTHCHECK survives the build (--format docker)');
+    const labels = image.Config.Labels ?? {};
+    assert.equal(labels['org.opencontainers.image.title'], 'miniflannel');
+    assert.equal(labels['org.opencontainers.image.version'], pkg.version, 'the version label defaults to package.json\'s');
+    assert.equal(labels['org.opencontainers.image.revision'], revision);
+    assert.equal(labels['org.opencontainers.image.licenses'], 'Apache-2.0');
+    t.diagnostic(`image ${(image.Size / 1e6).toFixed(0)} MB, ${image.RootFS.Layers.length} layers`);
+  });
+
+  test('the runtime holds production dependencies, the compiled JS and the addon, and iptables; no compiler, iproute2, lab or test harness', async () => {
+    const script = [
+      'cd /opt/miniflannel',
+      'for p in gcc g++ cc make python3 ip iptables; do command -v $p >/dev/null && echo "program $p"; done',
+      'for f in dist/* build/Release/* node_modules/* node_modules/@*/*; do [ -e "$f" ] && echo "file $f"; done',
+      'true',
+    ].join('\n');
+    const outcome = await imageRun('--entrypoint', 'sh', tag, '-c', script);
     assert.equal(outcome.exitCode, 0, outcome.stderr);
-    for (const option of daemonCommand().options) assert.ok(outcome.stdout.includes(option.long!), `--help lists ${option.long}`);
+    const lines = outcome.stdout.trim().split('\n');
+    assert.deepEqual(lines.filter((l) => l.startsWith('program ')), ['program iptables'], 'iptables, which the daemon runs, and no compiler or `ip`');
+    const files = lines.filter((l) => l.startsWith('file ')).map((l) => l.slice('file '.length));
+    assert.deepEqual(files.filter((f) => f.startsWith('dist/')).sort(), ['dist/cli', 'dist/daemon'], 'neither the lab nor the tests');
+    assert.deepEqual(files.filter((f) => f.startsWith('build/')), ['build/Release/miniflannel_native.node'], 'only the addon of node-gyp\'s output');
+    for (const name of Object.keys(pkg.dependencies)) assert.ok(files.includes(`node_modules/${name}`), `dependency ${name} is in the image`);
+    for (const name of Object.keys(pkg.devDependencies)) assert.ok(!files.includes(`node_modules/${name}`), `devDependency ${name} is not in the image`);
   });
 
-  test('`miniflannel version` from the image reports the package version', async () => {
-    const outcome = await runForOutcome([...resolveProgram(['miniflannel']), 'version'], { env: runtimeEnv });
-    assert.equal(outcome.exitCode, 0, outcome.stderr);
-    assert.match(outcome.stdout, new RegExp(`^miniflannel ${pkg.version.replace(/\./g, '\\.')} \\(node v\\d+`));
+  test('the entrypoint\'s --help lists every daemon flag; `miniflannel version` gives the package version', async () => {
+    const help = await imageRun(tag, '--help');
+    assert.equal(help.exitCode, 0, help.stderr);
+    for (const option of daemonCommand().options) assert.ok(help.stdout.includes(option.long!), `--help lists ${option.long}`);
+    const version = await imageRun('--entrypoint', 'miniflannel', tag, 'version');
+    assert.equal(version.exitCode, 0, version.stderr);
+    assert.match(version.stdout, new RegExp(`^miniflannel ${pkg.version.replace(/\./g, '\\.')} \\(node v\\d+`));
   });
 
-  test('the entrypoint runs a node on the image\'s native binding, and the image\'s HEALTHCHECK follows it', async () => {
-    await removeStaleNamespaces();
-    const ns = await Netns.create(`${runPrefix()}image`);
+  test('`miniflannel sandbox` and `bench` from the image say in one line that the lab is not installed', async () => {
+    for (const args of [['sandbox', 'status'], ['bench', 'encap', '--quick']]) {
+      const outcome = await imageRun('--entrypoint', 'miniflannel', tag, ...args);
+      assert.equal(outcome.exitCode, 1, outcome.stderr);
+      assert.match(outcome.stderr, /^miniflannel: miniflannel (sandbox|bench) needs the lab, which is not installed here \(.*\/dist\/lab\/.*\); run it from a source checkout/);
+      assert.equal(outcome.stderr.trimEnd().split('\n').length, 1, outcome.stderr);
+    }
+  });
+
+  test('the init container, from the image, loads net-conf.json into an empty Redis, and the next node\'s leaves it', async () => {
+    assert.match(initOutcomes[0]!.stdout, /holds no network config; loading/);
+    assert.match(initOutcomes[1]!.stdout, /already holds a network config/);
+    const stored = JSON.parse(await sandbox!.underlay.exec(['redis-cli', '-h', UNDERLAY_GATEWAY, 'get', '{miniflannel}:config']));
+    assert.deepEqual(
+      { Network: stored.Network, SubnetLen: stored.SubnetLen, Type: stored.Backend.Type, Port: stored.Backend.Port },
+      { Network: netConf.Network, SubnetLen: netConf.SubnetLen, Type: netConf.Backend.Type, Port: netConf.Backend.Port },
+    );
+  });
+
+  test('the init container, from the image, refuses to overwrite an invalid stored config, and fails for kubelet to retry', async () => {
+    const cli = (...args: string[]) => sandbox!.underlay.exec(['redis-cli', '-h', UNDERLAY_GATEWAY, '-n', '1', ...args]);
+    const invalid = '{"Network": "not a network"}';
+    await cli('set', '{miniflannel}:config', invalid);
     try {
-      // A node with nothing but an underlay address (on one end of a veth pair), in static mode: no Redis needed to get the TUN, the batched UDP socket and /healthz.
-      await ns.ip('link', 'add', 'eth0', 'type', 'veth', 'peer', 'name', 'eth1');
-      await ns.ip('addr', 'add', '198.18.7.1/24', 'dev', 'eth0');
-      await ns.ip('link', 'set', 'eth0', 'up');
-      await ns.ip('link', 'set', 'eth1', 'up');
-      const healthcheck = resolveProgram(execForm(/CMD\s+(\[.*\])$/.exec(instruction(runtime, 'HEALTHCHECK').text)?.[1] ?? '', instruction(runtime, 'HEALTHCHECK').line));
-      const probe = () => ns.execForOutcome(healthcheck, { env: runtimeEnv });
-      const down = await probe();
-      assert.equal(down.exitCode, 1, 'the HEALTHCHECK fails while no daemon answers');
-
-      const entrypoint = resolveProgram(execForm(instruction(runtime, 'ENTRYPOINT').text, 0));
-      const daemon: ChildProcess = ns.spawn([...entrypoint, '--iface', 'eth0', '--static-network', '10.244.0.0/16', '--static-subnet', '10.244.7.0/24'], { env: runtimeEnv });
-      let log = '';
-      daemon.stdout!.on('data', (d) => (log += d));
-      daemon.stderr!.on('data', (d) => (log += d));
-      try {
-        await waitFor('the HEALTHCHECK to pass', async () => {
-          if (daemon.exitCode !== null) throw new Error(`miniflanneld exited with ${daemon.exitCode}: ${log}`);
-          return (await probe()).exitCode === 0;
-        });
-        assert.match(await ns.ip('-d', 'link', 'show', 'flannel0'), /tun/, 'the image\'s addon made the TUN');
-      } finally {
-        assert.equal(await stopProcess(daemon), 0, `a clean stop on SIGTERM: ${log}`);
-      }
+      const outcome = await runInitContainer(await imageNode(nodes[0]!.node, `${SANDBOX_REDIS_URL}/1`));
+      assert.equal(outcome.exitCode, 1, outcome.stdout);
+      assert.match(outcome.stderr, /the network config in Redis is invalid/);
+      assert.equal((await cli('get', '{miniflannel}:config')).trim(), invalid, 'the stored config is untouched');
     } finally {
-      await ns.destroy();
+      await cli('flushdb');
+    }
+  });
+
+  test('each container is ready on the readiness probe and alive on the liveness probe, with only NET_ADMIN and NET_RAW on a read-only root', async () => {
+    for (const n of nodes) {
+      for (const probe of [daemonContainer.livenessProbe, daemonContainer.readinessProbe]) {
+        const url = probeUrl(daemonContainer, probe, n.node.underlayIp);
+        const answer = await httpGetIn(n.node.ns, url);
+        assert.equal(answer.status, 200, `${url} on ${n.node.ns.name}: ${answer.body}`);
+      }
+      const state = await podman.inspect('container', n.name);
+      assert.deepEqual([...state.EffectiveCaps].sort(), ['CAP_NET_ADMIN', 'CAP_NET_RAW']);
+      assert.equal(state.HostConfig.ReadonlyRootfs, true);
+      const write = await podman.outcome('exec', n.name, 'sh', '-c', 'echo > /opt/miniflannel/x');
+      assert.notEqual(write.exitCode, 0, 'the root filesystem refuses a write');
+    }
+  });
+
+  test('the image\'s HEALTHCHECK fails while no daemon answers, and reports healthy on both nodes', async () => {
+    assert.equal(healthcheckWithoutDaemon.exitCode, 1, healthcheckWithoutDaemon.stdout + healthcheckWithoutDaemon.stderr);
+    for (const n of nodes) {
+      const health = await podman.outcome('healthcheck', 'run', n.name);
+      assert.equal(health.exitCode, 0, `podman healthcheck run ${n.name}: ${health.stdout}${health.stderr}`);
+      assert.equal((await podman.inspect('container', n.name)).State.Health.Status, 'healthy');
+    }
+  });
+
+  test('each container holds a lease under its node\'s name and host IP, and wrote subnet.env and the conflist onto the host', async () => {
+    const subnets = new Set<string>();
+    for (const n of nodes) {
+      const statusUrl = probeUrl(daemonContainer, daemonContainer.livenessProbe, n.node.underlayIp).replace(/\/healthz$/, '/status');
+      const status = JSON.parse((await httpGetIn(n.node.ns, statusUrl)).body);
+      assert.equal(status.lease.nodeName, n.node.ns.name, 'MINIFLANNELD_NODE_NAME from spec.nodeName');
+      assert.equal(status.lease.publicIP, n.node.underlayIp, 'MINIFLANNELD_PUBLIC_IP from status.hostIP');
+      assert.equal(status.peers.length, 1);
+      subnets.add(status.lease.subnet);
+      const subnetEnv = await readFile(path.join(n.volumes['run']!, 'subnet.env'), 'utf8');
+      assert.ok(subnetEnv.split('\n').includes(`FLANNEL_NETWORK=${netConf.Network}`), subnetEnv);
+      assert.match(subnetEnv, /^FLANNEL_IPMASQ=true$/m, '--ip-masq from the args');
+    }
+    assert.equal(subnets.size, 2);
+  });
+
+  test('pods on the two nodes, made by the CNI plugins from the conflists the containers wrote, reach each other', async () => {
+    const [a, b] = pods as [Pod, Pod];
+    await a.ns.exec(['ping', '-c', '2', '-i', '0.2', '-W', '2', b.ip]);
+    await b.ns.exec(['ping', '-c', '2', '-i', '0.2', '-W', '2', a.ip]);
+    const { sent, received } = await tcpTransfer(a, b, 2 * 1024 * 1024, 5002);
+    assert.equal(received.sha256, sent.sha256);
+  });
+
+  test('`podman stop` (SIGTERM) ends each daemon with exit 0 and leaves no TUN and no rule', async () => {
+    for (const n of nodes) {
+      assert.ok(rulesWhileRunning.get(n)!.some((rule) => rule.includes(MASQ_CHAIN)), `--ip-masq installed ${MASQ_CHAIN} on ${n.node.ns.name}`);
+      await podman.run('stop', '-t', String(podSpec.terminationGracePeriodSeconds ?? 30), n.name);
+      assert.equal((await podman.inspect('container', n.name)).State.ExitCode, 0, (await podman.outcome('logs', n.name)).stderr);
+      const link = await n.node.ns.execForOutcome(['ip', 'link', 'show', 'flannel0']);
+      assert.notEqual(link.exitCode, 0, `no flannel0 on ${n.node.ns.name} after the stop`);
+      assert.deepEqual(await masqueradeRules(n), [], `no MINIFLANNEL rule on ${n.node.ns.name} after the stop`);
     }
   });
 });

@@ -4,7 +4,10 @@
 // directories of the test, and its securityContext enforced as a container
 // runtime does (capabilities, no_new_privs, user, read-only root and
 // /proc/sys), inside a private mount namespace of a test network namespace.
-import { mounts, type Container, type PodSpec, type SecurityContext } from './manifests.js';
+import { statSync } from 'node:fs';
+import { mkdir, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { mounts, resolvePort, type ConfigMap, type Container, type PodSpec, type Probe, type SecurityContext } from './manifests.js';
 
 export interface PodInputs {
   /** Downward API values by fieldPath: spec.nodeName, status.hostIP, ... */
@@ -189,4 +192,51 @@ export function containerProcess(setup: ContainerSetup): ContainerProcess {
     env: { ...setup.imageEnv, ...Object.fromEntries(Object.entries(env).map(([name, value]) => [name, paths.map(value)])) },
     cwd: c.workingDir === undefined ? undefined : paths.map(c.workingDir),
   };
+}
+
+/** A ConfigMap volume: its keys as files in a directory of the test. */
+async function configMapVolume(dir: string, map: ConfigMap): Promise<string> {
+  await mkdir(dir, { recursive: true, mode: 0o755 });
+  for (const [key, value] of Object.entries(map.data)) await writeFile(path.join(dir, key), value, { mode: 0o644 });
+  return dir;
+}
+
+/**
+ * The pod's volumes on a node whose files live under `nodeRoot`: each hostPath
+ * at the same path below it (created as its type says), a CharDevice as the
+ * real device, ConfigMaps as files. Volume name -> the path that stands for it.
+ */
+export async function standInVolumes(pod: PodSpec, nodeRoot: string, maps: ConfigMap[]): Promise<Record<string, string>> {
+  const volumes: Record<string, string> = {};
+  for (const volume of pod.volumes ?? []) {
+    if (volume.hostPath) {
+      const { path: hostPath, type } = volume.hostPath;
+      if (type === 'CharDevice') {
+        if (!statSync(hostPath).isCharacterDevice()) throw new PodSpecError(`${hostPath} is not a character device, as volume ${volume.name}'s type demands`);
+        volumes[volume.name] = hostPath;
+      } else if (type === 'DirectoryOrCreate' || type === 'FileOrCreate') {
+        const standIn = path.join(nodeRoot, hostPath);
+        await mkdir(type === 'FileOrCreate' ? path.dirname(standIn) : standIn, { recursive: true });
+        if (type === 'FileOrCreate') await writeFile(standIn, '', { flag: 'a' });
+        volumes[volume.name] = standIn;
+      } else {
+        throw new PodSpecError(`hostPath ${hostPath} has type ${type}, which the test does not stand in for`);
+      }
+    } else if (volume.configMap) {
+      const map = maps.find((m) => m.metadata.name === volume.configMap!.name);
+      if (!map) throw new PodSpecError(`ConfigMap ${volume.configMap.name} is not among the manifests given`);
+      volumes[volume.name] = await configMapVolume(path.join(nodeRoot, 'configmaps', volume.name), map);
+    } else {
+      throw new PodSpecError(`volume ${volume.name} is of a kind the test does not stand in for`);
+    }
+  }
+  return volumes;
+}
+
+/** What an httpGet probe GETs; a hostNetwork pod's IP is the node's. */
+export function probeUrl(c: Container, probe: Probe | undefined, podIp: string): string {
+  const httpGet = probe?.httpGet;
+  if (!httpGet) throw new PodSpecError(`${c.name} has no httpGet probe`);
+  if (httpGet.host !== undefined) throw new PodSpecError(`${c.name}'s probe names a host; kubelet would probe it, not the pod IP`);
+  return `${(httpGet.scheme ?? 'HTTP').toLowerCase()}://${podIp}:${resolvePort(c, httpGet.port)}${httpGet.path ?? '/'}`;
 }

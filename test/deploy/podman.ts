@@ -1,0 +1,108 @@
+// A manifest's container run by podman as kubelet would have its runtime run
+// it: the pod's network namespace (a hostNetwork pod's is the node's), the
+// container's securityContext as podman flags, its volumes from the test's
+// stand-ins, its env resolved and its command and args with $(VAR) expanded.
+// Podman itself comes with the private configuration .ci/image-base.sh
+// writes, so nothing lands in this machine's /var/lib/containers.
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { run, runForOutcome, type Outcome } from '../../lab/exec.js';
+import { leftByDeadRun } from '../../lab/netns.js';
+import { packageRoot } from '../../lab/paths.js';
+import { mounts, type Container, type PodSpec, type SecurityContext } from './manifests.js';
+import { containerEnv, expandReferences, PathMap, PodSpecError, type PodInputs } from './pod.js';
+
+const IMAGE_CACHE = '/var/cache/miniflannel-image';
+const LONG_MS = 10 * 60_000;
+
+export class Podman {
+  private constructor(private readonly env: NodeJS.ProcessEnv) {}
+
+  /**
+   * Makes (or finds cached) the base image deploy/Dockerfile's FROM names and
+   * the podman configuration, by .ci/image-base.sh. Returns podman and the
+   * Node major that base carries, the Dockerfile's NODE_VERSION.
+   */
+  static async withImageBase(): Promise<{ podman: Podman; nodeMajor: string }> {
+    const nodeMajor = (await run([path.join(packageRoot, '.ci', 'image-base.sh')], { timeoutMs: LONG_MS })).trim();
+    if (!/^\d+$/.test(nodeMajor)) throw new Error(`.ci/image-base.sh printed ${JSON.stringify(nodeMajor)}, not a Node major`);
+    const exports = await readFile(path.join(IMAGE_CACHE, 'env'), 'utf8');
+    const env = { ...process.env, ...Object.fromEntries([...exports.matchAll(/^export (\w+)=(.*)$/gm)].map((m) => [m[1]!, m[2]!])) };
+    if (!env.CONTAINERS_CONF || !env.CONTAINERS_STORAGE_CONF) throw new Error(`${IMAGE_CACHE}/env names no podman configuration`);
+    return { podman: new Podman(env), nodeMajor };
+  }
+
+  /** Removes the containers and images that test runs no longer alive left (named with their run prefix). */
+  async removeStale(): Promise<void> {
+    const containers = (await this.run('ps', '-a', '--format', '{{.Names}}')).split('\n').filter(leftByDeadRun);
+    if (containers.length > 0) await this.outcome('rm', '-f', '-t', '0', ...containers);
+    const tags = (await this.run('images', '--format', '{{.Repository}}:{{.Tag}}')).split('\n');
+    const stale = tags.filter((tag) => leftByDeadRun(tag.slice(tag.lastIndexOf(':') + 1)));
+    if (stale.length > 0) await this.outcome('rmi', '-f', ...stale);
+  }
+
+  /** Runs podman; a non-zero exit throws with its output. */
+  run(...args: string[]): Promise<string> {
+    return run(['podman', ...args], { env: this.env, timeoutMs: LONG_MS });
+  }
+
+  outcome(...args: string[]): Promise<Outcome> {
+    return runForOutcome(['podman', ...args], { env: this.env, timeoutMs: 2 * 60_000 });
+  }
+
+  async inspect(what: 'image' | 'container', name: string): Promise<any> {
+    return JSON.parse(await this.run(what, 'inspect', name))[0];
+  }
+}
+
+/** The podman flags that enforce a securityContext as a Kubernetes runtime does. */
+export function securityFlags(context: SecurityContext = {}): string[] {
+  if (context.privileged === true) throw new PodSpecError('a privileged container: the test runs none');
+  const flags = [
+    ...(context.capabilities?.drop ?? []).map((cap) => `--cap-drop=${cap.toLowerCase()}`),
+    ...(context.capabilities?.add ?? []).map((cap) => `--cap-add=${cap}`),
+  ];
+  if (context.allowPrivilegeEscalation === false) flags.push('--security-opt', 'no-new-privileges');
+  // Kubernetes mounts no tmpfs over a read-only root; podman would by default.
+  if (context.readOnlyRootFilesystem === true) flags.push('--read-only', '--read-only-tmpfs=false');
+  if (context.runAsUser !== undefined) flags.push('--user', `${context.runAsUser}:${context.runAsGroup ?? 0}`);
+  if (context.runAsNonRoot === true && !context.runAsUser) throw new PodSpecError('runAsNonRoot without a non-zero runAsUser: kubelet would refuse the image\'s root');
+  return flags;
+}
+
+export interface PodmanContainerSetup {
+  pod: PodSpec;
+  container: Container;
+  inputs: PodInputs;
+  /** Volume name -> the path of this machine that stands for it (standInVolumes). */
+  volumes: Record<string, string>;
+  /**
+   * Node paths the container names in its env without mounting them (written
+   * into files that plugins on the node read), -> their stand-ins.
+   */
+  nodePaths?: Record<string, string>;
+  /** The network namespace (its /run/netns path) the pod runs in. */
+  netns: string;
+}
+
+/**
+ * `podman run` arguments for the container, up to and including the image
+ * and the args: network, security, devices and volumes, env, and the
+ * container's command as the entrypoint.
+ */
+export function podmanRunArgs(setup: PodmanContainerSetup, image: string): string[] {
+  const { pod, container: c } = setup;
+  if (pod.hostNetwork !== true) throw new PodSpecError(`${c.name}: only hostNetwork pods are run here (a node namespace is their network)`);
+  const flags = ['--network', `ns:${setup.netns}`, ...securityFlags(c.securityContext)];
+  for (const { mountPath, readOnly, volume } of mounts(pod, c)) {
+    const standIn = setup.volumes[volume.name];
+    if (standIn === undefined) throw new PodSpecError(`${c.name}: the test has no stand-in for volume ${volume.name}`);
+    if (volume.hostPath?.type === 'CharDevice') flags.push('--device', `${standIn}:${mountPath}`);
+    else flags.push('-v', `${standIn}:${mountPath}${readOnly ? ':ro' : ''}`);
+  }
+  const nodePaths = new PathMap(setup.nodePaths ?? {});
+  const env = containerEnv(c, setup.inputs);
+  for (const [name, value] of Object.entries(env)) flags.push('-e', `${name}=${nodePaths.map(value)}`);
+  if (c.command) flags.push('--entrypoint', JSON.stringify(c.command.map((arg) => expandReferences(arg, env))));
+  return [...flags, image, ...(c.args ?? []).map((arg) => expandReferences(arg, env))];
+}
