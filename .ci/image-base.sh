@@ -8,7 +8,8 @@
 #   3. `podman import` under the FROM name, skipped when that tag already carries this Node.
 # Also writes a private podman configuration (nothing in /var/lib/containers or
 # /etc/cni/net.d) and $CACHE/env, which callers source (or read) to use it.
-# Prints the Node major (the Dockerfile's NODE_VERSION build-arg) on stdout.
+# Prints on stdout, as name=value lines: node_major (the Dockerfile's
+# NODE_VERSION build-arg), base (the tag made) and env (the file above).
 # Idempotent; image layers stay in $CACHE/podman between runs on one machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -60,9 +61,10 @@ node_version=$(node -p process.versions.node)
 major=${node_version%%.*}
 tag=$name:$major-$suite-slim
 
+made() { printf 'node_major=%s\nbase=%s\nenv=%s\n' "$major" "$tag" "$CACHE/env"; }
 if podman image inspect --format '{{range .Config.Env}}{{println .}}{{end}}' "$tag" 2>/dev/null |
    grep -qx "NODE_VERSION=$node_version"; then
-  echo "$major"
+  made
   exit 0
 fi
 
@@ -105,7 +107,11 @@ cp -a "$node_prefix"/include/node "$extra"/usr/local/include/
 cp -a "$(npm root -g)"/npm "$extra"/usr/local/lib/node_modules/
 ln -s ../lib/node_modules/npm/bin/npm-cli.js "$extra"/usr/local/bin/npm
 ln -s ../lib/node_modules/npm/bin/npx-cli.js "$extra"/usr/local/bin/npx
-cp "$(npm config get cafile)" "$extra"/etc/ssl/certs/ca-certificates.crt
+# The bundle npm trusts here, else Debian's: the base's CAs, as a real one carries the public CAs.
+cafile=$(npm config get cafile)
+[ -f "$cafile" ] || cafile=/etc/ssl/certs/ca-certificates.crt
+[ -f "$cafile" ] || { echo "image-base.sh: no CA bundle (npm's cafile is unset and $cafile is missing)" >&2; exit 1; }
+cp "$cafile" "$extra"/etc/ssl/certs/ca-certificates.crt
 # npm's global config for prefix /usr/local.
 printf 'cafile=/etc/ssl/certs/ca-certificates.crt\n' >"$extra"/usr/local/etc/npmrc
 cp "$rootfs_tar" "$work/image.tar"
@@ -118,4 +124,4 @@ podman import \
   --change "ENV NODE_VERSION=$node_version" \
   --change 'CMD ["node"]' \
   "$work/image.tar" "$tag" >&2
-echo "$major"
+made

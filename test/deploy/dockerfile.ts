@@ -59,7 +59,7 @@ function logicalLines(text: string): Array<{ text: string; line: number }> {
 }
 
 /** ${NAME}, ${NAME:-default} and $NAME from `vars`; an unknown name is an error rather than an empty string. */
-export function substitute(text: string, vars: Record<string, string>, where: string): string {
+function substitute(text: string, vars: Record<string, string>, where: string): string {
   return text.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}|\$([A-Za-z_][A-Za-z0-9_]*)/g, (_m, braced: string | undefined, fallback: string | undefined, bare: string | undefined) => {
     const name = (braced ?? bare)!;
     const value = vars[name] ?? fallback;
@@ -99,7 +99,7 @@ function splitAssignment(text: string): [string, string | undefined] {
 const unquote = (s: string) => (/^"(.*)"$/.exec(s)?.[1] ?? /^'(.*)'$/.exec(s)?.[1] ?? s);
 
 /** Shell words, with quotes; enough for the RUN lines of this Dockerfile. */
-export function shellWords(text: string): string[] {
+function shellWords(text: string): string[] {
   const words: string[] = [];
   const pattern = /"((?:[^"\\]|\\.)*)"|'([^']*)'|(&&|\|\||;)|([^\s"';&|]+)/g;
   let current: string | undefined;
@@ -119,7 +119,7 @@ export function shellWords(text: string): string[] {
 }
 
 /** A RUN line's commands, split at `&&`; other shell operators are refused. */
-export function runCommands(instruction: Instruction): string[][] {
+function runCommands(instruction: Instruction): string[][] {
   if (instruction.text.trimStart().startsWith('[')) throw new DockerfileError(`line ${instruction.line}: exec-form RUN is not followed by the test`);
   const commands: string[][] = [[]];
   for (const word of shellWords(instruction.text)) {

@@ -9,7 +9,7 @@
 // Pods are made by the real CNI plugins from the conflist the container wrote.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdir, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { SANDBOX_REDIS_URL, UNDERLAY_GATEWAY, type Pod, type Sandbox, type SandboxNode } from '../../lab/cluster.js';
@@ -22,9 +22,9 @@ import { MASQ_CHAIN } from '../../daemon/node/masquerade.js';
 import { createTestSandbox, destroyTestSandbox } from '../harness/namespaces.js';
 import { tcpTransfer } from '../harness/pod-traffic.js';
 import { execForm, parseDockerfile } from './dockerfile.js';
-import { container, daemonManifest, findObject, loadObjects, type ConfigMap, type Container, type Workload } from './manifests.js';
-import { containerEnv, probeUrl, standInVolumes, type PodInputs } from './pod.js';
-import { Podman, podmanRunArgs } from './podman.js';
+import { container, daemonManifest, findObject, loadObjects, parseQuantity, type ConfigMap, type Container, type Workload } from './manifests.js';
+import { probeUrl, standInVolumes, type PodInputs } from './pod.js';
+import { Podman, podmanRunArgs, RUN_LABEL } from './podman.js';
 
 const pkg = JSON.parse(await readFile(path.join(packageRoot, 'package.json'), 'utf8')) as {
   version: string;
@@ -39,13 +39,18 @@ const netConf = JSON.parse(netConfMap.data['net-conf.json']!);
 const podSpec = daemonSet.spec.template.spec;
 const daemonContainer = container(podSpec, 'miniflanneld');
 const initContainer = container(podSpec, 'load-net-conf', true);
-const dockerfile = parseDockerfile(await readFile(path.join(packageRoot, 'deploy', 'Dockerfile'), 'utf8'));
+// The Dockerfile podman builds: the committed one, as the context is.
+const dockerfile = parseDockerfile(await run(['git', '-C', packageRoot, 'show', 'HEAD:deploy/Dockerfile']));
 const runtimeStage = dockerfile.stages.at(-1)!;
-const buildStage = dockerfile.stages[0]!;
 
 const prefix = runPrefix();
 const tag = `localhost/miniflannel:${prefix}`;
-const buildTag = `localhost/miniflannel-build:${prefix}`;
+/** An image of the build context alone, as the builder receives it. */
+const contextTag = `localhost/miniflannel-context:${prefix}`;
+/** What a user's clone holds besides the committed tree once it has run `npm ci && npm run build`, and git's own data. */
+const CANARIES = ['node_modules/canary', 'dist/canary', 'build/canary', '.git/canary'];
+/** What .dockerignore lets through: the files deploy/Dockerfile copies from the context. */
+const CONTEXT_ALLOWED = /^(package\.json|package-lock\.json|binding\.gyp|tsconfig\.json|native\/.*|daemon\/.*|cli\/.*|deploy\/healthcheck\.mjs)$/;
 
 function instruction(keyword: string) {
   const found = runtimeStage.instructions.filter((i) => i.keyword === keyword);
@@ -76,11 +81,15 @@ describe('deploy/Dockerfile built by podman, run as the DaemonSet runs it on two
   const nodes: ImageNode[] = [];
   const initOutcomes: Outcome[] = [];
   let healthcheckWithoutDaemon: Outcome;
+  let contextFiles: string[];
+  let committedFiles: string[];
   const pods: Pod[] = [];
   /** MINIFLANNEL rules seen in each node while its daemon ran, so that their absence after the stop means something. */
   const rulesWhileRunning = new Map<ImageNode, string[]>();
 
   const runArgs = (n: ImageNode, c: Container) => podmanRunArgs({ pod: podSpec, container: c, inputs: n.inputs, volumes: n.volumes, nodePaths: n.nodePaths, netns: n.node.ns.path }, tag);
+  /** A container of the pod with another command, to look at it as its runtime made it. */
+  const withCommand = (c: Container, command: string[]): Container => ({ ...c, command, args: [] });
   // Kubernetes ignores the image's HEALTHCHECK; podman, without systemd here, would complain of its timer on stderr.
   const runInitContainer = (n: ImageNode) => podman.outcome('run', '--rm', '--no-healthcheck', '--name', `${n.name}-init`, ...runArgs(n, initContainer));
   const imageRun = (...args: string[]) => podman.outcome('run', '--rm', '--no-healthcheck', '--network=none', ...args);
@@ -114,24 +123,32 @@ describe('deploy/Dockerfile built by podman, run as the DaemonSet runs it on two
     work = await mkdtemp(path.join(tmpdir(), `${prefix}image-`));
     const context = path.join(work, 'context');
     await mkdir(context);
-    // The committed tree, as a user's clone has it: not this working tree's untracked or edited files.
+    // The committed tree, as a user's clone has it, with what such a clone also holds (CANARIES) for .dockerignore to keep out.
     revision = (await run(['git', '-C', packageRoot, 'rev-parse', 'HEAD'])).trim();
     await run(['sh', '-c', 'git -C "$1" archive HEAD | tar -x -C "$2"', 'sh', packageRoot, context]);
+    committedFiles = (await run(['git', '-C', packageRoot, 'ls-tree', '-r', '--name-only', 'HEAD'])).trim().split('\n');
+    for (const canary of CANARIES) {
+      await mkdir(path.join(context, path.dirname(canary)), { recursive: true });
+      await writeFile(path.join(context, canary), 'left out by .dockerignore\n');
+    }
     // The build argument selects the Node line the base carries.
     // --network=host: RUN steps on a CNI bridge would add a bridge and NAT rules to the root namespace.
     // --format docker: the OCI image format has no HEALTHCHECK.
-    const build = ['build', '--pull=never', '--format', 'docker', '--network=host', '--layers', '-f', 'deploy/Dockerfile',
-      '--build-arg', `NODE_VERSION=${made.nodeMajor}`, '--build-arg', `REVISION=${revision}`];
-    await podman.run(...build, '-t', tag, context);
-    // The build stage alone, from the layers just built, to see what the context gave it.
-    await podman.run(...build, '--target', buildStage.name, '-t', buildTag, context);
+    // The run's label: its images, intermediate ones too, are removed by it and by no other run.
+    const build = ['build', '--pull=never', '--format', 'docker', '--network=host', '--layers', '--label', `${RUN_LABEL}=${prefix}`];
+    await podman.run(...build, '-f', 'deploy/Dockerfile', '--build-arg', `NODE_VERSION=${made.nodeMajor}`, '--build-arg', `REVISION=${revision}`, '-t', tag, context);
+    // The same context sent to a build that keeps all of it: what the builder received, after .dockerignore.
+    const contextfile = path.join(work, 'Containerfile.context');
+    await writeFile(contextfile, `FROM ${made.base}\nCOPY . /context\n`);
+    await podman.run(...build, '-f', contextfile, '-t', contextTag, context);
+    const listing = await podman.run('run', '--rm', '--no-healthcheck', '--network=none', '--workdir', '/context', '--entrypoint', 'find', contextTag, '.', '-type', 'f');
+    contextFiles = listing.trim().split('\n').map((f) => f.replace(/^\.\//, '')).sort();
 
     sandbox = await createTestSandbox(2);
     await sandbox.startRedis({ persistence: false });
     for (const node of sandbox.nodes) nodes.push(await imageNode(node));
-    healthcheckWithoutDaemon = await podman.outcome('run', '--rm', '--no-healthcheck', '--network', `ns:${nodes[0]!.node.ns.path}`,
-      ...Object.entries(containerEnv(daemonContainer, nodes[0]!.inputs)).flatMap(([name, value]) => ['-e', `${name}=${value}`]),
-      '--entrypoint', JSON.stringify(healthcheckCommand()), tag);
+    // The daemon's container, HEALTHCHECK's command in place of the daemon's, before any daemon runs on the node.
+    healthcheckWithoutDaemon = await podman.outcome('run', '--rm', '--no-healthcheck', ...runArgs(nodes[0]!, withCommand(daemonContainer, healthcheckCommand())));
     for (const n of nodes) {
       // kubelet runs the init container to completion, then the daemon.
       initOutcomes.push(await runInitContainer(n));
@@ -158,16 +175,17 @@ describe('deploy/Dockerfile built by podman, run as the DaemonSet runs it on two
   });
 
   after(async () => {
-    if (podman) {
-      for (const n of nodes) await podman.outcome('rm', '-f', '--ignore', '-t', '0', n.name, `${n.name}-init`);
-      await podman.outcome('rmi', '--ignore', tag, buildTag);
-      // Each build leaves its build stage as a dangling image.
-      await podman.outcome('image', 'prune', '-f');
-      const left = await podman.run('ps', '-a', '--filter', `name=^${prefix}`, '--format', '{{.Names}}');
-      assert.equal(left.trim(), '', 'containers left behind');
+    try {
+      if (podman) {
+        for (const n of nodes) await podman.outcome('rm', '-f', '--ignore', '-t', '0', n.name, `${n.name}-init`);
+        await podman.removeImagesOf(prefix);
+        const left = await podman.run('ps', '-a', '--filter', `name=^${prefix}`, '--format', '{{.Names}}');
+        assert.equal(left.trim(), '', 'containers left behind');
+      }
+    } finally {
+      if (sandbox) await destroyTestSandbox(sandbox);
+      if (work) await rm(work, { recursive: true, force: true });
     }
-    if (sandbox) await destroyTestSandbox(sandbox);
-    if (work) await rm(work, { recursive: true, force: true });
   });
 
   test('both stages start FROM the same Node LTS image, one that package.json engines allows', () => {
@@ -180,12 +198,11 @@ describe('deploy/Dockerfile built by podman, run as the DaemonSet runs it on two
     assert.ok(major >= Number(/^>=\s*(\d+)/.exec(pkg.engines.node)?.[1]), `Node ${major} satisfies engines ${pkg.engines.node}`);
   });
 
-  test('the build context is what .dockerignore lets through: no tests, lab, docs or git data', async () => {
-    const listing = await imageRun('--entrypoint', 'ls', buildTag, '-A', '/src');
-    assert.equal(listing.exitCode, 0, listing.stderr);
-    // node_modules, build and dist are the build stage's own (npm ci, node-gyp, tsc).
-    assert.deepEqual(listing.stdout.trim().split('\n').sort(),
-      ['binding.gyp', 'build', 'cli', 'daemon', 'dist', 'native', 'node_modules', 'package-lock.json', 'package.json', 'tsconfig.json']);
+  test('the build context is what .dockerignore lets through: the sources the Dockerfile copies, no build output, tests, lab or git data', () => {
+    for (const canary of CANARIES) assert.ok(!contextFiles.includes(canary), `${canary} reached the builder`);
+    const expected = committedFiles.filter((f) => CONTEXT_ALLOWED.test(f)).sort();
+    assert.ok(expected.includes('native/addon.cc') && expected.includes('daemon/main.ts') && expected.includes('deploy/healthcheck.mjs'));
+    assert.deepEqual(contextFiles, expected);
   });
 
   test('the image config: the entrypoint, the HEALTHCHECK and the OCI labels of the Dockerfile', async (t) => {
@@ -253,32 +270,54 @@ describe('deploy/Dockerfile built by podman, run as the DaemonSet runs it on two
     const invalid = '{"Network": "not a network"}';
     await cli('set', '{miniflannel}:config', invalid);
     try {
-      const outcome = await runInitContainer(await imageNode(nodes[0]!.node, `${SANDBOX_REDIS_URL}/1`));
+      const node = nodes[0]!;
+      const outcome = await runInitContainer({ ...node, inputs: { ...node.inputs, secrets: { 'miniflannel-redis': { url: `${SANDBOX_REDIS_URL}/1` } } } });
       assert.equal(outcome.exitCode, 1, outcome.stdout);
-      assert.match(outcome.stderr, /the network config in Redis is invalid/);
+      // The CLI's own diagnosis, then the script's: the case taken on `config get`'s exit code 2.
+      assert.match(outcome.stderr, /^miniflannel: the network config stored at \{miniflannel\}:config is invalid: Network "not a network"/m);
+      assert.match(outcome.stderr, /the network config in Redis is invalid; fix it with `miniflannel config set`/);
       assert.equal((await cli('get', '{miniflannel}:config')).trim(), invalid, 'the stored config is untouched');
     } finally {
       await cli('flushdb');
     }
   });
 
-  test('each container is ready on the readiness probe and alive on the liveness probe, with only NET_ADMIN and NET_RAW on a read-only root', async () => {
+  test('each daemon container is ready and alive on the probes, with only NET_ADMIN and NET_RAW, no new privileges, a read-only root and /proc/sys', async () => {
     for (const n of nodes) {
       for (const probe of [daemonContainer.livenessProbe, daemonContainer.readinessProbe]) {
         const url = probeUrl(daemonContainer, probe, n.node.underlayIp);
         const answer = await httpGetIn(n.node.ns, url);
         assert.equal(answer.status, 200, `${url} on ${n.node.ns.name}: ${answer.body}`);
       }
-      const state = await podman.inspect('container', n.name);
-      assert.deepEqual([...state.EffectiveCaps].sort(), ['CAP_NET_ADMIN', 'CAP_NET_RAW']);
-      assert.equal(state.HostConfig.ReadonlyRootfs, true);
-      const write = await podman.outcome('exec', n.name, 'sh', '-c', 'echo > /opt/miniflannel/x');
-      assert.notEqual(write.exitCode, 0, 'the root filesystem refuses a write');
+      const inspected = await podman.inspect('container', n.name);
+      assert.deepEqual([...inspected.EffectiveCaps].sort(), ['CAP_NET_ADMIN', 'CAP_NET_RAW']);
+      assert.equal(inspected.HostConfig.Memory, parseQuantity(daemonContainer.resources!.limits!.memory!), 'the manifest\'s memory limit');
+      const daemonStatus = await podman.run('exec', n.name, 'cat', '/proc/1/status');
+      assert.match(daemonStatus, /^NoNewPrivs:\s+1$/m);
+      // flannel0's accept_local is set over rtnetlink because of this.
+      for (const file of ['/opt/miniflannel/x', '/proc/sys/net/ipv4/conf/flannel0/accept_local']) {
+        const write = await podman.outcome('exec', n.name, 'sh', '-c', `echo 1 > ${file}`);
+        assert.match(write.stderr, /Read-only file system/, `a write to ${file}: exit ${write.exitCode}, ${write.stderr}`);
+      }
     }
+  });
+
+  test('the init container runs as the manifest\'s user, with no capability, no new privileges and a read-only root', async () => {
+    const look = 'id -u; id -g; grep -E "^(CapEff|NoNewPrivs):" /proc/self/status; touch /opt/x 2>&1 || true';
+    const outcome = await podman.outcome('run', '--rm', '--no-healthcheck', ...runArgs(nodes[0]!, withCommand(initContainer, ['sh', '-c', look])));
+    assert.equal(outcome.exitCode, 0, outcome.stderr);
+    const [uid, gid, capEff, noNewPrivs, touch] = outcome.stdout.trim().split('\n');
+    const context = initContainer.securityContext!;
+    assert.deepEqual([Number(uid), Number(gid)], [context.runAsUser, context.runAsGroup]);
+    assert.match(capEff!, /^CapEff:\s+0+$/);
+    assert.match(noNewPrivs!, /^NoNewPrivs:\s+1$/);
+    assert.match(touch!, /Read-only file system/);
   });
 
   test('the image\'s HEALTHCHECK fails while no daemon answers, and reports healthy on both nodes', async () => {
     assert.equal(healthcheckWithoutDaemon.exitCode, 1, healthcheckWithoutDaemon.stdout + healthcheckWithoutDaemon.stderr);
+    const healthz = probeUrl(daemonContainer, daemonContainer.livenessProbe, nodes[0]!.node.underlayIp);
+    assert.equal(healthcheckWithoutDaemon.stderr.trim(), `miniflanneld does not answer at ${healthz}: ECONNREFUSED`);
     for (const n of nodes) {
       const health = await podman.outcome('healthcheck', 'run', n.name);
       assert.equal(health.exitCode, 0, `podman healthcheck run ${n.name}: ${health.stdout}${health.stderr}`);

@@ -1,9 +1,11 @@
-// Running a manifest's container on this machine, as kubelet would run it:
-// the container's command and args with $(VAR) references expanded, its env
-// resolved from the downward API and Secrets, its volumes' paths mapped to
-// directories of the test, and its securityContext enforced as a container
-// runtime does (capabilities, no_new_privs, user, read-only root and
-// /proc/sys), inside a private mount namespace of a test network namespace.
+// What kubelet makes of a manifest's container, for the tests that run one:
+// its env resolved from the downward API and Secrets, $(VAR) references
+// expanded, its volumes stood in for by directories of the test, and the URL
+// of an httpGet probe. containerProcess() runs it from this repository's
+// build, its securityContext enforced as a container runtime does
+// (capabilities, no_new_privs, user, read-only root and /proc/sys) inside a
+// private mount namespace of a test network namespace; podman.ts runs the
+// built image instead.
 import { statSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -155,14 +157,21 @@ export interface ContainerProcess {
   cwd?: string;
 }
 
-export interface ContainerSetup {
+/** A container of a pod, with what the test stands in for around it. */
+export interface ContainerInputs {
   pod: PodSpec;
   container: Container;
   inputs: PodInputs;
   /** Volume name -> the path of this machine that stands for it (a hostPath's stand-in, a ConfigMap's files). */
   volumes: Record<string, string>;
-  /** The node's own paths that the container names without mounting them (kubelet's plugins use them), -> their stand-ins. */
+  /**
+   * The node's own paths that the container names without mounting them
+   * (written into files that plugins on the node read), -> their stand-ins.
+   */
   nodePaths?: Record<string, string>;
+}
+
+export interface ContainerSetup extends ContainerInputs {
   /** The image's environment (its ENV and PATH), under the container's own. */
   imageEnv: Record<string, string>;
   imageEntrypoint?: string[];

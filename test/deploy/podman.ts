@@ -9,36 +9,51 @@ import path from 'node:path';
 import { run, runForOutcome, type Outcome } from '../../lab/exec.js';
 import { leftByDeadRun } from '../../lab/netns.js';
 import { packageRoot } from '../../lab/paths.js';
-import { mounts, type Container, type PodSpec, type SecurityContext } from './manifests.js';
-import { containerEnv, expandReferences, PathMap, PodSpecError, type PodInputs } from './pod.js';
+import { mounts, parseQuantity, type SecurityContext } from './manifests.js';
+import { containerEnv, expandReferences, PathMap, PodSpecError, type ContainerInputs } from './pod.js';
 
-const IMAGE_CACHE = '/var/cache/miniflannel-image';
 const LONG_MS = 10 * 60_000;
+/**
+ * The label a test run puts on what it builds (`podman build --label`, which
+ * buildah puts on each intermediate image too), valued with its run prefix:
+ * so a run removes its own images and a dead run's, never a live one's.
+ */
+export const RUN_LABEL = 'org.miniflannel.test-run';
 
 export class Podman {
   private constructor(private readonly env: NodeJS.ProcessEnv) {}
 
   /**
    * Makes (or finds cached) the base image deploy/Dockerfile's FROM names and
-   * the podman configuration, by .ci/image-base.sh. Returns podman and the
-   * Node major that base carries, the Dockerfile's NODE_VERSION.
+   * the podman configuration, by .ci/image-base.sh. Returns podman, the Node
+   * major that base carries (the Dockerfile's NODE_VERSION) and the base's tag.
    */
-  static async withImageBase(): Promise<{ podman: Podman; nodeMajor: string }> {
-    const nodeMajor = (await run([path.join(packageRoot, '.ci', 'image-base.sh')], { timeoutMs: LONG_MS })).trim();
-    if (!/^\d+$/.test(nodeMajor)) throw new Error(`.ci/image-base.sh printed ${JSON.stringify(nodeMajor)}, not a Node major`);
-    const exports = await readFile(path.join(IMAGE_CACHE, 'env'), 'utf8');
+  static async withImageBase(): Promise<{ podman: Podman; nodeMajor: string; base: string }> {
+    const output = await run([path.join(packageRoot, '.ci', 'image-base.sh')], { timeoutMs: LONG_MS });
+    const made = Object.fromEntries([...output.matchAll(/^(\w+)=(.*)$/gm)].map((m) => [m[1]!, m[2]!]));
+    if (!/^\d+$/.test(made.node_major ?? '') || !made.base || !made.env) throw new Error(`.ci/image-base.sh printed ${JSON.stringify(output)}`);
+    const exports = await readFile(made.env, 'utf8');
     const env = { ...process.env, ...Object.fromEntries([...exports.matchAll(/^export (\w+)=(.*)$/gm)].map((m) => [m[1]!, m[2]!])) };
-    if (!env.CONTAINERS_CONF || !env.CONTAINERS_STORAGE_CONF) throw new Error(`${IMAGE_CACHE}/env names no podman configuration`);
-    return { podman: new Podman(env), nodeMajor };
+    if (!env.CONTAINERS_CONF || !env.CONTAINERS_STORAGE_CONF) throw new Error(`${made.env} names no podman configuration`);
+    return { podman: new Podman(env), nodeMajor: made.node_major!, base: made.base };
   }
 
-  /** Removes the containers and images that test runs no longer alive left (named with their run prefix). */
+  /**
+   * Removes what test runs no longer alive left: containers named with their
+   * run prefix, and images (intermediate ones too) carrying RUN_LABEL.
+   */
   async removeStale(): Promise<void> {
     const containers = (await this.run('ps', '-a', '--format', '{{.Names}}')).split('\n').filter(leftByDeadRun);
-    if (containers.length > 0) await this.outcome('rm', '-f', '-t', '0', ...containers);
-    const tags = (await this.run('images', '--format', '{{.Repository}}:{{.Tag}}')).split('\n');
-    const stale = tags.filter((tag) => leftByDeadRun(tag.slice(tag.lastIndexOf(':') + 1)));
-    if (stale.length > 0) await this.outcome('rmi', '-f', ...stale);
+    if (containers.length > 0) await this.outcome('rm', '-f', '--ignore', '-t', '0', ...containers);
+    const images: Array<{ Id: string; Labels: Record<string, string> | null }> = JSON.parse(await this.run('images', '-a', '--format', 'json'));
+    const stale = images.filter((image) => leftByDeadRun(image.Labels?.[RUN_LABEL] ?? '')).map((image) => image.Id);
+    if (stale.length > 0) await this.outcome('rmi', '-f', '--ignore', ...stale);
+  }
+
+  /** Removes every image this run built (its builds' intermediate images too). */
+  async removeImagesOf(runPrefix: string): Promise<void> {
+    const ids = (await this.run('images', '-a', '-q', '--filter', `label=${RUN_LABEL}=${runPrefix}`)).split('\n').filter(Boolean);
+    if (ids.length > 0) await this.outcome('rmi', '-f', '--ignore', ...new Set(ids));
   }
 
   /** Runs podman; a non-zero exit throws with its output. */
@@ -65,22 +80,13 @@ export function securityFlags(context: SecurityContext = {}): string[] {
   if (context.allowPrivilegeEscalation === false) flags.push('--security-opt', 'no-new-privileges');
   // Kubernetes mounts no tmpfs over a read-only root; podman would by default.
   if (context.readOnlyRootFilesystem === true) flags.push('--read-only', '--read-only-tmpfs=false');
-  if (context.runAsUser !== undefined) flags.push('--user', `${context.runAsUser}:${context.runAsGroup ?? 0}`);
+  // Without runAsGroup the runtime takes the user's group from the image, as podman does for a bare uid.
+  if (context.runAsUser !== undefined) flags.push('--user', context.runAsGroup === undefined ? `${context.runAsUser}` : `${context.runAsUser}:${context.runAsGroup}`);
   if (context.runAsNonRoot === true && !context.runAsUser) throw new PodSpecError('runAsNonRoot without a non-zero runAsUser: kubelet would refuse the image\'s root');
   return flags;
 }
 
-export interface PodmanContainerSetup {
-  pod: PodSpec;
-  container: Container;
-  inputs: PodInputs;
-  /** Volume name -> the path of this machine that stands for it (standInVolumes). */
-  volumes: Record<string, string>;
-  /**
-   * Node paths the container names in its env without mounting them (written
-   * into files that plugins on the node read), -> their stand-ins.
-   */
-  nodePaths?: Record<string, string>;
+export interface PodmanContainerSetup extends ContainerInputs {
   /** The network namespace (its /run/netns path) the pod runs in. */
   netns: string;
 }
@@ -97,9 +103,12 @@ export function podmanRunArgs(setup: PodmanContainerSetup, image: string): strin
   for (const { mountPath, readOnly, volume } of mounts(pod, c)) {
     const standIn = setup.volumes[volume.name];
     if (standIn === undefined) throw new PodSpecError(`${c.name}: the test has no stand-in for volume ${volume.name}`);
-    if (volume.hostPath?.type === 'CharDevice') flags.push('--device', `${standIn}:${mountPath}`);
-    else flags.push('-v', `${standIn}:${mountPath}${readOnly ? ':ro' : ''}`);
+    // A CharDevice hostPath too is a bind mount, as kubelet makes it; runc's default device rules allow the TUN.
+    flags.push('-v', `${standIn}:${mountPath}${readOnly ? ':ro' : ''}`);
   }
+  if (c.workingDir !== undefined) flags.push('--workdir', c.workingDir);
+  const memoryLimit = c.resources?.limits?.memory;
+  if (memoryLimit !== undefined) flags.push('--memory', String(parseQuantity(memoryLimit)));
   const nodePaths = new PathMap(setup.nodePaths ?? {});
   const env = containerEnv(c, setup.inputs);
   for (const [name, value] of Object.entries(env)) flags.push('-e', `${name}=${nodePaths.map(value)}`);
