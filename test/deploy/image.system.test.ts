@@ -217,6 +217,8 @@ describe('deploy/Dockerfile built by podman, run as the DaemonSet runs it on two
     assert.equal(labels['org.opencontainers.image.revision'], revision);
     assert.equal(labels['org.opencontainers.image.licenses'], 'Apache-2.0');
     t.diagnostic(`image ${(image.Size / 1e6).toFixed(0)} MB, ${image.RootFS.Layers.length} layers`);
+    const { store } = JSON.parse(await podman.run('info', '--format', 'json'));
+    assert.match(store.graphRoot, /^\/var\/cache\/miniflannel-image\//, 'podman\'s layer store is the cache of .ci/image-base.sh');
   });
 
   test('the runtime holds production dependencies, the compiled JS and the addon, and iptables; no compiler, iproute2, lab or test harness', async () => {
