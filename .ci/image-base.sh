@@ -108,9 +108,10 @@ cp -a "$(npm root -g)"/npm "$extra"/usr/local/lib/node_modules/
 ln -s ../lib/node_modules/npm/bin/npm-cli.js "$extra"/usr/local/bin/npm
 ln -s ../lib/node_modules/npm/bin/npx-cli.js "$extra"/usr/local/bin/npx
 # The bundle npm trusts here, else Debian's: the base's CAs, as a real one carries the public CAs.
-cafile=$(npm config get cafile)
+npm_cafile=$(npm config get cafile)
+cafile=$npm_cafile
 [ -f "$cafile" ] || cafile=/etc/ssl/certs/ca-certificates.crt
-[ -f "$cafile" ] || { echo "image-base.sh: no CA bundle (npm's cafile is unset and $cafile is missing)" >&2; exit 1; }
+[ -f "$cafile" ] || { echo "image-base.sh: no CA bundle: npm's cafile ($npm_cafile) and $cafile are not files" >&2; exit 1; }
 cp "$cafile" "$extra"/etc/ssl/certs/ca-certificates.crt
 # npm's global config for prefix /usr/local.
 printf 'cafile=/etc/ssl/certs/ca-certificates.crt\n' >"$extra"/usr/local/etc/npmrc

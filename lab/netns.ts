@@ -24,7 +24,7 @@ export function alive(pid: number): boolean {
   }
 }
 
-/** Whether `name` (a namespace, a container, an image tag) carries the prefix of a miniflannel run that is no longer alive. */
+/** Whether `name` (a namespace, a container, an image tag or label value) starts with the prefix of a miniflannel run that is no longer alive. */
 export function leftByDeadRun(name: string): boolean {
   const match = OWNED.exec(name);
   return match !== null && !alive(Number(match[1]));

@@ -49,8 +49,12 @@ const tag = `localhost/miniflannel:${prefix}`;
 const contextTag = `localhost/miniflannel-context:${prefix}`;
 /** What a user's clone holds besides the committed tree once it has run `npm ci && npm run build`, and git's own data. */
 const CANARIES = ['node_modules/canary', 'dist/canary', 'build/canary', '.git/canary'];
-/** What .dockerignore lets through: the files deploy/Dockerfile copies from the context. */
-const CONTEXT_ALLOWED = /^(package\.json|package-lock\.json|binding\.gyp|tsconfig\.json|native\/.*|daemon\/.*|cli\/.*|deploy\/healthcheck\.mjs)$/;
+/** The paths the Dockerfile's COPY lines take from the build context (not --from a stage): what .dockerignore must let through. */
+const copiedFromContext = dockerfile.stages
+  .flatMap((stage) => stage.instructions)
+  .filter((i) => i.keyword === 'COPY' && !i.text.startsWith('--from='))
+  .flatMap((i) => i.text.split(/\s+/).slice(0, -1));
+const isCopiedFromContext = (file: string) => copiedFromContext.some((source) => file === source || file.startsWith(`${source}/`));
 
 function instruction(keyword: string) {
   const found = runtimeStage.instructions.filter((i) => i.keyword === keyword);
@@ -83,6 +87,7 @@ describe('deploy/Dockerfile built by podman, run as the DaemonSet runs it on two
   let healthcheckWithoutDaemon: Outcome;
   let contextFiles: string[];
   let committedFiles: string[];
+  let imageCache: string;
   const pods: Pod[] = [];
   /** MINIFLANNEL rules seen in each node while its daemon ran, so that their absence after the stop means something. */
   const rulesWhileRunning = new Map<ImageNode, string[]>();
@@ -94,14 +99,14 @@ describe('deploy/Dockerfile built by podman, run as the DaemonSet runs it on two
   const runInitContainer = (n: ImageNode) => podman.outcome('run', '--rm', '--no-healthcheck', '--name', `${n.name}-init`, ...runArgs(n, initContainer));
   const imageRun = (...args: string[]) => podman.outcome('run', '--rm', '--no-healthcheck', '--network=none', ...args);
 
-  async function imageNode(node: SandboxNode, redisUrl = SANDBOX_REDIS_URL): Promise<ImageNode> {
+  async function imageNode(node: SandboxNode): Promise<ImageNode> {
     const root = path.join(work!, node.ns.name);
     await mkdir(root, { recursive: true });
     return {
       node,
       inputs: {
         fields: { 'spec.nodeName': node.ns.name, 'status.hostIP': node.underlayIp, 'status.podIP': node.underlayIp, 'metadata.namespace': daemonSet.metadata.namespace! },
-        secrets: { 'miniflannel-redis': { url: redisUrl } },
+        secrets: { 'miniflannel-redis': { url: SANDBOX_REDIS_URL } },
       },
       volumes: await standInVolumes(podSpec, root, [netConfMap]),
       // host-local runs on the node, outside the container: its data directory is the node's.
@@ -119,6 +124,7 @@ describe('deploy/Dockerfile built by podman, run as the DaemonSet runs it on two
   before(async () => {
     const made = await Podman.withImageBase();
     podman = made.podman;
+    imageCache = made.cache;
     await podman.removeStale();
     work = await mkdtemp(path.join(tmpdir(), `${prefix}image-`));
     const context = path.join(work, 'context');
@@ -134,8 +140,9 @@ describe('deploy/Dockerfile built by podman, run as the DaemonSet runs it on two
     // The build argument selects the Node line the base carries.
     // --network=host: RUN steps on a CNI bridge would add a bridge and NAT rules to the root namespace.
     // --format docker: the OCI image format has no HEALTHCHECK.
-    // The run's label: its images, intermediate ones too, are removed by it and by no other run.
-    const build = ['build', '--pull=never', '--format', 'docker', '--network=host', '--layers', '--label', `${RUN_LABEL}=${prefix}`];
+    // --layers, as docker builds, one image per step; --no-cache so that none is shared with another run:
+    // each carries this run's label, and the run removes them by it.
+    const build = ['build', '--pull=never', '--format', 'docker', '--network=host', '--layers', '--no-cache', '--label', `${RUN_LABEL}=${prefix}`];
     await podman.run(...build, '-f', 'deploy/Dockerfile', '--build-arg', `NODE_VERSION=${made.nodeMajor}`, '--build-arg', `REVISION=${revision}`, '-t', tag, context);
     // The same context sent to a build that keeps all of it: what the builder received, after .dockerignore.
     const contextfile = path.join(work, 'Containerfile.context');
@@ -181,6 +188,8 @@ describe('deploy/Dockerfile built by podman, run as the DaemonSet runs it on two
         await podman.removeImagesOf(prefix);
         const left = await podman.run('ps', '-a', '--filter', `name=^${prefix}`, '--format', '{{.Names}}');
         assert.equal(left.trim(), '', 'containers left behind');
+        const images = await podman.run('images', '-a', '-q', '--filter', `label=${RUN_LABEL}=${prefix}`);
+        assert.equal(images.trim(), '', 'images left behind');
       }
     } finally {
       if (sandbox) await destroyTestSandbox(sandbox);
@@ -200,9 +209,14 @@ describe('deploy/Dockerfile built by podman, run as the DaemonSet runs it on two
 
   test('the build context is what .dockerignore lets through: the sources the Dockerfile copies, no build output, tests, lab or git data', () => {
     for (const canary of CANARIES) assert.ok(!contextFiles.includes(canary), `${canary} reached the builder`);
-    const expected = committedFiles.filter((f) => CONTEXT_ALLOWED.test(f)).sort();
+    const expected = committedFiles.filter(isCopiedFromContext).sort();
     assert.ok(expected.includes('native/addon.cc') && expected.includes('daemon/main.ts') && expected.includes('deploy/healthcheck.mjs'));
     assert.deepEqual(contextFiles, expected);
+  });
+
+  test('podman keeps its layers in the cache of .ci/image-base.sh, not in /var/lib/containers', async () => {
+    const { store } = JSON.parse(await podman.run('info', '--format', 'json'));
+    assert.equal(path.dirname(store.graphRoot), imageCache);
   });
 
   test('the image config: the entrypoint, the HEALTHCHECK and the OCI labels of the Dockerfile', async (t) => {
@@ -217,8 +231,6 @@ describe('deploy/Dockerfile built by podman, run as the DaemonSet runs it on two
     assert.equal(labels['org.opencontainers.image.revision'], revision);
     assert.equal(labels['org.opencontainers.image.licenses'], 'Apache-2.0');
     t.diagnostic(`image ${(image.Size / 1e6).toFixed(0)} MB, ${image.RootFS.Layers.length} layers`);
-    const { store } = JSON.parse(await podman.run('info', '--format', 'json'));
-    assert.match(store.graphRoot, /^\/var\/cache\/miniflannel-image\//, 'podman\'s layer store is the cache of .ci/image-base.sh');
   });
 
   test('the runtime holds production dependencies, the compiled JS and the addon, and iptables; no compiler, iproute2, lab or test harness', async () => {

@@ -15,8 +15,9 @@ import { containerEnv, expandReferences, PathMap, PodSpecError, type ContainerIn
 const LONG_MS = 10 * 60_000;
 /**
  * The label a test run puts on what it builds (`podman build --label`, which
- * buildah puts on each intermediate image too), valued with its run prefix:
- * so a run removes its own images and a dead run's, never a live one's.
+ * buildah 1.28 puts on each intermediate image too), valued with its run
+ * prefix. With --no-cache no image is shared between runs, so a run removes
+ * its own images and a dead run's, never a live one's.
  */
 export const RUN_LABEL = 'org.miniflannel.test-run';
 
@@ -26,28 +27,34 @@ export class Podman {
   /**
    * Makes (or finds cached) the base image deploy/Dockerfile's FROM names and
    * the podman configuration, by .ci/image-base.sh. Returns podman, the Node
-   * major that base carries (the Dockerfile's NODE_VERSION) and the base's tag.
+   * major that base carries (the Dockerfile's NODE_VERSION), the base's tag
+   * and the script's cache directory.
    */
-  static async withImageBase(): Promise<{ podman: Podman; nodeMajor: string; base: string }> {
+  static async withImageBase(): Promise<{ podman: Podman; nodeMajor: string; base: string; cache: string }> {
     const output = await run([path.join(packageRoot, '.ci', 'image-base.sh')], { timeoutMs: LONG_MS });
     const made = Object.fromEntries([...output.matchAll(/^(\w+)=(.*)$/gm)].map((m) => [m[1]!, m[2]!]));
     if (!/^\d+$/.test(made.node_major ?? '') || !made.base || !made.env) throw new Error(`.ci/image-base.sh printed ${JSON.stringify(output)}`);
     const exports = await readFile(made.env, 'utf8');
     const env = { ...process.env, ...Object.fromEntries([...exports.matchAll(/^export (\w+)=(.*)$/gm)].map((m) => [m[1]!, m[2]!])) };
     if (!env.CONTAINERS_CONF || !env.CONTAINERS_STORAGE_CONF) throw new Error(`${made.env} names no podman configuration`);
-    return { podman: new Podman(env), nodeMajor: made.node_major!, base: made.base };
+    return { podman: new Podman(env), nodeMajor: made.node_major!, base: made.base, cache: path.dirname(made.env) };
   }
 
   /**
    * Removes what test runs no longer alive left: containers named with their
-   * run prefix, and images (intermediate ones too) carrying RUN_LABEL.
+   * run prefix, images (intermediate ones too) carrying RUN_LABEL, and
+   * images tagged with a run prefix (as runs before RUN_LABEL tagged them).
    */
   async removeStale(): Promise<void> {
     const containers = (await this.run('ps', '-a', '--format', '{{.Names}}')).split('\n').filter(leftByDeadRun);
     if (containers.length > 0) await this.outcome('rm', '-f', '--ignore', '-t', '0', ...containers);
-    const images: Array<{ Id: string; Labels: Record<string, string> | null }> = JSON.parse(await this.run('images', '-a', '--format', 'json'));
-    const stale = images.filter((image) => leftByDeadRun(image.Labels?.[RUN_LABEL] ?? '')).map((image) => image.Id);
-    if (stale.length > 0) await this.outcome('rmi', '-f', '--ignore', ...stale);
+    const images: Array<{ Id: string; Names?: string[]; Labels: Record<string, string> | null }> = JSON.parse(await this.run('images', '-a', '--format', 'json'));
+    const labelled = images.filter((image) => leftByDeadRun(image.Labels?.[RUN_LABEL] ?? '')).map((image) => image.Id);
+    if (labelled.length > 0) await this.outcome('rmi', '-f', '--ignore', ...new Set(labelled));
+    // By name, one at a time: a tag may sit on an image others use (the base), and only the tag is the run's.
+    // (Given two names of one image, podman 4.3 deletes the image, whatever other names it has.)
+    const tags = new Set(images.flatMap((image) => image.Names ?? []).filter((name) => leftByDeadRun(name.slice(name.lastIndexOf(':') + 1))));
+    for (const tag of tags) await this.outcome('rmi', '--ignore', tag);
   }
 
   /** Removes every image this run built (its builds' intermediate images too). */
