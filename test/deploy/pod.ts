@@ -171,6 +171,15 @@ export interface ContainerInputs {
   nodePaths?: Record<string, string>;
 }
 
+/** The container's volume mounts, each with the path of this machine that stands for its volume. */
+export function volumeMounts(setup: ContainerInputs): Array<{ mountPath: string; readOnly: boolean; standIn: string }> {
+  return mounts(setup.pod, setup.container).map(({ mountPath, readOnly, volume }) => {
+    const standIn = setup.volumes[volume.name];
+    if (standIn === undefined) throw new PodSpecError(`${setup.container.name}: the test has no stand-in for volume ${volume.name}`);
+    return { mountPath, readOnly, standIn };
+  });
+}
+
 export interface ContainerSetup extends ContainerInputs {
   /** The image's environment (its ENV and PATH), under the container's own. */
   imageEnv: Record<string, string>;
@@ -184,18 +193,12 @@ export interface ContainerSetup extends ContainerInputs {
  * securityContext (the writable volumes stay writable).
  */
 export function containerProcess(setup: ContainerSetup): ContainerProcess {
-  const { pod, container: c } = setup;
-  const list = mounts(pod, c);
-  const map: Record<string, string> = { ...setup.nodePaths };
-  for (const m of list) {
-    const standIn = setup.volumes[m.volume.name];
-    if (standIn === undefined) throw new PodSpecError(`${c.name}: the test has no stand-in for volume ${m.volume.name}`);
-    map[m.mountPath] = standIn;
-  }
-  const paths = new PathMap(map);
+  const c = setup.container;
+  const list = volumeMounts(setup);
+  const paths = new PathMap({ ...setup.nodePaths, ...Object.fromEntries(list.map((m) => [m.mountPath, m.standIn])) });
   const env = containerEnv(c, setup.inputs);
   const argv = containerArgv(c, env, { paths, imageEntrypoint: setup.imageEntrypoint });
-  const writable = list.filter((m) => !m.readOnly).map((m) => setup.volumes[m.volume.name]!);
+  const writable = list.filter((m) => !m.readOnly).map((m) => m.standIn);
   return {
     argv: confined(c.securityContext, { writable, readOnlyProcSys: true }, argv),
     env: { ...setup.imageEnv, ...Object.fromEntries(Object.entries(env).map(([name, value]) => [name, paths.map(value)])) },

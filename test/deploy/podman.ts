@@ -9,8 +9,8 @@ import path from 'node:path';
 import { run, runForOutcome, type Outcome } from '../../lab/exec.js';
 import { leftByDeadRun } from '../../lab/netns.js';
 import { packageRoot } from '../../lab/paths.js';
-import { mounts, parseQuantity, type SecurityContext } from './manifests.js';
-import { containerEnv, expandReferences, PathMap, PodSpecError, type ContainerInputs } from './pod.js';
+import { parseQuantity, type SecurityContext } from './manifests.js';
+import { containerEnv, expandReferences, PathMap, PodSpecError, volumeMounts, type ContainerInputs } from './pod.js';
 
 const LONG_MS = 10 * 60_000;
 /**
@@ -78,8 +78,9 @@ export class Podman {
 }
 
 /** The podman flags that enforce a securityContext as a Kubernetes runtime does. */
-export function securityFlags(context: SecurityContext = {}): string[] {
+function securityFlags(context: SecurityContext = {}): string[] {
   if (context.privileged === true) throw new PodSpecError('a privileged container: the test runs none');
+  if (context.runAsNonRoot === true && !context.runAsUser) throw new PodSpecError('runAsNonRoot without a non-zero runAsUser: kubelet would refuse the image\'s root');
   const flags = [
     ...(context.capabilities?.drop ?? []).map((cap) => `--cap-drop=${cap.toLowerCase()}`),
     ...(context.capabilities?.add ?? []).map((cap) => `--cap-add=${cap}`),
@@ -89,7 +90,6 @@ export function securityFlags(context: SecurityContext = {}): string[] {
   if (context.readOnlyRootFilesystem === true) flags.push('--read-only', '--read-only-tmpfs=false');
   // Without runAsGroup the runtime takes the user's group from the image, as podman does for a bare uid.
   if (context.runAsUser !== undefined) flags.push('--user', context.runAsGroup === undefined ? `${context.runAsUser}` : `${context.runAsUser}:${context.runAsGroup}`);
-  if (context.runAsNonRoot === true && !context.runAsUser) throw new PodSpecError('runAsNonRoot without a non-zero runAsUser: kubelet would refuse the image\'s root');
   return flags;
 }
 
@@ -100,19 +100,15 @@ export interface PodmanContainerSetup extends ContainerInputs {
 
 /**
  * `podman run` arguments for the container, up to and including the image
- * and the args: network, security, devices and volumes, env, and the
- * container's command as the entrypoint.
+ * and the args: network, security, volumes, working directory, memory
+ * limit, env, and the container's command as the entrypoint.
  */
 export function podmanRunArgs(setup: PodmanContainerSetup, image: string): string[] {
-  const { pod, container: c } = setup;
-  if (pod.hostNetwork !== true) throw new PodSpecError(`${c.name}: only hostNetwork pods are run here (a node namespace is their network)`);
+  const c = setup.container;
+  if (setup.pod.hostNetwork !== true) throw new PodSpecError(`${c.name}: only hostNetwork pods are run here (a node namespace is their network)`);
   const flags = ['--network', `ns:${setup.netns}`, ...securityFlags(c.securityContext)];
-  for (const { mountPath, readOnly, volume } of mounts(pod, c)) {
-    const standIn = setup.volumes[volume.name];
-    if (standIn === undefined) throw new PodSpecError(`${c.name}: the test has no stand-in for volume ${volume.name}`);
-    // A CharDevice hostPath too is a bind mount, as kubelet makes it; runc's default device rules allow the TUN.
-    flags.push('-v', `${standIn}:${mountPath}${readOnly ? ':ro' : ''}`);
-  }
+  // A CharDevice hostPath too is a bind mount, as kubelet makes it; runc's default device rules allow the TUN.
+  for (const { mountPath, readOnly, standIn } of volumeMounts(setup)) flags.push('-v', `${standIn}:${mountPath}${readOnly ? ':ro' : ''}`);
   if (c.workingDir !== undefined) flags.push('--workdir', c.workingDir);
   const memoryLimit = c.resources?.limits?.memory;
   if (memoryLimit !== undefined) flags.push('--memory', String(parseQuantity(memoryLimit)));
